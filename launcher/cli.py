@@ -1,0 +1,123 @@
+"""The llm-launch command: a Hydra application.
+
+overrides -> composed config -> typed JobConfig -> validation and plan -> rendered files
+-> submission. Mistakes in the config end the command with one line per problem and exit
+code 2, before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from launcher.compose import to_job
+from launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
+from launcher.config import store
+from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
+from launcher.problems import JobProblems, Problem, exit_with_problems
+from launcher.report import print_plan
+from launcher.validate import validate
+
+PLAN_FILE = "plan.json"
+
+
+def resolve_action(action: str, cluster_kind: str) -> str:
+    """auto means submit for local runs and render for remote clusters."""
+    if action != "auto":
+        return action
+    return "submit" if cluster_kind == "local" else "render"
+
+
+def run_job(cfg: DictConfig) -> None:
+    """The body of one Hydra job (one combination under -m)."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = to_job(cfg, out_dir)
+    findings, plan = validate(job)
+    if findings.problems:
+        raise JobProblems(findings.problems)
+    plan = plan.__class__(**{**plan.__dict__, "warnings": findings.warnings})
+    print_plan(plan)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
+    action = resolve_action(job.action, job.cluster.kind)
+    if action == "plan":
+        print(f"llm-launch: plan written to {out_dir / PLAN_FILE}")
+        return
+    job_yaml = write_job(job, out_dir / JOB_FILE)
+    rendered = render(job, plan, out_dir, job_yaml)
+    print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
+    if action == "submit":
+        submit(job, plan, out_dir, job_yaml)
+
+
+def render(job, plan, out_dir: Path, job_yaml: Path) -> list[Path]:
+    """Write the cluster's files next to job.yaml."""
+    if job.cluster.kind == "local":
+        from launcher.render.local import render_local
+
+        return render_local(job, plan, out_dir, job_yaml)
+    raise JobProblems([Problem("cluster.kind", f"rendering {job.cluster.kind} jobs is not available in this "
+                               "version yet; use action=plan, or cluster=local")])
+
+
+def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
+    """Hand the rendered job to its cluster."""
+    from launcher.runners.local import LocalRunFailed, run_local
+
+    try:
+        summary = run_local(job, plan, out_dir, job_yaml)
+    except LocalRunFailed as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"llm-launch: done: {json.dumps(summary)}")
+
+
+@hydra.main(config_path=str(store.CONF_DIR), config_name=store.PRIMARY_CONFIG, version_base="1.3")
+def _hydra_entry(cfg: DictConfig) -> None:
+    try:
+        run_job(cfg)
+    except JobProblems as exc:
+        exit_with_problems(exc.problems)
+
+
+def diagnose_overrides(overrides: list[str]) -> list[Problem]:
+    """Compose once per override to name every bad one, not only the first Hydra met."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from launcher.config.schema import JobConfig
+
+    schema_cfg = OmegaConf.structured(JobConfig)
+    accepted: list[str] = []
+    problems: list[Problem] = []
+    with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
+        for override in overrides:
+            try:
+                compose(store.PRIMARY_CONFIG, overrides=[*accepted, override])
+                accepted.append(override)
+            except COMPOSITION_ERRORS as exc:
+                problems.append(problem_from_exception(exc, schema_cfg, override))
+    return problems
+
+
+def main() -> None:
+    """Console entry point."""
+    store.register()
+    store.register_recipes()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us, to be reported as one line each
+    try:
+        _hydra_entry()
+    except COMPOSITION_ERRORS as exc:
+        overrides = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
+        problems = diagnose_overrides(overrides) or [problem_from_exception(exc)]
+        exit_with_problems(problems)
+
+
+if __name__ == "__main__":
+    main()

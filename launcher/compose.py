@@ -1,0 +1,41 @@
+"""From a composed Hydra config to the typed JobConfig, with paths made absolute."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from launcher.compose_errors import problem_from_exception
+from launcher.config.schema import JobConfig
+from launcher.problems import JobProblems, Problem
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
+    """Resolve and type the config; report every missing required value together."""
+    body = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
+    missing = sorted(OmegaConf.missing_keys(body))
+    if missing:
+        raise JobProblems([Problem(key, f"is required; set {key}=<value>") for key in missing])
+    try:
+        job: JobConfig = OmegaConf.to_object(body)
+    except OmegaConfBaseException as exc:
+        raise JobProblems([problem_from_exception(exc)]) from None
+    job.output_dir = str(output_dir.resolve())
+    if job.cluster.kind == "local":
+        data = job.training.data
+        job.training.data = replace(data, train_path=_absolute(data.train_path),
+                                    valid_path=_absolute(data.valid_path),
+                                    tokenizer_path=_absolute(data.tokenizer_path))
+        job.model.pretrained_path = _absolute(job.model.pretrained_path)
+        ckpt = job.training.checkpoint
+        ckpt.dir = _absolute(ckpt.dir) if ckpt.dir else str(Path(job.output_dir) / "checkpoints")
+    return job

@@ -1,0 +1,57 @@
+"""Turns Hydra and OmegaConf composition errors into Problems: one line each, no traceback."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from launcher.problems import Problem
+
+COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException,
+                      OmegaConfBaseException)
+
+
+def _close_keys(full_key: str, schema_cfg) -> str:
+    parent, _, leaf = full_key.rpartition(".")
+    try:
+        node = OmegaConf.select(schema_cfg, parent) if parent else schema_cfg
+        keys = list(node.keys()) if node is not None else []
+    except Exception:  # noqa: BLE001 - a hint is optional
+        keys = []
+    close = difflib.get_close_matches(leaf, [str(k) for k in keys], n=1)
+    return f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+
+
+def _first_line(text: str) -> str:
+    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else text
+
+
+def problem_from_exception(exc: BaseException, schema_cfg=None, override: str | None = None) -> Problem:
+    """Describe one composition failure as the field it concerns and what would fix it."""
+    if isinstance(exc, MissingConfigException):
+        group = (exc.missing_cfg_file or "").rpartition("/")[0] or "config"
+        name = (exc.missing_cfg_file or "").rpartition("/")[2]
+        options = ", ".join(exc.options or [])
+        fix = f"choose one of: {options}" if options else "check the config group name"
+        return Problem(override or group, f"no option '{name}' in group '{group}'; {fix}")
+    if isinstance(exc, OverrideParseException):
+        return Problem(override or "override", f"cannot parse override: {_first_line(str(exc))}")
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    full_key = getattr(cause, "full_key", None) or ""
+    if isinstance(cause, ConfigKeyError) or "not in" in str(cause):
+        key = full_key or (override or "").split("=")[0].lstrip("+~")
+        hint = _close_keys(key, schema_cfg) if schema_cfg is not None else ""
+        return Problem(key or "config", f"no such key{hint} (to add a new key use +{key}=...)")
+    if isinstance(cause, ValidationError):
+        message = _first_line(str(cause))
+        message = re.sub(r"\s*full_key:.*$", "", message)
+        return Problem(full_key or override or "config", f"{message}; give a value of the field's type")
+    message = _first_line(str(exc))
+    if isinstance(exc, ConfigCompositionException) and "Could not override" in str(exc):
+        match = re.search(r"Could not override '([^']+)'", str(exc))
+        return Problem(match.group(1) if match else (override or "config"), message)
+    return Problem(full_key or override or "config", message)

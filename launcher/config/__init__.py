@@ -1,0 +1,1 @@
+"""Structured config schema and its registration with Hydra."""

@@ -1,0 +1,39 @@
+"""job.yaml: the resolved job the launcher writes and every training rank reads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from launcher.config.schema import JobConfig
+
+JOB_FILE = "job.yaml"
+COMPLETE_MARKER = "COMPLETE"
+"""Written by rank 0 as the last act of a finished job: a JSON summary of the run."""
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file through a temporary sibling and a rename, so readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def job_to_yaml(job: JobConfig) -> str:
+    """The job as YAML, every value resolved and typed as the schema says."""
+    return OmegaConf.to_yaml(OmegaConf.structured(job))
+
+
+def write_job(job: JobConfig, path: Path) -> Path:
+    """Write job.yaml atomically and return its path."""
+    write_text_atomic(path, job_to_yaml(job))
+    return path
+
+
+def read_job(path: str | Path) -> JobConfig:
+    """Load a job.yaml back into the typed JobConfig (the schema rejects unknown keys)."""
+    merged = OmegaConf.merge(OmegaConf.structured(JobConfig), OmegaConf.load(path))
+    return OmegaConf.to_object(merged)

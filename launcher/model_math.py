@@ -1,0 +1,74 @@
+"""Parameter counts and FLOPs of a decoder-only Llama-style model, from its config alone.
+
+Shared by the plan (estimates before a job runs) and the training loop (MFU while it runs),
+so both use one formula. No torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from launcher.config.schema import ModelConfig
+
+
+def head_dim(model: ModelConfig) -> int:
+    """Per-head width: the explicit head_dim, else hidden_size / num_attention_heads."""
+    return model.head_dim or model.hidden_size // model.num_attention_heads
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameter counts of the model's parts."""
+
+    embedding: int
+    """Input embedding (vocab x hidden)."""
+    per_layer: int
+    """One decoder layer: attention, MLP and its two norms."""
+    final_norm: int
+    """The norm before the output projection."""
+    lm_head: int
+    """Output projection; 0 when tied to the embedding."""
+    num_layers: int
+    """Decoder layers."""
+
+    @property
+    def total(self) -> int:
+        """Every parameter of the model."""
+        return self.embedding + self.per_layer * self.num_layers + self.final_norm + self.lm_head
+
+    @property
+    def non_embedding(self) -> int:
+        """All but the input embedding: the N of the 6N FLOPs rule (the output projection stays in)."""
+        return self.total - self.embedding
+
+
+def param_counts(model: ModelConfig) -> ParamCounts:
+    """Count parameters the way transformers' Llama and Mistral classes lay them out."""
+    hidden, q_width = model.hidden_size, model.num_attention_heads * head_dim(model)
+    kv_width = model.num_key_value_heads * head_dim(model)
+    attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden
+    mlp = 3 * hidden * model.intermediate_size
+    per_layer = attention + mlp + 2 * hidden
+    embedding = model.vocab_size * hidden
+    lm_head = 0 if model.tie_word_embeddings else model.vocab_size * hidden
+    return ParamCounts(embedding, per_layer, hidden, lm_head, model.num_layers)
+
+
+def flops_per_token(model: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token: 6 N + 12 L H Q T.
+
+    N is the parameter count without the input embedding, L layers, H attention heads,
+    Q head dim and T the sequence length. The first term is the forward and backward
+    matmuls (2 + 4 FLOPs per parameter per token); the second is attention's score and
+    value matmuls, forward and backward, with no discount for the causal mask and no
+    recompute counted. This is torchtitan's formula (peers.md section 3.4), so our MFU
+    compares directly with its published numbers.
+    """
+    counts = param_counts(model)
+    attention = 12 * model.num_layers * model.num_attention_heads * head_dim(model) * seq_len
+    return 6 * counts.non_embedding + attention
+
+
+def mfu(tokens_per_second_per_device: float, flops_token: float, peak_tflops: float) -> float:
+    """Model FLOPs utilisation of one device: achieved model FLOP/s over its bf16 peak."""
+    return tokens_per_second_per_device * flops_token / (peak_tflops * 1e12)

@@ -1,0 +1,135 @@
+"""The plan: every number a job resolves to before it runs, from its config alone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from launcher.config.schema import JobConfig
+from launcher.memory import GIB, MemoryEstimate, estimate_memory
+from launcher.model_math import flops_per_token, param_counts
+from launcher.topology import Topology, logical_core_config, topology_of
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Throughput, time and cost at the assumed MFU; None where the peak or price is unknown."""
+
+    assumed_mfu: float
+    """MFU the estimates assume (trainer.assumed_mfu)."""
+    peak_tflops_per_rank: Optional[float]
+    """bf16 peak of one rank: the accelerator's figure divided by its ranks."""
+    tokens_per_second: Optional[float] = None
+    """Whole-job tokens per second."""
+    tokens_per_second_per_device: Optional[float] = None
+    """Tokens per second per rank, as torchtitan reports it."""
+    step_time_s: Optional[float] = None
+    """Seconds per optimizer step."""
+    run_hours: Optional[float] = None
+    """Hours for max_steps."""
+    cost_per_hour_usd: Optional[float] = None
+    """On-demand price of all nodes per hour."""
+    cost_per_billion_tokens_usd: Optional[float] = None
+    """On-demand cost of one billion training tokens."""
+    run_cost_usd: Optional[float] = None
+    """On-demand cost of max_steps."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job resolves to: layout, batch arithmetic, model size, memory and estimates."""
+
+    job_name: str
+    model: str
+    instance: str
+    accelerator: str
+    cluster: str
+    num_nodes: int
+    ranks_per_node: int
+    logical_core_config: int
+    world_size: int
+    tp: int
+    pp: int
+    dp: int
+    data_parallel: str
+    global_batch_size: int
+    micro_batch_size: int
+    gradient_accumulation: int
+    pipeline_microbatches: int
+    samples_per_replica: int
+    seq_len: int
+    tokens_per_step: int
+    max_steps: int
+    total_tokens: int
+    params: int
+    params_non_embedding: int
+    flops_per_token: float
+    memory: MemoryEstimate
+    estimates: Estimates
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for plan.json, with the memory total and verdict spelled out."""
+        data = asdict(self)
+        data["memory"].update(total=self.memory.total, usable=self.memory.usable, fits=self.memory.fits)
+        data["memory_gib"] = {k: v / GIB for k, v in data["memory"].items() if isinstance(v, float)}
+        return data
+
+
+def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int) -> Estimates:
+    inst = job.instance
+    mfu = job.trainer.assumed_mfu
+    if not inst.bf16_tflops_per_accelerator:
+        return Estimates(mfu, None)
+    peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node
+    per_device = mfu * peak * 1e12 / flops_token
+    job_tps = per_device * topo.world_size
+    step = tokens_per_step / job_tps
+    hours = step * job.training.max_steps / 3600
+    if inst.price_per_hour_usd is None:
+        return Estimates(mfu, peak, job_tps, per_device, step, hours)
+    per_hour = inst.price_per_hour_usd * topo.num_nodes
+    per_billion = per_hour / (job_tps * 3600) * 1e9
+    return Estimates(mfu, peak, job_tps, per_device, step, hours, per_hour, per_billion, per_hour * hours)
+
+
+def make_plan(job: JobConfig) -> Plan:
+    """Resolve a job's numbers. Never raises on inconsistent input: validation reports that."""
+    topo = topology_of(job)
+    train, par, inst = job.training, job.parallelism, job.instance
+    dp = topo.dp
+    per_pass = max(1, train.micro_batch_size * dp)
+    grad_accum = max(1, train.global_batch_size // per_pass)
+    tokens_per_step = train.global_batch_size * train.seq_len
+    counts = param_counts(job.model)
+    flops_token = flops_per_token(job.model, train.seq_len)
+    capacity = inst.device_memory_gib * GIB * inst.accelerators_per_node / max(1, topo.ranks_per_node)
+    return Plan(
+        job_name=job.job_name,
+        model=job.model.name,
+        instance=inst.name,
+        accelerator=inst.accelerator,
+        cluster=job.cluster.kind,
+        num_nodes=topo.num_nodes,
+        ranks_per_node=topo.ranks_per_node,
+        logical_core_config=logical_core_config(inst),
+        world_size=topo.world_size,
+        tp=topo.tp,
+        pp=topo.pp,
+        dp=dp,
+        data_parallel=par.data_parallel,
+        global_batch_size=train.global_batch_size,
+        micro_batch_size=train.micro_batch_size,
+        gradient_accumulation=grad_accum,
+        pipeline_microbatches=(par.pp_microbatches or grad_accum) if topo.pp > 1 else 1,
+        samples_per_replica=train.global_batch_size // dp,
+        seq_len=train.seq_len,
+        tokens_per_step=tokens_per_step,
+        max_steps=train.max_steps,
+        total_tokens=tokens_per_step * train.max_steps,
+        params=counts.total,
+        params_non_embedding=counts.non_embedding,
+        flops_per_token=flops_token,
+        memory=estimate_memory(job, topo, grad_accum, capacity),
+        estimates=_estimates(job, topo, flops_token, tokens_per_step),
+    )

@@ -1,0 +1,1 @@
+"""Submission: hands a rendered job to the place it runs."""

@@ -1,0 +1,62 @@
+"""Runs a rendered job on this machine with torchrun and judges it by its completion marker.
+
+torchrun's exit code alone is not trusted: on gloo a finished run occasionally aborts
+during interpreter shutdown (shared/reference/cpu-distributed.md). The training job writes
+COMPLETE (a JSON summary) as its very last act; its presence is success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from launcher.config.schema import JobConfig
+from launcher.jobfile import COMPLETE_MARKER
+from launcher.plan import Plan
+from launcher.render.local import torchrun_command, worker_threads
+
+TRAIN_LOG = "train.log"
+
+
+class LocalRunFailed(Exception):
+    """The job ended without writing its completion marker."""
+
+
+def read_marker(out_dir: Path) -> dict | None:
+    """The completion summary of a finished run in out_dir, or None."""
+    try:
+        return json.loads((out_dir / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
+    """Run torchrun, tee its output to train.log, and return the completion summary."""
+    done = read_marker(out_dir)
+    if done and done.get("step") == job.training.max_steps:
+        print(f"llm-launch: {out_dir} already holds a completed run of {done['step']} steps; nothing to do "
+              "(set output_dir= or raise training.max_steps to train more)")
+        return done
+    marker = out_dir / COMPLETE_MARKER
+    marker.unlink(missing_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1")
+    command = torchrun_command(job, plan, job_yaml)
+    print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
+    with open(out_dir / TRAIN_LOG, "ab") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            log.write(line)
+        returncode = proc.wait()
+    summary = read_marker(out_dir)
+    if summary is None:
+        raise LocalRunFailed(f"training did not complete (torchrun exit code {returncode}); see {out_dir / TRAIN_LOG}")
+    if returncode != 0:
+        print(f"llm-launch: torchrun exited with {returncode} after the job wrote its completion marker "
+              "(a known gloo shutdown abort); the run is complete", file=sys.stderr)
+    return summary

@@ -1,0 +1,1 @@
+"""Training entrypoints started by torchrun inside a job; they read the launcher's job.yaml."""

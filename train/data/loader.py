@@ -1,0 +1,57 @@
+"""Step-indexed batches: which rows each rank reads at each step, as a pure function of
+(seed, step), so resuming at step k reads exactly what an uninterrupted run would have.
+
+Each epoch is a seeded permutation of the dataset's rows. Step s takes global-batch rows
+[s*G, (s+1)*G) of the endless sequence of epochs; data-parallel rank r takes its contiguous
+slice of G/dp rows, split into micro-batches. The sampler's state is the step alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from train.data.packed import PackedDataset
+
+
+class StepBatches:
+    """Micro-batches of one data-parallel rank, for any step."""
+
+    def __init__(self, dataset: PackedDataset, *, seed: int, global_batch: int, micro_batch: int,
+                 dp_rank: int, dp_size: int):
+        if len(dataset) < global_batch:
+            raise ValueError(f"{dataset.path} has {len(dataset)} rows, fewer than one global batch "
+                             f"({global_batch}); use more data or a smaller training.global_batch_size")
+        self.dataset, self.seed = dataset, seed
+        self.global_batch, self.micro_batch = global_batch, micro_batch
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.Generator(np.random.PCG64([self.seed, epoch]))
+            self._epoch_cache = (epoch, rng.permutation(len(self.dataset)))
+        return self._epoch_cache[1]
+
+    def _global_row(self, position: int) -> int:
+        epoch, offset = divmod(position, len(self.dataset))
+        return int(self._epoch_order(epoch)[offset])
+
+    def micro_batches(self, step: int) -> list[torch.Tensor]:
+        """This rank's micro-batches for a step, each a [micro_batch, seq_len] int64 tensor."""
+        per_rank = self.global_batch // self.dp_size
+        start = step * self.global_batch + self.dp_rank * per_rank
+        rows = [self.dataset.row(self._global_row(start + i)) for i in range(per_rank)]
+        stacked = torch.from_numpy(np.stack(rows))
+        return list(stacked.split(self.micro_batch))
+
+
+def eval_batches(dataset: PackedDataset, *, micro_batch: int, batches: int, dp_rank: int,
+                 dp_size: int) -> list[torch.Tensor]:
+    """A fixed validation set: the first rows of the dataset, split over data-parallel ranks."""
+    count = min(len(dataset), micro_batch * batches * dp_size)
+    mine = list(range(dp_rank, count, dp_size))
+    rows = [dataset.row(i) for i in mine]
+    if not rows:
+        return []
+    return list(torch.from_numpy(np.stack(rows)).split(micro_batch))
