@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from launcher.config.schema import JobConfig
 from launcher.memory import GIB, MemoryEstimate, estimate_memory
@@ -17,21 +17,21 @@ class Estimates:
 
     assumed_mfu: float
     """MFU the estimates assume (trainer.assumed_mfu)."""
-    peak_tflops_per_rank: Optional[float]
+    peak_tflops_per_rank: float | None
     """bf16 peak of one rank: the accelerator's figure divided by its ranks."""
-    tokens_per_second: Optional[float] = None
+    tokens_per_second: float | None = None
     """Whole-job tokens per second."""
-    tokens_per_second_per_device: Optional[float] = None
+    tokens_per_second_per_device: float | None = None
     """Tokens per second per rank, as torchtitan reports it."""
-    step_time_s: Optional[float] = None
+    step_time_s: float | None = None
     """Seconds per optimizer step."""
-    run_hours: Optional[float] = None
+    run_hours: float | None = None
     """Hours for max_steps."""
-    cost_per_hour_usd: Optional[float] = None
+    cost_per_hour_usd: float | None = None
     """On-demand price of all nodes per hour."""
-    cost_per_billion_tokens_usd: Optional[float] = None
+    cost_per_billion_tokens_usd: float | None = None
     """On-demand cost of one billion training tokens."""
-    run_cost_usd: Optional[float] = None
+    run_cost_usd: float | None = None
     """On-demand cost of max_steps."""
 
 

@@ -26,7 +26,7 @@ from train.distributed import Dist, init_distributed, shutdown
 from train.export import export_hf
 from train.metrics import MetricsLog, device_memory_gib
 from train.model import build_model
-from train.parallelize import apply_data_parallel
+from train.parallelize import apply_activation_checkpointing, apply_compile, apply_data_parallel
 from train.schedule import build_scheduler
 
 SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
@@ -112,7 +112,11 @@ def train(job: JobConfig) -> dict:
                              dp_rank=ctx.rank, dp_size=plan.dp) if valid_data else [])
 
     bf16 = cfg.precision == "bf16"
-    model = apply_data_parallel(build_model(job.model, cfg.seed), par.data_parallel, ctx, bf16)
+    model = build_model(job.model, cfg.seed)
+    apply_activation_checkpointing(model, par.activation_checkpointing)
+    if cfg.compile:
+        apply_compile(model)
+    model = apply_data_parallel(model, par.data_parallel, ctx, bf16)
     opt_cfg = cfg.optimizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2),
                                   eps=opt_cfg.eps, weight_decay=opt_cfg.weight_decay)

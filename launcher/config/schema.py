@@ -10,7 +10,7 @@ read the same resolved job.yaml through it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -50,7 +50,7 @@ class ModelConfig:
     """Query heads (config.json num_attention_heads)."""
     num_key_value_heads: int = MISSING
     """Key/value heads; fewer than query heads means grouped-query attention."""
-    head_dim: Optional[int] = None
+    head_dim: int | None = None
     """Per-head width; None means hidden_size // num_attention_heads."""
     max_position_embeddings: int = MISSING
     """Longest sequence the position embedding is trained for; seq_len must not exceed it."""
@@ -60,9 +60,9 @@ class ModelConfig:
     """Epsilon of the RMS norms."""
     tie_word_embeddings: bool = False
     """Whether the output projection shares the input embedding's weights."""
-    sliding_window: Optional[int] = None
+    sliding_window: int | None = None
     """Sliding attention window (Mistral 7B v0.1 uses 4096); None for full attention."""
-    pretrained_path: Optional[str] = None
+    pretrained_path: str | None = None
     """Hugging Face checkpoint folder to continue from; None starts from random weights."""
 
 
@@ -74,7 +74,7 @@ class ParallelismConfig:
     """Tensor-parallel degree; must stay within one node and divide the attention heads."""
     pp: int = 1
     """Pipeline-parallel degree; must divide the number of layers."""
-    dp: Optional[int] = None
+    dp: int | None = None
     """Data-parallel degree wanted; None derives it as world / (tp x pp). When set, the node
     count must give exactly this degree, and the error says how many nodes that takes."""
     data_parallel: str = "fsdp"
@@ -84,13 +84,13 @@ class ParallelismConfig:
     """Shard norms and dropout along the sequence (needs tp > 1)."""
     pp_schedule: str = "1f1b"
     """Pipeline schedule: gpipe, 1f1b or interleaved_1f1b."""
-    pp_microbatches: Optional[int] = None
+    pp_microbatches: int | None = None
     """Microbatches per pipeline step; None uses the gradient-accumulation count."""
     virtual_pp: int = 1
     """Model chunks per pipeline rank (interleaved_1f1b needs more than 1)."""
     activation_checkpointing: str = "none"
     """Recompute activations in backward: none, selective or full."""
-    kv_replicator: Optional[int] = None
+    kv_replicator: int | None = None
     """Trainium only: how many times each KV head is replicated so that kv_heads x
     kv_replicator = tp. None derives it from the model and tp."""
 
@@ -101,9 +101,9 @@ class InstanceConfig:
 
     name: str = MISSING
     """Catalog key, e.g. ml.p5.48xlarge, or local_cpu for this machine."""
-    sagemaker_type: Optional[str] = None
+    sagemaker_type: str | None = None
     """SageMaker InstanceType, e.g. ml.trn1.32xlarge; None where SageMaker has no such type."""
-    eks_label: Optional[str] = None
+    eks_label: str | None = None
     """Value of node.kubernetes.io/instance-type on EKS nodes."""
     accelerator: str = MISSING
     """Accelerator kind: cpu, nvidia, trainium1 or trainium2."""
@@ -113,21 +113,21 @@ class InstanceConfig:
     """GPUs or Trainium chips per node (for cpu: worker processes per node)."""
     cores_per_accelerator: int = 1
     """Physical NeuronCores per Trainium chip (1 for GPUs and CPUs)."""
-    logical_core_config: Optional[int] = None
+    logical_core_config: int | None = None
     """trn2 only: physical cores grouped into one logical core (LNC, 1 or 2; default 2)."""
     device_memory_gib: float = MISSING
     """Memory per accelerator in GiB (for cpu: host memory usable per process)."""
-    bf16_tflops_per_accelerator: Optional[float] = None
+    bf16_tflops_per_accelerator: float | None = None
     """Dense bf16 peak per accelerator in TFLOP/s, the MFU denominator; None if unknown."""
     efa_interfaces: int = 0
     """EFA network interfaces per node; 0 means the type cannot run multi-node jobs."""
-    network_gbps: Optional[float] = None
+    network_gbps: float | None = None
     """Node network bandwidth in Gbit/s."""
-    host_memory_gib: Optional[float] = None
+    host_memory_gib: float | None = None
     """Host memory per node in GiB, where the source gives it."""
-    k8s_accelerator_resource: Optional[str] = None
+    k8s_accelerator_resource: str | None = None
     """Kubernetes extended resource requested per node: nvidia.com/gpu or aws.amazon.com/neuron."""
-    price_per_hour_usd: Optional[float] = None
+    price_per_hour_usd: float | None = None
     """On-demand price per node-hour in USD (us-east-1 unless the source says otherwise)."""
     price_date: str = ""
     """Date the price was read."""
@@ -141,13 +141,13 @@ class InstanceConfig:
 class SageMakerClusterConfig:
     """What a SageMaker training job needs beyond the instance type."""
 
-    role_arn: Optional[str] = None
+    role_arn: str | None = None
     """IAM role the training job assumes."""
-    s3_output_uri: Optional[str] = None
+    s3_output_uri: str | None = None
     """s3:// prefix for the job's output (OutputDataConfig.S3OutputPath)."""
-    s3_checkpoint_uri: Optional[str] = None
+    s3_checkpoint_uri: str | None = None
     """s3:// prefix synced with /opt/ml/checkpoints; reusing it resumes the run."""
-    s3_code_uri: Optional[str] = None
+    s3_code_uri: str | None = None
     """s3:// prefix the project's code is uploaded to before submission."""
     input_mode: str = "FastFile"
     """Input mode of the data channels: File, FastFile or Pipe."""
@@ -157,7 +157,7 @@ class SageMakerClusterConfig:
     """StoppingCondition.MaxRuntimeInSeconds, in hours (at most 28 days)."""
     use_spot: bool = False
     """Managed spot training (needs checkpoints)."""
-    max_wait_hours: Optional[float] = None
+    max_wait_hours: float | None = None
     """With spot: how long to wait for capacity plus run; at least max_runtime_hours."""
     keep_alive_seconds: int = 0
     """Warm-pool keep-alive after the job, 0 to 21600 seconds."""
@@ -177,11 +177,11 @@ class EksClusterConfig:
 
     namespace: str = "default"
     """Kubernetes namespace of the job."""
-    pvc_name: Optional[str] = None
+    pvc_name: str | None = None
     """PersistentVolumeClaim (e.g. FSx for Lustre) for data, checkpoints and the compile cache."""
     mount_path: str = "/fsx"
     """Where the PVC is mounted in the pods."""
-    service_account: Optional[str] = None
+    service_account: str | None = None
     """Service account of the pods (IRSA for S3 access)."""
     elastic: bool = False
     """Elastic worker-only job with rendezvous instead of Master and Worker."""
@@ -189,7 +189,7 @@ class EksClusterConfig:
     """Elastic rendezvous backend: c10d or etcd."""
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     """Pod tolerations, as Kubernetes writes them."""
-    hf_token_secret: Optional[str] = None
+    hf_token_secret: str | None = None
     """Name of a Secret whose key 'token' holds a Hugging Face token (never the token itself)."""
 
 
@@ -197,11 +197,11 @@ class EksClusterConfig:
 class SlurmClusterConfig:
     """What an sbatch script on HyperPod or ParallelCluster needs."""
 
-    partition: Optional[str] = None
+    partition: str | None = None
     """Slurm partition; None uses the cluster default."""
-    account: Optional[str] = None
+    account: str | None = None
     """Slurm account; None uses the user's default."""
-    container_image: Optional[str] = None
+    container_image: str | None = None
     """enroot/pyxis image (squashfs or registry URI); None runs on the host environment."""
     shared_dir: str = "/fsx"
     """Shared file system for outputs, checkpoints and the compile cache."""
@@ -215,7 +215,7 @@ class ClusterConfig:
 
     kind: str = "local"
     """local (torchrun on this machine), sagemaker, eks or slurm."""
-    image: Optional[str] = None
+    image: str | None = None
     """Container image with this project installed; required for sagemaker and eks."""
     region: str = "us-east-1"
     """AWS region of the job."""
@@ -233,7 +233,7 @@ class TrainerConfig:
 
     num_nodes: int = 1
     """Nodes of the instance type."""
-    nproc_per_node: Optional[int] = None
+    nproc_per_node: int | None = None
     """Ranks per node; None takes it from the instance catalog (trn2 follows its LNC)."""
     assumed_mfu: float = 0.40
     """Model FLOPs utilisation assumed for the plan's throughput, time and cost estimates."""
@@ -275,7 +275,7 @@ class ScheduleConfig:
 class CheckpointConfig:
     """When and where checkpoints are written."""
 
-    dir: Optional[str] = None
+    dir: str | None = None
     """Checkpoint folder; None means <output_dir>/checkpoints (SageMaker: /opt/ml/checkpoints)."""
     every_n_steps: int = 1000
     """Save every N steps (and at the last step); 0 saves only at the end."""
@@ -291,7 +291,7 @@ class DataConfig:
 
     train_path: str = MISSING
     """Packed token shards (a folder with index.json) or a JSONL/text corpus packed at start."""
-    valid_path: Optional[str] = None
+    valid_path: str | None = None
     """Held-out data in the same format; None disables validation."""
     tokenizer_path: str = MISSING
     """Folder with a Hugging Face tokenizer (tokenizer.json)."""
