@@ -1,0 +1,53 @@
+"""Wall time of `llm-launch action=plan`, beside baselines run in the same script.
+
+Baselines: a bare Python start (the floor any CLI pays) and `import torch` (what the plan
+path must not pay). Each command runs REPEATS times, alternating, and the median is kept.
+Usage: python bench/plan_time.py [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGET_S = 0.5
+
+
+def wall(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=11)
+    args = parser.parse_args()
+    out = tempfile.mkdtemp(prefix="plan-bench-")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "llm-launch action=plan (default)": [sys.executable, "-m", "launcher.cli", "action=plan", f"output_dir={out}/a"],
+        "llm-launch recipe=llama2_70b_cpt_trn1 action=plan": [
+            sys.executable, "-m", "launcher.cli", "recipe=llama2_70b_cpt_trn1", "action=plan", f"output_dir={out}/b"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for name, command in commands.items():
+        wall(command)  # warm the file cache
+    for _ in range(args.repeats):
+        for name, command in commands.items():
+            times[name].append(wall(command))
+    floor = statistics.median(times["python -c pass"])
+    print(f"| command | median wall s | vs python start | target |\n|---|---:|---:|---|")
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        target = f"<= {TARGET_S} s: {'met' if median <= TARGET_S else 'MISSED'}" if "llm-launch" in name else ""
+        print(f"| {name} | {median:.3f} | {median / floor:.1f}x | {target} |")
+
+
+if __name__ == "__main__":
+    main()
