@@ -31,18 +31,19 @@ def main() -> None:
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
-        "llm-launch action=plan (default)": [sys.executable, "-m", "launcher.cli", "action=plan", f"output_dir={out}/a"],
+        "llm-launch action=plan (default)": [
+            sys.executable, "-m", "launcher.cli", "action=plan", f"output_dir={out}/a"],
         "llm-launch recipe=llama2_70b_cpt_trn1 action=plan": [
             sys.executable, "-m", "launcher.cli", "recipe=llama2_70b_cpt_trn1", "action=plan", f"output_dir={out}/b"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
-    for name, command in commands.items():
+    for command in commands.values():
         wall(command)  # warm the file cache
     for _ in range(args.repeats):
         for name, command in commands.items():
             times[name].append(wall(command))
     floor = statistics.median(times["python -c pass"])
-    print(f"| command | median wall s | vs python start | target |\n|---|---:|---:|---|")
+    print("| command | median wall s | vs python start | target |\n|---|---:|---:|---|")
     for name, samples in times.items():
         median = statistics.median(samples)
         target = f"<= {TARGET_S} s: {'met' if median <= TARGET_S else 'MISSED'}" if "llm-launch" in name else ""

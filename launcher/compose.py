@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,12 +21,30 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve())
 
 
+def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
+    """Keys that are not fields of the schema node they sit in (Hydra's +key= can add them)."""
+    schema_type = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema_type):
+        return
+    fields = {f.name for f in dataclasses.fields(schema_type)}
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            yield path
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            yield from unknown_keys(child, f"{path}.")
+
+
 def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
     """Resolve and type the config; report every missing required value together."""
     body = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
-    missing = sorted(OmegaConf.missing_keys(body))
-    if missing:
-        raise JobProblems([Problem(key, f"is required; set {key}=<value>") for key in missing])
+    problems = [Problem(key, "is not a field of the job schema; remove it (see llm-launch --cfg job for the fields)")
+                for key in unknown_keys(body)]
+    problems += [Problem(key, f"is required; set {key}=<value>") for key in sorted(OmegaConf.missing_keys(body))]
+    if problems:
+        raise JobProblems(problems)
     try:
         job: JobConfig = OmegaConf.to_object(body)
     except OmegaConfBaseException as exc:

@@ -45,7 +45,7 @@ def problem_from_exception(exc: BaseException, schema_cfg=None, override: str | 
     if isinstance(cause, ConfigKeyError) or "not in" in str(cause):
         key = full_key or (override or "").split("=")[0].lstrip("+~")
         hint = _close_keys(key, schema_cfg) if schema_cfg is not None else ""
-        return Problem(key or "config", f"no such key{hint} (to add a new key use +{key}=...)")
+        return Problem(key or "config", f"no such key{hint}; see llm-launch --cfg job for the fields")
     if isinstance(cause, ValidationError):
         message = _first_line(str(cause))
         message = re.sub(r"\s*full_key:.*$", "", message)

@@ -1,0 +1,211 @@
+"""Bad configurations through the real CLI: exit 2, no traceback, one line per problem.
+
+Every case runs `llm-launch action=plan output_dir=<tmp> ...` in a subprocess and expects
+the field at fault and a key phrase of its message on an `error:` line. Cases are chosen
+so that one rule fires alone (the header must say exactly one problem) unless noted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$", re.MULTILINE)
+ERROR_LINE = re.compile(r"^  error: (\S+): (.*)$", re.MULTILINE)
+
+P5_7B = "recipe=llama2_7b_sft_p5_fsdp"  # 2 x p5.48xlarge, FSDP, SageMaker
+TRN1_8B = "recipe=llama3_8b_cpt_trn1"  # 4 x trn1.32xlarge, tp 32, zero1, SageMaker
+TRN1_70B = "recipe=llama2_70b_cpt_trn1"  # 32 x trn1.32xlarge, tp 8 x pp 8, zero1, SageMaker
+# The default recipe (tiny_llama_cpt): 2 CPU ranks, local cluster, shipped sample data.
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    overrides: tuple[str, ...]
+    field: str
+    phrase: str
+    count: int | None = 1
+    """Problems the header must report; None where the rule cannot be isolated."""
+
+
+CASES = [
+    # --- model vs parallel layout
+    Case("heads_not_divisible_by_tp",
+         (TRN1_8B, "model.num_attention_heads=24", "parallelism.tp=16"),
+         "parallelism.tp", "does not divide the 24 attention heads"),
+    Case("tiny_heads_and_kv_not_divisible_by_tp",
+         ("parallelism.tp=3", "instance.accelerators_per_node=3"),
+         "parallelism.tp", "does not divide the 8 attention heads", count=2),
+    Case("gpu_tp_does_not_divide_kv_heads",
+         (P5_7B, "model=llama3_8b", "model.num_key_value_heads=4", "parallelism.tp=8"),
+         "parallelism.tp", "KV-head replication exists only on Trainium"),
+    Case("gpu_tp16_llama3_8b_kv_heads_and_node",
+         (P5_7B, "model=llama3_8b", "parallelism.tp=16"),
+         "parallelism.tp", "does not divide the 8 KV heads", count=2),
+    Case("trainium_tp_neither_divides_nor_multiplies_kv_heads",
+         (TRN1_8B, "model.num_attention_heads=48", "model.num_key_value_heads=12", "parallelism.tp=16"),
+         "parallelism.tp", "must divide the 12 KV heads or be a multiple of them"),
+    Case("trainium_wrong_kv_replicator",
+         (TRN1_8B, "parallelism.kv_replicator=2"),
+         "parallelism.kv_replicator", "set parallelism.kv_replicator=4"),
+    Case("gpu_kv_replicator_set",
+         (P5_7B, "parallelism.kv_replicator=2"),
+         "parallelism.kv_replicator", "is a Trainium setting"),
+    Case("layers_not_divisible_by_pp",
+         (TRN1_70B, "model.num_layers=84"),
+         "parallelism.pp", "pp=8 does not divide the 84 layers"),
+    Case("trainium_vocab_not_divisible_by_tp",
+         (TRN1_8B, "model.vocab_size=128257"),
+         "parallelism.tp", "vocab_size 128257 does not divide by tp=32"),
+    Case("seq_len_above_max_positions",
+         ("training.seq_len=4096",),
+         "training.seq_len", "exceeds tiny_llama's max_position_embeddings 2048"),
+    Case("sequence_parallel_with_tp1",
+         ("parallelism.sequence_parallel=true",),
+         "parallelism.sequence_parallel", "needs tp > 1"),
+    Case("interleaved_schedule_without_virtual_pp",
+         (TRN1_70B, "parallelism.pp_schedule=interleaved_1f1b"),
+         "parallelism.virtual_pp", "interleaved_1f1b needs virtual_pp of 2 or more"),
+    Case("trainium_gpipe_schedule",
+         (TRN1_70B, "parallelism.pp_schedule=gpipe", "training.global_batch_size=128"),
+         "parallelism.pp_schedule", "NxD pipelines run 1F1B"),
+    # --- layout vs nodes and batch
+    Case("global_batch_not_divisible_by_mbs_x_dp",
+         (TRN1_70B, "training.global_batch_size=500"),
+         "training.global_batch_size", "500 does not divide by micro_batch_size 1 x dp 16 = 16"),
+    Case("tp_spans_nodes",
+         (TRN1_8B, "model.num_attention_heads=64", "parallelism.tp=64"),
+         "parallelism.tp", "tp=64 must stay within one node"),
+    Case("world_not_divisible_by_tp_x_pp",
+         (TRN1_8B, "parallelism.pp=2", "trainer.num_nodes=3"),
+         "trainer.num_nodes", "world size 96 (3 node(s) x 32 ranks) does not divide by tp x pp = 64"),
+    Case("dp_needs_more_nodes",
+         (TRN1_8B, "model=llama2_7b", "training.seq_len=4096", "parallelism.tp=8", "parallelism.dp=16",
+          "trainer.num_nodes=1"),
+         "trainer.num_nodes", "set trainer.num_nodes=4"),
+    Case("memory_does_not_fit",
+         (P5_7B, "model=llama3_70b", "parallelism=ddp", "trainer.num_nodes=1"),
+         "memory", "GiB per device"),
+    # --- backend
+    Case("zero1_on_gpu",
+         (P5_7B, "parallelism.data_parallel=zero1"),
+         "parallelism.data_parallel", "zero1 is Trainium's optimizer sharding"),
+    Case("fsdp_on_trainium",
+         (TRN1_8B, "parallelism.data_parallel=fsdp"),
+         "parallelism.data_parallel", "fsdp is a GPU strategy"),
+    Case("compile_on_trainium",
+         (TRN1_8B, "training.compile=true"),
+         "training.compile", "torch.compile is for GPUs"),
+    Case("nproc_per_node_on_trainium",
+         (TRN1_8B, "trainer.nproc_per_node=64"),
+         "trainer.nproc_per_node", "one rank per NeuronCore"),
+    # --- composition: Hydra and the schema
+    Case("unknown_instance",
+         ("instance=ml.foo",),
+         "instance=ml.foo", "no option 'ml.foo' in group 'instance'"),
+    Case("unknown_key",
+         ("training.foo=1",),
+         "training.foo", "no such key"),
+    Case("unknown_key_near_miss_gets_hint",
+         ("training.max_step=5",),
+         "training.max_step", "did you mean 'training.max_steps'?"),
+    Case("added_key_is_not_silently_dropped",
+         ("+training.max_step=5",),
+         "training.max_step", "is not a field of the job schema"),
+    Case("wrong_type",
+         ("trainer.num_nodes=abc",),
+         "trainer.num_nodes", "'abc' of type 'str' could not be converted to Integer"),
+    Case("invalid_choice",
+         ("parallelism.data_parallel=fsdp3",),
+         "parallelism.data_parallel", "'fsdp3' is not one of ddp, fsdp, hsdp, zero1, none"),
+    Case("negative_micro_batch",
+         ("training.micro_batch_size=0",),
+         "training.micro_batch_size", "must be at least 1, got 0"),
+    # --- clusters
+    Case("sagemaker_missing_role",
+         (P5_7B, "cluster.sagemaker.role_arn=null"),
+         "cluster.sagemaker.role_arn", "SageMaker needs an execution role"),
+    Case("sagemaker_missing_image",
+         (P5_7B, "cluster.image=null"),
+         "cluster.image", "sagemaker jobs need a container image"),
+    Case("sagemaker_missing_s3_output",
+         (P5_7B, "cluster.sagemaker.s3_output_uri=null"),
+         "cluster.sagemaker.s3_output_uri", "SageMaker needs an output location"),
+    Case("sagemaker_spot_without_max_wait",
+         (P5_7B, "cluster.sagemaker.use_spot=true"),
+         "cluster.sagemaker.max_wait_hours", "with spot it must be set"),
+    Case("sagemaker_spot_without_checkpoint_uri",
+         (P5_7B, "cluster.sagemaker.use_spot=true", "cluster.sagemaker.max_wait_hours=240",
+          "cluster.sagemaker.s3_checkpoint_uri=null"),
+         "cluster.sagemaker.s3_checkpoint_uri", "spot training needs checkpoints synced to S3"),
+    Case("local_cluster_multi_node",
+         ("trainer.num_nodes=2", "training.global_batch_size=16"),
+         "trainer.num_nodes", "a local run uses this one machine"),
+    Case("multi_node_without_efa",
+         (P5_7B, "instance.efa_interfaces=0"),
+         "trainer.num_nodes", "has no EFA, so multi-node jobs fail"),
+    Case("local_instance_on_remote_cluster",
+         ("cluster=sagemaker",),
+         "instance", "local_cpu is for local runs"),
+    # --- local data
+    Case("missing_local_train_path",
+         ("training.data.train_path=/nonexistent",),
+         "training.data.train_path", "/nonexistent does not exist"),
+    Case("missing_local_tokenizer",
+         ("training.data.tokenizer_path=/nonexistent",),
+         "training.data.tokenizer_path", "has no tokenizer.json"),
+    Case("model_vocab_smaller_than_tokenizer",
+         ("model.vocab_size=1000",),
+         "model.vocab_size", "1000 is smaller than the tokenizer's 2048 tokens"),
+]
+
+
+def _error_lines(stderr: str) -> list[tuple[str, str]]:
+    return ERROR_LINE.findall(stderr)
+
+
+def assert_usage_error(result, field: str, phrase: str, count: int | None) -> None:
+    """Exit 2, no traceback, a header, and an `error: <field>:` line containing phrase."""
+    stderr = result.stderr
+    assert result.returncode == 2, f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{stderr}"
+    assert "Traceback" not in stderr and "Traceback" not in result.stdout, stderr
+    header = HEADER.search(stderr)
+    assert header, stderr
+    lines = _error_lines(stderr)
+    assert int(header.group(1)) == len(lines), stderr
+    if count is not None:
+        assert len(lines) == count, stderr
+    matching = [message for key, message in lines if key == field]
+    assert matching, f"no 'error: {field}:' line in:\n{stderr}"
+    assert any(phrase in message for message in matching), f"no '{phrase}' for {field} in:\n{stderr}"
+
+
+def test_at_least_22_distinct_cases():
+    assert len({c.id for c in CASES}) == len(CASES) >= 22
+    assert len({c.overrides for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_config_is_reported_without_running(case, cli, tmp_path):
+    result = cli(*case.overrides)
+    assert_usage_error(result, case.field, case.phrase, case.count)
+    assert not (tmp_path / "out" / "plan.json").exists(), "a rejected job must not write plan.json"
+
+
+def test_three_independent_problems_are_reported_together(cli):
+    result = cli("parallelism.sequence_parallel=true", "training.seq_len=4096",
+                 "training.data.train_path=/nonexistent")
+    assert_usage_error(result, "parallelism.sequence_parallel", "needs tp > 1", count=3)
+    assert_usage_error(result, "training.seq_len", "exceeds tiny_llama's max_position_embeddings", count=3)
+    assert_usage_error(result, "training.data.train_path", "/nonexistent does not exist", count=3)
+    assert "llm-launch: 3 problems found before anything ran:" in result.stderr
+
+
+def test_three_bad_overrides_are_reported_together(cli):
+    result = cli("training.foo=1", "trainer.num_nodes=abc", "instance=ml.foo")
+    assert_usage_error(result, "training.foo", "no such key", count=3)
+    assert_usage_error(result, "trainer.num_nodes", "could not be converted to Integer", count=3)
+    assert_usage_error(result, "instance=ml.foo", "no option 'ml.foo'", count=3)

@@ -1,0 +1,222 @@
+"""The plan: layouts, batch arithmetic, model size and memory that jobs resolve to.
+
+Composed in-process with Hydra's compose API (the same config tree the CLI uses), then
+planned and validated; the last tests run the real CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from launcher import PROJECT_ROOT
+from launcher.config import store
+from launcher.plan import Plan, make_plan
+from launcher.validate import validate
+
+RECIPES = sorted(store.RECIPES_DIR.glob("*.yaml"))
+
+
+def plan_of(job) -> Plan:
+    """Validate the job, insist it has no problems, and return its plan."""
+    findings, plan = validate(job)
+    assert not findings.problems, [str(p) for p in findings.problems]
+    assert plan is not None
+    return plan
+
+
+# --- recipes -------------------------------------------------------------------------------
+
+
+def test_recipes_found():
+    assert {p.stem for p in RECIPES} >= {
+        "tiny_llama_cpt",
+        "llama3_8b_cpt_trn1",
+        "llama2_70b_cpt_trn1",
+        "llama2_7b_sft_p5_fsdp",
+        "mistral_7b_sft_g5",
+    }
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_composes_validates_and_plans(recipe, job_for):
+    job = job_for(f"recipe={recipe.stem}")
+    findings, plan = validate(job)
+    assert findings.problems == []
+    assert plan is not None
+    assert plan == make_plan(job)
+    assert plan.world_size == plan.num_nodes * plan.ranks_per_node
+    assert plan.world_size == plan.dp * plan.tp * plan.pp
+    assert plan.global_batch_size == plan.micro_batch_size * plan.dp * plan.gradient_accumulation
+    assert plan.memory.fits
+    assert plan.params > 0 and plan.flops_per_token > 0
+    json.dumps(plan.to_dict())  # plan.json must be plain data
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+
+def test_llama2_70b_on_32_trn1_tp8_pp8(job_for):
+    job = job_for("recipe=llama2_70b_cpt_trn1")
+    assert job.trainer.num_nodes == 32
+    assert job.instance.name == "ml.trn1.32xlarge"
+    plan = plan_of(job)
+    assert (plan.tp, plan.pp, plan.global_batch_size) == (8, 8, 512)
+    assert plan.ranks_per_node == 32
+    assert plan.world_size == 1024
+    assert plan.dp == 16
+    assert plan.samples_per_replica == 32
+    assert plan.gradient_accumulation == 32
+    assert plan.pipeline_microbatches == 32
+
+
+LLAMA2_7B_TRN1_TP8_DP16 = ("recipe=llama3_8b_cpt_trn1", "model=llama2_7b", "parallelism.tp=8",
+                           "parallelism.dp=16", "training.seq_len=4096")
+
+
+def test_llama2_7b_trn1_tp8_dp16_on_4_nodes(job_for):
+    plan = plan_of(job_for(*LLAMA2_7B_TRN1_TP8_DP16, "trainer.num_nodes=4"))
+    assert plan.model == "llama2_7b"
+    assert plan.world_size == 128
+    assert (plan.tp, plan.pp, plan.dp) == (8, 1, 16)
+
+
+def test_llama2_7b_trn1_tp8_dp16_on_1_node_says_4_nodes(job_for):
+    findings, _ = validate(job_for(*LLAMA2_7B_TRN1_TP8_DP16, "trainer.num_nodes=1"))
+    nodes = [p for p in findings.problems if p.field == "trainer.num_nodes"]
+    assert len(nodes) == 1, [str(p) for p in findings.problems]
+    assert "needs 128 ranks" in nodes[0].message
+    assert "set trainer.num_nodes=4" in nodes[0].message
+
+
+def test_two_p5_with_fsdp(job_for):
+    plan = plan_of(job_for("recipe=llama2_7b_sft_p5_fsdp"))
+    assert (plan.num_nodes, plan.ranks_per_node) == (2, 8)
+    assert plan.world_size == 16
+    assert plan.dp == 16
+    assert plan.data_parallel == "fsdp"
+    assert plan.gradient_accumulation == 64 // (2 * 16)
+
+
+def test_trn2_ranks_follow_logical_core_config(job_for):
+    default = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge"))
+    assert default.logical_core_config == 2
+    assert default.ranks_per_node == 64
+    assert default.world_size == 4 * 64
+    lnc1 = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge",
+                           "instance.logical_core_config=1"))
+    assert lnc1.logical_core_config == 1
+    assert lnc1.ranks_per_node == 128
+    assert lnc1.world_size == 4 * 128
+
+
+# --- model size ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "seq_len", "params_b", "params_tol", "gflops", "gflops_tol"),
+    [
+        # Meta: Llama 3 8B has 8.03 B parameters; torchtitan's 6N + 12LHQT at seq 8192.
+        ("llama3_8b", 8192, 8.03, 0.005, 57.91, 0.005),
+        ("llama3_70b", 8192, 70.55, 0.005, 481.4, 0.05),
+        ("llama2_7b", 4096, 6.74, 0.005, None, None),
+    ],
+)
+def test_params_and_flops_match_published(job_for, model, seq_len, params_b, params_tol, gflops, gflops_tol):
+    plan = make_plan(job_for("recipe=llama3_8b_cpt_trn1", f"model={model}", f"training.seq_len={seq_len}"))
+    assert plan.params / 1e9 == pytest.approx(params_b, abs=params_tol)
+    if gflops is not None:
+        assert plan.flops_per_token / 1e9 == pytest.approx(gflops, abs=gflops_tol)
+    assert plan.params_non_embedding < plan.params
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+P5_LLAMA3_8B = ("recipe=llama2_7b_sft_p5_fsdp", "model=llama3_8b")
+TRN1_LLAMA3_8B = ("recipe=llama3_8b_cpt_trn1",)
+
+
+@pytest.mark.parametrize("base", [P5_LLAMA3_8B, TRN1_LLAMA3_8B], ids=["p5", "trn1"])
+def test_memory_grows_as_checkpointing_goes_full_to_none(job_for, base):
+    totals = [make_plan(job_for(*base, f"parallelism.activation_checkpointing={mode}")).memory
+              for mode in ("full", "selective", "none")]
+    assert totals[0].activations < totals[1].activations < totals[2].activations
+    assert totals[0].total < totals[1].total < totals[2].total
+    assert totals[0].weights == totals[2].weights
+
+
+@pytest.mark.parametrize("base", [P5_LLAMA3_8B, TRN1_LLAMA3_8B], ids=["p5", "trn1"])
+def test_memory_grows_with_micro_batch_size(job_for, base):
+    totals = [make_plan(job_for(*base, f"training.micro_batch_size={mbs}")).memory.total for mbs in (1, 2, 4)]
+    assert totals[0] < totals[1] < totals[2]
+
+
+@pytest.mark.parametrize(
+    ("base", "tps"),
+    [(P5_LLAMA3_8B, (1, 2, 4, 8)), (TRN1_LLAMA3_8B, (8, 16, 32))],
+    ids=["p5", "trn1"],
+)
+def test_memory_falls_as_tp_grows(job_for, base, tps):
+    totals = [make_plan(job_for(*base, f"parallelism.tp={tp}")).memory.total for tp in tps]
+    assert all(a > b for a, b in zip(totals[:-1], totals[1:], strict=True)), totals
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipe", "world", "dp"),
+    [("llama2_70b_cpt_trn1", 1024, 16), ("llama2_7b_sft_p5_fsdp", 16, 16), ("tiny_llama_cpt", 2, 2)],
+)
+def test_cli_plan_writes_plan_json(cli, tmp_path, recipe, world, dp):
+    result = cli(f"recipe={recipe}")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    plan_file = tmp_path / "out" / "plan.json"
+    assert f"plan written to {plan_file}" in result.stdout
+    data = json.loads(plan_file.read_text())
+    assert (data["world_size"], data["dp"]) == (world, dp)
+    assert data["memory"]["fits"] is True
+    assert sorted(p.name for p in plan_file.parent.iterdir()) == ["plan.json"]  # plan renders nothing else
+
+
+def test_cli_plan_json_matches_in_process_plan(cli, tmp_path, job_for):
+    result = cli("recipe=llama3_8b_cpt_trn1", "trainer.num_nodes=8")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out" / "plan.json").read_text())
+    plan = make_plan(job_for("recipe=llama3_8b_cpt_trn1", "trainer.num_nodes=8"))
+    for key in ("world_size", "dp", "tp", "pp", "gradient_accumulation", "params", "tokens_per_step"):
+        assert data[key] == getattr(plan, key), key
+
+
+HEAVY = ("torch", "transformers", "accelerate", "safetensors")
+
+
+@pytest.mark.parametrize("recipe", ["tiny_llama_cpt", "llama2_70b_cpt_trn1"])
+def test_cli_plan_never_imports_torch_or_transformers(tmp_path, recipe):
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import sys
+        heavy = {HEAVY!r}
+        from launcher.cli import main
+        loaded = [m for m in heavy if m in sys.modules]
+        assert not loaded, f"import launcher.cli loaded {{loaded}}"
+        sys.argv = ["llm-launch", "recipe={recipe}", "action=plan", "output_dir={out}"]
+        try:
+            main()
+        except SystemExit as exc:  # main() exits only on errors
+            raise AssertionError(f"main() exited with {{exc.code}}") from None
+        loaded = [m for m in heavy if m in sys.modules]
+        assert not loaded, f"planning loaded {{loaded}}"
+        print("NO-HEAVY-IMPORTS")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "NO-HEAVY-IMPORTS" in result.stdout
+    assert (out / "plan.json").is_file()
