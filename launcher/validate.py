@@ -327,6 +327,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     _check_backend(job, out)
     _check_cluster(job, out)
     _check_local_paths(job, out)
-    _check_layout(job, plan, out)
-    _check_memory(plan, job, out)
+    if not any(p.field == "trainer.nproc_per_node" for p in out.problems):  # layout would use the rejected value
+        _check_layout(job, plan, out)
+        _check_memory(plan, job, out)
     return out, plan

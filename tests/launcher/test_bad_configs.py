@@ -100,7 +100,7 @@ CASES = [
          (TRN1_8B, "training.compile=true"),
          "training.compile", "torch.compile is for GPUs"),
     Case("nproc_per_node_on_trainium",
-         (TRN1_8B, "trainer.nproc_per_node=64"),
+         (TRN1_8B, "trainer.nproc_per_node=16"),
          "trainer.nproc_per_node", "one rank per NeuronCore"),
     # --- composition: Hydra and the schema
     Case("unknown_instance",
