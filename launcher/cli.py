@@ -7,6 +7,7 @@ code 2, before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -41,7 +42,7 @@ def run_job(cfg: DictConfig) -> None:
     findings, plan = validate(job)
     if findings.problems:
         raise JobProblems(findings.problems)
-    plan = plan.__class__(**{**plan.__dict__, "warnings": findings.warnings})
+    plan = dataclasses.replace(plan, warnings=findings.warnings)
     print_plan(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")

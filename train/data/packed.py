@@ -34,16 +34,28 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
-def pack_rows(token_streams: Iterable[list[int]], seq_len: int, eos_id: int) -> Iterator[np.ndarray]:
-    """Concatenate documents with EOS after each and yield full rows; see pack_stats for the tail."""
-    buffer: list[int] = []
-    for tokens in token_streams:
-        buffer.extend(tokens)
-        buffer.append(eos_id)
-        while len(buffer) >= seq_len:
-            yield np.asarray(buffer[:seq_len], dtype=np.int64)
-            del buffer[:seq_len]
-    pack_rows.remainder = len(buffer)  # type: ignore[attr-defined]
+class RowPacker:
+    """Concatenates documents with EOS after each and cuts the stream into full rows.
+
+    After rows() is exhausted, `documents` counts the documents read and `remainder` the
+    tokens of the tail that did not fill a row.
+    """
+
+    def __init__(self, seq_len: int, eos_id: int):
+        self.seq_len, self.eos_id = seq_len, eos_id
+        self.documents = 0
+        self.remainder = 0
+
+    def rows(self, documents: Iterable[list[int]]) -> Iterator[np.ndarray]:
+        buffer: list[int] = []
+        for tokens in documents:
+            self.documents += 1
+            buffer.extend(tokens)
+            buffer.append(self.eos_id)
+            while len(buffer) >= self.seq_len:
+                yield np.asarray(buffer[: self.seq_len], dtype=np.int64)
+                del buffer[: self.seq_len]
+        self.remainder = len(buffer)
 
 
 def write_packed(
@@ -62,7 +74,8 @@ def write_packed(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = token_dtype(vocab_size)
-    shards, current, rows_total, docs = [], [], 0, 0
+    shards, current, rows_total = [], [], 0
+    packer = RowPacker(seq_len, eos_id)
 
     def flush() -> None:
         name = f"shard_{len(shards):05d}.bin"
@@ -70,14 +83,7 @@ def write_packed(
         shards.append({"file": name, "rows": len(current)})
         current.clear()
 
-    def counted(stream: Iterable[list[int]]) -> Iterator[list[int]]:
-        nonlocal docs
-        for doc in stream:
-            docs += 1
-            yield doc
-
-    pack_rows.remainder = 0  # type: ignore[attr-defined]
-    for row in pack_rows(counted(documents), seq_len, eos_id):
+    for row in packer.rows(documents):
         current.append(row)
         rows_total += 1
         if len(current) == rows_per_shard:
@@ -87,7 +93,7 @@ def write_packed(
     index = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "seq_len": seq_len, "dtype": dtype.name,
         "eos_id": eos_id, "num_rows": rows_total, "num_tokens": rows_total * seq_len,
-        "remainder_tokens": pack_rows.remainder, "documents": docs,  # type: ignore[attr-defined]
+        "remainder_tokens": packer.remainder, "documents": packer.documents,
         "shards": shards, **(metadata or {}),
     }
     (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
