@@ -24,6 +24,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from launcher.jobfile import write_text_atomic
+
 LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
 DCP_METADATA = ".metadata"
@@ -53,12 +55,6 @@ def find_latest(root: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
                     extra: dict | None = None) -> Path:
     """Save a complete checkpoint of step (collective: every rank calls it)."""
@@ -78,7 +74,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, *, rank:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _write_atomic(root / LATEST, final.name)
+        write_text_atomic(root / LATEST, final.name)
         for old in _complete_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
-from launcher.jobfile import COMPLETE_MARKER
+from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
 from launcher.plan import make_plan
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from train.data.loader import StepBatches, eval_batches
@@ -183,9 +182,6 @@ def train(job: JobConfig) -> dict:
                "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
     dist.barrier()
     if ctx.is_main:
-        marker = out_dir / COMPLETE_MARKER
-        tmp = marker.with_name(f".{COMPLETE_MARKER}.tmp")
-        tmp.write_text(json.dumps(summary) + "\n", encoding="utf-8")
-        os.replace(tmp, marker)
+        write_text_atomic(out_dir / COMPLETE_MARKER, json.dumps(summary) + "\n")
     shutdown()
     return summary
