@@ -17,6 +17,7 @@ from launcher.config.schema import JobConfig
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Problem
+from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
 
 SAGEMAKER_MAX_RUNTIME_HOURS = 28 * 24
@@ -52,7 +53,7 @@ def _check_choices(job: JobConfig, out: Findings) -> None:
         ("parallelism.pp_schedule", job.parallelism.pp_schedule, schema.PIPELINE_SCHEDULES),
         ("parallelism.activation_checkpointing", job.parallelism.activation_checkpointing,
          schema.ACTIVATION_CHECKPOINTING),
-        ("training.task", job.training.task, schema.TASKS),
+        ("training.task", job.training.task, tuple(TASKS)),
         ("training.precision", job.training.precision, schema.PRECISIONS),
         ("training.optimizer.name", job.training.optimizer.name, schema.OPTIMIZERS),
         ("training.schedule.name", job.training.schedule.name, schema.LR_SCHEDULES),

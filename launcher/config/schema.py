@@ -22,7 +22,6 @@ DATA_PARALLEL_MODES = ("ddp", "fsdp", "hsdp", "zero1", "none")
 PIPELINE_SCHEDULES = ("gpipe", "1f1b", "interleaved_1f1b")
 ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
 PRECISIONS = ("bf16", "fp32")
-TASKS = ("cpt", "sft")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw",)
 SAGEMAKER_INPUT_MODES = ("File", "FastFile", "Pipe")
@@ -304,7 +303,8 @@ class TrainingConfig:
     """What one training run does: task, steps, batch, optimizer, checkpoints and data."""
 
     task: str = "cpt"
-    """cpt (continual pre-training / pre-training) or sft (supervised fine-tuning)."""
+    """What the job runs: cpt (continual pre-training / pre-training), sft (supervised fine-tuning), or
+    another task of launcher.tasks.TASKS."""
     max_steps: int = MISSING
     """Optimizer steps to run."""
     seq_len: int = MISSING
@@ -336,6 +336,25 @@ class TrainingConfig:
 
 
 @dataclass
+class NeuronConfig:
+    """Trainium-only settings: the compile step, its cache and numerics (ignored on GPU and CPU)."""
+
+    precompile: bool = False
+    """Run neuron_parallel_compile with the training topology for precompile_steps steps before training."""
+    precompile_steps: int = 10
+    """Steps the precompile phase traces (graphs, not training progress: it writes no checkpoint)."""
+    compile_cache_url: str | None = None
+    """NEURON_COMPILE_CACHE_URL: a shared file-system path or s3:// prefix; None uses the cluster's
+    shared storage (EKS mount_path, Slurm shared_dir) or the instance's local default. Jobs never delete it."""
+    stochastic_rounding: bool = True
+    """bf16 stochastic rounding (NEURON_RT_STOCHASTIC_ROUNDING_EN) when training.precision is bf16."""
+    fused_qkv: bool = False
+    """Use NxD's fused QKV projection instead of separate q, k and v under qkv_proj."""
+    cc_flags: list[str] = field(default_factory=list)
+    """Extra neuronx-cc flags appended to NEURON_CC_FLAGS."""
+
+
+@dataclass
 class JobConfig:
     """A whole job: the root of the composed configuration and of job.yaml."""
 
@@ -357,3 +376,5 @@ class JobConfig:
     """Nodes and ranks."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     """The training run itself."""
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    """Trainium compile and numerics settings."""

@@ -10,8 +10,8 @@ from pathlib import Path
 from launcher.config.schema import JobConfig
 from launcher.jobfile import write_text_atomic
 from launcher.plan import Plan
+from launcher.tasks import entrypoint
 
-ENTRYPOINTS = {"cpt": "train.cpt", "sft": "train.sft"}
 LAUNCH_SCRIPT = "launch.sh"
 
 
@@ -25,7 +25,7 @@ def torchrun_command(job: JobConfig, plan: Plan, job_yaml: Path) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run",
         "--standalone", f"--nproc_per_node={plan.ranks_per_node}",
-        "-m", ENTRYPOINTS[job.training.task], "--job", str(job_yaml),
+        "-m", entrypoint(job.training.task), "--job", str(job_yaml),
     ]
 
 
