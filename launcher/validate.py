@@ -324,11 +324,14 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     if out.problems:
         return out, None
     plan = make_plan(job)
-    _check_heads_and_layers(job, out)
+    trains_model = TASKS[job.training.task].trains_model
+    if trains_model:
+        _check_heads_and_layers(job, out)
     _check_backend(job, out)
     _check_cluster(job, out)
-    _check_local_paths(job, out)
-    if not any(p.field == "trainer.nproc_per_node" for p in out.problems):  # layout would use the rejected value
-        _check_layout(job, plan, out)
+    if trains_model:
+        _check_local_paths(job, out)
+    if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
+        _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)
     return out, plan
