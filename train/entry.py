@@ -16,9 +16,10 @@ def run_entrypoint(task: str, argv: list[str] | None = None) -> None:
     job = read_job(args.job)
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
-    from train.trainer import JobNotSupported, train
+    from train.errors import JobError
+    from train.trainer import train
 
     try:
         train(job)
-    except JobNotSupported as exc:
+    except JobError as exc:
         sys.exit(f"train.{task}: {exc}")

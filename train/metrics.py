@@ -1,38 +1,100 @@
-"""Per-step metrics as JSON lines (rank 0), one object per logged step."""
+"""Run metrics: JSON lines and TensorBoard events per logged step (rank 0), and a metrics.json summary.
+
+MFU is tokens/s per device x FLOPs per token / the device's bf16 peak, with FLOPs per token
+and peaks from launcher.model_math and the instance catalog: the same formula as the plan.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from launcher.jobfile import write_text_atomic
+
 METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "metrics.json"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _finite(record: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
 class MetricsLog:
-    """Appends metric records to metrics.jsonl and echoes a short line to stdout."""
+    """Appends metric records to metrics.jsonl and TensorBoard, and echoes a short line to stdout."""
 
     def __init__(self, out_dir: Path, enabled: bool):
         self.enabled = enabled
         self.path = out_dir / METRICS_FILE
+        self._board = None
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._board = SummaryWriter(str(out_dir / TENSORBOARD_DIR))
 
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        clean = _finite(record)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(clean) + "\n")
+        step = clean["step"]
+        for key, value in clean.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._board.add_scalar(f"{'val' if key.startswith('val_') else 'train'}/{key}", value, step)
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in clean.items() if v is not None)
         print(shown, flush=True)
 
+    def close(self) -> None:
+        if self._board is not None:
+            self._board.close()
+            self._board = None
 
-def device_memory_gib(device: torch.device) -> float | None:
-    """Peak memory allocated on a GPU so far; None on CPU."""
+
+@dataclass
+class RunSummary:
+    """Collects per-step figures for metrics.json (the first step of a run, which warms up, is left out)."""
+
+    world_size: int
+    tokens_per_s: list[float] = field(default_factory=list)
+    mfu: list[float] = field(default_factory=list)
+    memory_gib: list[float] = field(default_factory=list)
+
+    def add_step(self, record: dict, *, first: bool) -> None:
+        if record.get("memory_gib") is not None:
+            self.memory_gib.append(record["memory_gib"])
+        if first:
+            return
+        self.tokens_per_s.append(record["tokens_per_s"])
+        if record.get("mfu") is not None:
+            self.mfu.append(record["mfu"])
+
+    def write(self, out_dir: Path, **figures) -> Path:
+        tokens = statistics.median(self.tokens_per_s) if self.tokens_per_s else None
+        summary = {
+            **figures,
+            "world_size": self.world_size,
+            "median_tokens_per_s": tokens,
+            "median_tokens_per_s_per_device": tokens / self.world_size if tokens else None,
+            "median_mfu": statistics.median(self.mfu) if self.mfu else None,
+            "peak_memory_gib": max(self.memory_gib) if self.memory_gib else None,
+        }
+        path = out_dir / SUMMARY_FILE
+        write_text_atomic(path, json.dumps(_finite(summary), indent=2) + "\n")
+        return path
+
+
+def device_memory_gib(device: torch.device) -> float:
+    """Peak memory so far: allocated on the GPU, or this process's peak resident set on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1024**3
-    return None
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB

@@ -1,6 +1,8 @@
-"""Builds the transformers model a job names; parallelism is applied elsewhere."""
+"""Builds the transformers model a job names and loads its weights; parallelism is applied elsewhere."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -25,11 +27,47 @@ def hf_config(model: ModelConfig):
     return LlamaConfig(**common)
 
 
-def build_model(model: ModelConfig, seed: int) -> torch.nn.Module:
-    """A causal LM: loaded from model.pretrained_path, or initialised from the config with seed."""
+def build_model(model: ModelConfig, seed: int, *, on_meta: bool = False) -> torch.nn.Module:
+    """A causal LM from the config: seeded random weights, or shapes only on the meta device.
+
+    Weights of a pretrained checkpoint are loaded after parallelisation (load_hf_weights),
+    so each rank reads only its shards.
+    """
     from transformers import AutoModelForCausalLM
 
-    if model.pretrained_path:
-        return AutoModelForCausalLM.from_pretrained(model.pretrained_path, dtype=torch.float32)
+    config = hf_config(model)
+    config._attn_implementation = "sdpa"
+    if on_meta:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(hf_config(model), dtype=torch.float32)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def fresh_rotary(model: ModelConfig, device: torch.device) -> torch.nn.Module:
+    """A rotary embedding with its tables computed on device (meta-built ones hold no values)."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    return LlamaRotaryEmbedding(config=hf_config(model), device=device)
+
+
+def load_hf_weights(module: torch.nn.Module, checkpoint: str | Path, *, tied: bool) -> None:
+    """Load a Hugging Face safetensors folder (single file or sharded index) into module's parameters.
+
+    module may be sharded (DTensors under FSDP or TP) and hold only some layers (a pipeline
+    stage): DCP reads just the slices this rank owns, so no rank materialises the whole model.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    state = get_model_state_dict(module)
+    wanted = {key: value for key, value in state.items() if not (tied and key == "lm_head.weight")}
+    dcp.load(wanted, storage_reader=HuggingFaceStorageReader(str(checkpoint)))
+    set_model_state_dict(module, wanted, options=_strict_options(tied))
+
+
+def _strict_options(tied: bool):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(strict=not tied)

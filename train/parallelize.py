@@ -1,6 +1,7 @@
-"""Applies activation checkpointing, torch.compile and data parallelism (DDP or FSDP2) to a model.
+"""Applies the job's parallel layout to the model's stages: TP, activation checkpointing, compile, DP.
 
-Order follows torchtitan: recompute wrappers, then compile, then FSDP, each per decoder layer.
+Order follows torchtitan: tensor parallel, then recompute wrappers, then compile, then
+FSDP, each per decoder layer. Model code never changes; only the stages are wrapped.
 """
 
 from __future__ import annotations
@@ -10,45 +11,61 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoi
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
+from launcher.config.schema import ParallelismConfig
 from train.distributed import Dist
+from train.stage import CausalLMStage
+from train.tensor_parallel import apply_tensor_parallel
 
 
-def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The transformer blocks of a transformers causal LM."""
-    return list(model.model.layers)
-
-
-def apply_activation_checkpointing(model: torch.nn.Module, mode: str) -> None:
+def apply_activation_checkpointing(stage: CausalLMStage, mode: str) -> None:
     """Recompute decoder layers in backward: every layer (full) or every other one (selective)."""
     if mode == "none":
         return
-    layers = model.model.layers
-    for i, layer in enumerate(layers):
-        if mode == "full" or i % 2 == 0:
-            layers[i] = checkpoint_wrapper(layer, preserve_rng_state=False)
+    layers = stage.model.layers
+    for key in list(layers.keys()):
+        if mode == "full" or int(key) % 2 == 0:
+            layers[key] = checkpoint_wrapper(layers[key], preserve_rng_state=False)
 
 
-def apply_compile(model: torch.nn.Module) -> None:
+def apply_compile(stage: CausalLMStage) -> None:
     """Compile each decoder layer (repeated blocks share one compiled graph)."""
-    for layer in decoder_layers(model):
+    for layer in stage.model.layers.values():
         layer.compile()
 
 
-def apply_data_parallel(model: torch.nn.Module, mode: str, dist_ctx: Dist, bf16: bool) -> torch.nn.Module:
-    """Wrap or shard the model for data parallelism; returns the module to train."""
-    model.to(dist_ctx.device)
-    if mode in ("fsdp", "hsdp"):
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
-        for layer in decoder_layers(model):
-            fully_shard(layer, mesh=dist_ctx.mesh, mp_policy=policy)
-        fully_shard(model, mesh=dist_ctx.mesh, mp_policy=policy)
-        return model
-    if mode == "ddp" and dist_ctx.world_size > 1:
-        device_ids = [dist_ctx.device.index] if dist_ctx.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
-    return model
+def _shard(stage: CausalLMStage, ctx: Dist, bf16: bool, data_parallel: str) -> None:
+    """FSDP2 per decoder layer, then the stage's remaining parameters (embedding, norm, head)."""
+    mesh = ctx.mesh["dp_replicate", "dp_shard"] if data_parallel in ("hsdp", "ddp") else ctx.mesh["dp_shard"]
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+    for layer in stage.model.layers.values():
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(stage, mesh=mesh, mp_policy=policy)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model under any DDP wrapper."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
+def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
+    """FSDP2 shards for fsdp/hsdp; it also replicates for ddp when TP or PP is on (DDP cannot take DTensors)."""
+    if par.data_parallel in ("fsdp", "hsdp"):
+        return True
+    return par.data_parallel == "ddp" and ctx.dp_size > 1 and (ctx.tp_size > 1 or ctx.pp_size > 1)
+
+
+def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *, bf16: bool,
+                      compile_layers: bool) -> torch.nn.Module:
+    """Apply the layout to one stage on its device; returns the module to train."""
+    if ctx.tp_size > 1:
+        apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
+    apply_activation_checkpointing(stage, par.activation_checkpointing)
+    if compile_layers:
+        apply_compile(stage)
+    if uses_fsdp(par, ctx):
+        _shard(stage, ctx, bf16, par.data_parallel)
+        return stage
+    if par.data_parallel == "ddp" and ctx.dp_size > 1:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group())
+    return stage
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The stage under any DDP wrapper."""
+    return module.module if isinstance(module, DistributedDataParallel) else module

@@ -5,7 +5,6 @@ Reads nothing but the resolved JobConfig, so what runs is what the launcher plan
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -16,172 +15,177 @@ import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
-from launcher.plan import make_plan
+from launcher.plan import Plan, make_plan
 from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from train.data.loader import StepBatches, eval_batches
-from train.data.packed import INDEX_FILE, PackedDataset
-from train.data.prepare import prepare_corpus
+from train.data.loader import Rows, StepBatches, eval_batches
+from train.data.open import open_dataset
 from train.distributed import Dist, init_distributed, shutdown
-from train.export import export_hf
-from train.metrics import MetricsLog, device_memory_gib
-from train.model import build_model
-from train.parallelize import apply_activation_checkpointing, apply_compile, apply_data_parallel
+from train.engine import Batch, Engine, global_sum
+from train.errors import JobError
+from train.export import export_hf_from_checkpoint
+from train.grad_clip import clip_gradients
+from train.loss import next_token_targets, target_count
+from train.metrics import MetricsLog, RunSummary, device_memory_gib
 from train.schedule import build_scheduler
+from train.signals import StopRequest
 
 SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
 
 
-class JobNotSupported(Exception):
-    """The job asks for something this engine does not run."""
+def to_batches(rows: list[Rows]) -> list[Batch]:
+    """(input ids, next-token targets) for each batch of rows."""
+    return [(ids, next_token_targets(ids, mask)) for ids, mask in rows]
 
 
-def _open_dataset(path: str | None, job: JobConfig, ctx: Dist) -> PackedDataset | None:
-    """Open packed shards, packing a raw corpus first (on rank 0, the others wait)."""
-    if path is None:
-        return None
-    source = Path(path)
-    if not (source / INDEX_FILE).is_file():
-        data = job.training.data
-        target = None
+def regroup_for_pipeline(batches: list[Batch], rows_per_call: int) -> list[Batch]:
+    """Validation batches re-cut to the rows one pipeline call takes (a remainder is left out)."""
+    if not batches:
+        return []
+    ids = torch.cat([b[0] for b in batches])
+    targets = torch.cat([b[1] for b in batches])
+    usable = len(ids) - len(ids) % rows_per_call
+    return [(ids[i:i + rows_per_call], targets[i:i + rows_per_call]) for i in range(0, usable, rows_per_call)]
+
+
+def init_job_distributed(job: JobConfig, plan: Plan) -> Dist:
+    """The process group and mesh the plan describes."""
+    par = job.parallelism
+    return init_distributed(dp=plan.dp, tp=par.tp, pp=par.pp, data_parallel=par.data_parallel,
+                            num_nodes=plan.num_nodes)
+
+
+def evaluate(engine: Engine, batches: list[Batch], ctx: Dist) -> float:
+    """Mean validation loss per target token over all ranks' batches."""
+    summed = engine.eval_loss(batches)  # every rank runs it: stages and tensor shards exchange activations
+    if not engine.reports_loss():
+        summed = summed * 0
+    tokens = sum(target_count(t) for _, t in batches)
+    total = global_sum(summed, ctx)
+    count = global_sum(tokens, ctx, group=ctx.dp_mesh.get_group())
+    return total / max(1.0, count)
+
+
+class Trainer:
+    """One run of a job: build, resume, step to max_steps (or a stop request), checkpoint, export."""
+
+    def __init__(self, job: JobConfig):
+        self.job, self.plan = job, make_plan(job)
+        par = job.parallelism
+        if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
+            raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
+                                  "engine runs ddp, fsdp or hsdp")
+        self.stop = StopRequest()
+        self.ctx = init_job_distributed(job, self.plan)
+        cfg, ctx = job.training, self.ctx
+        self.out_dir = Path(job.output_dir)
+        self.metrics = MetricsLog(self.out_dir, ctx.is_main)
+        train_data = open_dataset(cfg.data.train_path, job, ctx)
+        valid_data = open_dataset(cfg.data.valid_path, job, ctx)
+        self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
+                                   micro_batch=cfg.micro_batch_size, dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)
+        self.engine = Engine(job, ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
+        held_out = to_batches(eval_batches(valid_data, global_batch=cfg.global_batch_size,
+                                           micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
+                                           dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)) if valid_data else []
+        if self.engine.pipelined:
+            per_rank = cfg.global_batch_size // ctx.dp_size
+            held_out = regroup_for_pipeline(held_out, per_rank)
+        self.held_out = held_out
+        opt = cfg.optimizer
+        self.optimizer = torch.optim.AdamW(self.engine.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2),
+                                           eps=opt.eps, weight_decay=opt.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
+        self.ckpt_root = Path(cfg.checkpoint.dir)
+
+    def _resume(self) -> int:
+        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        if latest is None:
+            return 0
+        state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
+                                rank=self.ctx.rank)
+        if self.ctx.is_main:
+            print(f"resumed from {latest} at step {state['step']}", flush=True)
+        return state["step"]
+
+    def _save(self, step: int, loss: float) -> None:
+        cfg = self.job.training.checkpoint
+        save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
+                        rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+
+    def _step(self, step: int) -> tuple[float, float]:
+        """One optimizer step; returns (mean loss per target token, gradient norm)."""
+        ctx = self.ctx
+        batches = to_batches(self.batches.micro_batches(step))
+        tokens = global_sum(sum(target_count(t) for _, t in batches), ctx, group=ctx.dp_mesh.get_group())
+        summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens))
+        grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
+                                   ctx.mesh.get_group("pp") if ctx.pp_size > 1 else None)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = global_sum(summed if self.engine.reports_loss() else summed * 0, ctx) / max(1.0, tokens)
+        return loss, grad_norm
+
+    def _evaluate_and_log(self, step: int) -> float:
+        val_loss = evaluate(self.engine, self.held_out, self.ctx)
+        self.metrics.write({"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
+        return val_loss
+
+    def run(self) -> dict:
+        job, cfg, ctx = self.job, self.job.training, self.ctx
+        start_step = self._resume()
+        tokens_per_step = cfg.global_batch_size * cfg.seq_len
+        peak = self.plan.estimates.peak_tflops_per_rank
+        summary = RunSummary(world_size=ctx.world_size)
+        started = time.perf_counter()
+        loss, val_loss, done = math.nan, None, start_step
+        for step in range(start_step, cfg.max_steps):
+            step_start = time.perf_counter()
+            loss, grad_norm = self._step(step)
+            elapsed = time.perf_counter() - step_start
+            done = step + 1
+            per_device = tokens_per_step / elapsed / ctx.world_size
+            record = {
+                "step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                "tokens_per_s": tokens_per_step / elapsed, "tokens_per_s_per_device": per_device,
+                "mfu": per_device * self.plan.flops_per_token / (peak * 1e12) if peak else None,
+                "step_time_s": elapsed, "memory_gib": device_memory_gib(ctx.device),
+            }
+            summary.add_step(record, first=step == start_step)
+            if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
+                self.metrics.write(record)
+            if self.held_out and cfg.eval_every_n_steps and done % cfg.eval_every_n_steps == 0 \
+                    and done < cfg.max_steps:
+                val_loss = self._evaluate_and_log(done)
+            every = cfg.checkpoint.every_n_steps
+            if self.stop.agreed(ctx.device):
+                self._save(done, loss)
+                if ctx.is_main:
+                    print(f"stopped by SIGTERM after step {done}; checkpoint saved in {self.ckpt_root}; run the job "
+                          "again to resume", flush=True)
+                self.metrics.close()
+                shutdown()
+                return {"step": done, "stopped": True}
+            if (every and done % every == 0) or done == cfg.max_steps:
+                self._save(done, loss)
+
+        if self.held_out:
+            val_loss = self._evaluate_and_log(cfg.max_steps)
+        hf_dir = export_hf_from_checkpoint(find_latest(self.ckpt_root), job, self.out_dir, is_main=ctx.is_main)
+        result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "hf_model": str(hf_dir),
+                  "metrics": str(self.metrics.path), "checkpoints": str(self.ckpt_root),
+                  "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
         if ctx.is_main:
-            target = prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len,
-                                    Path(job.output_dir) / "data", data.text_field, job.model.vocab_size)
-        shared = [str(target) if target else None]
-        dist.broadcast_object_list(shared, src=0)
-        source = Path(shared[0])
-    dataset = PackedDataset.open(source)
-    if dataset.seq_len != job.training.seq_len:
-        raise JobNotSupported(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
-                              f"{job.training.seq_len}")
-    return dataset
-
-
-def _sync_context(model: torch.nn.Module, sync: bool):
-    """Skip gradient all-reduce on all but the last micro-batch of a step."""
-    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        model.set_requires_gradient_sync(sync)
-        return contextlib.nullcontext()
-    if hasattr(model, "no_sync") and not sync:  # DDP
-        return model.no_sync()
-    return contextlib.nullcontext()
-
-
-def _mean_over_ranks(value: torch.Tensor) -> float:
-    reduced = value.detach().clone()
-    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-    return float(reduced) / dist.get_world_size()
-
-
-def _grad_norm_and_clip(model: torch.nn.Module, max_norm: float) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[torch.Tensor], ctx: Dist, autocast) -> float:
-    """Mean validation loss over all ranks' batches."""
-    model.eval()
-    total = torch.zeros((), device=ctx.device)
-    for batch in batches:
-        batch = batch.to(ctx.device)
-        with autocast():
-            total += model(input_ids=batch, labels=batch).loss.float()
-    model.train()
-    return _mean_over_ranks(total / max(1, len(batches)))
+            summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
+                          elapsed_s=result["elapsed_s"])
+        self.metrics.close()
+        dist.barrier()
+        if ctx.is_main:
+            write_text_atomic(self.out_dir / COMPLETE_MARKER, json.dumps(result) + "\n")
+        shutdown()
+        return result
 
 
 def train(job: JobConfig) -> dict:
     """Run the job to max_steps (resuming if a checkpoint exists) and return its summary."""
-    plan = make_plan(job)
-    par, cfg = job.parallelism, job.training
-    if par.tp > 1 or par.pp > 1 or par.data_parallel not in SUPPORTED_DATA_PARALLEL:
-        raise JobNotSupported("this engine runs data parallelism only (ddp, fsdp, hsdp); tensor and pipeline "
-                              "parallel training is not available yet")
-    ctx = init_distributed(plan.dp)
-    out_dir = Path(job.output_dir)
-    metrics = MetricsLog(out_dir, ctx.is_main)
-    train_data = _open_dataset(cfg.data.train_path, job, ctx)
-    valid_data = _open_dataset(cfg.data.valid_path, job, ctx)
-    batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
-                          micro_batch=cfg.micro_batch_size, dp_rank=ctx.rank, dp_size=plan.dp)
-    held_out = (eval_batches(valid_data, micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
-                             dp_rank=ctx.rank, dp_size=plan.dp) if valid_data else [])
-
-    bf16 = cfg.precision == "bf16"
-    model = build_model(job.model, cfg.seed)
-    apply_activation_checkpointing(model, par.activation_checkpointing)
-    if cfg.compile:
-        apply_compile(model)
-    model = apply_data_parallel(model, par.data_parallel, ctx, bf16)
-    opt_cfg = cfg.optimizer
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2),
-                                  eps=opt_cfg.eps, weight_decay=opt_cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.max_steps)
-    use_autocast = bf16 and par.data_parallel not in ("fsdp", "hsdp")
-
-    def autocast():
-        if use_autocast:
-            return torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    ckpt_root = Path(cfg.checkpoint.dir)
-    start_step = 0
-    latest = find_latest(ckpt_root) if cfg.checkpoint.resume else None
-    if latest is not None:
-        start_step = load_checkpoint(latest, model, optimizer, scheduler, rank=ctx.rank)["step"]
-        if ctx.is_main:
-            print(f"resumed from {latest} at step {start_step}", flush=True)
-
-    tokens_per_step = cfg.global_batch_size * cfg.seq_len
-    peak = plan.estimates.peak_tflops_per_rank
-    started = time.perf_counter()
-    loss_value, val_loss = math.nan, None
-    for step in range(start_step, cfg.max_steps):
-        step_start = time.perf_counter()
-        micro_batches = batches.micro_batches(step)
-        step_loss = torch.zeros((), device=ctx.device)
-        for i, batch in enumerate(micro_batches):
-            batch = batch.to(ctx.device)
-            with _sync_context(model, i == len(micro_batches) - 1), autocast():
-                loss = model(input_ids=batch, labels=batch).loss / len(micro_batches)
-            loss.backward()
-            step_loss += loss.detach().float()
-        grad_norm = _grad_norm_and_clip(model, opt_cfg.grad_clip)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = _mean_over_ranks(step_loss)
-        elapsed = time.perf_counter() - step_start
-        done = step + 1
-        if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
-            per_device = tokens_per_step / elapsed / ctx.world_size
-            metrics.write({
-                "step": done, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_s": tokens_per_step / elapsed, "tokens_per_s_per_device": per_device,
-                "mfu": per_device * plan.flops_per_token / (peak * 1e12) if peak else None,
-                "step_time_s": elapsed, "memory_gib": device_memory_gib(ctx.device),
-            })
-        if held_out and cfg.eval_every_n_steps and done % cfg.eval_every_n_steps == 0 and done < cfg.max_steps:
-            val_loss = evaluate(model, held_out, ctx, autocast)
-            metrics.write({"step": done, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
-        every = cfg.checkpoint.every_n_steps
-        if (every and done % every == 0) or done == cfg.max_steps:
-            save_checkpoint(ckpt_root, done, model, optimizer, scheduler, rank=ctx.rank,
-                            keep_last=cfg.checkpoint.keep_last, extra={"loss": loss_value})
-
-    if held_out:
-        val_loss = evaluate(model, held_out, ctx, autocast)
-        metrics.write({"step": cfg.max_steps, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
-    hf_dir = export_hf(model, job, out_dir, is_main=ctx.is_main)
-    summary = {"step": cfg.max_steps, "loss": loss_value, "val_loss": val_loss, "hf_model": str(hf_dir),
-               "metrics": str(metrics.path), "checkpoints": str(ckpt_root),
-               "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
-    dist.barrier()
-    if ctx.is_main:
-        write_text_atomic(out_dir / COMPLETE_MARKER, json.dumps(summary) + "\n")
-    shutdown()
-    return summary
+    return Trainer(job).run()

@@ -322,7 +322,8 @@ class TrainingConfig:
     eval_every_n_steps: int = 0
     """Validation loss every N steps; 0 only at the end (when valid_path is set)."""
     eval_batches: int = 4
-    """Micro-batches per validation pass."""
+    """Size of the validation set in global batches (the first eval_batches x global_batch_size rows of
+    valid_path), so that validation loss is comparable across layouts."""
     compile: bool = False
     """torch.compile the model (GPU)."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -37,21 +37,33 @@ class StepBatches:
         epoch, offset = divmod(position, len(self.dataset))
         return int(self._epoch_order(epoch)[offset])
 
-    def micro_batches(self, step: int) -> list[torch.Tensor]:
-        """This rank's micro-batches for a step, each a [micro_batch, seq_len] int64 tensor."""
+    def micro_batches(self, step: int) -> list[Rows]:
+        """This rank's micro-batches for a step: [micro_batch, seq_len] token ids and loss masks."""
         per_rank = self.global_batch // self.dp_size
         start = step * self.global_batch + self.dp_rank * per_rank
-        rows = [self.dataset.row(self._global_row(start + i)) for i in range(per_rank)]
-        stacked = torch.from_numpy(np.stack(rows))
-        return list(stacked.split(self.micro_batch))
+        return split_rows(self.dataset, [self._global_row(start + i) for i in range(per_rank)], self.micro_batch)
 
 
-def eval_batches(dataset: PackedDataset, *, micro_batch: int, batches: int, dp_rank: int,
-                 dp_size: int) -> list[torch.Tensor]:
-    """A fixed validation set: the first rows of the dataset, split over data-parallel ranks."""
-    count = min(len(dataset), micro_batch * batches * dp_size)
-    mine = list(range(dp_rank, count, dp_size))
-    rows = [dataset.row(i) for i in mine]
-    if not rows:
+Rows = tuple[torch.Tensor, torch.Tensor | None]
+"""Token ids [rows, seq_len] (int64) and the loss mask (uint8, 1 = learn this token) or None."""
+
+
+def split_rows(dataset: PackedDataset, row_ids: list[int], size: int) -> list[Rows]:
+    """Read rows and split them into batches of size rows, with their loss masks when the data has them."""
+    if not row_ids:
         return []
-    return list(torch.from_numpy(np.stack(rows)).split(micro_batch))
+    ids = torch.from_numpy(np.stack([dataset.row(i) for i in row_ids])).split(size)
+    if not getattr(dataset, "has_loss_mask", False):
+        return [(chunk, None) for chunk in ids]
+    masks = torch.from_numpy(np.stack([dataset.row_mask(i) for i in row_ids])).split(size)
+    return list(zip(ids, masks, strict=True))
+
+
+def eval_batches(dataset: PackedDataset, *, global_batch: int, micro_batch: int, batches: int, dp_rank: int,
+                 dp_size: int) -> list[Rows]:
+    """A fixed validation set, the same whatever the layout: the first batches x global_batch rows
+    (or all there are), each data-parallel rank taking a contiguous share."""
+    count = min(len(dataset), global_batch * batches)
+    per_rank = count // dp_size
+    start = dp_rank * per_rank
+    return split_rows(dataset, list(range(start, start + per_rank)), micro_batch)

@@ -15,15 +15,16 @@ def dataset(tmp_path):
     return PackedDataset.open(tmp_path / "ds")
 
 
-def _rows(batches: list[torch.Tensor]) -> list[tuple[int, ...]]:
-    return [tuple(r.tolist()) for b in batches for r in b]
+def _rows(batches) -> list[tuple[int, ...]]:
+    return [tuple(r.tolist()) for ids, _mask in batches for r in ids]
 
 
 def test_same_step_same_rows_and_split_into_micro_batches(dataset):
     make = lambda: StepBatches(dataset, seed=7, global_batch=8, micro_batch=2, dp_rank=0, dp_size=2)  # noqa: E731
     first, again = make().micro_batches(5), make().micro_batches(5)
-    assert [b.shape for b in first] == [torch.Size([2, 8])] * 2
-    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert [ids.shape for ids, _ in first] == [torch.Size([2, 8])] * 2
+    assert all(mask is None for _, mask in first)  # pre-training data has no loss mask
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first, again, strict=True))
 
 
 def test_ranks_partition_the_global_batch(dataset):
@@ -36,7 +37,7 @@ def test_ranks_partition_the_global_batch(dataset):
 
 def test_an_epoch_visits_every_row_once(dataset):
     batches = StepBatches(dataset, seed=2, global_batch=len(dataset), micro_batch=len(dataset), dp_rank=0, dp_size=1)
-    seen = np.stack([r.numpy() for r in batches.micro_batches(0)[0]])
+    seen = np.stack([r.numpy() for r in batches.micro_batches(0)[0][0]])
     whole = np.stack([dataset.row(i) for i in range(len(dataset))])
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, whole.tolist()))
 

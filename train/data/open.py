@@ -1,0 +1,33 @@
+"""Opens a job's training or validation data: packed shards as they are, a raw corpus packed first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.distributed as dist
+
+from launcher.config.schema import JobConfig
+from train.data.packed import INDEX_FILE, PackedDataset
+from train.data.prepare import prepare_corpus
+from train.errors import JobError
+
+
+def open_dataset(path: str | None, job: JobConfig, ctx) -> PackedDataset | None:
+    """Open packed shards, packing a raw corpus first (on rank 0; the others wait and reuse it)."""
+    if path is None:
+        return None
+    source = Path(path)
+    if not (source / INDEX_FILE).is_file():
+        data = job.training.data
+        target = None
+        if ctx.is_main:
+            target = prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len,
+                                    Path(job.output_dir) / "data", data.text_field, job.model.vocab_size)
+        shared = [str(target) if target else None]
+        dist.broadcast_object_list(shared, src=0)
+        source = Path(shared[0])
+    dataset = PackedDataset.open(source)
+    if dataset.seq_len != job.training.seq_len:
+        raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
+                           f"{job.training.seq_len}")
+    return dataset
