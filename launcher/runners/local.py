@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,21 @@ def read_marker(out_dir: Path) -> dict | None:
         return None
 
 
+def _forward_stop_signals(proc: subprocess.Popen) -> list[int]:
+    """Pass SIGTERM and SIGINT on to torchrun, which hands them to the ranks: they checkpoint and stop.
+    Returns the list the received signal numbers are appended to."""
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    return received
+
+
 def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
     """Run torchrun, tee its output to train.log, and return the completion summary."""
     done = read_marker(out_dir)
@@ -47,6 +63,7 @@ def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict
     print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
     with open(out_dir / TRAIN_LOG, "ab") as log:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        stopped = _forward_stop_signals(proc)
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.buffer.write(line)
@@ -54,6 +71,9 @@ def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict
             log.write(line)
         returncode = proc.wait()
     summary = read_marker(out_dir)
+    if summary is None and stopped:
+        raise LocalRunFailed(f"stopped by signal {stopped[0]}; the job saved a checkpoint if it could; run the same "
+                             "command again to resume")
     if summary is None:
         raise LocalRunFailed(f"training did not complete (torchrun exit code {returncode}); see {out_dir / TRAIN_LOG}")
     if returncode != 0:

@@ -1,0 +1,38 @@
+"""Fixtures shared by every test folder: run llm-launch end to end and read what a run recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
+"""Every step logged, validation only at the end."""
+
+
+def launch_job(out_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`llm-launch output_dir=<out_dir> <overrides>` in a fresh interpreter (trains locally by default)."""
+    command = [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *QUIET_RUN, *overrides]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def step_records(out_dir: Path) -> dict[int, dict]:
+    """Training records of metrics.jsonl by step."""
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in records if "loss" in r}
+
+
+@pytest.fixture
+def launch() -> Callable[..., subprocess.CompletedProcess]:
+    """launch(out_dir, *overrides): run a job through the CLI and return the finished process."""
+    return launch_job
+
+
+@pytest.fixture
+def records() -> Callable[[Path], dict[int, dict]]:
+    """records(out_dir): metrics.jsonl training records keyed by step."""
+    return step_records
