@@ -48,7 +48,7 @@ def fresh_rotary(model: ModelConfig, device: torch.device) -> torch.nn.Module:
     """A rotary embedding with its tables computed on device (meta-built ones hold no values)."""
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    return LlamaRotaryEmbedding(config=hf_config(model), device=device)
+    return LlamaRotaryEmbedding(config=hf_config(model)).to(device)
 
 
 def load_hf_weights(module: torch.nn.Module, checkpoint: str | Path, *, tied: bool) -> None:
