@@ -263,6 +263,22 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
                   "checkpoint folder or set it to null")
 
 
+def _check_output_dir(job: JobConfig, out: Findings) -> None:
+    """A local output folder that holds another task's job is not reused (its files would be replaced)."""
+    previous = Path(job.output_dir) / "job.yaml"
+    if job.cluster.kind != "local" or not previous.is_file():
+        return
+    import yaml
+
+    try:
+        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
+    except (OSError, yaml.YAMLError):
+        return
+    if task and task != job.training.task:
+        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
+                  f"{job.training.task} job would replace; set output_dir=<another folder>")
+
+
 def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
     par, train, inst = job.parallelism, job.training, job.instance
     ranks, world, mp = plan.ranks_per_node, plan.world_size, par.tp * par.pp
@@ -329,6 +345,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
         _check_heads_and_layers(job, out)
     _check_backend(job, out)
     _check_cluster(job, out)
+    _check_output_dir(job, out)
     if trains_model:
         _check_local_paths(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):

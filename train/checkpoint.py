@@ -93,3 +93,13 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int) -> di
     if rng.is_file():
         torch.set_rng_state(torch.load(rng))
     return trainer_state
+
+
+def load_model_weights(path: Path, model) -> dict:
+    """Restore only the model from a checkpoint (for evaluation); returns its trainer state."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=str(path))
+    set_model_state_dict(model, state["model"])
+    return json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))

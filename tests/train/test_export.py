@@ -3,7 +3,6 @@ and a new run continues from it (loaded shard by shard into a tensor-parallel mo
 
 import pytest
 import torch
-
 from conftest import launch_job, step_records
 
 
@@ -53,3 +52,15 @@ def test_a_new_run_continues_from_the_export(trained, tmp_path):
     with torch.no_grad():
         expected = model(input_ids=rows, labels=rows).loss.item()
     assert first_loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_eval_of_the_export_in_a_pipeline_equals_the_runs_own_validation(trained, tmp_path):
+    import json
+
+    final_val = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()][-1]["val_loss"]
+    result = launch_job(tmp_path, "training.task=eval", f"model.pretrained_path={trained / 'hf_model'}",
+                        "parallelism.pp=2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["val_loss"] == pytest.approx(final_val, rel=1e-5)
+    assert evaluated["val_ppl"] == pytest.approx(2.718281828 ** final_val, rel=1e-4)

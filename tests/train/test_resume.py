@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import QUIET_RUN, launch_job, step_records
 
 RUN = ["training.max_steps=6", "training.checkpoint.every_n_steps=0"]
