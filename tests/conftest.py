@@ -14,10 +14,14 @@ QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 """Every step logged, validation only at the end."""
 
 
+def cli_command(out_dir: Path, *overrides: str) -> list[str]:
+    """The `llm-launch output_dir=<out_dir> <overrides>` command line (trains locally by default)."""
+    return [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *QUIET_RUN, *overrides]
+
+
 def launch_job(out_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`llm-launch output_dir=<out_dir> <overrides>` in a fresh interpreter (trains locally by default)."""
-    command = [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *QUIET_RUN, *overrides]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    """Run cli_command in a fresh interpreter and return the finished process."""
+    return subprocess.run(cli_command(out_dir, *overrides), capture_output=True, text=True, timeout=timeout)
 
 
 def step_records(out_dir: Path) -> dict[int, dict]:
@@ -26,13 +30,19 @@ def step_records(out_dir: Path) -> dict[int, dict]:
     return {r["step"]: r for r in records if "loss" in r}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def command() -> Callable[..., list[str]]:
+    """command(out_dir, *overrides): the llm-launch command line, to start with Popen."""
+    return cli_command
+
+
+@pytest.fixture(scope="session")
 def launch() -> Callable[..., subprocess.CompletedProcess]:
     """launch(out_dir, *overrides): run a job through the CLI and return the finished process."""
     return launch_job
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def records() -> Callable[[Path], dict[int, dict]]:
     """records(out_dir): metrics.jsonl training records keyed by step."""
     return step_records

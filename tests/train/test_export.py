@@ -3,13 +3,12 @@ and a new run continues from it (loaded shard by shard into a tensor-parallel mo
 
 import pytest
 import torch
-from conftest import launch_job, step_records
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, launch):
     out = tmp_path_factory.mktemp("trained")
-    result = launch_job(out, "training.max_steps=2", "training.checkpoint.every_n_steps=0",
+    result = launch(out, "training.max_steps=2", "training.checkpoint.every_n_steps=0",
                         "parallelism.tp=2", "parallelism.sequence_parallel=true")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
@@ -34,16 +33,16 @@ def test_exported_weights_and_logits_equal_the_checkpoint(trained):
     torch.testing.assert_close(engine_logits, hf_logits, rtol=1e-5, atol=1e-5)
 
 
-def test_a_new_run_continues_from_the_export(trained, tmp_path):
+def test_a_new_run_continues_from_the_export(trained, tmp_path, launch, records):
     from transformers import AutoModelForCausalLM
 
     from train.data.loader import StepBatches
     from train.data.packed import PackedDataset
 
-    result = launch_job(tmp_path, "training.max_steps=1", f"model.pretrained_path={trained / 'hf_model'}",
+    result = launch(tmp_path, "training.max_steps=1", f"model.pretrained_path={trained / 'hf_model'}",
                         "parallelism.tp=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    first_loss = step_records(tmp_path)[1]["loss"]
+    first_loss = records(tmp_path)[1]["loss"]
 
     packed = next(p for p in (tmp_path / "data").iterdir() if p.name.startswith("train"))
     rows = StepBatches(PackedDataset.open(packed), seed=1234, global_batch=8, micro_batch=8, dp_rank=0,
@@ -54,11 +53,11 @@ def test_a_new_run_continues_from_the_export(trained, tmp_path):
     assert first_loss == pytest.approx(expected, rel=1e-5)
 
 
-def test_eval_of_the_export_in_a_pipeline_equals_the_runs_own_validation(trained, tmp_path):
+def test_eval_of_the_export_in_a_pipeline_equals_the_runs_own_validation(trained, tmp_path, launch):
     import json
 
     final_val = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()][-1]["val_loss"]
-    result = launch_job(tmp_path, "training.task=eval", f"model.pretrained_path={trained / 'hf_model'}",
+    result = launch(tmp_path, "training.task=eval", f"model.pretrained_path={trained / 'hf_model'}",
                         "parallelism.pp=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval.json").read_text())

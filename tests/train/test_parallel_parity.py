@@ -24,10 +24,8 @@ def _run(launch, records, out_dir, overrides):
 
 
 @pytest.fixture(scope="module")
-def single_process(tmp_path_factory):
-    from conftest import launch_job, step_records
-
-    return _run(launch_job, step_records, tmp_path_factory.mktemp("single"), ["trainer.nproc_per_node=1"])
+def single_process(tmp_path_factory, launch, records):
+    return _run(launch, records, tmp_path_factory.mktemp("single"), ["trainer.nproc_per_node=1"])
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -9,21 +9,19 @@ for step.
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import QUIET_RUN, launch_job, step_records
 
 RUN = ["training.max_steps=6", "training.checkpoint.every_n_steps=0"]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, launch, records):
     out = tmp_path_factory.mktemp("reference")
-    result = launch_job(out, *RUN)
+    result = launch(out, *RUN)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return step_records(out)
+    return records(out)
 
 
 def _wait_for_step(out, step, proc, timeout=300):
@@ -38,9 +36,8 @@ def _wait_for_step(out, step, proc, timeout=300):
     raise AssertionError(f"step {step} never logged")
 
 
-def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_path):
-    command = [sys.executable, "-m", "launcher.cli", f"output_dir={tmp_path}", *QUIET_RUN, *RUN]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_path, command, launch, records):
+    proc = subprocess.Popen(command(tmp_path, *RUN), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_step(tmp_path, 2, proc)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
@@ -51,20 +48,20 @@ def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_
     stopped_at = int(saved.removeprefix("step_"))
     assert 2 <= stopped_at < 6
 
-    resumed = launch_job(tmp_path, *RUN)
+    resumed = launch(tmp_path, *RUN)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"resumed from {tmp_path / 'checkpoints' / saved}" in resumed.stdout
-    losses = {step: r["loss"] for step, r in step_records(tmp_path).items()}
+    losses = {step: r["loss"] for step, r in records(tmp_path).items()}
     assert losses == {step: r["loss"] for step, r in reference.items()}  # bit for bit on CPU
 
 
-def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path):
-    first = launch_job(tmp_path, "training.max_steps=3", "training.checkpoint.every_n_steps=0",
+def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path, launch, records):
+    first = launch(tmp_path, "training.max_steps=3", "training.checkpoint.every_n_steps=0",
                        "parallelism.tp=2")  # dp 1
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    second = launch_job(tmp_path, *RUN, "parallelism=fsdp")  # dp 2, sharded
+    second = launch(tmp_path, *RUN, "parallelism=fsdp")  # dp 2, sharded
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resumed from" in second.stdout
-    curve = step_records(tmp_path)
+    curve = records(tmp_path)
     for step in range(1, 7):
         assert curve[step]["loss"] == pytest.approx(reference[step]["loss"], rel=1e-5), step
