@@ -29,6 +29,10 @@ TRAINIUM_OPEN_FILES = 65535
 """ulimit -n for Trainium jobs ("Too many open files" with 32 processes, neuron.md section 10)."""
 
 
+OPEN_FILES_LINE = f'ulimit -n {TRAINIUM_OPEN_FILES} 2>/dev/null || ulimit -n "$(ulimit -Hn)"'
+"""Raise the open-files limit, to the hard limit where 65535 is above it."""
+
+
 class ShellExpr(str):
     """Shell text written by a renderer (never user input); placed in a script unquoted."""
 
@@ -82,7 +86,7 @@ def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = ()) -
     """The shell script one container runs: limits, then every step, the last one exec'd."""
     lines = ["set -euo pipefail"]
     if is_trainium(job):
-        lines.append(f"ulimit -n {TRAINIUM_OPEN_FILES}")
+        lines.append(OPEN_FILES_LINE)
     steps = launch_steps(job, job_yaml, rendezvous)
     lines += [shell_command(step) for step in steps[:-1]]
     lines.append(f"exec {shell_command(steps[-1])}")

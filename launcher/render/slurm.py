@@ -15,7 +15,7 @@ from launcher.environment import backend_environment, is_trainium
 from launcher.jobfile import write_text_atomic
 from launcher.plan import Plan
 from launcher.render.command import (
-    TRAINIUM_OPEN_FILES,
+    OPEN_FILES_LINE,
     ShellExpr,
     launch_steps,
     rendezvous_port,
@@ -74,7 +74,7 @@ def sbatch_script(job: JobConfig, job_yaml: str) -> str:
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
              "set -euo pipefail", *shell_exports(backend_environment(job))]
     if is_trainium(job):
-        lines.append(f"ulimit -n {TRAINIUM_OPEN_FILES}")
+        lines.append(OPEN_FILES_LINE)
     lines.append('HEAD_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)')
     lines.append('echo "llm-launch: ${SLURM_JOB_NUM_NODES} node(s), rendezvous on ${HEAD_NODE}"')
     srun = srun_prefix(job)
