@@ -21,8 +21,9 @@ from launcher.compose import to_job
 from launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
 from launcher.config import store
 from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
-from launcher.problems import JobProblems, Problem, exit_with_problems
+from launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from launcher.report import print_plan
+from launcher.runners.remote import MANAGE_ACTIONS
 from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
@@ -39,6 +40,9 @@ def run_job(cfg: DictConfig) -> None:
     """The body of one Hydra job (one combination under -m)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     job = to_job(cfg, out_dir)
+    if job.action in MANAGE_ACTIONS:
+        manage_submitted(job.action, out_dir)
+        return
     findings, plan = validate(job)
     if findings.problems:
         raise JobProblems(findings.problems)
@@ -50,6 +54,10 @@ def run_job(cfg: DictConfig) -> None:
     if action == "plan":
         print(f"llm-launch: plan written to {out_dir / PLAN_FILE}")
         return
+    if job.cluster.kind != "local":
+        from launcher.render.remote import remote_job
+
+        job = remote_job(job)  # job.yaml holds the paths the cluster's containers see
     job_yaml = write_job(job, out_dir / JOB_FILE)
     rendered = render(job, plan, out_dir, job_yaml)
     print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
@@ -63,12 +71,35 @@ def render(job, plan, out_dir: Path, job_yaml: Path) -> list[Path]:
         from launcher.render.local import render_local
 
         return render_local(job, plan, out_dir, job_yaml)
-    raise JobProblems([Problem("cluster.kind", f"rendering {job.cluster.kind} jobs is not available in this "
-                               "version yet; use action=plan, or cluster=local")])
+    from launcher.render.remote import container_job_yaml
+
+    inner_job_yaml = container_job_yaml(job, str(job_yaml))
+    if job.cluster.kind == "sagemaker":
+        from launcher.render.sagemaker import render_sagemaker
+
+        return render_sagemaker(job, plan, out_dir, inner_job_yaml)
+    if job.cluster.kind == "eks":
+        from launcher.render.eks import render_eks
+
+        return render_eks(job, plan, out_dir)
+    if job.cluster.kind == "slurm":
+        from launcher.render.slurm import render_slurm
+
+        return render_slurm(job, plan, out_dir, inner_job_yaml)
+    raise JobProblems([Problem("cluster.kind", f"no renderer for {job.cluster.kind}")])
 
 
 def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
     """Hand the rendered job to its cluster."""
+    if job.cluster.kind != "local":
+        from launcher.runners.remote import RunnerError, submit_remote
+
+        try:
+            submit_remote(job, out_dir)
+        except RunnerError as exc:
+            print(f"llm-launch: {exc}", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
+        return
     from launcher.runners.local import LocalRunFailed, run_local
 
     try:
@@ -77,6 +108,17 @@ def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
         print(f"llm-launch: {exc}", file=sys.stderr)
         sys.exit(1)
     print(f"llm-launch: done: {json.dumps(summary)}")
+
+
+def manage_submitted(action: str, out_dir: Path) -> None:
+    """status, logs or stop of the job last submitted from out_dir."""
+    from launcher.runners.remote import RunnerError, manage
+
+    try:
+        manage(action, out_dir)
+    except RunnerError as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
 
 
 @hydra.main(config_path=str(store.CONF_DIR), config_name=store.PRIMARY_CONFIG, version_base="1.3")

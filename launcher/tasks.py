@@ -27,6 +27,7 @@ TASKS: dict[str, Task] = {
         Task("cpt", "train.cpt", trains_model=True),
         Task("sft", "train.sft", trains_model=True),
         Task("eval", "train.eval", trains_model=True),
+        Task("smoke", "train.smoke", trains_model=False),
     )
 }
 

@@ -17,6 +17,7 @@ from launcher.config.schema import JobConfig
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Problem
+from launcher.remote_checks import check_remote
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
 
@@ -346,6 +347,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     _check_backend(job, out)
     _check_cluster(job, out)
     _check_output_dir(job, out)
+    check_remote(job, out)
     if trains_model:
         _check_local_paths(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):

@@ -16,7 +16,7 @@ from omegaconf import MISSING
 
 ACCELERATOR_KINDS = ("cpu", "nvidia", "trainium1", "trainium2")
 CLUSTER_KINDS = ("local", "sagemaker", "eks", "slurm")
-ACTIONS = ("auto", "plan", "render", "submit")
+ACTIONS = ("auto", "plan", "render", "submit", "status", "logs", "stop")
 MODEL_FAMILIES = ("llama", "mistral")
 DATA_PARALLEL_MODES = ("ddp", "fsdp", "hsdp", "zero1", "none")
 PIPELINE_SCHEDULES = ("gpipe", "1f1b", "interleaved_1f1b")
@@ -126,6 +126,8 @@ class InstanceConfig:
     """Host memory per node in GiB, where the source gives it."""
     k8s_accelerator_resource: str | None = None
     """Kubernetes extended resource requested per node: nvidia.com/gpu or aws.amazon.com/neuron."""
+    efa_device_rdma: bool = False
+    """Whether EFA does device RDMA on this type (FI_EFA_USE_DEVICE_RDMA=1: p4d/p4de and Trainium)."""
     price_per_hour_usd: float | None = None
     """On-demand price per node-hour in USD (us-east-1 unless the source says otherwise)."""
     price_date: str = ""
@@ -168,6 +170,11 @@ class SageMakerClusterConfig:
     """VPC security groups (with subnets)."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags put on the training job."""
+    channels: dict[str, str] = field(default_factory=dict)
+    """Input channels: name -> s3:// prefix, mounted at /opt/ml/input/data/<name>. Only channels that a
+    training.data path (or model.pretrained_path) points into are sent with the job."""
+    code_channel_mode: str = "File"
+    """Input mode of the 'code' channel that carries job.yaml (uploaded to s3_code_uri/<job name>/)."""
 
 
 @dataclass
@@ -190,6 +197,18 @@ class EksClusterConfig:
     """Pod tolerations, as Kubernetes writes them."""
     hf_token_secret: str | None = None
     """Name of a Secret whose key 'token' holds a Hugging Face token (never the token itself)."""
+    restart_policy: str = "OnFailure"
+    """Pod restartPolicy of every replica: Always, OnFailure, Never or ExitCode."""
+    backoff_limit: int = 3
+    """runPolicy.backoffLimit: pod restarts before the whole job is marked failed."""
+    ttl_seconds_after_finished: int = 604800
+    """runPolicy.ttlSecondsAfterFinished: the finished PyTorchJob is deleted after this (7 days)."""
+    clean_pod_policy: str = "Running"
+    """runPolicy.cleanPodPolicy: All, Running (keep finished pods for their logs) or None."""
+    etcd_image: str = "quay.io/coreos/etcd:v3.5.19"
+    """Image of the etcd rendezvous server (rdzv_backend=etcd; run with --enable-v2)."""
+    shm_size: str | None = None
+    """sizeLimit of the /dev/shm memory volume (a Kubernetes quantity such as 64Gi); None for no limit."""
 
 
 @dataclass

@@ -1,0 +1,107 @@
+"""The environment a job's processes need on its backend, composed in one place for every renderer.
+
+GPU nodes get the NCCL/EFA set, Trainium nodes the Neuron runtime/compiler set and EFA; neither
+gets the other's variables (CUDA/NCCL settings leak into Trainium jobs in several peers, neuron.md
+section 10). Values are strings, ordered by name, so rendered files are deterministic.
+Sources: shared/reference/neuron.md sections 4, 7, 8, 9; sagemaker.md section 8; instances.md section 4.
+"""
+
+from __future__ import annotations
+
+from launcher.config.schema import JobConfig
+from launcher.topology import logical_core_config
+
+NEURON_LOCAL_CACHE = "/var/tmp/neuron-compile-cache"
+"""The Neuron compiler's own default cache folder (node-local)."""
+NEURON_CACHE_SUBDIR = "neuron_cache"
+"""Folder of the shared compile cache on a cluster's shared storage."""
+NEURON_BASE_CC_FLAGS = ("--model-type=transformer", "--distribution-strategy=llm-training")
+"""neuronx-cc flags every LLM training job gets (NxDT, awsome and metaflow use these)."""
+NEURON_PRECISION_CC_FLAGS = {
+    "bf16": ("--enable-mixed-precision-accumulation",),
+    "fp32": ("--auto-cast=none",),
+}
+"""Precision-dependent compiler flags, as NxDT's orchestrator appends them (neuron.md section 4)."""
+
+
+def is_trainium(job: JobConfig) -> bool:
+    """Whether the job runs on Trainium (trn1, trn1n, trn2)."""
+    return job.instance.accelerator.startswith("trainium")
+
+
+def shared_storage(job: JobConfig) -> str | None:
+    """The cluster's file system shared by every node, if it has one."""
+    cluster = job.cluster
+    if cluster.kind == "eks" and cluster.eks.pvc_name:
+        return cluster.eks.mount_path
+    if cluster.kind == "slurm":
+        return cluster.slurm.shared_dir
+    return None
+
+
+def compile_cache_url(job: JobConfig) -> str:
+    """NEURON_COMPILE_CACHE_URL: the job's setting, else the shared storage, else the node-local default.
+
+    Always rendered (a null value is written into the environment by some peers, neuron.md section 10).
+    Jobs only ever add to this cache; nothing rendered by llm-launch deletes it.
+    """
+    if job.neuron.compile_cache_url:
+        return job.neuron.compile_cache_url
+    shared = shared_storage(job)
+    if shared:
+        return f"{shared.rstrip('/')}/{NEURON_CACHE_SUBDIR}"
+    return NEURON_LOCAL_CACHE
+
+
+def neuron_cc_flags(job: JobConfig) -> str:
+    """NEURON_CC_FLAGS composed once: base flags, LNC on trn2, precision flags, then the user's cc_flags."""
+    flags = list(NEURON_BASE_CC_FLAGS)
+    if job.instance.accelerator == "trainium2":
+        flags.append(f"--logical-nc-config={logical_core_config(job.instance)}")
+    flags.extend(NEURON_PRECISION_CC_FLAGS.get(job.training.precision, ()))
+    flags.extend(job.neuron.cc_flags)
+    return " ".join(flags)
+
+
+def efa_environment(job: JobConfig) -> dict[str, str]:
+    """libfabric settings for EFA instance types (none on types without EFA)."""
+    inst = job.instance
+    if inst.efa_interfaces == 0:
+        return {}
+    env = {"FI_PROVIDER": "efa"}
+    if inst.efa_device_rdma:
+        env.update(FI_EFA_USE_DEVICE_RDMA="1", FI_EFA_FORK_SAFE="1", RDMAV_FORK_SAFE="1")
+    return env
+
+
+def neuron_environment(job: JobConfig) -> dict[str, str]:
+    """Neuron runtime and compiler settings (Trainium only)."""
+    env = {
+        "NEURON_CC_FLAGS": neuron_cc_flags(job),
+        "NEURON_COMPILE_CACHE_URL": compile_cache_url(job),
+        "NEURON_FUSE_SOFTMAX": "1",
+        "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS": "3",
+        "NEURON_RT_STOCHASTIC_ROUNDING_EN": "1" if job.training.precision == "bf16" and job.neuron.stochastic_rounding
+        else "0",
+        "MALLOC_ARENA_MAX": "64",
+    }
+    if job.instance.accelerator == "trainium2":
+        env["NEURON_LOGICAL_NC_CONFIG"] = str(logical_core_config(job.instance))
+    return env
+
+
+def gpu_environment(job: JobConfig) -> dict[str, str]:
+    """NCCL settings (NVIDIA only)."""
+    return {"NCCL_DEBUG": "WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "MALLOC_ARENA_MAX": "64"}
+
+
+def backend_environment(job: JobConfig) -> dict[str, str]:
+    """Every variable the job's processes get, sorted by name."""
+    env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    if is_trainium(job):
+        env.update(neuron_environment(job))
+        env.update(efa_environment(job))
+    elif job.instance.accelerator == "nvidia":
+        env.update(gpu_environment(job))
+        env.update(efa_environment(job))
+    return dict(sorted(env.items()))

@@ -1,0 +1,68 @@
+"""The backend environment per catalog instance type: GPU and Trainium sets never mix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launcher import PROJECT_ROOT
+from launcher.environment import NEURON_LOCAL_CACHE, backend_environment
+
+INSTANCES = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "instance").glob("ml.*.yaml"))
+GPU_ONLY = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")
+RDMA = {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"}
+
+
+@pytest.mark.parametrize("instance", INSTANCES)
+def test_environment_per_instance_type(job_for, instance):
+    job = job_for("recipe=smoke_allreduce", "cluster=sagemaker", f"instance={instance}", "training.precision=bf16")
+    env = backend_environment(job)
+    assert list(env) == sorted(env) and all(isinstance(v, str) for v in env.values())
+    assert env["FI_PROVIDER"] == "efa"
+    assert ("FI_EFA_USE_DEVICE_RDMA" in env) == (instance in RDMA)
+    if "trn" in instance:
+        assert not [k for k in env if k.startswith(GPU_ONLY)]
+        assert env["NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "1"
+        assert env["NEURON_COMPILE_CACHE_URL"] == NEURON_LOCAL_CACHE
+        assert "--model-type=transformer" in env["NEURON_CC_FLAGS"]
+        assert ("NEURON_LOGICAL_NC_CONFIG" in env) == ("trn2" in instance)
+    else:
+        assert not [k for k in env if k.startswith("NEURON_")]
+        assert env["NCCL_DEBUG"] == "WARN"
+
+
+def test_trn2_logical_cores_match_between_runtime_and_compiler(job_for):
+    for lnc in (1, 2):
+        env = backend_environment(job_for("recipe=smoke_allreduce", "cluster=eks", "instance=ml.trn2.48xlarge",
+                                          f"instance.logical_core_config={lnc}"))
+        assert env["NEURON_LOGICAL_NC_CONFIG"] == str(lnc)
+        assert f"--logical-nc-config={lnc}" in env["NEURON_CC_FLAGS"].split()
+
+
+def test_cc_flags_precision_and_rounding(job_for):
+    base = ("recipe=llama3_8b_cpt_trn1",)
+    env = backend_environment(job_for(*base, "neuron.cc_flags=[-O1,'--verbose=info']"))
+    assert env["NEURON_CC_FLAGS"].endswith("--enable-mixed-precision-accumulation -O1 --verbose=info")
+    assert backend_environment(job_for(*base, "neuron.stochastic_rounding=false"))[
+        "NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "0"
+    fp32 = backend_environment(job_for(*base, "training.precision=fp32"))
+    assert fp32["NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "0" and "--auto-cast=none" in fp32["NEURON_CC_FLAGS"]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (("cluster=eks",), "/fsx/neuron_cache"),
+    (("cluster=eks", "cluster.eks.mount_path=/shared"), "/shared/neuron_cache"),
+    (("cluster=eks", "cluster.eks.pvc_name=null"), NEURON_LOCAL_CACHE),
+    (("cluster=slurm", "cluster.slurm.shared_dir=/lustre"), "/lustre/neuron_cache"),
+    (("cluster=sagemaker", "neuron.compile_cache_url=s3://my-bucket/neuron-cache"), "s3://my-bucket/neuron-cache"),
+    (("cluster=slurm", "neuron.compile_cache_url=/fsx/cache-2.30"), "/fsx/cache-2.30"),
+])
+def test_compile_cache_location(job_for, overrides, expected):
+    env = backend_environment(job_for("recipe=llama3_8b_cpt_trn1", *overrides))
+    assert env["NEURON_COMPILE_CACHE_URL"] == expected
+
+
+def test_cpu_gets_no_accelerator_variables(job_for):
+    assert backend_environment(job_for()) == {"PYTHONUNBUFFERED": "1"}
+    assert Path(PROJECT_ROOT / "conf" / "instance" / "local_cpu.yaml").is_file()
