@@ -183,6 +183,17 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
                   f"{catalog_ranks_per_node(inst)}; leave it null (on trn2 set instance.logical_core_config)")
+    lora = job.training.lora
+    if lora.enabled and par.tp > 1:
+        out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
+                  "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
+    if lora.enabled and trainium:
+        out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
+    if lora.enabled and lora.rank < 1:
+        out.error("training.lora.rank", f"must be at least 1, got {lora.rank}")
+    if not trainium and par.pp > 1 and job.model.tie_word_embeddings:
+        out.error("parallelism.pp", "tied input and output embeddings live on the first and last stage; "
+                  "use pp=1 for this model")
     if acc == "cpu" and job.training.precision == "bf16":
         out.warn("training.precision", "bf16 on CPU is about 12x slower than fp32 on these machines")
     if par.data_parallel == "hsdp" and job.trainer.num_nodes == 1:

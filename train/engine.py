@@ -14,8 +14,9 @@ import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
 from train.distributed import Dist
+from train.lora import apply_lora
 from train.loss import summed_cross_entropy
-from train.model import build_model, fresh_rotary, load_hf_weights
+from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
 from train.parallelize import parallelize_stage, unwrap
 from train.pipeline import ScaledLoss, build_schedule
 from train.stage import build_stages, rank_model, stage_indices
@@ -41,8 +42,16 @@ class Engine:
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
-        pretrained = job.model.pretrained_path
-        hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
+        lora = cfg.lora.enabled
+        # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the
+        # layers they wrap, so a LoRA job loads its base model whole first.
+        pretrained = job.model.pretrained_path if not lora else None
+        if lora and job.model.pretrained_path:
+            hf_model = load_pretrained(job.model.pretrained_path)
+        else:
+            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
+        if lora:
+            apply_lora(hf_model, cfg.lora, cfg.seed)
         stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         modules = []
@@ -75,7 +84,8 @@ class Engine:
             stage.model.rotary_emb = rotary
 
     def parameters(self):
-        return [p for module in self.modules for p in module.parameters()]
+        """The parameters that train (all of them, or the adapters of a LoRA job)."""
+        return [p for module in self.modules for p in module.parameters() if p.requires_grad]
 
     def _autocast(self):
         if self.autocast:

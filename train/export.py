@@ -16,17 +16,20 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
-from launcher.config.schema import JobConfig, ModelConfig
+from launcher.config.schema import JobConfig, LoraConfig, ModelConfig
+from train.lora import apply_lora, merge_lora
 from train.model import hf_config
 
 HF_DIR = "hf_model"
 
 
-def model_from_checkpoint(checkpoint: Path, model: ModelConfig) -> torch.nn.Module:
-    """A transformers model (fp32, CPU) holding the weights of an engine checkpoint."""
+def model_from_checkpoint(checkpoint: Path, model: ModelConfig, lora: LoraConfig | None = None) -> torch.nn.Module:
+    """A transformers model (fp32, CPU) holding the weights of an engine checkpoint; LoRA adapters merged."""
     from transformers import AutoModelForCausalLM
 
     fresh = AutoModelForCausalLM.from_config(hf_config(model), dtype=torch.float32)
+    if lora is not None and lora.enabled:
+        apply_lora(fresh, lora, seed=0)
     state = {"model": fresh.state_dict()}
     if model.tie_word_embeddings:
         state["model"].pop("lm_head.weight", None)
@@ -36,7 +39,7 @@ def model_from_checkpoint(checkpoint: Path, model: ModelConfig) -> torch.nn.Modu
     fresh.load_state_dict(state["model"], strict=not model.tie_word_embeddings)
     if model.tie_word_embeddings:
         fresh.tie_weights()
-    return fresh
+    return merge_lora(fresh) if lora is not None and lora.enabled else fresh
 
 
 def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path) -> Path:
@@ -62,6 +65,7 @@ def export_hf_from_checkpoint(checkpoint: Path, job: JobConfig, out_dir: Path, *
     """Rank 0 exports the checkpoint to <out_dir>/hf_model while the other ranks wait (collective)."""
     final = out_dir / HF_DIR
     if is_main:
-        write_hf_folder(model_from_checkpoint(checkpoint, job.model), job.training.data.tokenizer_path, final)
+        model = model_from_checkpoint(checkpoint, job.model, job.training.lora)
+        write_hf_folder(model, job.training.data.tokenizer_path, final)
     dist.barrier()
     return final

@@ -44,6 +44,13 @@ def build_model(model: ModelConfig, seed: int, *, on_meta: bool = False) -> torc
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
+def load_pretrained(checkpoint: str | Path) -> torch.nn.Module:
+    """A Hugging Face checkpoint loaded whole on this rank (fp32, CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="sdpa")
+
+
 def fresh_rotary(model: ModelConfig, device: torch.device) -> torch.nn.Module:
     """A rotary embedding with its tables computed on device (meta-built ones hold no values)."""
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding

@@ -318,6 +318,23 @@ class DataConfig:
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (peft LoRA): train small adapters instead of every weight."""
+
+    enabled: bool = False
+    """Train LoRA adapters only; the base model is frozen (and loaded whole on each rank)."""
+    rank: int = 16
+    """Adapter rank r."""
+    alpha: float = 32.0
+    """Scaling numerator: adapters are scaled by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on the adapter input."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Names of the linear layers that get adapters."""
+
+
+@dataclass
 class TrainingConfig:
     """What one training run does: task, steps, batch, optimizer, checkpoints and data."""
 
@@ -353,6 +370,8 @@ class TrainingConfig:
     """Checkpoint policy."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data and tokenizer."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA fine-tuning (off: every weight trains)."""
 
 
 @dataclass

@@ -12,17 +12,26 @@ from train.data.prepare import prepare_corpus
 from train.errors import JobError
 
 
+def _pack(source: Path, job: JobConfig) -> Path:
+    """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
+    data, cache = job.training.data, Path(job.output_dir) / "data"
+    if job.training.task == "sft":
+        from train.data.sft import prepare_sft
+
+        return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
+    return prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len, cache, data.text_field,
+                          job.model.vocab_size)
+
+
 def open_dataset(path: str | None, job: JobConfig, ctx) -> PackedDataset | None:
     """Open packed shards, packing a raw corpus first (on rank 0; the others wait and reuse it)."""
     if path is None:
         return None
     source = Path(path)
     if not (source / INDEX_FILE).is_file():
-        data = job.training.data
         target = None
         if ctx.is_main:
-            target = prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len,
-                                    Path(job.output_dir) / "data", data.text_field, job.model.vocab_size)
+            target = _pack(source, job)
         shared = [str(target) if target else None]
         dist.broadcast_object_list(shared, src=0)
         source = Path(shared[0])
