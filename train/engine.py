@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
 from train.distributed import Dist
-from train.lora import apply_lora
+from train.lora import apply_lora, trainable_parameter_count
 from train.loss import summed_cross_entropy
 from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
 from train.parallelize import parallelize_stage, unwrap
@@ -52,6 +52,9 @@ class Engine:
             hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
         if lora:
             apply_lora(hf_model, cfg.lora, cfg.seed)
+            if ctx.is_main:
+                trainable, total = trainable_parameter_count(hf_model)
+                print(f"LoRA: training {trainable:,} of {total:,} parameters", flush=True)
         stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         modules = []
