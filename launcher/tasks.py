@@ -26,6 +26,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task("cpt", "train.cpt", trains_model=True),
         Task("sft", "train.sft", trains_model=True),
+        Task("prepare", "train.prepare", trains_model=False),
     )
 }
 

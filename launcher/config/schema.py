@@ -445,14 +445,16 @@ class DataOutputConfig:
 
     dir: str | None = None
     """Output folder (train/, valid/ and manifest.json); None means <output_dir>/data."""
-    rows_per_shard: int = 16384
-    """Upper bound on rows per shard file (a shard of 16384 rows of 4096 uint16 tokens is 128 MiB)."""
     shard_chars: int = 200_000_000
-    """Characters of text that go into one shard's work unit; each unit is tokenized, packed and written
-    on its own (its tail that does not fill a row is counted as remainder), so that a rerun skips
-    finished shards and ranks can build shards in parallel."""
+    """Characters of text per shard (about 4 characters per token: 200 M characters make a shard of
+    roughly 50 M tokens). Each shard is tokenized, packed and written on its own (its tail that does not
+    fill a row is counted as remainder), so that a rerun skips finished shards and ranks build shards
+    in parallel."""
     keep_work: bool = False
     """Keep the intermediate work folder (selected documents per shard) after a successful run."""
+    overwrite: bool = False
+    """Replace a finished dataset in dir that was prepared from other inputs or settings (its manifest's
+    fingerprint differs); false refuses, so nothing is overwritten by accident."""
 
 
 @dataclass
