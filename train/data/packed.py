@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,9 +148,13 @@ def write_masked_packed(
     pad_id: int,
     vocab_size: int,
     rows_per_shard: int = 65536,
-    metadata: dict | None = None,
+    metadata: dict | Callable[[], dict] | None = None,
 ) -> dict:
-    """Write (token row, loss-mask row) pairs as a packed dataset with mask files; atomic like write_packed."""
+    """Write (token row, loss-mask row) pairs as a packed dataset with mask files; atomic like write_packed.
+
+    metadata may be a function, called once every row is written (for counts known only then); if it
+    raises, nothing is published.
+    """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -168,17 +172,22 @@ def write_masked_packed(
         tokens.clear()
         masks.clear()
 
-    for row, mask in rows:
-        if len(row) != seq_len or len(mask) != seq_len:
-            raise ValueError(f"rows must hold exactly {seq_len} tokens and mask entries")
-        tokens.append(row)
-        masks.append(mask)
-        if len(tokens) == rows_per_shard:
+    try:
+        for row, mask in rows:
+            if len(row) != seq_len or len(mask) != seq_len:
+                raise ValueError(f"rows must hold exactly {seq_len} tokens and mask entries")
+            tokens.append(row)
+            masks.append(mask)
+            if len(tokens) == rows_per_shard:
+                flush()
+        if tokens:
             flush()
-    if tokens:
-        flush()
+        extra = metadata() if callable(metadata) else metadata
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     index = make_index(seq_len=seq_len, dtype=dtype, eos_id=eos_id, shards=shards, remainder_tokens=0,
-                       documents=0, metadata={"loss_mask": True, "pad_id": pad_id, **(metadata or {})})
+                       documents=0, metadata={"loss_mask": True, "pad_id": pad_id, **(extra or {})})
     _publish(tmp, out_dir, index)
     return index
 

@@ -69,7 +69,8 @@ def _record_item(record: object, index: int, where: str, source: DataSourceConfi
     return Item(index, where, fmt, text=text, meta=_scalars(record, source.text_field))
 
 
-def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
+def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
+    """(path:line, parsed value) of each non-blank line; undecodable and malformed lines are counted."""
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, 1):
             where = f"{path}:{number}"
@@ -81,13 +82,16 @@ def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 tally.add("malformed_json", where, f"{exc.msg} at column {exc.colno}")
-                continue
-            item = _record_item(record, index, where, source, tally, "jsonl")
-            if item is not None:
-                yield item
+
+
+def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
+    for where, record in iter_jsonl(path, tally):
+        item = _record_item(record, index, where, source, tally, "jsonl")
+        if item is not None:
+            yield item
 
 
 def read_parquet(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from launcher.config.schema import DataPrepConfig
 from launcher.jobfile import write_text_atomic
-from train.data.packed import token_dtype
+from train.data.packed import INDEX_FILE, token_dtype
 from train.data.pipeline.dedup import Deduplicator
 from train.data.pipeline.manifest import (
     MANIFEST_FILE,
@@ -68,6 +68,22 @@ def _check_output(out: Path, fingerprint: str, overwrite: bool) -> None:
         raise OutputInUse(f"{out} holds data prepared from other inputs or settings (fingerprint {previous}, this "
                           f"run {fingerprint}); set data_prep.output.dir to a new folder or "
                           "data_prep.output.overwrite=true")
+
+
+def _finished_run(out: Path, fingerprint: str) -> dict | None:
+    """The manifest of a completed run with this fingerprint whose every shard is still in place, else None."""
+    try:
+        manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    for name, summary in manifest["splits"].items():
+        if not (out / name / INDEX_FILE).is_file() or "work_units" not in summary:
+            return None
+        if any(finished_shard(out / name, k, fingerprint) is None for k in range(summary["work_units"])):
+            return None
+    return manifest
 
 
 def _load_plan(work: Path, fingerprint: str) -> dict | None:
@@ -157,7 +173,7 @@ def _summarise(cfg: DataPrepConfig, plan: dict, out: Path, fingerprint: str, eos
         index = write_split_index(split_dir, sidecars, seq_len=cfg.seq_len, dtype=dtype, eos_id=eos_id,
                                   metadata={"source": "data_prep", "tokenizer": cfg.tokenizer_path,
                                             "fingerprint": fingerprint})
-        summaries[name] = {"path": name, **split_summary(index, sidecars)}
+        summaries[name] = {"path": name, **split_summary(index, sidecars), "work_units": units}
         for sidecar in sidecars:
             for i, tokens in enumerate(sidecar["tokens_by_source"]):
                 tokens_by_source[name][i] += tokens
@@ -193,6 +209,11 @@ def prepare_data(cfg: DataPrepConfig, ranks: Ranks | None = None, progress: bool
     work = out / WORK_DIR
     fingerprint = run_fingerprint(cfg)
     _check_output(out, fingerprint, cfg.output.overwrite)
+    done = _finished_run(out, fingerprint)
+    if done is not None:
+        if progress:
+            print(f"data prep: {out} already holds this run's data; nothing to do", flush=True)
+        return done if ranks.rank == 0 else {}
     if ranks.rank == 0 and _load_plan(work, fingerprint) is None:
         _make_plan(cfg, work, fingerprint, progress)
     ranks.barrier()
