@@ -223,6 +223,7 @@ def prepare_sft(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Pat
             raise ValueError(f"{corpus} holds no valid SFT record ({tally.total} bad: {sorted(tally.counts)}); see "
                              "train/data/sft.py for the record formats")
         return {"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key, "template": template,
+                "documents": packer.examples,
                 **packer.stats(), "bad_records": {"total": tally.total, "kinds": tally.to_dict()}}
 
     write_masked_packed(out, packer.rows(encoded_records(corpus, tokenizer, tally)), seq_len=seq_len,

@@ -59,7 +59,7 @@ def records(chaps: list[tuple[str, list[str]]]) -> list[dict]:
                                  {"role": "assistant", "content": verses[0]},
                                  {"role": "user", "content": "And the verse after it?"},
                                  {"role": "assistant", "content": verses[1]}]})
-    for chapter, verses in chaps[7::30]:
+    for _, verses in chaps[7::30]:
         words = verses[0].split()
         half = len(words) // 2
         out.append({"instruction": "Continue this verse.", "input": " ".join(words[:half]),
