@@ -272,7 +272,7 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
     prep = resolve_data_prep(job)
     if not prep.sources:
         out.error("data_prep.sources", "no sources; add at least one, e.g. "
-                  "+data_prep.sources='[{name: web, path: /data/web.jsonl}]' (see recipes/prepare_sample.yaml)")
+                  "data_prep.sources='[{name: web, path: /data/web.jsonl}]' (see recipes/prepare_sample.yaml)")
     names = [s.name for s in prep.sources]
     for i, source in enumerate(prep.sources):
         key = f"data_prep.sources[{i}]"
