@@ -56,6 +56,11 @@ def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
                                     valid_path=_absolute(data.valid_path),
                                     tokenizer_path=_absolute(data.tokenizer_path))
         job.model.pretrained_path = _absolute(job.model.pretrained_path)
+        prep = job.data_prep
+        for source in prep.sources:
+            source.path = _absolute(source.path)
+        prep.tokenizer_path = _absolute(prep.tokenizer_path)
+        prep.output.dir = _absolute(prep.output.dir)
         ckpt = job.training.checkpoint
         ckpt.dir = _absolute(ckpt.dir) if ckpt.dir else str(Path(job.output_dir) / "checkpoints")
     return job

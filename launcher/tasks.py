@@ -28,6 +28,7 @@ TASKS: dict[str, Task] = {
         Task("sft", "train.sft", trains_model=True),
         Task("eval", "train.eval", trains_model=True),
         Task("smoke", "train.smoke", trains_model=False),
+        Task("prepare", "train.prepare", trains_model=False),
     )
 }
 

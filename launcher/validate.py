@@ -7,6 +7,7 @@ one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -291,6 +292,85 @@ def _check_output_dir(job: JobConfig, out: Findings) -> None:
                   f"{job.training.task} job would replace; set output_dir=<another folder>")
 
 
+def _check_data_prep(job: JobConfig, out: Findings) -> None:
+    """Sources, thresholds and the tokenizer of a prepare job (paths only for local runs)."""
+    from launcher.data_prep import resolve_data_prep
+    from train.data.pipeline.extract import missing_package
+
+    prep = resolve_data_prep(job)
+    if not prep.sources:
+        out.error("data_prep.sources", "no sources; add at least one, e.g. "
+                  "data_prep.sources='[{name: web, path: /data/web.jsonl}]' (see recipes/prepare_sample.yaml)")
+    names = [s.name for s in prep.sources]
+    for i, source in enumerate(prep.sources):
+        key = f"data_prep.sources[{i}]"
+        if not source.name or names.count(source.name) > 1:
+            out.error(f"{key}.name", f"'{source.name}' must be a non-empty name used by one source only")
+        if source.format not in schema.DATA_SOURCE_FORMATS:
+            out.error(f"{key}.format", f"'{source.format}' is not one of {', '.join(schema.DATA_SOURCE_FORMATS)}")
+        elif missing_package(source.format):
+            package = missing_package(source.format)
+            out.error(f"{key}.format", f"reading {source.format} needs {package}; pip install {package} "
+                      "(or pip install 'llm-launch[data]')")
+        if not source.weight > 0:
+            out.error(f"{key}.weight", f"must be positive (a share of the mix), got {source.weight}")
+        if source.format in ("jsonl", "parquet") and not source.text_field:
+            out.error(f"{key}.text_field", "must name the field holding the text, e.g. text")
+        if job.cluster.kind == "local" and not Path(source.path).exists():
+            out.error(f"{key}.path", f"{source.path} does not exist; point it at a file or a folder of "
+                      f"{source.format} files")
+    filters, dedup = prep.filters, prep.dedup
+    fractions = [("filters.min_alpha_word_fraction", filters.min_alpha_word_fraction),
+                 ("filters.max_duplicate_line_fraction", filters.max_duplicate_line_fraction),
+                 ("filters.max_duplicate_ngram_fraction", filters.max_duplicate_ngram_fraction),
+                 ("filters.min_language_score", filters.min_language_score)]
+    for name, value in fractions:
+        if not 0 <= value <= 1:
+            out.error(f"data_prep.{name}", f"must be in [0, 1], got {value}")
+    if filters.min_words < 0:
+        out.error("data_prep.filters.min_words", f"must be 0 or more, got {filters.min_words}")
+    if filters.max_words is not None and filters.max_words < filters.min_words:
+        out.error("data_prep.filters.max_words", f"{filters.max_words} is below min_words {filters.min_words}; "
+                  "raise it or set it to null")
+    if not 0 <= filters.min_mean_word_length <= filters.max_mean_word_length:
+        out.error("data_prep.filters.min_mean_word_length", f"need 0 <= min ({filters.min_mean_word_length}) <= "
+                  f"max_mean_word_length ({filters.max_mean_word_length})")
+    if filters.ngram_size < 1:
+        out.error("data_prep.filters.ngram_size", f"must be at least 1, got {filters.ngram_size}")
+    if filters.languages and importlib.util.find_spec("langdetect") is None:
+        out.error("data_prep.filters.languages", "the language filter needs langdetect; pip install langdetect "
+                  "(or pip install 'llm-launch[data]'), or set languages=[]")
+    if filters.blocked_domains and not filters.url_field:
+        out.error("data_prep.filters.url_field", "blocked_domains needs the record field holding the URL; set "
+                  "data_prep.filters.url_field=url")
+    if dedup.granularity not in schema.DEDUP_GRANULARITIES:
+        out.error("data_prep.dedup.granularity", f"'{dedup.granularity}' is not one of "
+                  f"{', '.join(schema.DEDUP_GRANULARITIES)}")
+    if not 0 < dedup.threshold <= 1:
+        out.error("data_prep.dedup.threshold", f"must be in (0, 1], got {dedup.threshold}; e.g. 0.8")
+    if dedup.num_perm < 16:
+        out.error("data_prep.dedup.num_perm", f"must be at least 16 for a usable estimate, got {dedup.num_perm}")
+    if dedup.shingle_size < 1:
+        out.error("data_prep.dedup.shingle_size", f"must be at least 1, got {dedup.shingle_size}")
+    if dedup.near and importlib.util.find_spec("datasketch") is None:
+        out.error("data_prep.dedup.near", "needs datasketch; pip install datasketch (or pip install "
+                  "'llm-launch[data]'), or set data_prep.dedup.near=false")
+    if not 0 <= prep.split.valid_fraction < 1:
+        out.error("data_prep.split.valid_fraction", f"must be in [0, 1), got {prep.split.valid_fraction}")
+    if prep.output.shard_chars < 1:
+        out.error("data_prep.output.shard_chars", f"must be at least 1, got {prep.output.shard_chars}")
+    if prep.workers < 0:
+        out.error("data_prep.workers", f"must be 0 (every core) or more, got {prep.workers}")
+    if prep.seq_len < 2:
+        out.error("data_prep.seq_len", f"must be at least 2, got {prep.seq_len}")
+    if job.cluster.kind == "local":
+        tokenizer = Path(prep.tokenizer_path)
+        key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
+        if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            out.error(key, f"{tokenizer} has no tokenizer.json and tokenizer_config.json; point it at a Hugging "
+                      "Face tokenizer folder")
+
+
 def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
     par, train, inst = job.parallelism, job.training, job.instance
     ranks, world, mp = plan.ranks_per_node, plan.world_size, par.tp * par.pp
@@ -361,6 +441,8 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     check_remote(job, out)
     if trains_model:
         _check_local_paths(job, out)
+    if job.training.task == "prepare":
+        _check_data_prep(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)

@@ -11,6 +11,11 @@ index.json:
      "eos_id": 1, "num_rows": 977, "num_tokens": 250112, "remainder_tokens": 91,
      "documents": 1100, "source": "...", "tokenizer": "...",
      "shards": [{"file": "shard_00000.bin", "rows": 977}]}
+
+Fine-tuning data (train/data/sft.py) adds a loss mask: index.json has "loss_mask": true and "pad_id",
+and each shard entry names a "mask_file" (shard_XXXXX.mask.bin), a flat uint8 array with one entry
+per token id (1 = a token the model is trained to predict). Readers that ignore the mask still read
+the token rows unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,16 +95,100 @@ def write_packed(
             flush()
     if current:
         flush()
-    index = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "seq_len": seq_len, "dtype": dtype.name,
+    index = make_index(seq_len=seq_len, dtype=dtype, eos_id=eos_id, shards=shards, remainder_tokens=packer.remainder,
+                       documents=packer.documents, metadata=metadata)
+    _publish(tmp, out_dir, index)
+    return index
+
+
+def make_index(*, seq_len: int, dtype: np.dtype, eos_id: int, shards: list[dict], remainder_tokens: int,
+               documents: int, metadata: dict | None = None) -> dict:
+    """The index.json of a packed dataset whose shards are listed (each with its "rows")."""
+    rows_total = sum(shard["rows"] for shard in shards)
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "seq_len": seq_len, "dtype": np.dtype(dtype).name,
         "eos_id": eos_id, "num_rows": rows_total, "num_tokens": rows_total * seq_len,
-        "remainder_tokens": packer.remainder, "documents": packer.documents,
+        "remainder_tokens": remainder_tokens, "documents": documents,
         "shards": shards, **(metadata or {}),
     }
+
+
+def _publish(tmp: Path, out_dir: Path, index: dict) -> None:
+    """Write index.json into the finished temporary folder and move it into place."""
     (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+
+
+def pack_documents(documents: Iterable[list[int]], *, seq_len: int, eos_id: int,
+                   dtype: np.dtype) -> tuple[np.ndarray, int, int]:
+    """What RowPacker does, in one pass into a flat array: (rows x seq_len tokens, remainder, documents).
+
+    The documents are concatenated with EOS after each; the array holds the whole rows, the remainder
+    counts the tail tokens that did not fill one.
+    """
+    pieces: list[np.ndarray] = []
+    for tokens in documents:
+        piece = np.empty(len(tokens) + 1, dtype=dtype)
+        piece[:-1] = tokens
+        piece[-1] = eos_id
+        pieces.append(piece)
+    stream = np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
+    whole = len(stream) // seq_len * seq_len
+    return stream[:whole], len(stream) - whole, len(pieces)
+
+
+def write_masked_packed(
+    out_dir: Path,
+    rows: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    seq_len: int,
+    eos_id: int,
+    pad_id: int,
+    vocab_size: int,
+    rows_per_shard: int = 65536,
+    metadata: dict | Callable[[], dict] | None = None,
+) -> dict:
+    """Write (token row, loss-mask row) pairs as a packed dataset with mask files; atomic like write_packed.
+
+    metadata may be a function, called once every row is written (for counts known only then); if it
+    raises, nothing is published.
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dtype = token_dtype(vocab_size)
+    shards: list[dict] = []
+    tokens: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+
+    def flush() -> None:
+        name = f"shard_{len(shards):05d}"
+        np.stack(tokens).astype(dtype).tofile(tmp / f"{name}.bin")
+        np.stack(masks).astype(np.uint8).tofile(tmp / f"{name}.mask.bin")
+        shards.append({"file": f"{name}.bin", "rows": len(tokens), "mask_file": f"{name}.mask.bin"})
+        tokens.clear()
+        masks.clear()
+
+    try:
+        for row, mask in rows:
+            if len(row) != seq_len or len(mask) != seq_len:
+                raise ValueError(f"rows must hold exactly {seq_len} tokens and mask entries")
+            tokens.append(row)
+            masks.append(mask)
+            if len(tokens) == rows_per_shard:
+                flush()
+        if tokens:
+            flush()
+        extra = metadata() if callable(metadata) else metadata
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    index = make_index(seq_len=seq_len, dtype=dtype, eos_id=eos_id, shards=shards, remainder_tokens=0,
+                       documents=0, metadata={"loss_mask": True, "pad_id": pad_id, **(extra or {})})
+    _publish(tmp, out_dir, index)
     return index
 
 
@@ -111,6 +200,8 @@ class PackedDataset:
     index: dict
     shards: list[np.memmap]
     offsets: list[int]
+    masks: list[np.memmap] | None = None
+    """Loss-mask shards (uint8, same shape as shards) when the index has "loss_mask": true."""
 
     @classmethod
     def open(cls, path: str | Path) -> PackedDataset:
@@ -120,11 +211,15 @@ class PackedDataset:
             raise ValueError(f"{path} is not an {FORMAT_NAME} v{FORMAT_VERSION} dataset")
         seq_len, dtype = index["seq_len"], np.dtype(index["dtype"])
         shards, offsets, start = [], [], 0
+        masks: list[np.memmap] | None = [] if index.get("loss_mask") else None
         for shard in index["shards"]:
             shards.append(np.memmap(path / shard["file"], dtype=dtype, mode="r", shape=(shard["rows"], seq_len)))
+            if masks is not None:
+                masks.append(np.memmap(path / shard["mask_file"], dtype=np.uint8, mode="r",
+                                       shape=(shard["rows"], seq_len)))
             offsets.append(start)
             start += shard["rows"]
-        return cls(path, index, shards, offsets)
+        return cls(path, index, shards, offsets, masks)
 
     @property
     def seq_len(self) -> int:
@@ -137,5 +232,22 @@ class PackedDataset:
         """Row i as int64 token ids."""
         if not 0 <= i < len(self):
             raise IndexError(i)
-        shard = np.searchsorted(self.offsets, i, side="right") - 1
+        shard = self._shard_of(i)
         return np.asarray(self.shards[shard][i - self.offsets[shard]], dtype=np.int64)
+
+    def _shard_of(self, i: int) -> int:
+        return int(np.searchsorted(self.offsets, i, side="right") - 1)
+
+    @property
+    def has_loss_mask(self) -> bool:
+        """Whether rows come with a loss mask (fine-tuning data)."""
+        return self.masks is not None
+
+    def row_mask(self, i: int) -> np.ndarray | None:
+        """Loss mask of row i (uint8, 1 = a token to learn to predict), or None without masks."""
+        if self.masks is None:
+            return None
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        shard = self._shard_of(i)
+        return np.asarray(self.masks[shard][i - self.offsets[shard]], dtype=np.uint8)

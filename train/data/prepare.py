@@ -11,8 +11,12 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from train.data.packed import INDEX_FILE, write_packed
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 ENCODE_BATCH = 256
 
@@ -32,26 +36,43 @@ def iter_texts(path: Path, text_field: str) -> Iterator[str]:
         yield path.read_text(encoding="utf-8")
 
 
-def _fingerprint(path: Path, tokenizer_dir: Path, seq_len: int) -> str:
+def _fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | str) -> str:
+    """Hash of the corpus, the tokenizer and seq_len (plus extra files or strings): the cache key."""
     digest = hashlib.sha256()
     for part in (path, tokenizer_dir / "tokenizer.json"):
         digest.update(part.read_bytes())
     digest.update(str(seq_len).encode())
+    for part in extra:
+        if isinstance(part, Path):
+            digest.update(part.read_bytes() if part.is_file() else b"-")
+        else:
+            digest.update(part.encode())
     return digest.hexdigest()[:16]
+
+
+fingerprint = _fingerprint
+
+
+def load_fast_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, int]:
+    """The fast (Rust) tokenizer of a Hugging Face tokenizer folder and its EOS id."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    eos_id = tokenizer.token_to_id(config["eos_token"])
+    if eos_id is None:
+        raise ValueError(f"{tokenizer_dir}: eos_token {config['eos_token']!r} is not in the vocabulary")
+    return tokenizer, eos_id
 
 
 def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Path, text_field: str,
                    vocab_size: int) -> Path:
     """Return a packed dataset for corpus, writing it under cache_root unless a current copy exists."""
-    from tokenizers import Tokenizer
-
     fingerprint = _fingerprint(corpus, tokenizer_dir, seq_len)
     out = cache_root / f"{corpus.stem}-seq{seq_len}-{fingerprint}"
     if (out / INDEX_FILE).is_file():
         return out
-    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    eos_id = tokenizer.token_to_id(config["eos_token"])
+    tokenizer, eos_id = load_fast_tokenizer(tokenizer_dir)
 
     def documents() -> Iterator[list[int]]:
         batch: list[str] = []

@@ -56,3 +56,14 @@ def test_rejects_foreign_folder_and_bad_rows(tmp_path):
     ds = PackedDataset.open(tmp_path / "ds")
     with pytest.raises(IndexError):
         ds.row(len(ds))
+
+
+def test_vectorised_packing_matches_the_row_packer():
+    from train.data.packed import RowPacker, pack_documents
+
+    docs = _docs(5, 120, 2048)
+    packer = RowPacker(16, 1)
+    rows = np.stack(list(packer.rows(docs)))
+    flat, remainder, documents = pack_documents(docs, seq_len=16, eos_id=1, dtype=np.dtype(np.uint16))
+    assert flat.reshape(-1, 16).tolist() == rows.tolist()
+    assert (remainder, documents) == (packer.remainder, packer.documents)

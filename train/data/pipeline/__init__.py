@@ -1,0 +1,16 @@
+"""Data preparation: raw documents to packed token shards, a manifest, and a train/valid split.
+
+Stages, one module each:
+    read.py          list input files and turn them into work items (JSONL, Parquet, text; HTML, PDF and
+                     DOCX through extract.py), counting bad input in a Tally (report.py)
+    normalize.py     Unicode NFC, control characters, whitespace
+    filters.py       quality filters, each counted under its own name
+    process.py       the per-document work (extract, normalise, filter, MinHash) run in a process pool
+    dedup.py         exact (SHA-256) and near-duplicate (MinHash LSH) removal, document or paragraph level
+    mix.py           weighted mixing of sources, seeded shuffle and the train/valid split
+    tokenize_pack.py tokenize one work unit with a Hugging Face fast tokenizer and write it as a shard
+    manifest.py      the fingerprint of a run, per-split index.json and manifest.json
+    run.py           the whole pipeline: plan (stages up to the split) then build shards, resumably
+
+Entry point as a job: train/prepare.py (python -m train.prepare --job job.yaml).
+"""

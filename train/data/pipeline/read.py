@@ -1,0 +1,130 @@
+"""Inputs to work items: which files a source holds, and the records in them.
+
+JSONL and Parquet are read here, record by record, so a malformed line costs one record. Whole-file
+formats (text, HTML, PDF, DOCX) become one item each, read and extracted by the worker pool
+(process.py), so slow extraction runs on every core. Everything that cannot be read is counted in
+a Tally with its place (path:line) and never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.config.schema import DataSourceConfig
+from train.data.pipeline.extract import require
+from train.data.pipeline.report import Tally
+
+SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md"),
+            "html": (".html", ".htm"), "pdf": (".pdf",), "docx": (".docx",)}
+RECORD_FORMATS = ("jsonl", "parquet")
+PARQUET_BATCH_ROWS = 4096
+
+
+@dataclass
+class Item:
+    """One document to process: its text (records) or the file to read it from (whole-file formats)."""
+
+    source: int
+    """Index of the source in data_prep.sources."""
+    where: str
+    """path:line, path:row, path, or the record's id field: where to look when it shows up in the manifest."""
+    fmt: str
+    """Format of the source."""
+    text: str | None = None
+    """The document text of a record; None for whole-file formats."""
+    path: str | None = None
+    """The file to read and extract (whole-file formats)."""
+    meta: dict = field(default_factory=dict)
+    """Scalar fields of the record other than the text, for the URL and metadata filters."""
+
+
+def list_files(path: Path, fmt: str) -> list[Path]:
+    """The file itself, or the files of the format under a folder, sorted for a stable order."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[fmt])
+
+
+def _scalars(record: dict, text_field: str) -> dict:
+    return {k: v for k, v in record.items() if k != text_field and isinstance(v, str | int | float | bool)}
+
+
+def _record_item(record: object, index: int, where: str, source: DataSourceConfig, tally: Tally,
+                 fmt: str) -> Item | None:
+    if not isinstance(record, dict):
+        tally.add("malformed_json", where, f"a JSON {type(record).__name__}, not an object")
+        return None
+    text = record.get(source.text_field)
+    if text is None:
+        tally.add("missing_text_field", where, f"no '{source.text_field}' field")
+        return None
+    if not isinstance(text, str):
+        tally.add("non_string_text", where, f"'{source.text_field}' is a {type(text).__name__}")
+        return None
+    if source.id_field and record.get(source.id_field) is not None:
+        where = f"{where} ({source.id_field}={record[source.id_field]})"
+    return Item(index, where, fmt, text=text, meta=_scalars(record, source.text_field))
+
+
+def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
+    """(path:line, parsed value) of each non-blank line; undecodable and malformed lines are counted."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                tally.add("undecodable_bytes", where, str(exc))
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                tally.add("malformed_json", where, f"{exc.msg} at column {exc.colno}")
+
+
+def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
+    for where, record in iter_jsonl(path, tally):
+        item = _record_item(record, index, where, source, tally, "jsonl")
+        if item is not None:
+            yield item
+
+
+def read_parquet(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
+    parquet = require("pyarrow.parquet", "pyarrow")
+    table = parquet.ParquetFile(path)
+    if source.text_field not in table.schema_arrow.names:
+        tally.add("missing_text_field", str(path), f"no '{source.text_field}' column", count=table.metadata.num_rows)
+        return
+    row = 0
+    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for record in batch.to_pylist():
+            item = _record_item(record, index, f"{path}:row {row}", source, tally, "parquet")
+            row += 1
+            if item is not None:
+                yield item
+
+
+def iter_items(index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
+    """Work items of one source in a fixed order; unreadable files and records are counted in tally."""
+    root = Path(source.path)
+    try:
+        files = list_files(root, source.format)
+    except OSError as exc:
+        tally.add("unreadable_file", str(root), f"{type(exc).__name__}: {exc}")
+        return
+    if not files:
+        tally.add("unreadable_file", str(root), f"no {source.format} files ({', '.join(SUFFIXES[source.format])})")
+    for path in files:
+        if source.format not in RECORD_FORMATS:
+            yield Item(index, str(path), source.format, path=str(path))
+            continue
+        reader = read_jsonl if source.format == "jsonl" else read_parquet
+        try:
+            yield from reader(path, index, source, tally)
+        except Exception as exc:  # noqa: BLE001 - a corrupt file is counted, never fatal
+            tally.add("unreadable_file", str(path), f"{type(exc).__name__}: {exc}")

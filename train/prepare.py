@@ -1,0 +1,80 @@
+"""Data preparation as a job: python -m train.prepare --job job.yaml (started by torchrun like training).
+
+Work split over ranks: rank 0 plans (reads, filters, deduplicates on a process pool using every core,
+mixes and splits) while the other ranks wait at a barrier; then every rank tokenizes and packs its
+round-robin share of the shards, each with cores / local ranks tokenizer threads; rank 0 writes the
+index of each split, manifest.json and, as its very last act, the COMPLETE marker. Ranks sync
+over gloo (no accelerator is used). With several nodes, data_prep.output.dir must be on a file
+system all of them share (EKS mount_path, Slurm shared_dir).
+
+A rerun of the same job skips the finished plan and shards (see train/data/pipeline/run.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from launcher.data_prep import resolve_data_prep
+from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from train.data.pipeline.manifest import MANIFEST_FILE
+from train.data.pipeline.process import available_cores
+from train.data.pipeline.run import OutputInUse, Ranks, prepare_data
+
+BARRIER_TIMEOUT = timedelta(hours=48)
+"""Ranks other than 0 wait this long for the plan (reading and deduplicating a large corpus takes hours)."""
+
+
+def _ranks() -> Ranks:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return Ranks()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=BARRIER_TIMEOUT)
+    return Ranks(rank, world, dist.barrier)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.prepare", description="Run a data preparation job.")
+    parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
+    args = parser.parse_args(argv)
+    job = read_job(args.job)
+    if job.training.task != "prepare":
+        sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    cfg = resolve_data_prep(job)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    cores = cfg.workers or available_cores()
+    os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, cores // local_ranks)))  # the tokenizer's threads
+    ranks = _ranks()
+    started = time.perf_counter()
+    try:
+        manifest = prepare_data(cfg, ranks, progress=ranks.rank == 0)
+    except OutputInUse as exc:
+        sys.exit(f"train.prepare: {exc}")
+    if ranks.rank == 0:
+        out = Path(cfg.output.dir)
+        splits = manifest["splits"]
+        summary = {"task": "prepare", "output": str(out), "manifest": str(out / MANIFEST_FILE),
+                   **{f"{name}_path": str(out / name) for name in splits},
+                   **{f"{name}_rows": s["rows"] for name, s in splits.items()},
+                   "tokens": sum(s["tokens_packed"] for s in splits.values()),
+                   "bad_input": manifest["bad_input"]["total"], "elapsed_s": round(time.perf_counter() - started, 2),
+                   "world_size": ranks.world}
+        print(f"train.prepare: {json.dumps(summary)}", flush=True)
+        write_text_atomic(Path(job.output_dir) / COMPLETE_MARKER, json.dumps(summary) + "\n")
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
