@@ -10,11 +10,10 @@ from __future__ import annotations
 import signal
 
 import torch
-import torch.distributed as dist
 
 
 class StopRequest:
-    """Set by SIGTERM or Ctrl-C; agreed() tells every rank whether any rank was asked to stop.
+    """Set by SIGTERM or Ctrl-C; the ranks sum their vote() after each step, so all stop together.
 
     A second Ctrl-C interrupts at once (no checkpoint), for a user who will not wait.
     """
@@ -29,7 +28,6 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signalled = True
 
-    def agreed(self, device: torch.device) -> bool:
-        flag = torch.tensor(1.0 if self.signalled else 0.0, device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+    def vote(self, device: torch.device) -> torch.Tensor:
+        """This rank's vote (1 to stop), to be summed over all ranks: any vote stops them all."""
+        return torch.tensor(1.0 if self.signalled else 0.0, device=device)

@@ -93,7 +93,7 @@ class Trainer:
         self.held_out = held_out
         opt = cfg.optimizer
         self.optimizer = torch.optim.AdamW(self.engine.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2),
-                                           eps=opt.eps, weight_decay=opt.weight_decay)
+                                           eps=opt.eps, weight_decay=opt.weight_decay, fused=True)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
         self.ckpt_root = Path(cfg.checkpoint.dir)
 
@@ -112,19 +112,27 @@ class Trainer:
         save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
                         rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
 
-    def _step(self, step: int) -> tuple[float, float]:
-        """One optimizer step; returns (mean loss per target token, gradient norm)."""
+    def _step(self, step: int) -> tuple[float, float, bool]:
+        """One optimizer step; returns (mean loss per target token, gradient norm, whether any rank must stop)."""
         ctx = self.ctx
-        batches = to_batches(self.batches.micro_batches(step))
-        tokens = global_sum(sum(target_count(t) for _, t in batches), ctx, group=ctx.dp_mesh.get_group())
+        rows = self.batches.micro_batches(step)
+        batches = to_batches(rows)
+        tokens = sum(target_count(t) for _, t in batches)
+        if any(mask is not None for _, mask in rows):  # masked tokens differ between ranks
+            tokens = global_sum(tokens, ctx, group=ctx.dp_mesh.get_group())
+        else:
+            tokens *= ctx.dp_size
         summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens))
         grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
                                    ctx.mesh.get_group("pp") if ctx.pp_size > 1 else None)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = global_sum(summed if self.engine.reports_loss() else summed * 0, ctx) / max(1.0, tokens)
-        return loss, grad_norm
+        # One collective for both: the loss (counted once per replica) and the stop votes.
+        reported = summed.detach().float() if self.engine.reports_loss() else torch.zeros((), device=ctx.device)
+        both = torch.stack([reported.to(ctx.device), self.stop.vote(ctx.device)])
+        dist.all_reduce(both)
+        return float(both[0]) / max(1.0, tokens), grad_norm, bool(both[1] > 0)
 
     def _evaluate_and_log(self, step: int) -> float:
         val_loss = evaluate(self.engine, self.held_out, self.ctx)
@@ -141,7 +149,7 @@ class Trainer:
         loss, val_loss, done = math.nan, None, start_step
         for step in range(start_step, cfg.max_steps):
             step_start = time.perf_counter()
-            loss, grad_norm = self._step(step)
+            loss, grad_norm, stop = self._step(step)
             elapsed = time.perf_counter() - step_start
             done = step + 1
             per_device = tokens_per_step / elapsed / ctx.world_size
@@ -158,7 +166,7 @@ class Trainer:
                     and done < cfg.max_steps:
                 val_loss = self._evaluate_and_log(done)
             every = cfg.checkpoint.every_n_steps
-            if self.stop.agreed(ctx.device):
+            if stop:
                 self._save(done, loss)
                 if ctx.is_main:
                     print(f"stopped by SIGTERM after step {done}; checkpoint saved in {self.ckpt_root}; run the job "
