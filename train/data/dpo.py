@@ -27,6 +27,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from train.data.packed import read_index
 from train.data.pipeline.read import iter_jsonl
 from train.data.pipeline.report import Tally
 from train.data.prepare import fingerprint
@@ -144,9 +145,7 @@ class PreferenceDataset:
     @classmethod
     def open(cls, path: str | Path) -> PreferenceDataset:
         path = Path(path)
-        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
-        if index.get("format") != PREFERENCE_FORMAT or index.get("version") != PREFERENCE_VERSION:
-            raise ValueError(f"{path} is not an {PREFERENCE_FORMAT} v{PREFERENCE_VERSION} folder")
+        index = read_index(path, PREFERENCE_FORMAT, PREFERENCE_VERSION)
         offsets, position = [], 0
         with (path / PAIRS_FILE).open("rb") as lines:
             for line in lines:

@@ -192,6 +192,14 @@ def write_masked_packed(
     return index
 
 
+def read_index(path: Path, format_name: str, version: int) -> dict:
+    """index.json of a data folder, checked to be the format and version the reader knows."""
+    index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+    if index.get("format") != format_name or index.get("version") != version:
+        raise ValueError(f"{path} is not an {format_name} v{version} dataset")
+    return index
+
+
 @dataclass
 class PackedDataset:
     """Random access to the rows of a packed dataset, memory-mapped."""
@@ -206,9 +214,7 @@ class PackedDataset:
     @classmethod
     def open(cls, path: str | Path) -> PackedDataset:
         path = Path(path)
-        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
-        if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not an {FORMAT_NAME} v{FORMAT_VERSION} dataset")
+        index = read_index(path, FORMAT_NAME, FORMAT_VERSION)
         seq_len, dtype = index["seq_len"], np.dtype(index["dtype"])
         shards, offsets, start = [], [], 0
         masks: list[np.memmap] | None = [] if index.get("loss_mask") else None
