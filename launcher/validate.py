@@ -157,6 +157,10 @@ def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
         out.error("parallelism.pp_schedule", f"virtual_pp={par.virtual_pp} needs pp_schedule=interleaved_1f1b")
     if par.sequence_parallel and tp == 1:
         out.error("parallelism.sequence_parallel", "needs tp > 1; set parallelism.tp or sequence_parallel=false")
+    window = model.sliding_window
+    if window is not None and job.training.seq_len > window and not acc.startswith("trainium"):
+        out.error("training.seq_len", f"{job.training.seq_len} exceeds {model.name}'s sliding_window {window}; the "
+                  "engine attends causally over the whole row, so keep training.seq_len <= sliding_window")
     if job.training.seq_len > model.max_position_embeddings:
         out.error("training.seq_len", f"{job.training.seq_len} exceeds {model.name}'s "
                   f"max_position_embeddings {model.max_position_embeddings}; lower training.seq_len")

@@ -32,6 +32,16 @@ class Case:
 
 
 CASES = [
+    # --- training engine limits
+    Case("mistral_rows_longer_than_its_sliding_window",
+         ("recipe=mistral_7b_sft_g5", "training.seq_len=8192"),
+         "training.seq_len", "exceeds mistral_7b's sliding_window 4096", count=None),
+    Case("lora_with_tensor_parallel",
+         ("parallelism.tp=2", "training.lora.enabled=true"),
+         "training.lora.enabled", "not tensor-parallel"),
+    Case("tied_embeddings_across_pipeline_stages",
+         ("parallelism.pp=2", "model.tie_word_embeddings=true"),
+         "parallelism.pp", "tied input and output embeddings"),
     # --- model vs parallel layout
     Case("heads_not_divisible_by_tp",
          (TRN1_8B, "model.num_attention_heads=24", "parallelism.tp=16"),
