@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
@@ -92,8 +93,13 @@ class Trainer:
             held_out = regroup_for_pipeline(held_out, per_rank)
         self.held_out = held_out
         opt = cfg.optimizer
-        self.optimizer = torch.optim.AdamW(self.engine.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2),
-                                           eps=opt.eps, weight_decay=opt.weight_decay, fused=True)
+        params = self.engine.parameters()
+        # The fused kernel takes one kind of tensor at a time: plain tensors beside DTensors (tensor
+        # parallel without FSDP) fall back to the per-tensor loop.
+        uniform = len({isinstance(p, DTensor) for p in params}) == 1
+        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                                           weight_decay=opt.weight_decay, fused=uniform or None,
+                                           foreach=None if uniform else False)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
         self.ckpt_root = Path(cfg.checkpoint.dir)
 
