@@ -1,4 +1,5 @@
-"""Interrupted runs lose nothing: SIGTERM checkpoints and stops, a rerun resumes exactly,
+"""Interrupted runs lose nothing: SIGTERM checkpoints and stops, a rerun resumes exactly (also after SIGKILL,
+from the last complete checkpoint),
 and a different layout (another data-parallel degree) resumes the same checkpoint.
 
 Warm-up (10 steps in the tiny recipe) covers every step these runs take, so the learning
@@ -65,3 +66,21 @@ def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path
     curve = records(tmp_path)
     for step in range(1, 7):
         assert curve[step]["loss"] == pytest.approx(reference[step]["loss"], rel=1e-5), step
+
+
+def test_killed_outright_the_rerun_resumes_from_the_last_complete_checkpoint(reference, tmp_path, command, launch,
+                                                                             records):
+    import os
+
+    proc = subprocess.Popen(command(tmp_path, *RUN[:1], "training.checkpoint.every_n_steps=2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_step(tmp_path, 3, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the node is gone
+    proc.wait(timeout=60)
+    assert not (tmp_path / "COMPLETE").exists()
+
+    resumed = launch(tmp_path, *RUN[:1], "training.checkpoint.every_n_steps=2")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    losses = {step: r["loss"] for step, r in records(tmp_path).items()}  # a step logged twice keeps the rerun's
+    assert losses == {step: r["loss"] for step, r in reference.items()}
