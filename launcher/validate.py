@@ -196,6 +196,9 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
     if lora.enabled and lora.rank < 1:
         out.error("training.lora.rank", f"must be at least 1, got {lora.rank}")
+    if job.training.data.document_masking and (par.pp > 1 or trainium):
+        out.error("training.data.document_masking", "works without pipeline parallelism on GPU and CPU only; set "
+                  "parallelism.pp=1 or document_masking=false")
     if not trainium and par.pp > 1 and job.model.tie_word_embeddings:
         out.error("parallelism.pp", "tied input and output embeddings live on the first and last stage; "
                   "use pp=1 for this model")

@@ -86,6 +86,11 @@ class Engine:
             stage.to_empty(device=self.ctx.device)
             stage.model.rotary_emb = rotary
 
+    def mask_documents(self, eos_id: int) -> None:
+        """Keep attention inside packed documents (single-stage models)."""
+        for stage in self.stages:
+            stage.document_eos = eos_id
+
     def parameters(self):
         """The parameters that train (all of them, or the adapters of a LoRA job)."""
         return [p for module in self.modules for p in module.parameters() if p.requires_grad]

@@ -45,6 +45,8 @@ def evaluate_job(job: JobConfig) -> dict:
     if checkpoint is not None:
         step = load_model_weights(checkpoint, engine.checkpoint_module())["step"]
     valid = open_dataset(cfg.data.valid_path, job, ctx)
+    if cfg.data.document_masking:
+        engine.mask_documents(valid.index["eos_id"])
     batches = to_batches(eval_batches(valid, global_batch=cfg.global_batch_size, micro_batch=cfg.micro_batch_size,
                                       batches=cfg.eval_batches, dp_rank=ctx.dp_rank, dp_size=ctx.dp_size))
     if engine.pipelined:

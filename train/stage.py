@@ -42,6 +42,8 @@ class CausalLMStage(nn.Module):
         self.layer_ids = list(layer_ids)
         self.sequence_shards = 1
         """Ranks the sequence is split over between layers (tp under sequence parallelism)."""
+        self.document_eos: int | None = None
+        """With document masking: the EOS id that ends each packed document (a single-stage model only)."""
 
     @property
     def is_first(self) -> bool:
@@ -54,13 +56,36 @@ class CausalLMStage(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = self.model.embed_tokens(inputs) if self.is_first else inputs
         seq_len = inputs.shape[1] if self.is_first else inputs.shape[1] * self.sequence_shards
-        positions = torch.arange(seq_len, device=inputs.device).unsqueeze(0)
+        mask = None
+        if self.document_eos is not None:
+            positions, mask = document_positions_and_mask(inputs, self.document_eos)
+        else:
+            positions = torch.arange(seq_len, device=inputs.device).unsqueeze(0)
         rotary = self.model.rotary_emb(hidden, positions)
         for layer in self.model.layers.values():
-            hidden = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary)
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary)
         if self.is_last:
             return self.lm_head(self.model.norm(hidden))
         return hidden
+
+
+def document_positions_and_mask(inputs: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions restarting at each packed document, and a causal mask that stays inside documents.
+
+    A document ends with its EOS; the next token starts the next document. Returns positions
+    [rows, seq] and a boolean mask [rows, 1, seq, seq] (True: may attend).
+    """
+    rows, seq = inputs.shape
+    is_eos = inputs == eos_id
+    document = torch.cumsum(is_eos, dim=1) - is_eos.long()  # the EOS belongs to the document it ends
+    index = torch.arange(seq, device=inputs.device).expand(rows, seq)
+    starts = torch.zeros_like(is_eos)
+    starts[:, 0] = True
+    starts[:, 1:] = is_eos[:, :-1]
+    first_of_document = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=inputs.device).tril()
+    same_document = document.unsqueeze(2) == document.unsqueeze(1)
+    return index - first_of_document, (same_document & causal).unsqueeze(1)
 
 
 def stage_layer_ids(num_layers: int, num_stages: int, stage: int) -> list[int]:

@@ -85,6 +85,8 @@ class Trainer:
         self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
                                    micro_batch=cfg.micro_batch_size, dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)
         self.engine = Engine(job, ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
+        if cfg.data.document_masking:
+            self.engine.mask_documents(train_data.index["eos_id"])
         held_out = to_batches(eval_batches(valid_data, global_batch=cfg.global_batch_size,
                                            micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
                                            dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)) if valid_data else []

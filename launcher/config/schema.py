@@ -315,6 +315,9 @@ class DataConfig:
     """Folder with a Hugging Face tokenizer (tokenizer.json)."""
     text_field: str = "text"
     """Field holding the text in JSONL corpora."""
+    document_masking: bool = False
+    """Keep attention inside each packed document (positions restart after every EOS). Without
+    pipeline parallelism only; on GPUs it trades the flash kernel for a masked one."""
 
 
 @dataclass
