@@ -91,6 +91,7 @@ class SafetensorsReader:
         return out
 
     def close(self) -> None:
+        """Drop the open (memory-mapped) files; the next read reopens them."""
         self._handles.clear()
 
 

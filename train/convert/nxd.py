@@ -67,6 +67,7 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
             torch.save(state, shard_path(model_dir, tp_rank, pp_rank))
             stats.files += 1
             del state
+            reader.close()  # unmap the input, so its pages read for this shard leave our RSS
     return stats
 
 
