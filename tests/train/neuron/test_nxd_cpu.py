@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +86,10 @@ c.run(args)
 def test_our_model_on_nxd_layers_equals_hf(tiny, tmp_path, tp, m):
     _ours(tiny, tmp_path / "nxd", tp, 1, m, "trn1", False)
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(tp), "--master_port", "0",
+    with socket.socket() as probe:  # torchrun hangs with --master_port 0 here; take a free port instead
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(tp), "--master_port", str(port),
            str(WORKER), "forward", str(tiny), str(tmp_path / "nxd"), str(tp), str(m), str(out)]
     proc = subprocess.run(cmd, env={**_env(), "NXD_PLATFORM": "trn1"}, cwd=PROJECT_ROOT, capture_output=True,
                           text=True)
