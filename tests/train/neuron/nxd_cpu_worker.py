@@ -1,8 +1,7 @@
 """Run under torchrun with NXD_SRC set: our NxD model on NxD's own parallel layers (CPU mode, gloo),
-loaded from llm-launch-convert shards, against the HF model; or a short training run of the backend.
+loaded from llm-launch-convert shards, against the HF model.
 
 Usage: torchrun --nproc_per_node N nxd_cpu_worker.py forward <hf_dir> <nxd_dir> <tp> <kv_replicator> <out.json>
-       torchrun --nproc_per_node N nxd_cpu_worker.py train <job.yaml>
 """
 
 from __future__ import annotations
@@ -53,17 +52,5 @@ def forward(hf_dir: str, nxd_dir: str, tp: int, kv_replicator: int, out: str) ->
     dist.destroy_process_group()
 
 
-def train(job_path: str) -> None:
-    from launcher.jobfile import read_job
-    from train.neuron.trainer import run
-
-    dist.init_process_group("gloo")
-    run(read_job(job_path), job_path=job_path)
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "forward":
-        forward(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
-    else:
-        train(sys.argv[2])
+    forward(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
