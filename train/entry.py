@@ -12,10 +12,19 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     """Read job.yaml, check it is a job for this entrypoint, and run it (train, unless job_runner is given)."""
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
+    parser.add_argument("--precompile", action="store_true",
+                        help="Trainium only: trace job.neuron.precompile_steps steps with the training topology (run "
+                             "under neuron_parallel_compile); writes no checkpoint, export or COMPLETE marker")
     args = parser.parse_args(argv)
     job = read_job(args.job)
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job_runner is None and job.instance.accelerator.startswith("trainium"):
+        _run_neuron(task, job, args.job, args.precompile)
+        return
+    if args.precompile:
+        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
+                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
     from train.errors import JobError
 
     if job_runner is None:
@@ -23,4 +32,15 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     try:
         job_runner(job)
     except JobError as exc:
+        sys.exit(f"train.{task}: {exc}")
+
+
+def _run_neuron(task: str, job, job_path: str, precompile: bool) -> None:
+    """The Trainium backend; a missing Neuron stack ends the run with one line, no traceback."""
+    from train.neuron.runtime import NeuronUnavailable
+    from train.neuron.trainer import run
+
+    try:
+        run(job, job_path=job_path, precompile=precompile)
+    except NeuronUnavailable as exc:
         sys.exit(f"train.{task}: {exc}")

@@ -394,6 +394,9 @@ class NeuronConfig:
     """Use NxD's fused QKV projection instead of separate q, k and v under qkv_proj."""
     cc_flags: list[str] = field(default_factory=list)
     """Extra neuronx-cc flags appended to NEURON_CC_FLAGS."""
+    checkpoint_xser: bool = False
+    """Save NxD checkpoints with xser (one file per tensor: less host memory while saving, advised for
+    70B-class jobs). llm-launch-convert reads only the plain torch.save layout, so leave it off to convert."""
 
 
 DATA_SOURCE_FORMATS = ("jsonl", "parquet", "text", "html", "pdf", "docx")

@@ -1,0 +1,1 @@
+"""Checkpoint conversion between Hugging Face, NxD sharded and DCP layouts (llm-launch-convert)."""

@@ -1,0 +1,96 @@
+"""Where a conversion takes the model's dimensions and layout from: a HF config.json, a
+conf/model group (--model llama3_8b) or a job's job.yaml (--job), and what config.json an
+output Hugging Face folder gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from launcher import PROJECT_ROOT
+from launcher.config.schema import JobConfig, ModelConfig
+from launcher.jobfile import read_job
+from launcher.model_math import head_dim
+from train.convert.layout import ModelShape, ShardLayout, default_kv_replicator
+
+MODEL_GROUP_DIR = PROJECT_ROOT / "conf" / "model"
+CONFIG_JSON = "config.json"
+
+
+class SpecError(Exception):
+    """The model or layout source cannot be read; the message names it and the fix."""
+
+
+def shape_of_model(model: ModelConfig) -> ModelShape:
+    """Dimensions of one of our model specs."""
+    return ModelShape(model.vocab_size, model.hidden_size, model.intermediate_size, model.num_layers,
+                      model.num_attention_heads, model.num_key_value_heads, head_dim(model),
+                      model.tie_word_embeddings)
+
+
+def shape_of_hf_config(config: dict[str, Any]) -> ModelShape:
+    """Dimensions from a Hugging Face config.json (Llama and Mistral keys)."""
+    try:
+        heads = config["num_attention_heads"]
+        return ModelShape(
+            vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"], num_layers=config["num_hidden_layers"],
+            num_heads=heads, num_kv_heads=config.get("num_key_value_heads") or heads,
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        )
+    except KeyError as exc:
+        raise SpecError(f"config.json has no {exc.args[0]}; is it a Llama or Mistral config?") from None
+
+
+def read_hf_config(path: Path) -> dict[str, Any]:
+    """A config.json (or the config.json of a folder) as a dict."""
+    file = path / CONFIG_JSON if path.is_dir() else path
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except OSError:
+        raise SpecError(f"{file} cannot be read; pass --config <config.json> or --model <name>") from None
+    except ValueError as exc:
+        raise SpecError(f"{file} is not JSON: {exc}") from None
+
+
+def model_group(name: str) -> ModelConfig:
+    """conf/model/<name>.yaml typed as our ModelConfig."""
+    path = MODEL_GROUP_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in MODEL_GROUP_DIR.glob("*.yaml")))
+        raise SpecError(f"--model {name}: no conf/model/{name}.yaml; use one of {names}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise SpecError(f"conf/model/{name}.yaml: {exc}") from None
+
+
+def job_model_and_layout(path: Path) -> tuple[ModelConfig, ShardLayout]:
+    """The model and NxD layout of a job.yaml (tp, pp, virtual_pp, kv_replicator, hw, fused qkv)."""
+    try:
+        job: JobConfig = read_job(path)
+    except (OSError, OmegaConfBaseException) as exc:
+        raise SpecError(f"--job {path}: {exc}") from None
+    return job.model, layout_of_job(job)
+
+
+def layout_of_job(job: JobConfig) -> ShardLayout:
+    """The NxD checkpoint layout a Trainium job trains with."""
+    par = job.parallelism
+    replicator = par.kv_replicator or default_kv_replicator(job.model.num_key_value_heads, par.tp)
+    hw = "trn2" if job.instance.accelerator == "trainium2" else "trn1"
+    return ShardLayout(tp=par.tp, pp=par.pp, virtual_pp=par.virtual_pp, kv_replicator=replicator, hw=hw,
+                       fused_qkv=job.neuron.fused_qkv)
+
+
+def hf_config_dict(model: ModelConfig) -> dict[str, Any]:
+    """The config.json transformers writes for one of our model specs."""
+    from train.model import hf_config
+
+    return hf_config(model).to_dict()
