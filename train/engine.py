@@ -17,7 +17,7 @@ from train.distributed import Dist
 from train.lora import apply_lora, trainable_parameter_count
 from train.loss import summed_cross_entropy
 from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
-from train.parallelize import parallelize_stage, unwrap
+from train.parallelize import parallelize_stage, replicate_stage, unwrap
 from train.pipeline import ScaledLoss, build_schedule
 from train.stage import build_stages, rank_model, stage_indices
 
@@ -57,17 +57,17 @@ class Engine:
                 print(f"LoRA: training {trainable:,} of {total:,} parameters", flush=True)
         stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
-        modules = []
         for stage in stages:
             if not pretrained:
                 stage.to(ctx.device)
-            modules.append(parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile))
-        self.modules = modules
+            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
         self.stages = stages
         self.model = rank_model(stages)
         if pretrained:
             self._materialise(job)
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
+        modules = [replicate_stage(stage, par, ctx) for stage in stages]
+        self.modules = modules
         self.is_last_stage = any(s.is_last for s in stages)
         self.pipelined = ctx.pp_size > 1
         self.loss = ScaledLoss()

@@ -50,8 +50,8 @@ def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
 
 
 def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *, bf16: bool,
-                      compile_layers: bool) -> torch.nn.Module:
-    """Apply the layout to one stage on its device; returns the module to train."""
+                      compile_layers: bool) -> None:
+    """Apply the layout to one stage in place: TP, recompute, compile and FSDP (DDP comes after loading)."""
     if ctx.tp_size > 1:
         apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
     apply_activation_checkpointing(stage, par.activation_checkpointing)
@@ -59,8 +59,12 @@ def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *
         apply_compile(stage)
     if uses_fsdp(par, ctx):
         _shard(stage, ctx, bf16, par.data_parallel)
-        return stage
-    if par.data_parallel == "ddp" and ctx.dp_size > 1:
+
+
+def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> torch.nn.Module:
+    """The module to train: the stage, or DDP around it. DDP copies rank 0's weights to the others when
+    it is built, so it wraps the stage only once the weights are loaded."""
+    if par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx):
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group())
     return stage

@@ -33,7 +33,8 @@ def test_exported_weights_and_logits_equal_the_checkpoint(trained):
     torch.testing.assert_close(engine_logits, hf_logits, rtol=1e-5, atol=1e-5)
 
 
-def test_a_new_run_continues_from_the_export(trained, tmp_path, launch, records):
+@pytest.mark.parametrize("layout", [["parallelism.tp=2"], ["parallelism=ddp"]], ids=["tp2", "ddp2"])
+def test_a_new_run_continues_from_the_export(layout, trained, tmp_path, launch, records):
     from transformers import AutoModelForCausalLM
 
     from train.data.loader import StepBatches
