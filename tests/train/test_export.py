@@ -40,8 +40,7 @@ def test_a_new_run_continues_from_the_export(layout, trained, tmp_path, launch, 
     from train.data.loader import StepBatches
     from train.data.packed import PackedDataset
 
-    result = launch(tmp_path, "training.max_steps=1", f"model.pretrained_path={trained / 'hf_model'}",
-                        "parallelism.tp=2")
+    result = launch(tmp_path, "training.max_steps=1", f"model.pretrained_path={trained / 'hf_model'}", *layout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     first_loss = records(tmp_path)[1]["loss"]
 
