@@ -64,12 +64,7 @@ def dcp_to_hf(path: Path, out_dir: Path, shape: ModelShape, *, max_shard_bytes: 
         value = torch.empty(tuple(meta.size), dtype=meta.properties.dtype)
         with _single_process():
             dcp.load({MODEL_GROUP: {item.key: value}}, storage_reader=FileSystemReader(str(path)), no_dist=True)
-        writer.add(item.key, value.to(item.dtype))
-        stats.tensors += 1
-        stats.bytes_written += item.nbytes
-        stats.peak_held_bytes = max(stats.peak_held_bytes, writer.peak_pending_bytes + item.nbytes)
-        if progress:
-            progress(item.nbytes)
+        stats.add_to_writer(writer, item, value.to(item.dtype), progress)
     writer.finish()
     stats.files = len(set(writer.file_of.values()))
     return stats

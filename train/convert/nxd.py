@@ -35,6 +35,15 @@ class ConversionStats:
     files: int = 0
     """Files written."""
 
+    def add_to_writer(self, writer, item, value, progress) -> None:
+        """Hand one finished HF tensor to the safetensors writer and count it."""
+        writer.add(item.key, value)
+        self.tensors += 1
+        self.bytes_written += item.nbytes
+        self.peak_held_bytes = max(self.peak_held_bytes, writer.peak_pending_bytes + item.nbytes)
+        if progress:
+            progress(item.nbytes)
+
 
 def shard_path(model_dir: Path, tp_rank: int, pp_rank: int) -> Path:
     return model_dir / nxd_shard_name(tp_rank, pp_rank)
@@ -169,12 +178,7 @@ def nxd_to_hf(shards: dict[tuple[int, int], dict], writer_dir: Path, shape: Mode
                 position += stop - start
         if not bool(covered.all()):
             raise ValueError(f"{item.key}: the shards leave parts unset; check --tp, --kv-replicator and --hw")
-        writer.add(item.key, value)
-        stats.tensors += 1
-        stats.bytes_written += item.nbytes
-        stats.peak_held_bytes = max(stats.peak_held_bytes, writer.peak_pending_bytes + item.nbytes)
-        if progress:
-            progress(item.nbytes)
+        stats.add_to_writer(writer, item, value, progress)
     writer.finish()
     stats.files = len(set(writer.file_of.values()))
     return stats
