@@ -37,10 +37,11 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
 
 def _run_neuron(task: str, job, job_path: str, precompile: bool) -> None:
     """The Trainium backend; a missing Neuron stack ends the run with one line, no traceback."""
+    from train.errors import JobError
     from train.neuron.runtime import NeuronUnavailable
     from train.neuron.trainer import run
 
     try:
         run(job, job_path=job_path, precompile=precompile)
-    except NeuronUnavailable as exc:
+    except (NeuronUnavailable, JobError) as exc:
         sys.exit(f"train.{task}: {exc}")

@@ -44,7 +44,7 @@ def evaluate_job(job: JobConfig) -> dict:
     step = None
     if checkpoint is not None:
         step = load_model_weights(checkpoint, engine.checkpoint_module())["step"]
-    valid = open_dataset(cfg.data.valid_path, job, ctx)
+    valid = open_dataset(cfg.data.valid_path, job, ctx.is_main)
     if cfg.data.document_masking:
         engine.mask_documents(valid.index["eos_id"])
     batches = to_batches(eval_batches(valid, global_batch=cfg.global_batch_size, micro_batch=cfg.micro_batch_size,

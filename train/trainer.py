@@ -80,8 +80,8 @@ class Trainer:
         cfg, ctx = job.training, self.ctx
         self.out_dir = Path(job.output_dir)
         self.metrics = MetricsLog(self.out_dir, ctx.is_main)
-        train_data = open_dataset(cfg.data.train_path, job, ctx)
-        valid_data = open_dataset(cfg.data.valid_path, job, ctx)
+        train_data = open_dataset(cfg.data.train_path, job, ctx.is_main)
+        valid_data = open_dataset(cfg.data.valid_path, job, ctx.is_main)
         self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
                                    micro_batch=cfg.micro_batch_size, dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)
         self.engine = Engine(job, ctx, pipeline_microbatches=self.plan.pipeline_microbatches)

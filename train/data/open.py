@@ -23,20 +23,29 @@ def _pack(source: Path, job: JobConfig) -> Path:
                           job.model.vocab_size)
 
 
-def open_dataset(path: str | None, job: JobConfig, ctx) -> PackedDataset | None:
-    """Open packed shards, packing a raw corpus first (on rank 0; the others wait and reuse it)."""
+def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
+                 object_broadcast: bool = True) -> PackedDataset | None:
+    """Open packed shards, packing a raw corpus first on rank 0 while the others wait.
+
+    The packed copy's folder is shared by broadcasting it (gloo, nccl), or, where a group cannot
+    broadcast objects (XLA on Neuron), by a barrier after which every rank asks the packer again:
+    it returns the current copy without packing.
+    """
     if path is None:
         return None
     source = Path(path)
     if not (source / INDEX_FILE).is_file():
-        target = None
-        if ctx.is_main:
-            target = _pack(source, job)
-        shared = [str(target) if target else None]
-        dist.broadcast_object_list(shared, src=0)
-        source = Path(shared[0])
+        if object_broadcast:
+            shared = [str(_pack(source, job)) if is_main else None]
+            dist.broadcast_object_list(shared, src=0)
+            source = Path(shared[0])
+        else:
+            if is_main:
+                _pack(source, job)
+            dist.barrier()
+            source = _pack(source, job)
     dataset = PackedDataset.open(source)
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
-                           f"{job.training.seq_len}")
+                       f"{job.training.seq_len}")
     return dataset

@@ -69,9 +69,9 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
     )
 
     from train.data.loader import StepBatches
+    from train.data.open import open_dataset
     from train.metrics import MetricsLog
     from train.neuron.llama import CoreAttention, DecoderLayer, RMSNorm, build_model
-    from train.neuron.open_data import open_dataset
     from train.schedule import build_scheduler
 
     if not dist.is_initialized():
@@ -98,7 +98,7 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
     is_main = rank == 0
     dp_rank, dp_size = parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_size()
     out_dir = Path(job.output_dir)
-    dataset = open_dataset(cfg.data.train_path, job, is_main)
+    dataset = open_dataset(cfg.data.train_path, job, is_main, object_broadcast=False)
     batches = StepBatches(dataset, seed=cfg.seed, global_batch=cfg.global_batch_size, micro_batch=cfg.micro_batch_size,
                           dp_rank=dp_rank, dp_size=dp_size)
     ckpt_dir = str(Path(cfg.checkpoint.dir))
