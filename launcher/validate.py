@@ -263,6 +263,33 @@ def _tokenizer_size(tokenizer_dir: Path) -> int | None:
     return max(ids) + 1 if ids else None
 
 
+def _first_jsonl_record(path: Path) -> dict | None:
+    """The first record of a JSONL file, or None when it has none that parses as an object."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    record = json.loads(line)
+                    return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _check_text_field(job: JobConfig, out: Findings) -> None:
+    """A pre-training JSONL corpus must carry the text field the job reads."""
+    data = job.training.data
+    for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
+        if value is None or not value.endswith(".jsonl") or not Path(value).is_file():
+            continue
+        record = _first_jsonl_record(Path(value))
+        if record is not None and data.text_field not in record:
+            fields = ", ".join(sorted(record)) or "none"
+            out.error("training.data.text_field", f"'{data.text_field}' is not a field of {key}'s records (they have "
+                      f"{fields}); set training.data.text_field=<one of those>")
+            return
+
+
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
     """Data and tokenizer must exist for a local run (remote paths are checked by the job)."""
     if job.cluster.kind != "local":
@@ -271,6 +298,8 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
         if value is not None and not Path(value).exists():
             out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
+    if job.training.task == "cpt":
+        _check_text_field(job, out)
     tokenizer = Path(data.tokenizer_path)
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "

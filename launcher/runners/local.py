@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from launcher.plan import Plan
 from launcher.render.local import torchrun_command, worker_threads
 
 TRAIN_LOG = "train.log"
+JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
+"""How an entrypoint reports a job it cannot run (train/entry.py): one line, its module name first."""
 
 
 class LocalRunFailed(Exception):
@@ -65,17 +68,21 @@ def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         stopped = _forward_stop_signals(proc)
         assert proc.stdout is not None
+        job_error = None
         for line in proc.stdout:
             sys.stdout.buffer.write(line)
             sys.stdout.flush()
             log.write(line)
+            if job_error is None and JOB_ERROR_LINE.match(line):
+                job_error = line.decode("utf-8", "replace").strip()
         returncode = proc.wait()
     summary = read_marker(out_dir)
     if summary is None and stopped:
         raise LocalRunFailed(f"stopped by signal {stopped[0]}; the job saved a checkpoint if it could; run the same "
                              "command again to resume")
     if summary is None:
-        raise LocalRunFailed(f"training did not complete (torchrun exit code {returncode}); see {out_dir / TRAIN_LOG}")
+        cause = f": {job_error}" if job_error else f" (torchrun exit code {returncode})"
+        raise LocalRunFailed(f"training did not complete{cause}; see {out_dir / TRAIN_LOG}")
     if returncode != 0:
         print(f"llm-launch: torchrun exited with {returncode} after the job wrote its completion marker "
               "(a known gloo shutdown abort); the run is complete", file=sys.stderr)

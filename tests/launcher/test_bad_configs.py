@@ -42,6 +42,9 @@ CASES = [
     Case("tied_embeddings_across_pipeline_stages",
          ("parallelism.pp=2", "model.tie_word_embeddings=true"),
          "parallelism.pp", "tied input and output embeddings"),
+    Case("corpus_records_lack_the_text_field",
+         ("training.data.text_field=body",),
+         "training.data.text_field", "'body' is not a field of training.data.train_path's records"),
     # --- model vs parallel layout
     Case("heads_not_divisible_by_tp",
          (TRN1_8B, "model.num_attention_heads=24", "parallelism.tp=16"),

@@ -15,12 +15,15 @@ from train.errors import JobError
 def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, Path(job.output_dir) / "data"
-    if job.training.task == "sft":
-        from train.data.sft import prepare_sft
+    try:
+        if job.training.task == "sft":
+            from train.data.sft import prepare_sft
 
-        return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
-    return prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len, cache, data.text_field,
-                          job.model.vocab_size)
+            return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
+        return prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len, cache, data.text_field,
+                              job.model.vocab_size)
+    except ValueError as exc:  # the packers' word on the corpus: a missing field, no valid record
+        raise JobError(str(exc)) from None
 
 
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,

@@ -36,7 +36,7 @@ def iter_texts(path: Path, text_field: str) -> Iterator[str]:
         yield path.read_text(encoding="utf-8")
 
 
-def _fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | str) -> str:
+def fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | str) -> str:
     """Hash of the corpus, the tokenizer and seq_len (plus extra files or strings): the cache key."""
     digest = hashlib.sha256()
     for part in (path, tokenizer_dir / "tokenizer.json"):
@@ -49,8 +49,6 @@ def _fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | s
             digest.update(part.encode())
     return digest.hexdigest()[:16]
 
-
-fingerprint = _fingerprint
 
 
 def load_fast_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, int]:
@@ -68,8 +66,8 @@ def load_fast_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, int]:
 def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Path, text_field: str,
                    vocab_size: int) -> Path:
     """Return a packed dataset for corpus, writing it under cache_root unless a current copy exists."""
-    fingerprint = _fingerprint(corpus, tokenizer_dir, seq_len)
-    out = cache_root / f"{corpus.stem}-seq{seq_len}-{fingerprint}"
+    key = fingerprint(corpus, tokenizer_dir, seq_len, f"text_field={text_field}")
+    out = cache_root / f"{corpus.stem}-seq{seq_len}-{key}"
     if (out / INDEX_FILE).is_file():
         return out
     tokenizer, eos_id = load_fast_tokenizer(tokenizer_dir)
@@ -85,5 +83,5 @@ def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: 
             yield from (enc.ids for enc in tokenizer.encode_batch(batch, add_special_tokens=False))
 
     write_packed(out, documents(), seq_len=seq_len, eos_id=eos_id, vocab_size=vocab_size,
-                 metadata={"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": fingerprint})
+                 metadata={"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key})
     return out

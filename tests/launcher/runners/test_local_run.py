@@ -76,3 +76,14 @@ def test_fsdp2_with_recompute_reproduces_ddp(straight, tmp_path):
     reference, fsdp = losses(straight[0]), losses(tmp_path)
     for step in (1, 2, 3):
         assert fsdp[step] == pytest.approx(reference[step], rel=1e-5, abs=1e-6)
+
+
+def test_a_job_error_is_reported_in_one_line_by_the_runner(tmp_path):
+    from train.data.packed import write_packed
+
+    write_packed(tmp_path / "rows8", [[5, 6, 7]] * 40, seq_len=8, eos_id=1, vocab_size=2048)
+    result = launch(tmp_path / "out", "training.max_steps=1", f"training.data.train_path={tmp_path / 'rows8'}")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("llm-launch: training did not complete: train.cpt: ")
+    assert "holds rows of 8 tokens but training.seq_len is 256" in last
