@@ -23,6 +23,11 @@ def next_token_targets(input_ids: torch.Tensor, loss_mask: torch.Tensor | None =
     return targets
 
 
+def unshifted_labels(input_ids: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Labels for models that shift inside (transformers' convention): the ids, IGNORE where the mask is 0."""
+    return input_ids if loss_mask is None else input_ids.masked_fill(loss_mask == 0, IGNORE)
+
+
 def summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum of the token losses over the targets that are not IGNORE (fp32)."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")

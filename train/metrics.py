@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from launcher.jobfile import write_text_atomic
+from launcher.model_math import mfu
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "metrics.json"
@@ -89,6 +90,19 @@ class RunSummary:
         path = out_dir / SUMMARY_FILE
         write_text_atomic(path, json.dumps(_finite(summary), indent=2) + "\n")
         return path
+
+
+def step_record(*, step: int, loss: float, lr: float, grad_norm: float | None, tokens: int, elapsed_s: float,
+                world_size: int, flops_per_token: float, peak_tflops: float | None,
+                memory_gib: float | None) -> dict:
+    """The metrics of one optimizer step, as both backends log them (MFU by launcher.model_math.mfu)."""
+    per_device = tokens / elapsed_s / world_size
+    return {
+        "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+        "tokens_per_s": tokens / elapsed_s, "tokens_per_s_per_device": per_device,
+        "mfu": mfu(per_device, flops_per_token, peak_tflops) if peak_tflops else None,
+        "step_time_s": elapsed_s, "memory_gib": memory_gib,
+    }
 
 
 def device_memory_gib(device: torch.device) -> float:

@@ -26,7 +26,7 @@ from train.errors import JobError
 from train.export import export_hf_from_checkpoint
 from train.grad_clip import clip_gradients
 from train.loss import next_token_targets, target_count
-from train.metrics import MetricsLog, RunSummary, device_memory_gib
+from train.metrics import MetricsLog, RunSummary, device_memory_gib, step_record
 from train.schedule import build_scheduler
 from train.signals import StopRequest
 
@@ -74,7 +74,7 @@ class Trainer:
         par = job.parallelism
         if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
             raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
-                                  "engine runs ddp, fsdp or hsdp")
+                           "engine runs ddp, fsdp or hsdp")
         self.stop = StopRequest()
         self.ctx = init_job_distributed(job, self.plan)
         cfg, ctx = job.training, self.ctx
@@ -154,19 +154,16 @@ class Trainer:
         peak = self.plan.estimates.peak_tflops_per_rank
         summary = RunSummary(world_size=ctx.world_size)
         started = time.perf_counter()
-        loss, val_loss, done = math.nan, None, start_step
+        loss, val_loss = math.nan, None
         for step in range(start_step, cfg.max_steps):
             step_start = time.perf_counter()
             loss, grad_norm, stop = self._step(step)
             elapsed = time.perf_counter() - step_start
             done = step + 1
-            per_device = tokens_per_step / elapsed / ctx.world_size
-            record = {
-                "step": done, "loss": loss, "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                "tokens_per_s": tokens_per_step / elapsed, "tokens_per_s_per_device": per_device,
-                "mfu": per_device * self.plan.flops_per_token / (peak * 1e12) if peak else None,
-                "step_time_s": elapsed, "memory_gib": device_memory_gib(ctx.device),
-            }
+            record = step_record(step=done, loss=loss, lr=self.scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                                 tokens=tokens_per_step, elapsed_s=elapsed, world_size=ctx.world_size,
+                                 flops_per_token=self.plan.flops_per_token, peak_tflops=peak,
+                                 memory_gib=device_memory_gib(ctx.device))
             summary.add_step(record, first=step == start_step)
             if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
                 self.metrics.write(record)

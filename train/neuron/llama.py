@@ -24,6 +24,7 @@ from torch import nn
 
 from launcher.config.schema import ModelConfig
 from launcher.model_math import head_dim as model_head_dim
+from train.loss import IGNORE
 
 INIT_STD = 0.02
 
@@ -163,7 +164,10 @@ class Decoder(nn.Module):
 
 
 class CausalLM(nn.Module):
-    """Llama / Mistral for training: forward(input_ids, labels) -> (mean next-token loss, vocab-parallel logits)."""
+    """Llama / Mistral for training.
+
+    forward(input_ids, labels) -> (mean loss over the labels that are not IGNORE, vocab-parallel logits).
+    """
 
     def __init__(self, model: ModelConfig, *, kv_replicator: int, fused_qkv: bool, sequence_parallel: bool,
                  dtype: torch.dtype):
@@ -190,7 +194,10 @@ class CausalLM(nn.Module):
         if labels is None:
             return logits
         shift_logits = logits[:, :-1, :].contiguous().view(-1, logits.shape[-1])
-        loss = parallel_cross_entropy(shift_logits, labels[:, 1:].contiguous().view(-1)).mean()
+        targets = labels[:, 1:].contiguous().view(-1)
+        learned = targets != IGNORE  # SFT prompts and padding carry IGNORE, as in transformers' labels
+        per_token = parallel_cross_entropy(shift_logits, targets.masked_fill(~learned, 0))
+        loss = (per_token * learned).sum() / learned.sum().clamp(min=1)
         return loss, logits
 
 

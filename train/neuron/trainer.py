@@ -60,17 +60,18 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
     import torch_xla.core.xla_model as xm
     from neuronx_distributed.parallel_layers import parallel_state
     from neuronx_distributed.trainer import (
-        has_checkpoint,
         initialize_parallel_model,
         initialize_parallel_optimizer,
         load_checkpoint,
         neuronx_distributed_config,
         save_checkpoint,
     )
+    from neuronx_distributed.trainer.checkpoint import has_checkpoint  # not re-exported by the package
 
     from train.data.loader import StepBatches
     from train.data.open import open_dataset
-    from train.metrics import MetricsLog
+    from train.loss import unshifted_labels
+    from train.metrics import MetricsLog, step_record
     from train.neuron.llama import CoreAttention, DecoderLayer, RMSNorm, build_model
     from train.schedule import build_scheduler
 
@@ -119,15 +120,15 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
     started, loss_value = time.perf_counter(), math.nan
     for step in range(start_step, last_step):
         step_start = time.perf_counter()
-        micro = batches.micro_batches(step)
+        micro = [(ids, unshifted_labels(ids, mask)) for ids, mask in batches.micro_batches(step)]
         if settings.pipeline is not None:
-            batch = torch.cat(micro).to(device)
-            loss = model.run_train(input_ids=batch, labels=batch)
+            batch = torch.cat([ids for ids, _ in micro]).to(device)
+            labels = torch.cat([labels for _, labels in micro]).to(device)
+            loss = model.run_train(input_ids=batch, labels=labels)
         else:
             loss = torch.zeros((), device=device)
-            for part in micro:
-                part = part.to(device)
-                micro_loss = model(part, part)[0] / len(micro)
+            for ids, labels in micro:
+                micro_loss = model(ids.to(device), labels.to(device))[0] / len(micro)
                 micro_loss.backward()
                 loss = loss + micro_loss.detach()
         lr = scheduler.get_last_lr()[0]
@@ -142,14 +143,12 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
             reduced = loss.detach().float().clone()
             dist.all_reduce(reduced, group=parallel_state.get_data_parallel_group())
             loss_value = float(reduced) / dp_size
-            elapsed = time.perf_counter() - step_start
-            per_device = tokens_per_step / elapsed / dist.get_world_size()
             grad_norm = getattr(optimizer, "grad_norm", None)
-            metrics.write({"step": done, "loss": loss_value, "lr": lr,
-                           "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                           "tokens_per_s": tokens_per_step / elapsed, "tokens_per_s_per_device": per_device,
-                           "mfu": per_device * plan.flops_per_token / (peak * 1e12) if peak else None,
-                           "step_time_s": elapsed})
+            metrics.write(step_record(step=done, loss=loss_value, lr=lr,
+                                      grad_norm=float(grad_norm) if grad_norm is not None else None,
+                                      tokens=tokens_per_step, elapsed_s=time.perf_counter() - step_start,
+                                      world_size=dist.get_world_size(), flops_per_token=plan.flops_per_token,
+                                      peak_tflops=peak, memory_gib=None))
         every = cfg.checkpoint.every_n_steps
         if (every and done % every == 0) or done == cfg.max_steps:
             save_checkpoint(ckpt_dir, tag_of(done), model=model, optimizer=optimizer, scheduler=scheduler,

@@ -35,17 +35,22 @@ def forward(hf_dir: str, nxd_dir: str, tp: int, kv_replicator: int, out: str) ->
     state = torch.load(os.path.join(nxd_dir, "model", nxd_shard_name(rank, 0)), weights_only=True)
     model.load_state_dict(state, strict=True)
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    masked = ids.clone()
+    masked[:, :6] = -100  # an SFT prompt: no loss on its tokens
     with torch.no_grad():
         loss, logits = model(ids, ids)
+        masked_loss, _ = model(ids, masked)
     parts = [torch.empty_like(logits) for _ in range(tp)]
     dist.all_gather(parts, logits.contiguous())
     if dist.get_rank() == 0:
         hf = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
         with torch.no_grad():
             expected = hf(input_ids=ids, labels=ids)
+            expected_masked = hf(input_ids=ids, labels=masked)
         full = torch.cat(parts, dim=-1)
         result = {"max_abs_diff": float((full - expected.logits).abs().max()),
-                  "loss": float(loss), "hf_loss": float(expected.loss)}
+                  "loss": float(loss), "hf_loss": float(expected.loss),
+                  "masked_loss": float(masked_loss), "hf_masked_loss": float(expected_masked.loss)}
         with open(out, "w") as handle:
             json.dump(result, handle)
     dist.barrier()

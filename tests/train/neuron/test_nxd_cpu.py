@@ -97,5 +97,32 @@ def test_our_model_on_nxd_layers_equals_hf(tiny, tmp_path, tp, m):
     result = json.loads(out.read_text())
     assert result["max_abs_diff"] < 1e-4, result  # fp32; parallel sums change only the rounding
     assert abs(result["loss"] - result["hf_loss"]) < 1e-4, result
+    assert abs(result["masked_loss"] - result["hf_masked_loss"]) < 1e-4, result  # loss on answer tokens only
+    assert abs(result["masked_loss"] - result["loss"]) > 1e-3, result  # the mask changes what is counted
 
 
+
+
+def test_neuron_training_loop_runs_its_steps_on_nxd_layers(tmp_path):
+    """The Trainium entrypoint end to end on NxD's CPU mode (tp 2, ddp), under --precompile: data, model,
+    optimizer and scheduler run for real; checkpoints are not written in this mode (their save goes
+    through torch-xla calls that are stubs here)."""
+    out = tmp_path / "job"
+    render = [sys.executable, "-m", "launcher.cli", "action=render", f"output_dir={out}", "instance=ml.trn1.32xlarge",
+              "instance.accelerators_per_node=1", "parallelism=zero1", "parallelism.data_parallel=ddp",
+              "parallelism.tp=2", "parallelism.sequence_parallel=false", "parallelism.activation_checkpointing=none",
+              "training.precision=fp32", "training.max_steps=10", "neuron.precompile_steps=3"]
+    subprocess.run(render, check=True, cwd=PROJECT_ROOT, capture_output=True)
+    script = tmp_path / "run_cpt.py"
+    script.write_text(f"import runpy, sys\nsys.path.insert(0, {TOOLS!r})\nimport nxd_cpu  # noqa\n"
+                      f"sys.argv = ['train.cpt', '--job', {str(out / 'job.yaml')!r}, '--precompile']\n"
+                      "runpy.run_module('train.cpt', run_name='__main__')\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(script)]
+    proc = subprocess.run(cmd, env=_env(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "precompile: traced 3 steps" in proc.stdout
+    assert not (out / "COMPLETE").exists() and not any((out / "checkpoints").glob("step_*"))
