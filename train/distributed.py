@@ -79,12 +79,12 @@ def dp_split(data_parallel: str, dp: int, num_nodes: int) -> tuple[int, int]:
     return dp, 1  # ddp, none
 
 
-def init_distributed(*, dp: int, tp: int, pp: int, data_parallel: str, num_nodes: int) -> Dist:
-    """Initialise the process group (nccl on GPUs, gloo on CPU) and the job's mesh."""
+def start_process_group(use_cuda: bool) -> torch.device:
+    """Join torchrun's process group: nccl on this rank's GPU, or gloo on the CPU; returns the device."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if torch.cuda.is_available():
+    if use_cuda:
         torch.cuda.set_device(local_rank)
         device, backend = torch.device("cuda", local_rank), "nccl"
     else:
@@ -92,6 +92,14 @@ def init_distributed(*, dp: int, tp: int, pp: int, data_parallel: str, num_nodes
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=rank, world_size=world,
                                 device_id=device if device.type == "cuda" else None)
+    return device
+
+
+def init_distributed(*, dp: int, tp: int, pp: int, data_parallel: str, num_nodes: int) -> Dist:
+    """Initialise the process group (nccl on GPUs, gloo on CPU) and the job's mesh."""
+    device = start_process_group(torch.cuda.is_available())
+    rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
+    world = dist.get_world_size()
     if dp * tp * pp != world:
         raise ValueError(f"job.yaml plans dp={dp} x tp={tp} x pp={pp} = {dp * tp * pp} ranks but torchrun "
                          f"started {world}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from train.distributed import start_process_group
 
 KIB, MIB = 1024, 1024 * 1024
 CPU_SIZES = (4 * KIB, 256 * KIB, 4 * MIB, 16 * MIB)
@@ -55,15 +55,11 @@ class Backend:
     """Process group, device and a way to wait for queued collectives to finish."""
 
     def __init__(self, accelerator: str):
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.xm = None
         if accelerator == "nvidia":
             if not torch.cuda.is_available():
                 raise SmokeFailed("the instance has NVIDIA GPUs but torch sees no CUDA device")
-            torch.cuda.set_device(local_rank)
-            self.name, self.device = "nccl", torch.device("cuda", local_rank)
-            dist.init_process_group("nccl", rank=rank, world_size=world, device_id=self.device)
+            self.name, self.device = "nccl", start_process_group(use_cuda=True)
         elif accelerator.startswith("trainium"):
             try:
                 import torch_xla.core.xla_model as xm
@@ -75,8 +71,7 @@ class Backend:
             dist.init_process_group("xla", init_method="xla://")
             self.device = xm.xla_device()
         else:
-            self.name, self.device = "gloo", torch.device("cpu")
-            dist.init_process_group("gloo", rank=rank, world_size=world)
+            self.name, self.device = "gloo", start_process_group(use_cuda=False)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
     def sync(self) -> None:
