@@ -27,6 +27,7 @@ from launcher.runners.remote import MANAGE_ACTIONS
 from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
+SUGGEST_FILE = "suggest.json"
 
 
 def resolve_action(action: str, cluster_kind: str) -> str:
@@ -43,7 +44,10 @@ def run_job(cfg: DictConfig) -> None:
     if job.action in MANAGE_ACTIONS:
         manage_submitted(job.action, out_dir)
         return
-    findings, plan = validate(job)
+    if job.action == "suggest":
+        run_suggest(job, out_dir)
+        return
+    findings, plan = validate_with_memory(job)
     if findings.problems:
         raise JobProblems(findings.problems)
     plan = dataclasses.replace(plan, warnings=findings.warnings)
@@ -63,6 +67,39 @@ def run_job(cfg: DictConfig) -> None:
     print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
     if action == "submit":
         submit(job, plan, out_dir, job_yaml)
+
+
+def validate_with_memory(job):
+    """validate(), with the memory that plan.memory asks for: the estimate, or a trace of the real model."""
+    findings, plan = validate(job)
+    if job.plan.memory != "traced" or plan is None:
+        return findings, plan
+    others = [p for p in findings.problems if p.field != "memory"]
+    if others:
+        raise JobProblems(others)  # the trace needs a sound layout
+    from launcher.traced_memory import traced_memory
+
+    print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
+          flush=True)
+    return validate(job, memory=traced_memory(job))
+
+
+def run_suggest(job, out_dir: Path) -> None:
+    """action=suggest: print the best layouts that fit, each with the overrides that select it."""
+    from launcher.report import print_suggestions
+    from launcher.suggest import suggest_report
+
+    report = suggest_report(job, base_overrides())
+    print_suggestions(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / SUGGEST_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
+    print(f"llm-launch: suggestions written to {out_dir / SUGGEST_FILE}")
+
+
+def base_overrides() -> list[str]:
+    """The command line's overrides, without the ones a suggestion replaces."""
+    replaced = ("action=", "output_dir=", "hydra.", "plan.")
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(replaced)]
 
 
 def render(job, plan, out_dir: Path, job_yaml: Path) -> list[Path]:

@@ -1,25 +1,33 @@
 """Per-device memory estimate of a training job: weights, gradients, optimizer state and activations.
 
-The figures are estimates for the pre-submit check, not measurements. Rules:
+The figures are estimates for the pre-submit check, torch-free and instant; `plan.memory=traced`
+measures the same job's real model instead (launcher/traced_memory.py). The rules, checked
+against those traces (tests/launcher/test_memory_calibration.py):
 
 * Training state follows shared/reference/instances.md section 6. GPU and CPU keep fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
-  ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp.
-  FSDP also holds two gathered layers (the one computing and the one prefetched) at the
-  compute precision. Trainium with ZeRO-1 keeps bf16 weights (2), fp32 gradient
-  accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
+  ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
+  (launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
+  gradient accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
+* FSDP2 on top of the shards: the root module (embedding, final norm, output projection) stays
+  gathered at the compute precision for the whole step; two decoder layers are gathered at a
+  time (the one computing and the one prefetched); one layer's fp32 gradients wait in the
+  reduce-scatter buffer. With parallelism.gradient_sync=last_microbatch and gradient
+  accumulation, FSDP holds the stage's whole unsharded fp32 gradients until the last micro-batch.
 * Parameters are those of the heaviest pipeline stage (its layers plus the embedding or
   the output projection), divided by tp.
-* Activations saved for backward per token and layer, counted in elements for a Llama
-  block with SDPA/flash attention (no score matrix kept): the two norm inputs and outputs
-  (4 h), q before and after RoPE and the attention output (3 h), k and v before and after
-  RoPE (4 kv), and gate, up, SiLU(gate) and their product (4 I). Tensor parallelism splits
-  all but the 4 h norm terms, which sequence parallelism splits too. Full recompute keeps
-  only each layer's input plus one layer's working set; selective recomputes every other
-  layer. Under pipeline parallelism a stage holds pp micro-batches in flight (1F1B) or all
-  of them (GPipe).
-* The last stage also holds the logits: bf16 logits, their fp32 copy and its gradient
-  (10 bytes per vocabulary entry per token), split by tp.
+* Activations saved for backward per token and layer, in compute-precision elements, for a
+  transformers Llama block with SDPA/flash attention (no score matrix kept): 8 h for the two
+  RMSNorms (each keeps its fp32 input and fp32 normalised value), 2 h for q after RoPE and the
+  attention output, 2 kv for k and v after RoPE (k and v are not kept before RoPE), and 4 I for
+  gate, up, SiLU(gate) and their product. Tensor parallelism splits all but the norm terms,
+  which sequence parallelism splits too. Full recompute keeps each layer's input plus one
+  layer's working set; selective recomputes every other layer. Under pipeline parallelism a
+  stage holds pp micro-batches in flight (1F1B) or all of them (GPipe).
+* The last stage also holds the logits: bf16 logits, their fp32 copy and its gradient, and the
+  softmax's fp32 output: 12 bytes per vocabulary entry per token at the peak. The GPU engine
+  gathers the full vocabulary on every tensor-parallel rank, so tp does not split them there;
+  NxD's vocab-parallel loss keeps them split on Trainium.
 * A job fits when the total stays within 90% of the device's memory; the rest is left to
   the runtime, allocator fragmentation and (on Trainium) compiler scratch.
 """
@@ -29,12 +37,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from launcher.config.schema import JobConfig
+from launcher.config.schema import ModelConfig
 from launcher.model_math import head_dim, param_counts
-from launcher.topology import Topology
+from launcher.topology import Layout, data_parallel_split
 
 GIB = 1024**3
 USABLE_FRACTION = 0.90
+LOGIT_BYTES_PER_ENTRY = 12
+NORM_ELEMENTS = 8
+"""Per token and layer, in units of hidden_size: two RMSNorms keeping fp32 input and fp32 normalised value."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +62,15 @@ class MemoryEstimate:
     """Activations saved for backward, logits included, for the micro-batches in flight."""
     capacity: float
     """Device memory of one rank."""
+    source: str = "estimate"
+    """estimate (these rules) or traced (torch's memory tracker on the real model)."""
+    temporaries: float = 0.0
+    """Short-lived buffers at the peak (traced only: the estimate folds them into the terms above)."""
 
     @property
     def total(self) -> float:
         """Everything above."""
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return self.weights + self.gradients + self.optimizer + self.activations + self.temporaries
 
     @property
     def usable(self) -> float:
@@ -68,9 +83,19 @@ class MemoryEstimate:
         return self.total <= self.usable
 
 
-def _stage_params(job: JobConfig, topo: Topology) -> float:
+@dataclass(frozen=True)
+class Workload:
+    """What the memory estimate reads besides the layout: model, sequence, precision and accelerator."""
+
+    model: ModelConfig
+    seq_len: int
+    precision: str
+    accelerator: str
+
+
+def _stage_params(model: ModelConfig, layout: Layout) -> float:
     """Parameters on the heaviest pipeline stage, per tensor-parallel rank."""
-    counts = param_counts(job.model)
+    counts, topo = param_counts(model), layout.topology
     if topo.pp == 1:
         return counts.total / topo.tp
     layers = math.ceil(counts.num_layers / topo.pp) * counts.per_layer
@@ -78,55 +103,69 @@ def _stage_params(job: JobConfig, topo: Topology) -> float:
     return (layers + ends) / topo.tp
 
 
-def _shard_degree(job: JobConfig, topo: Topology) -> int:
+def _root_params(model: ModelConfig, layout: Layout) -> float:
+    """Parameters outside the decoder layers on the heaviest stage (FSDP2's root group), per tp rank."""
+    counts = param_counts(model)
+    if layout.topology.pp == 1:
+        return (counts.embedding + counts.final_norm + counts.lm_head) / layout.topology.tp
+    return max(counts.embedding, counts.lm_head + counts.final_norm) / layout.topology.tp
+
+
+def shard_degree(layout: Layout) -> int:
     """Ranks one copy of the training state is sharded over."""
-    mode = job.parallelism.data_parallel
-    if mode in ("fsdp", "zero1"):
-        return topo.dp
-    if mode == "hsdp":
-        return math.gcd(topo.dp, max(1, topo.ranks_per_node // topo.tp))
-    return 1
+    if layout.data_parallel in ("ddp", "none"):
+        return 1
+    return data_parallel_split(layout.data_parallel, layout.topology)[1]
 
 
-def _activation_elements_per_token_layer(job: JobConfig, tp: int) -> tuple[float, float]:
+def _activation_elements_per_token_layer(model: ModelConfig, layout: Layout) -> tuple[float, float]:
     """(elements kept without recompute, elements kept with full recompute) per token and layer."""
-    model, par = job.model, job.parallelism
+    tp = layout.topology.tp
     hidden = model.hidden_size
     kv = model.num_key_value_heads * head_dim(model)
-    norm_terms = 4 * hidden / (tp if par.sequence_parallel else 1)
-    split_terms = (3 * hidden + 4 * kv + 4 * model.intermediate_size) / tp
-    layer_input = hidden / (tp if par.sequence_parallel else 1)
-    return norm_terms + split_terms, layer_input
+    sequence_split = tp if layout.sequence_parallel else 1
+    norm_terms = NORM_ELEMENTS * hidden / sequence_split
+    split_terms = (2 * hidden + 2 * kv + 4 * model.intermediate_size) / tp
+    return norm_terms + split_terms, hidden / sequence_split
 
 
-def _in_flight_microbatches(job: JobConfig, topo: Topology, grad_accum: int) -> int:
+def _in_flight_microbatches(layout: Layout, grad_accum: int) -> int:
     """Micro-batches whose activations a (first) pipeline stage holds at once."""
-    if topo.pp == 1:
+    pp = layout.topology.pp
+    if pp == 1:
         return 1
-    microbatches = job.parallelism.pp_microbatches or grad_accum
-    if job.parallelism.pp_schedule == "gpipe":
+    microbatches = layout.pp_microbatches or grad_accum
+    if layout.pp_schedule == "gpipe":
         return microbatches
-    return min(topo.pp, microbatches)
+    return min(pp, microbatches)
 
 
-def estimate_memory(job: JobConfig, topo: Topology, grad_accum: int, capacity_bytes: float) -> MemoryEstimate:
-    """Estimate one device's peak memory for this job (see the module docstring for the rules)."""
-    params = _stage_params(job, topo)
-    shard = _shard_degree(job, topo)
-    trainium = job.instance.accelerator.startswith("trainium")
-    compute_bytes = 2 if job.training.precision == "bf16" else 4
+def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
+    """FSDP2's unsharded copies: the root group for the whole step, two layers, one layer's fp32 gradients."""
+    per_layer = param_counts(work.model).per_layer / layout.topology.tp
+    return compute_bytes * (_root_params(work.model, layout) + 2 * per_layer) + 4 * per_layer
 
-    if trainium:
+
+def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capacity_bytes: float) -> MemoryEstimate:
+    """Estimate one device's peak memory for a layout of a workload (see the module docstring)."""
+    params = _stage_params(work.model, layout)
+    shard = shard_degree(layout)
+    compute_bytes = 2 if work.precision == "bf16" else 4
+    fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.accelerator.startswith("trainium")
+
+    if work.accelerator.startswith("trainium"):
         weights, gradients, optimizer = 2 * params, 4 * params, 12 * params / shard
     else:
         weights, gradients, optimizer = 4 * params / shard, 4 * params / shard, 8 * params / shard
-        if job.parallelism.data_parallel in ("fsdp", "hsdp") and shard > 1:
-            weights += 2 * compute_bytes * param_counts(job.model).per_layer / topo.tp
+        if fsdp and shard > 1:
+            weights += _fsdp_gathered(work, layout, compute_bytes)
+            if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
+                gradients = 4 * params
 
-    tokens = job.training.seq_len * job.training.micro_batch_size
-    layers_per_stage = math.ceil(job.model.num_layers / topo.pp)
-    plain, layer_input = _activation_elements_per_token_layer(job, topo.tp)
-    mode = job.parallelism.activation_checkpointing
+    tokens = work.seq_len * layout.micro_batch_size
+    layers_per_stage = math.ceil(work.model.num_layers / layout.topology.pp)
+    plain, layer_input = _activation_elements_per_token_layer(work.model, layout)
+    mode = layout.activation_checkpointing
     if mode == "full":
         per_microbatch = tokens * (layers_per_stage * layer_input + plain)
     elif mode == "selective":
@@ -134,7 +173,8 @@ def estimate_memory(job: JobConfig, topo: Topology, grad_accum: int, capacity_by
         per_microbatch = tokens * (kept * plain + (layers_per_stage - kept) * layer_input + plain)
     else:
         per_microbatch = tokens * layers_per_stage * plain
-    activations = per_microbatch * compute_bytes * _in_flight_microbatches(job, topo, grad_accum)
-    activations += 10 * tokens * job.model.vocab_size / topo.tp
+    activations = per_microbatch * compute_bytes * _in_flight_microbatches(layout, grad_accum)
+    vocab_split = layout.topology.tp if work.accelerator.startswith("trainium") else 1  # NxD keeps them split
+    activations += LOGIT_BYTES_PER_ENTRY * tokens * work.model.vocab_size / vocab_split
 
     return MemoryEstimate(weights, gradients, optimizer, activations, capacity_bytes)

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from launcher.config.schema import JobConfig
-from launcher.memory import GIB, MemoryEstimate, estimate_memory
+from launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from launcher.model_math import flops_per_token, param_counts
-from launcher.topology import Topology, logical_core_config, topology_of
+from launcher.prices import Price, price_of
+from launcher.topology import Layout, Topology, layout_of, logical_core_config
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Estimates:
     """On-demand cost of one billion training tokens."""
     run_cost_usd: float | None = None
     """On-demand cost of max_steps."""
+    price_source: str = ""
+    """Where the node-hour price came from (the catalog with its date, or the AWS Price List API)."""
 
 
 @dataclass(frozen=True)
@@ -76,34 +79,63 @@ class Plan:
         return data
 
 
-def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int) -> Estimates:
+def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int,
+               price: Price) -> Estimates:
     inst = job.instance
     mfu = job.trainer.assumed_mfu
     if not inst.bf16_tflops_per_accelerator:
-        return Estimates(mfu, None)
+        return Estimates(mfu, None, price_source=price.source)
     peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node
     per_device = mfu * peak * 1e12 / flops_token
     job_tps = per_device * topo.world_size
     step = tokens_per_step / job_tps
     hours = step * job.training.max_steps / 3600
-    if inst.price_per_hour_usd is None:
-        return Estimates(mfu, peak, job_tps, per_device, step, hours)
-    per_hour = inst.price_per_hour_usd * topo.num_nodes
+    if price.per_node_hour_usd is None:
+        return Estimates(mfu, peak, job_tps, per_device, step, hours, price_source=price.source)
+    per_hour = price.per_node_hour_usd * topo.num_nodes
     per_billion = per_hour / (job_tps * 3600) * 1e9
-    return Estimates(mfu, peak, job_tps, per_device, step, hours, per_hour, per_billion, per_hour * hours)
+    return Estimates(mfu, peak, job_tps, per_device, step, hours, per_hour, per_billion, per_hour * hours,
+                     price.source)
 
 
-def make_plan(job: JobConfig) -> Plan:
-    """Resolve a job's numbers. Never raises on inconsistent input: validation reports that."""
-    topo = topology_of(job)
+def gradient_accumulation(global_batch: int, micro_batch: int, dp: int) -> int:
+    """Micro-batches per rank per optimizer step."""
+    return max(1, global_batch // max(1, micro_batch * dp))
+
+
+def rank_capacity_bytes(job: JobConfig, ranks_per_node: int) -> float:
+    """Device memory of one rank: an accelerator's, shared by the ranks placed on it."""
+    inst = job.instance
+    return inst.device_memory_gib * GIB * inst.accelerators_per_node / max(1, ranks_per_node)
+
+
+def workload_of(job: JobConfig) -> Workload:
+    """What the memory estimate reads from a job besides its layout."""
+    return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator)
+
+
+def estimate_job_memory(job: JobConfig, layout: Layout) -> MemoryEstimate:
+    """The analytical memory estimate of one rank of a job under a layout."""
+    grad_accum = gradient_accumulation(job.training.global_batch_size, layout.micro_batch_size,
+                                       layout.topology.dp)
+    return estimate_layout_memory(workload_of(job), layout, grad_accum,
+                                  rank_capacity_bytes(job, layout.topology.ranks_per_node))
+
+
+def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price | None = None) -> Plan:
+    """Resolve a job's numbers. Never raises on inconsistent input: validation reports that.
+
+    memory replaces the analytical estimate (plan.memory=traced passes the traced one); price
+    replaces the catalog's (plan.prices=aws).
+    """
+    layout = layout_of(job)
+    topo = layout.topology
     train, par, inst = job.training, job.parallelism, job.instance
     dp = topo.dp
-    per_pass = max(1, train.micro_batch_size * dp)
-    grad_accum = max(1, train.global_batch_size // per_pass)
+    grad_accum = gradient_accumulation(train.global_batch_size, train.micro_batch_size, dp)
     tokens_per_step = train.global_batch_size * train.seq_len
     counts = param_counts(job.model)
     flops_token = flops_per_token(job.model, train.seq_len)
-    capacity = inst.device_memory_gib * GIB * inst.accelerators_per_node / max(1, topo.ranks_per_node)
     return Plan(
         job_name=job.job_name,
         model=job.model.name,
@@ -130,6 +162,6 @@ def make_plan(job: JobConfig) -> Plan:
         params=counts.total,
         params_non_embedding=counts.non_embedding,
         flops_per_token=flops_token,
-        memory=estimate_memory(job, topo, grad_accum, capacity),
-        estimates=_estimates(job, topo, flops_token, tokens_per_step),
+        memory=memory or estimate_job_memory(job, layout),
+        estimates=_estimates(job, topo, flops_token, tokens_per_step, price or price_of(job)),
     )

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from launcher.memory import GIB
+from launcher.memory import GIB, MemoryEstimate
 from launcher.plan import Plan
+from launcher.suggest import SuggestReport
 
 
 def _num(value: float | None, fmt: str = ",.0f", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{fmt}}{unit}"
+
+
+def memory_parts(mem: MemoryEstimate) -> str:
+    """GiB per category: parameters, gradients, optimizer, activations (and temporaries when traced)."""
+    parts = [("parameters", mem.weights), ("gradients", mem.gradients), ("optimizer", mem.optimizer),
+             ("activations", mem.activations)]
+    if mem.source == "traced":
+        parts.append(("temporaries", mem.temporaries))
+    return ", ".join(f"{name} {value / GIB:.2f}" for name, value in parts)
 
 
 def plan_table(plan: Plan) -> Table:
@@ -31,16 +42,15 @@ def plan_table(plan: Plan) -> Table:
                    f"{plan.total_tokens:,} over {plan.max_steps:,} steps"),
         ("model", f"{plan.params / 1e9:.3f} B params ({plan.params_non_embedding / 1e9:.3f} B without "
                   f"embedding); {plan.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12LHQT)"),
-        ("memory/device", f"{mem.total / GIB:.2f} GiB of {mem.capacity / GIB:.1f} GiB "
-                          f"({'fits' if mem.fits else 'DOES NOT FIT'} in 90%): weights {mem.weights / GIB:.2f}, "
-                          f"grads {mem.gradients / GIB:.2f}, optimizer {mem.optimizer / GIB:.2f}, "
-                          f"activations {mem.activations / GIB:.2f}"),
+        (f"memory/device ({mem.source})", f"{mem.total / GIB:.2f} GiB of {mem.capacity / GIB:.1f} GiB "
+                                          f"({'fits' if mem.fits else 'DOES NOT FIT'} in 90%): {memory_parts(mem)}"),
         ("peak/rank", _num(est.peak_tflops_per_rank, ",.2f", " TFLOP/s bf16")),
         (f"at MFU {est.assumed_mfu:.0%}", f"{_num(est.tokens_per_second)} tokens/s "
          f"({_num(est.tokens_per_second_per_device)} per device), step {_num(est.step_time_s, ',.2f', ' s')}, "
          f"run {_num(est.run_hours, ',.1f', ' h')}"),
         ("cost", f"{_num(est.cost_per_hour_usd, ',.2f')} USD/h, {_num(est.cost_per_billion_tokens_usd, ',.2f')} "
                  f"USD per billion tokens, run {_num(est.run_cost_usd, ',.0f')} USD (on-demand)"),
+        ("price", est.price_source),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -52,3 +62,38 @@ def plan_table(plan: Plan) -> Table:
 def print_plan(plan: Plan, console: Console | None = None) -> None:
     """Print the plan table to the terminal."""
     (console or Console()).print(plan_table(plan))
+
+
+def suggest_table(report: SuggestReport) -> Table:
+    """The top layouts, one row each; the commands follow the table."""
+    low, high = report.nodes
+    nodes = f"{low}" if low == high else f"{low}-{high}"
+    table = Table(title=f"Layouts for {report.model} on {nodes} x {report.instance} that fit, by "
+                        f"{report.rank_by.replace('_', ' ')} ({report.fitting} of {report.searched} fit)",
+                  title_justify="left")
+    table = Table(title=table.title, title_justify="left", box=box.SIMPLE, pad_edge=False)
+    for name in ("#", "nodes", "tp", "pp", "vpp", "dp", "recompute", "mbs", "GiB", "step s", "tok/s", "$/Btok"):
+        table.add_column(name, justify="left" if name in ("dp", "recompute") else "right")
+    for i, row in enumerate(report.rows, start=1):
+        topo, layout = row.layout.topology, row.layout
+        table.add_row(str(i), str(topo.num_nodes), str(topo.tp), str(topo.pp), str(layout.virtual_pp),
+                      layout.data_parallel, layout.activation_checkpointing, str(layout.micro_batch_size),
+                      f"{row.memory.total / GIB:.1f}", f"{row.step_time_s:.2f}", f"{row.tokens_per_second / 1e3:,.0f}k",
+                      _num(row.cost_per_billion_tokens_usd, ",.0f"))
+    return table
+
+
+def print_suggestions(report: SuggestReport, console: Console | None = None) -> None:
+    """The suggestion table, the command of each row, where the job's own layout ranks, and notes."""
+    console = console or Console()
+    if not report.rows:
+        console.print(f"No layout of {report.model} fits {report.instance} in the node range searched "
+                      f"({report.searched} tried); raise plan.max_nodes or pick a larger instance.")
+    else:
+        console.print(suggest_table(report))
+        for i, command in enumerate(report.commands, start=1):
+            console.print(f"{i}: {command}", soft_wrap=True, highlight=False, markup=False)
+    own = "does not fit" if report.current_rank is None else f"ranks {report.current_rank} of {report.fitting}"
+    console.print(f"The job's own layout {own}. Prices: {report.price_source}.", highlight=False, markup=False)
+    for note in report.notes:
+        console.print(f"note (any layout): {note}", highlight=False, markup=False)

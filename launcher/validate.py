@@ -15,7 +15,7 @@ from pathlib import Path
 
 from launcher.config import schema
 from launcher.config.schema import JobConfig
-from launcher.memory import GIB
+from launcher.memory import GIB, MemoryEstimate
 from launcher.plan import Plan, make_plan
 from launcher.problems import Problem
 from launcher.remote_checks import check_remote
@@ -61,6 +61,10 @@ def _check_choices(job: JobConfig, out: Findings) -> None:
         ("training.schedule.name", job.training.schedule.name, schema.LR_SCHEDULES),
         ("cluster.sagemaker.input_mode", job.cluster.sagemaker.input_mode, schema.SAGEMAKER_INPUT_MODES),
         ("cluster.eks.rdzv_backend", job.cluster.eks.rdzv_backend, ("c10d", "etcd")),
+        ("parallelism.gradient_sync", job.parallelism.gradient_sync, schema.GRADIENT_SYNC),
+        ("plan.memory", job.plan.memory, schema.MEMORY_MODES),
+        ("plan.prices", job.plan.prices, schema.PRICE_SOURCES),
+        ("plan.rank_by", job.plan.rank_by, schema.SUGGEST_RANKINGS),
     ]
     for key, value, allowed in choices:
         if value not in allowed:
@@ -87,12 +91,15 @@ def _check_ranges(job: JobConfig, out: Findings) -> None:
         ("model.num_layers", job.model.num_layers),
         ("model.num_attention_heads", job.model.num_attention_heads),
         ("model.num_key_value_heads", job.model.num_key_value_heads),
+        ("plan.top", job.plan.top),
     ]
     optional = [
         ("trainer.nproc_per_node", job.trainer.nproc_per_node),
         ("parallelism.dp", job.parallelism.dp),
         ("parallelism.pp_microbatches", job.parallelism.pp_microbatches),
         ("parallelism.kv_replicator", job.parallelism.kv_replicator),
+        ("plan.min_nodes", job.plan.min_nodes),
+        ("plan.max_nodes", job.plan.max_nodes),
     ]
     for key, value in at_least_one + [(k, v) for k, v in optional if v is not None]:
         if value < 1:
@@ -209,6 +216,15 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("training.precision", "bf16 on CPU is about 12x slower than fp32 on these machines")
     if par.data_parallel == "hsdp" and job.trainer.num_nodes == 1:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
+
+
+def _check_plan_options(job: JobConfig, out: Findings) -> None:
+    plan = job.plan
+    if plan.memory == "traced" and job.instance.accelerator.startswith("trainium"):
+        out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
+                  "plan.memory=estimate")
+    if plan.min_nodes is not None and plan.max_nodes is not None and plan.min_nodes > plan.max_nodes:
+        out.error("plan.min_nodes", f"{plan.min_nodes} is above plan.max_nodes={plan.max_nodes}; swap them")
 
 
 def _check_cluster(job: JobConfig, out: Findings) -> None:
@@ -463,18 +479,22 @@ def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
               f"{mem.capacity / GIB:.1f} GiB a rank has on {job.instance.name}; try {' or '.join(fixes)}")
 
 
-def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
-    """Check the job and, once its basic numbers are sound, plan it; None if they are not."""
+def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Findings, Plan | None]:
+    """Check the job and, once its basic numbers are sound, plan it; None if they are not.
+
+    memory replaces the plan's analytical estimate (plan.memory=traced passes the traced one).
+    """
     out = Findings()
     _check_choices(job, out)
     _check_ranges(job, out)
     if out.problems:
         return out, None
-    plan = make_plan(job)
+    plan = make_plan(job, memory=memory)
     trains_model = TASKS[job.training.task].trains_model
     if trains_model:
         _check_heads_and_layers(job, out)
     _check_backend(job, out)
+    _check_plan_options(job, out)
     _check_cluster(job, out)
     _check_output_dir(job, out)
     check_remote(job, out)

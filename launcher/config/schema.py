@@ -16,11 +16,12 @@ from omegaconf import MISSING
 
 ACCELERATOR_KINDS = ("cpu", "nvidia", "trainium1", "trainium2")
 CLUSTER_KINDS = ("local", "sagemaker", "eks", "slurm")
-ACTIONS = ("auto", "plan", "render", "submit", "status", "logs", "stop")
+ACTIONS = ("auto", "plan", "suggest", "render", "submit", "status", "logs", "stop")
 MODEL_FAMILIES = ("llama", "mistral")
 DATA_PARALLEL_MODES = ("ddp", "fsdp", "hsdp", "zero1", "none")
 PIPELINE_SCHEDULES = ("gpipe", "1f1b", "interleaved_1f1b")
 ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
+GRADIENT_SYNC = ("every_microbatch", "last_microbatch")
 PRECISIONS = ("bf16", "fp32")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw",)
@@ -89,6 +90,11 @@ class ParallelismConfig:
     """Model chunks per pipeline rank (interleaved_1f1b needs more than 1)."""
     activation_checkpointing: str = "none"
     """Recompute activations in backward: none, selective or full."""
+    gradient_sync: str = "every_microbatch"
+    """GPU data parallelism under gradient accumulation: every_microbatch reduce-scatters (FSDP) or all-reduces
+    (DDP) each micro-batch's gradients, as torchtitan does, so FSDP gradients stay sharded; last_microbatch
+    skips the sync until the step's last micro-batch: less traffic, but FSDP then holds the stage's whole
+    unsharded fp32 gradients on every rank while it accumulates (the plan counts them)."""
     kv_replicator: int | None = None
     """Trainium only: how many times each KV head is replicated so that kv_heads x
     kv_replicator = tp. None derives it from the model and tp."""
@@ -122,6 +128,9 @@ class InstanceConfig:
     """EFA network interfaces per node; 0 means the type cannot run multi-node jobs."""
     network_gbps: float | None = None
     """Node network bandwidth in Gbit/s."""
+    peer_gbytes_per_s: float | None = None
+    """Bandwidth from one accelerator to the others of its node, one direction, in GB/s (NVLink or PCIe);
+    None where no figure was found, and action=suggest then leaves tensor-parallel traffic out of its model."""
     host_memory_gib: float | None = None
     """Host memory per node in GiB, where the source gives it."""
     k8s_accelerator_resource: str | None = None
@@ -528,6 +537,32 @@ class DataPrepConfig:
     """Shuffle documents (seeded) after mixing, so sources interleave; false keeps reading order."""
 
 
+MEMORY_MODES = ("estimate", "traced")
+PRICE_SOURCES = ("catalog", "aws")
+SUGGEST_RANKINGS = ("step_time", "cost")
+
+
+@dataclass
+class PlanConfig:
+    """How the plan is worked out, and what action=suggest searches."""
+
+    memory: str = "estimate"
+    """estimate (the analytical rules of launcher/memory.py, torch-free, instant) or traced (build the job's
+    real model and layout on fake tensors and measure one step's peak per rank with torch's memory tracker;
+    GPU layouts only, minutes for 70B-class models)."""
+    prices: str = "catalog"
+    """catalog (the instance entry's dated price) or aws (the AWS Price List API through boto3, which needs
+    AWS credentials; the catalog price is used when the API gives none)."""
+    top: int = 10
+    """Rows action=suggest prints."""
+    min_nodes: int | None = None
+    """Fewest nodes action=suggest tries; None means trainer.num_nodes."""
+    max_nodes: int | None = None
+    """Most nodes action=suggest tries; None means trainer.num_nodes."""
+    rank_by: str = "step_time"
+    """Order of the suggestions: step_time (fastest first) or cost (cheapest per billion tokens first)."""
+
+
 @dataclass
 class JobConfig:
     """A whole job: the root of the composed configuration and of job.yaml."""
@@ -535,7 +570,8 @@ class JobConfig:
     job_name: str = MISSING
     """Name of the job; the default output folder and remote job names derive from it."""
     action: str = "auto"
-    """plan, render, submit, or auto (submit for local runs, render for remote clusters)."""
+    """plan, suggest (rank the layouts that fit), render, submit, or auto (submit for local runs, render for
+    remote clusters)."""
     output_dir: str = MISSING
     """Folder for plan.json, job.yaml, rendered files and (local runs) checkpoints and metrics."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -554,3 +590,6 @@ class JobConfig:
     """Trainium compile and numerics settings."""
     data_prep: DataPrepConfig = field(default_factory=DataPrepConfig)
     """Data preparation settings (used by training.task=prepare)."""
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    """How the plan measures memory and prices, and what action=suggest searches."""
+

@@ -49,3 +49,15 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
         return run_cli(list(overrides), tmp_path / "out")
 
     return _run
+
+
+@pytest.fixture
+def cli_suggest(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProcess, Path]]:
+    """cli_suggest(*overrides) -> (the finished `llm-launch action=suggest` process, its output folder)."""
+
+    def _run(*overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+        out = tmp_path / "suggest"
+        cmd = [sys.executable, "-m", "launcher.cli", "action=suggest", f"output_dir={out}", *overrides]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120), out
+
+    return _run

@@ -47,6 +47,7 @@ HARDWARE_FIELDS = (
     "bf16_tflops_per_accelerator",
     "efa_interfaces",
     "network_gbps",
+    "peer_gbytes_per_s",
     "host_memory_gib",
     "k8s_accelerator_resource",
 )

@@ -1,0 +1,129 @@
+"""One training step of the job's real model, traced on fake tensors: the per-rank peak memory without a GPU.
+
+plan.memory=traced runs this. It builds what the GPU engine builds for rank 0 - the
+transformers model, its stage, tensor parallelism, activation checkpointing and FSDP2 - with
+the engine's own code (train.gpu.engine.Engine) on a fake process group of the job's world
+size, under torch's FakeTensorMode, so no memory is allocated and no GPU is needed. Then it
+runs one optimizer step - the engine's micro-batches, gradient clipping and AdamW - under
+torch's FSDPMemTracker (torch.distributed._tools), which records the peak by category.
+
+What it takes (torch 2.13):
+* Fake tensors on the cpu device: fake cuda tensors need a CUDA build. SDPA on fake cpu tensors
+  saves the same tensors for backward as the flash kernel does on CUDA.
+* Weights are built on the meta device and given fake storage with to_empty (the engine's
+  path for pretrained weights); its random-init path cannot run under fake mode.
+* Gradient clipping reads the norm as a Python float, which a fake tensor cannot give: the
+  trace clips with the norm left as a tensor (train.gpu.grad_clip.global_grad_norm).
+* One warm-up clip and optimizer step runs before tracking, so the optimizer state exists (as
+  in every step after the first) and DTensor's first-call sharding propagation is not counted.
+* Two micro-batches reach the peak of any longer accumulation, so at most two are traced.
+Pipeline parallelism is not traced (its schedule exchanges shapes with the other stages, which
+a fake process group does not answer); validation says so.
+Docs: https://pytorch.org/docs/stable/torch.compiler_fake_tensor.html
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+from launcher.config.schema import JobConfig
+from launcher.memory import MemoryEstimate
+from launcher.plan import make_plan, rank_capacity_bytes
+
+TRACED_MICROBATCHES = 2
+
+
+@contextlib.contextmanager
+def fake_process_group(world_size: int):
+    """A process group of world_size ranks, this process rank 0, whose collectives do nothing."""
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("a process group already exists in this process; trace in a fresh one")
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world_size)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _category_bytes(snapshot: dict) -> dict[str, float]:
+    """FSDPMemTracker's or MemTracker's peak snapshot of one device, folded into the plan's categories."""
+    folded = {"parameters": 0.0, "gradients": 0.0, "optimizer": 0.0, "activations": 0.0, "temporaries": 0.0}
+    names = {"Sharded Param": "parameters", "Unsharded Param": "parameters", "Parameter": "parameters",
+             "Buffer": "parameters", "Sharded Grad": "gradients", "Unsharded Grad": "gradients",
+             "Gradient": "gradients", "OptState": "optimizer", "Optstate": "optimizer", "Activation": "activations",
+             "Inputs": "activations", "Temp": "temporaries", "All Gather": "temporaries",
+             "Reduce Scatter": "temporaries", "Other": "temporaries"}
+    for key, value in snapshot.items():
+        name = getattr(key, "value", key)
+        if name in names:
+            folded[names[name]] += value
+    return folded
+
+
+def trace_step(job: JobConfig) -> dict[str, float]:
+    """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed._tools.mem_tracker import MemTracker
+    from train.gpu.engine import Engine
+    from train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
+    from train.gpu.mesh import job_mesh
+    from train.optimizer import build_optimizer
+
+    plan = make_plan(job)
+    os.environ.setdefault("LOCAL_RANK", "0")
+    with fake_process_group(plan.world_size):
+        ctx = job_mesh(job, plan, torch.device("cpu"))
+        with FakeTensorMode():
+            engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False)
+            params = engine.parameters()
+            optimizer = build_optimizer(params, job.training.optimizer)
+            clip = job.training.optimizer.grad_clip
+
+            def optimizer_step() -> None:
+                norm = global_grad_norm(params, ctx.mesh.get_group("pp"))
+                if clip > 0:
+                    clip_gradients_with_norm(params, clip, norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+            for param in params:  # warm-up: optimizer state and DTensor propagation caches, outside the trace
+                param.grad = torch.zeros_like(param)
+            optimizer_step()
+
+            rows, seq = job.training.micro_batch_size, job.training.seq_len
+            ids = torch.zeros((rows, seq), dtype=torch.long)
+            count = min(TRACED_MICROBATCHES, plan.gradient_accumulation)
+            module = engine.modules[0]
+            fsdp = hasattr(module, "set_requires_gradient_sync")
+            tracker = FSDPMemTracker(module, optimizer) if fsdp else MemTracker()
+            if fsdp:
+                tracker.track_inputs((ids,))
+            else:
+                tracker.track_external(module, optimizer)
+            scale = 1.0 / (rows * seq * plan.gradient_accumulation)
+            with tracker:
+                for i in range(count):
+                    tracker.reset_mod_stats()  # per micro-batch module stats; the peak is kept
+                    engine.train_microbatch(ids, ids, scale, last=i == count - 1, accumulating=count > 1)
+                optimizer_step()
+            snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
+    folded = _category_bytes(snapshot)
+    folded["total"] = float(snapshot["Total"])
+    return folded
+
+
+def traced_memory(job: JobConfig) -> MemoryEstimate:
+    """The plan's MemoryEstimate from a trace of one step (plan.memory=traced)."""
+    peak = trace_step(job)
+    return MemoryEstimate(weights=peak["parameters"], gradients=peak["gradients"], optimizer=peak["optimizer"],
+                          activations=peak["activations"],
+                          capacity=rank_capacity_bytes(job, make_plan(job).ranks_per_node), source="traced",
+                          temporaries=peak["temporaries"])
+
