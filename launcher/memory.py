@@ -44,6 +44,8 @@ from launcher.topology import Layout, data_parallel_split
 GIB = 1024**3
 USABLE_FRACTION = 0.90
 LOGIT_BYTES_PER_ENTRY = 12
+FINAL_NORM_BYTES = 8
+"""Per token, in units of hidden_size: the final RMSNorm's fp32 input and fp32 normalised value."""
 NORM_ELEMENTS = 8
 """Per token and layer, in units of hidden_size: two RMSNorms keeping fp32 input and fp32 normalised value."""
 
@@ -141,9 +143,14 @@ def _in_flight_microbatches(layout: Layout, grad_accum: int) -> int:
 
 
 def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
-    """FSDP2's unsharded copies: the root group for the whole step, two layers, one layer's fp32 gradients."""
+    """FSDP2's unsharded copies at the peak: the root group and one layer at the compute precision; on GPUs
+    also the prefetched layer and one layer's fp32 gradients in the reduce-scatter buffer (CUDA streams
+    overlap them with compute)."""
     per_layer = param_counts(work.model).per_layer / layout.topology.tp
-    return compute_bytes * (_root_params(work.model, layout) + 2 * per_layer) + 4 * per_layer
+    gathered = compute_bytes * (_root_params(work.model, layout) + per_layer)
+    if work.accelerator == "nvidia":
+        gathered += compute_bytes * per_layer + 4 * per_layer
+    return gathered
 
 
 def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capacity_bytes: float) -> MemoryEstimate:
@@ -167,14 +174,16 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
     plain, layer_input = _activation_elements_per_token_layer(work.model, layout)
     mode = layout.activation_checkpointing
     if mode == "full":
-        per_microbatch = tokens * (layers_per_stage * layer_input + plain)
+        saved, working_set = layers_per_stage * layer_input, plain
     elif mode == "selective":
         kept = math.ceil(layers_per_stage / 2)
-        per_microbatch = tokens * (kept * plain + (layers_per_stage - kept) * layer_input + plain)
+        saved, working_set = kept * plain + (layers_per_stage - kept) * layer_input, plain
     else:
-        per_microbatch = tokens * layers_per_stage * plain
-    activations = per_microbatch * compute_bytes * _in_flight_microbatches(layout, grad_accum)
+        saved, working_set = layers_per_stage * plain, 0.0
+    activations = tokens * saved * compute_bytes * _in_flight_microbatches(layout, grad_accum)
     vocab_split = layout.topology.tp if work.accelerator.startswith("trainium") else 1  # NxD keeps them split
-    activations += LOGIT_BYTES_PER_ENTRY * tokens * work.model.vocab_size / vocab_split
+    logits = tokens * (LOGIT_BYTES_PER_ENTRY * work.model.vocab_size / vocab_split
+                       + FINAL_NORM_BYTES * work.model.hidden_size)
+    activations += max(logits, tokens * working_set * compute_bytes)
 
     return MemoryEstimate(weights, gradients, optimizer, activations, capacity_bytes)

@@ -20,7 +20,7 @@ from launcher.plan import Plan, make_plan
 from launcher.problems import Problem
 from launcher.remote_checks import check_remote
 from launcher.tasks import TASKS
-from launcher.topology import catalog_ranks_per_node
+from launcher.topology import catalog_ranks_per_node, layout_of
 
 SAGEMAKER_MAX_RUNTIME_HOURS = 28 * 24
 SAGEMAKER_MAX_KEEP_ALIVE_S = 21600
@@ -223,6 +223,14 @@ def _check_plan_options(job: JobConfig, out: Findings) -> None:
     if plan.memory == "traced" and job.instance.accelerator.startswith("trainium"):
         out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
                   "plan.memory=estimate")
+    if plan.memory == "traced" and job.parallelism.pp > 1:
+        out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
+                  "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
+    par = job.parallelism
+    if plan.memory == "traced" and par.data_parallel == "ddp" and par.tp == 1 and par.pp == 1 \
+            and layout_of(job).topology.dp > 1:
+        out.error("plan.memory", "traced cannot run plain DDP (its C++ reducer needs real tensors); trace the "
+                  "layout with parallelism.data_parallel=fsdp or use plan.memory=estimate")
     if plan.min_nodes is not None and plan.max_nodes is not None and plan.min_nodes > plan.max_nodes:
         out.error("plan.min_nodes", f"{plan.min_nodes} is above plan.max_nodes={plan.max_nodes}; swap them")
 

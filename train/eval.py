@@ -21,7 +21,8 @@ from train.entry import run_entrypoint
 from train.errors import JobError
 from train.gpu.checkpoint import find_latest, load_model_weights
 from train.gpu.engine import Engine
-from train.trainer import evaluate, init_job_distributed, regroup_for_pipeline, to_batches
+from train.gpu.mesh import init_distributed
+from train.trainer import evaluate, regroup_for_pipeline, to_batches
 
 EVAL_FILE = "eval.json"
 
@@ -39,7 +40,7 @@ def evaluate_job(job: JobConfig) -> dict:
             raise JobError(f"no model to evaluate: {cfg.checkpoint.dir} holds no complete checkpoint and "
                            "model.pretrained_path is not set")
     plan = make_plan(job)
-    ctx = init_job_distributed(job, plan)
+    ctx = init_distributed(job, plan)
     engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches)
     step = None
     if checkpoint is not None:

@@ -77,15 +77,20 @@ class RunSummary:
         if record.get("mfu") is not None:
             self.mfu.append(record["mfu"])
 
-    def write(self, out_dir: Path, **figures) -> Path:
+    def write(self, out_dir: Path, estimated_memory_gib: float | None = None, **figures) -> Path:
+        """metrics.json; with estimated_memory_gib (GPU runs) it sets the measured peak beside the plan's estimate."""
         tokens = statistics.median(self.tokens_per_s) if self.tokens_per_s else None
+        peak = max(self.memory_gib) if self.memory_gib else None
+        if estimated_memory_gib is not None and peak is not None:
+            figures.update(estimated_peak_memory_gib=estimated_memory_gib,
+                           peak_memory_vs_estimate=peak / estimated_memory_gib)
         summary = {
             **figures,
             "world_size": self.world_size,
             "median_tokens_per_s": tokens,
             "median_tokens_per_s_per_device": tokens / self.world_size if tokens else None,
             "median_mfu": statistics.median(self.mfu) if self.mfu else None,
-            "peak_memory_gib": max(self.memory_gib) if self.memory_gib else None,
+            "peak_memory_gib": peak,
         }
         path = out_dir / SUMMARY_FILE
         write_text_atomic(path, json.dumps(_finite(summary), indent=2) + "\n")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
 
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
-from launcher.plan import Plan, make_plan
+from launcher.memory import GIB
+from launcher.plan import make_plan
 from train.data.loader import Rows, StepBatches, eval_batches
 from train.data.open import open_dataset
 from train.distributed import shutdown
@@ -26,6 +26,7 @@ from train.gpu.engine import Batch, Engine, global_sum
 from train.gpu.export import export_hf_from_checkpoint
 from train.gpu.grad_clip import clip_gradients
 from train.gpu.mesh import Dist, init_distributed
+from train.gpu.optimizer import build_optimizer
 from train.loss import next_token_targets, target_count
 from train.metrics import MetricsLog, RunSummary, device_memory_gib, step_record
 from train.schedule import build_scheduler
@@ -49,13 +50,6 @@ def regroup_for_pipeline(batches: list[Batch], rows_per_call: int) -> list[Batch
     return [(ids[i:i + rows_per_call], targets[i:i + rows_per_call]) for i in range(0, usable, rows_per_call)]
 
 
-def init_job_distributed(job: JobConfig, plan: Plan) -> Dist:
-    """The process group and mesh the plan describes."""
-    par = job.parallelism
-    return init_distributed(dp=plan.dp, tp=par.tp, pp=par.pp, data_parallel=par.data_parallel,
-                            num_nodes=plan.num_nodes)
-
-
 def evaluate(engine: Engine, batches: list[Batch], ctx: Dist) -> float:
     """Mean validation loss per target token over all ranks' batches."""
     summed = engine.eval_loss(batches)  # every rank runs it: stages and tensor shards exchange activations
@@ -77,7 +71,7 @@ class Trainer:
             raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
                            "engine runs ddp, fsdp or hsdp")
         self.stop = StopRequest()
-        self.ctx = init_job_distributed(job, self.plan)
+        self.ctx = init_distributed(job, self.plan)
         cfg, ctx = job.training, self.ctx
         self.out_dir = Path(job.output_dir)
         self.metrics = MetricsLog(self.out_dir, ctx.is_main)
@@ -95,14 +89,7 @@ class Trainer:
             per_rank = cfg.global_batch_size // ctx.dp_size
             held_out = regroup_for_pipeline(held_out, per_rank)
         self.held_out = held_out
-        opt = cfg.optimizer
-        params = self.engine.parameters()
-        # The fused kernel takes one kind of tensor at a time: plain tensors beside DTensors (tensor
-        # parallel without FSDP) fall back to the per-tensor loop.
-        uniform = len({isinstance(p, DTensor) for p in params}) == 1
-        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
-                                           weight_decay=opt.weight_decay, fused=uniform or None,
-                                           foreach=None if uniform else False)
+        self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
         self.ckpt_root = Path(cfg.checkpoint.dir)
 
@@ -190,8 +177,10 @@ class Trainer:
                   "metrics": str(self.metrics.path), "checkpoints": str(self.ckpt_root),
                   "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
         if ctx.is_main:
-            summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
-                          elapsed_s=result["elapsed_s"])
+            # On GPUs the allocator's peak is comparable with the plan's estimate; a CPU's resident set is not.
+            estimate = self.plan.memory.total / GIB if ctx.device.type == "cuda" else None
+            summary.write(self.out_dir, estimated_memory_gib=estimate, final_loss=loss, val_loss=val_loss,
+                          steps=cfg.max_steps, elapsed_s=result["elapsed_s"])
         self.metrics.close()
         dist.barrier()
         if ctx.is_main:

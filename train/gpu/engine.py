@@ -26,7 +26,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def _sync_context(module: torch.nn.Module, sync: bool):
-    """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+    """Turn the data-parallel gradient sync on or off for the next backward."""
     if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
         module.set_requires_gradient_sync(sync)
         return contextlib.nullcontext()
@@ -38,18 +38,23 @@ def _sync_context(module: torch.nn.Module, sync: bool):
 class Engine:
     """Builds, parallelises and runs this rank's part of the model."""
 
-    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int):
+    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, init_weights: bool = True):
+        """init_weights=False gives the parameters storage without values (the memory trace builds the
+        model this way under fake tensors)."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
+        # every_microbatch reduce-scatters each micro-batch's gradients (torchtitan's choice: FSDP keeps
+        # them sharded); last_microbatch syncs once per step and FSDP holds unsharded gradients until then.
+        self.sync_every_microbatch = par.gradient_sync == "every_microbatch"
         lora = cfg.lora.enabled
         # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the
         # layers they wrap, so a LoRA job loads its base model whole first.
-        pretrained = job.model.pretrained_path if not lora else None
-        if lora and job.model.pretrained_path:
+        pretrained = job.model.pretrained_path if not lora and init_weights else None
+        if lora and job.model.pretrained_path and init_weights:
             hf_model = load_pretrained(job.model.pretrained_path)
         else:
-            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
+            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights)
         if lora:
             apply_lora(hf_model, cfg.lora, cfg.seed)
             if ctx.is_main:
@@ -57,14 +62,16 @@ class Engine:
                 print(f"LoRA: training {trainable:,} of {total:,} parameters", flush=True)
         stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
+        on_meta = bool(pretrained) or not init_weights
         for stage in stages:
-            if not pretrained:
+            if not on_meta:
                 stage.to(ctx.device)
             parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
         self.stages = stages
         self.model = rank_model(stages)
-        if pretrained:
+        if on_meta:
             self._materialise(job)
+        if pretrained:
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
         modules = [replicate_stage(stage, par, ctx) for stage in stages]
         self.modules = modules
@@ -117,14 +124,21 @@ class Engine:
             for value in losses:
                 total += value.detach().float() / scale
             return total
-        module = self.modules[0]
         for i, (inputs, targets) in enumerate(batches):
-            inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
-            with _sync_context(module, i == len(batches) - 1), self._autocast():
-                summed = summed_cross_entropy(module(inputs), targets)
-            (summed * scale).backward()
-            total += summed.detach()
+            total += self.train_microbatch(inputs, targets, scale, last=i == len(batches) - 1)
         return total
+
+    def train_microbatch(self, inputs: torch.Tensor, targets: torch.Tensor, scale: float, *,
+                         last: bool) -> torch.Tensor:
+        """Forward and backward of one micro-batch (single-stage models); returns its summed loss.
+
+        Gradients sync every micro-batch, or only on the last one under gradient_sync=last_microbatch.
+        """
+        inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
+        with _sync_context(self.modules[0], self.sync_every_microbatch or last), self._autocast():
+            summed = summed_cross_entropy(self.modules[0](inputs), targets)
+        (summed * scale).backward()
+        return summed.detach()
 
     @torch.no_grad()
     def eval_loss(self, batches: list[Batch]) -> torch.Tensor:

@@ -71,10 +71,11 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
     from torch.distributed._tools.mem_tracker import MemTracker
+
     from train.gpu.engine import Engine
     from train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
     from train.gpu.mesh import job_mesh
-    from train.optimizer import build_optimizer
+    from train.gpu.optimizer import build_optimizer
 
     plan = make_plan(job)
     os.environ.setdefault("LOCAL_RANK", "0")
@@ -111,7 +112,7 @@ def trace_step(job: JobConfig) -> dict[str, float]:
             with tracker:
                 for i in range(count):
                     tracker.reset_mod_stats()  # per micro-batch module stats; the peak is kept
-                    engine.train_microbatch(ids, ids, scale, last=i == count - 1, accumulating=count > 1)
+                    engine.train_microbatch(ids, ids, scale, last=i == count - 1)
                 optimizer_step()
             snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
     folded = _category_bytes(snapshot)

@@ -14,6 +14,9 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
+from launcher.config.schema import JobConfig
+from launcher.plan import Plan
+from launcher.topology import data_parallel_split, layout_of
 from train.distributed import start_process_group
 
 MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "tp")
@@ -68,28 +71,24 @@ class Dist:
         return self.size("tp")
 
 
-def dp_split(data_parallel: str, dp: int, num_nodes: int) -> tuple[int, int]:
-    """(replicate, shard) degrees of data parallelism for a strategy.
+def job_mesh(job: JobConfig, plan: Plan, device: torch.device) -> Dist:
+    """This process's place in the job's mesh, over the process group already joined.
 
-    hsdp shards within a node and replicates across nodes; on one node it is fsdp.
+    The data-parallel split is the plan's (launcher.topology.data_parallel_split), so the memory
+    estimate and the engine shard over the same ranks.
     """
-    if data_parallel in ("fsdp", "zero1"):
-        return 1, dp
-    if data_parallel == "hsdp":
-        replicate = num_nodes if num_nodes > 1 and dp % num_nodes == 0 else 1
-        return replicate, dp // replicate
-    return dp, 1  # ddp, none
-
-
-def init_distributed(*, dp: int, tp: int, pp: int, data_parallel: str, num_nodes: int) -> Dist:
-    """Initialise the process group (nccl on GPUs, gloo on CPU) and the job's mesh."""
-    device = start_process_group(torch.cuda.is_available())
     rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
     world = dist.get_world_size()
+    tp, pp, dp = plan.tp, plan.pp, plan.dp
     if dp * tp * pp != world:
         raise ValueError(f"job.yaml plans dp={dp} x tp={tp} x pp={pp} = {dp * tp * pp} ranks but torchrun "
                          f"started {world}")
-    replicate, shard = dp_split(data_parallel, dp, num_nodes)
+    replicate, shard = data_parallel_split(job.parallelism.data_parallel, layout_of(job).topology)
     mesh = init_device_mesh(device.type, (pp, replicate, shard, tp), mesh_dim_names=MESH_DIMS)
     dp_mesh = mesh["dp_replicate", "dp_shard"]._flatten("dp")
     return Dist(rank, local_rank, world, device, mesh, dp_mesh)
+
+
+def init_distributed(job: JobConfig, plan: Plan) -> Dist:
+    """Join torchrun's process group (nccl on GPUs, gloo on CPU) and build the job's mesh."""
+    return job_mesh(job, plan, start_process_group(torch.cuda.is_available()))

@@ -1,0 +1,59 @@
+"""plan.memory=traced: one step of the engine's real model on fake tensors, measured by torch's FSDPMemTracker.
+
+Tiny Llamas keep these fast; the full-size jobs are traced by bench/traced_memory.py into the
+fixture that tests/launcher/test_memory_calibration.py compares the estimate with.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from launcher.model_math import param_counts
+from launcher.plan import make_plan
+from train.gpu.memory_trace import trace_step
+
+FSDP4 = ("parallelism=fsdp", "trainer.nproc_per_node=4", "training.global_batch_size=16", "training.micro_batch_size=2")
+"""The default tiny job on four ranks under FSDP2, two micro-batches of 2 rows per rank per step."""
+
+
+def test_categories_add_up_and_the_state_is_sharded(job_for):
+    job = job_for(*FSDP4)
+    peak = trace_step(job)
+    parts = ("parameters", "gradients", "optimizer", "activations", "temporaries")
+    assert sum(peak[p] for p in parts) == pytest.approx(peak["total"])
+    params = param_counts(job.model).total
+    # AdamW's two fp32 moments of a quarter of the parameters (FSDP2 pads shards a little).
+    assert peak["optimizer"] == pytest.approx(8 * params / 4, rel=0.05)
+    assert peak["gradients"] <= 4 * params / 4 * 1.05
+    assert peak["activations"] > 0
+
+
+def test_no_sync_accumulation_holds_unsharded_gradients_and_the_plan_counts_them(job_for):
+    synced = job_for(*FSDP4)
+    unsynced = job_for(*FSDP4, "parallelism.gradient_sync=last_microbatch")
+    assert make_plan(synced).gradient_accumulation == 2
+    params = param_counts(synced.model).total
+    every, last = trace_step(synced), trace_step(unsynced)
+    assert every["gradients"] <= 4 * params / 4 * 1.05
+    assert last["gradients"] >= 4 * params * 0.95, "FSDP keeps whole fp32 gradients while sync is off"
+    assert make_plan(unsynced).memory.gradients == pytest.approx(4 * params)
+    assert make_plan(synced).memory.gradients == pytest.approx(4 * params / 4)
+
+
+def test_traced_plan_prints_categories(cli):
+    result = cli(*FSDP4, "plan.memory=traced")
+    assert result.returncode == 0, result.stderr
+    assert "memory/device (traced)" in result.stdout
+    for part in ("parameters", "gradients", "optimizer", "activations", "temporaries"):
+        assert part in result.stdout
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (("parallelism=ddp", "plan.memory=traced"), "traced cannot run plain DDP"),
+    (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the GPU engine"),
+], ids=["ddp", "trainium"])
+def test_traced_refuses_what_it_cannot_trace(cli, overrides, phrase):
+    result = cli(*overrides)
+    assert result.returncode == 2
+    assert phrase in result.stderr
+    assert "Traceback" not in result.stderr

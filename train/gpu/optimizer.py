@@ -1,0 +1,17 @@
+"""The GPU engine's optimizer: AdamW over the parameters that train."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.tensor import DTensor
+
+from launcher.config.schema import OptimizerConfig
+
+
+def build_optimizer(params: list[torch.nn.Parameter], opt: OptimizerConfig) -> torch.optim.Optimizer:
+    """AdamW with the job's settings; the fused kernel where every parameter is the same kind of tensor."""
+    # The fused kernel takes one kind of tensor at a time: plain tensors beside DTensors (tensor
+    # parallel without FSDP) fall back to the per-tensor loop.
+    uniform = len({isinstance(p, DTensor) for p in params}) == 1
+    return torch.optim.AdamW(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                             weight_decay=opt.weight_decay, fused=uniform or None, foreach=None if uniform else False)
