@@ -164,7 +164,7 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
         weights, gradients, optimizer = 2 * params, 4 * params, 12 * params / shard
     else:
         weights, gradients, optimizer = 4 * params / shard, 4 * params / shard, 8 * params / shard
-        if fsdp and shard > 1:
+        if fsdp:
             weights += _fsdp_gathered(work, layout, compute_bytes)
             if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
                 gradients = 4 * params

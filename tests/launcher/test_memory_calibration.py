@@ -1,0 +1,46 @@
+"""The analytical memory estimate stays within +-10% of the traced peak of the same job.
+
+The traced side (plan.memory=traced: the engine's real model and layout on fake tensors under
+torch's FSDPMemTracker) takes minutes per 70B job, so bench/traced_memory.py traced each job once
+and committed the peaks to fixtures/traced_memory.json; rerun it after changing the engine, the
+model code or torch. This test recomputes the estimate every time, so it fails when the estimate
+drifts from the traced peaks. tests/train/gpu/test_memory_trace.py traces tiny jobs live.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from launcher.config import store
+from launcher.plan import make_plan
+
+FIXTURE = Path(__file__).parent / "fixtures" / "traced_memory.json"
+TRACED = json.loads(FIXTURE.read_text())
+TOLERANCE = 0.10
+
+
+def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
+    covered = {tuple(entry["overrides"]) for entry in TRACED.values()}
+    gpu_recipes = [p.stem for p in sorted(store.RECIPES_DIR.glob("*.yaml"))
+                   if job_for(f"recipe={p.stem}").instance.accelerator == "nvidia"]
+    assert gpu_recipes
+    for recipe in gpu_recipes:
+        assert (f"recipe={recipe}",) in covered, f"{recipe} has no traced peak: run bench/traced_memory.py"
+    for model in ("llama3_8b", "llama3_70b"):
+        for mode in ("none", "selective", "full"):
+            assert any(f"model={model}" in o and "parallelism.data_parallel" not in " ".join(o)
+                       and f"parallelism.activation_checkpointing={mode}" in o for o in covered), (model, mode)
+
+
+@pytest.mark.parametrize("name", sorted(TRACED))
+def test_estimate_within_ten_percent_of_traced_peak(name, job_for):
+    entry = TRACED[name]
+    job = job_for(*entry["overrides"])
+    assert job.parallelism.data_parallel in ("fsdp", "hsdp")
+    estimate = make_plan(job).memory.total
+    traced = entry["traced_bytes"]["total"]
+    assert 1 - TOLERANCE <= estimate / traced <= 1 + TOLERANCE, (
+        f"{name}: estimate {estimate / 2**30:.2f} GiB vs traced {traced / 2**30:.2f} GiB")
