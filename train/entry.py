@@ -17,8 +17,8 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
                              "under neuron_parallel_compile); writes no checkpoint, export or COMPLETE marker")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != task:
-        sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != task:
+        sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start train.{job.task}")
     if job_runner is None and job.instance.accelerator.startswith("trainium"):
         _run_neuron(task, job, args.job, args.precompile)
         return

@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != "prepare":
-        sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != "prepare":
+        sys.exit(f"train.prepare: {args.job} is a '{job.task}' job; start train.{job.task}")
     cfg = resolve_data_prep(job)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cores = cfg.workers or available_cores()
