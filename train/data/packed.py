@@ -26,7 +26,6 @@ the token rows unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,37 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
+from train.file_check import mismatch, sampled_sha256
+
 FORMAT_NAME = "llm-launch-packed"
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
-SAMPLE_BLOCK = 4096
-SAMPLE_BLOCKS = 16
-"""Blocks hashed beside the first and last (sampled_sha256): about 70 KiB read per shard, whatever its size."""
 
 
 class PackedDataError(ValueError):
     """A packed dataset that does not match its index.json; the message names the file and what to do."""
-
-
-def sampled_sha256(data: bytes | memoryview | Path) -> str:
-    """SHA-256 of a file's size and of sampled blocks (first, last and SAMPLE_BLOCKS evenly spaced).
-
-    Cheap enough to check every shard when a job opens its data; it catches truncation, files swapped
-    between datasets and re-written shards, not a single flipped byte between samples.
-    """
-    size = data.stat().st_size if isinstance(data, Path) else len(data)
-    digest = hashlib.sha256(str(size).encode())
-    last = max(0, size - SAMPLE_BLOCK)
-    starts = sorted({0, last, *(last * i // (SAMPLE_BLOCKS + 1) for i in range(1, SAMPLE_BLOCKS + 1))})
-    if isinstance(data, Path):
-        with data.open("rb") as file:
-            for start in starts:
-                file.seek(start)
-                digest.update(file.read(SAMPLE_BLOCK))
-    else:
-        for start in starts:
-            digest.update(data[start:start + SAMPLE_BLOCK])
-    return digest.hexdigest()
 
 
 def shard_check(data: bytes | memoryview) -> dict:
@@ -266,16 +243,17 @@ def read_index(path: Path, format_name: str, version: int) -> dict:
 
 def _check_file(path: Path, expected_bytes: int, sampled: str | None, what: str) -> None:
     """Raise PackedDataError naming path unless it holds expected_bytes with the recorded sampled hash."""
-    if not path.is_file():
+    found = mismatch(path, expected_bytes, sampled)
+    if found is None:
+        return
+    if found.kind == "missing":
         raise PackedDataError(f"{path}: missing, but {INDEX_FILE} lists it; {REPACK}")
-    size = path.stat().st_size
-    if size != expected_bytes:
-        state = "truncated" if size < expected_bytes else "longer than the index says"
-        raise PackedDataError(f"{path}: {size} bytes, but {INDEX_FILE} lists {what} ({expected_bytes} bytes): the "
-                              f"file is {state} or the index is stale; {REPACK}")
-    if sampled is not None and sampled_sha256(path) != sampled:
-        raise PackedDataError(f"{path}: its content differs from the checksum in {INDEX_FILE} (overwritten or "
-                              f"corrupt); {REPACK}")
+    if found.kind == "size":
+        state = "truncated" if found.size < expected_bytes else "longer than the index says"
+        raise PackedDataError(f"{path}: {found.size} bytes, but {INDEX_FILE} lists {what} ({expected_bytes} bytes): "
+                              f"the file is {state} or the index is stale; {REPACK}")
+    raise PackedDataError(f"{path}: its content differs from the checksum in {INDEX_FILE} (overwritten or "
+                          f"corrupt); {REPACK}")
 
 
 def check_shards(path: Path, index: dict) -> None:

@@ -82,7 +82,7 @@ def _edit_index(path, change):
 
 
 def test_index_records_each_shards_size_and_sampled_hash(tmp_path):
-    from train.data.packed import sampled_sha256
+    from train.file_check import sampled_sha256
 
     path = _dataset(tmp_path, rows_per_shard=50)
     for shard in json.loads((path / INDEX_FILE).read_text())["shards"]:
