@@ -240,6 +240,9 @@ class SlurmClusterConfig:
     /fsx/venvs/llm/bin/python); None: the Python running llm-launch. The job runs torchrun as `<python> -m
     torch.distributed.run` with that environment's bin/ first on PATH, so it never depends on the submitting
     shell's PATH. Not used with container_image (the image's own environment runs)."""
+    rendezvous_port: int | None = None
+    """Port of torchrun's rendezvous store on the first node; None: 29500 (torchrun's default), 41000 on
+    Trainium (the port Neuron reserves)."""
     hyperpod: bool = False
     """SageMaker HyperPod: srun --auto-resume=1, so that after a hardware failure HyperPod replaces the node and
     restarts the step, which resumes from the last checkpoint

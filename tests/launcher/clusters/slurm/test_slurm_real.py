@@ -1,8 +1,8 @@
 """Real Slurm: jobs submitted with `llm-launch ... cluster=slurm action=submit` to a single-node slurmctld
 and slurmd on this machine (tests/slurm_cluster.py), then status, logs, stop and resubmit through the CLI.
 
-Two clusters: `plain` (the node is this host, partition MaxTime 30 minutes, finished jobs purged after
-2 s so that status is asked after Slurm has forgotten them) and `odd`, whose NodeName does not resolve
+Two clusters: `plain` (the node is this host, partition MaxTime 30 minutes, finished jobs forgotten after
+15 s (MinJobAge) so that status is asked after Slurm has forgotten them) and `odd`, whose NodeName does not resolve
 (node-a1, reached at NodeAddr 127.0.0.1) and which has four fake GPUs (gres on dummy devices).
 Steps are tiny (32-token rows, 2 rows a step) to keep each job to seconds.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from launcher.clusters.slurm.state import ENDED
+
 LLM_LAUNCH = Path(sys.executable).parent / "llm-launch"
 TIME_LIMIT = "cluster.slurm.time_limit=00:20:00"
 TINY = ["recipe=tiny_llama_cpt", "cluster=slurm", "instance=cpu", TIME_LIMIT, "training.seq_len=32",
         "training.global_batch_size=2", "training.micro_batch_size=1", "training.schedule.name=constant",
         "training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 """Constant learning rate after warm-up, so runs of different lengths agree step for step."""
-FINAL = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-         "DEADLINE")
 
 
 @pytest.fixture(scope="module")
 def plain(slurm_cluster):
-    return slurm_cluster(max_time=30, min_job_age=2)
+    return slurm_cluster(max_time=30, min_job_age=15)
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +49,25 @@ def cli(cluster, out: Path, *overrides: str, action: str, path: str | None = Non
                            f"action={action}"], capture_output=True, text=True, env=env, cwd=shared, timeout=300)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def submitted(cluster, out: Path, *overrides: str, path: str | None = None) -> str:
-    done = cli(cluster, out, *overrides, action="submit", path=path)
+    """Submit; the job id. The rendezvous port is a free one: other sessions on this machine may hold 29500."""
+    done = cli(cluster, out, *overrides, f"cluster.slurm.rendezvous_port={free_port()}", action="submit", path=path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     match = re.search(r"submitted Slurm job (\d+)", done.stdout)
     assert match, done.stdout
     return match.group(1)
+
+
+def ended(cluster, out: Path, *overrides: str) -> str:
+    """The status line once the job has ended."""
+    return wait_for(lambda: (line := status(cluster, out, *overrides)) and state_of(line) in ENDED and line,
+                    f"the job in {out.name} to end")
 
 
 def status(cluster, out: Path, *overrides: str) -> str:
@@ -63,6 +77,7 @@ def status(cluster, out: Path, *overrides: str) -> str:
 
 
 def wait_for(predicate, what: str, timeout: float = 240):
+    """The first true value of predicate(), polled until timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -99,11 +114,11 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     pending = status(plain, short_run, *b_args)
     assert re.fullmatch(rf"{b_id}: PENDING \((Resources|Priority)\)", pending), pending
 
-    wait_for(lambda: (long_run / "checkpoints" / "latest").exists(), "job A's first checkpoint")
+    wait_for(lambda: (long_run / "checkpoints" / "latest").exists() or "Traceback" in log_of(long_run, a_id),
+             "job A's first checkpoint")
     stop = cli(plain, long_run, *a_args, action="stop")
     assert stop.returncode == 0 and f"cancelled Slurm job {a_id}" in stop.stdout, stop.stderr
-    wait_for(lambda: state_of(status(plain, long_run, *a_args)) in FINAL, "job A to end")
-    assert state_of(status(plain, long_run, *a_args)) == "CANCELLED"
+    assert state_of(ended(plain, long_run, *a_args)) == "CANCELLED"
     again = cli(plain, long_run, *a_args, action="stop")
     assert again.returncode == 0 and f"Slurm job {a_id} had already ended (CANCELLED)" in again.stdout
     log_a = log_of(long_run, a_id)
@@ -121,8 +136,7 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     assert logs.returncode == 0 and "step=20 loss=" in logs.stdout
 
     a2_id = submitted(plain, long_run, *a_args)
-    wait_for(lambda: state_of(status(plain, long_run, *a_args)) in FINAL, "the resubmitted job A to end")
-    assert state_of(status(plain, long_run, *a_args)) == "COMPLETED", log_of(long_run, a2_id)[-3000:]
+    assert state_of(ended(plain, long_run, *a_args)) == "COMPLETED", log_of(long_run, a2_id)[-3000:]
     assert f"resumed from {long_run / 'checkpoints' / saved}" in log_of(long_run, a2_id)
     reference, resumed = losses(short_run), losses(long_run)
     assert {s: resumed[s] for s in reference} == reference  # bit for bit: the same steps, stopped or not
@@ -147,9 +161,9 @@ def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolv
     out = tmp_path / "smoke"
     args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT]
     job_id = submitted(odd, out, *args)
-    wait_for(lambda: state_of(status(odd, out, *args)) in FINAL, "the smoke job to end")
+    line = ended(odd, out, *args)
     log = log_of(out, job_id)
-    assert state_of(status(odd, out, *args)) == "COMPLETED", log[-3000:]
+    assert state_of(line) == "COMPLETED", log[-3000:]
     assert "rendezvous on node-a1 at 127.0.0.1" in log
     assert "allreduce OK on 2 ranks (gloo)" in log
     assert json.loads((out / "COMPLETE").read_text())["ok"]
@@ -161,8 +175,7 @@ def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, 
     out = tmp_path / "gpu"
     args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT]
     job_id = submitted(odd, out, *args)
-    wait_for(lambda: state_of(status(odd, out, *args)) in FINAL, "the GPU job to end")
-    assert state_of(status(odd, out, *args)) == "FAILED"
+    assert state_of(ended(odd, out, *args)) == "FAILED"
     log = log_of(out, job_id)
     refusals = sorted(re.findall(r"train\.smoke: instance ml\.g5\.12xlarge has 4 NVIDIA GPU\(s\) per node but rank "
                                  r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\)",
