@@ -109,10 +109,12 @@ def run_hf_trainer(args, engine_dir: Path, out_dir: Path, timeout: float | None 
     script.write_text(HF_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                str(script), str(engine_dir / "job.yaml"), str(packed), str(out_dir)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # keep carried wheels
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.nproc)))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"HF Trainer run exited {done.returncode}: ...{done.stderr[-3000:]}")
+        first = done.stderr.find("Traceback")  # the root cause, before torchrun's summary
+        raise RuntimeError(f"HF Trainer run exited {done.returncode}: {done.stderr[first:first + 3000]}")
     return json.loads((out_dir / "step_times.json").read_text())
 
 
