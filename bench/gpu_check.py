@@ -1,8 +1,8 @@
 """Every GPU check in one run, for the few minutes a GPU is lent (bench/gpu_check.sh starts it).
 
 Sections, each independent (one failing does not stop the others), each written to OUT as it ends:
-  1. engine: throughput and MFU of the training engine on a Llama 3 shape of about 1.2 B parameters
-     (Llama 3.2 1B's published shape, untied), seq 2048, bf16, FSDP2 on one GPU, eager and with
+  1. engine: throughput and MFU of the training engine on a Llama 3 shape of 1.5 B parameters
+     (Llama 3.2 1B's published shape with untied embeddings), seq 2048, bf16, FSDP2 on one GPU, eager and with
      per-layer torch.compile; Hugging Face Trainer (accelerate) on the same model, rows, batch,
      optimizer and schedule (bench/engine_vs_hf_trainer.py's harness).
   2. memory: each engine run's measured peak (torch.cuda.max_memory_allocated, metrics.json) against
