@@ -1,0 +1,169 @@
+"""The model as this rank runs it: its stages, parallelised, with one training step and one evaluation.
+
+A step takes this rank's micro-batches of (input ids, targets). Losses are summed over
+target tokens and scaled by dp / (target tokens in the global batch), so gradients, after
+data parallelism averages them, are the global mean whatever the layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+
+from launcher.config.schema import JobConfig
+from train.gpu.lora import apply_lora, trainable_parameter_count
+from train.gpu.mesh import Dist
+from train.gpu.parallelize import parallelize_stage, replicate_stage, unwrap
+from train.gpu.pipeline import ScaledLoss, build_schedule
+from train.gpu.stage import build_stages, rank_model, stage_indices
+from train.loss import summed_cross_entropy
+from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+"""(input ids, next-token targets), each [rows, seq_len]."""
+
+
+def _sync_context(module: torch.nn.Module, sync: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+        module.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+    if hasattr(module, "no_sync") and not sync:  # DDP
+        return module.no_sync()
+    return contextlib.nullcontext()
+
+
+class Engine:
+    """Builds, parallelises and runs this rank's part of the model."""
+
+    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int):
+        par, cfg = job.parallelism, job.training
+        self.ctx = ctx
+        self.bf16 = cfg.precision == "bf16"
+        lora = cfg.lora.enabled
+        # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the
+        # layers they wrap, so a LoRA job loads its base model whole first.
+        pretrained = job.model.pretrained_path if not lora else None
+        if lora and job.model.pretrained_path:
+            hf_model = load_pretrained(job.model.pretrained_path)
+        else:
+            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
+        if lora:
+            apply_lora(hf_model, cfg.lora, cfg.seed)
+            if ctx.is_main:
+                trainable, total = trainable_parameter_count(hf_model)
+                print(f"LoRA: training {trainable:,} of {total:,} parameters", flush=True)
+        stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
+        self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
+        for stage in stages:
+            if not pretrained:
+                stage.to(ctx.device)
+            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
+        self.stages = stages
+        self.model = rank_model(stages)
+        if pretrained:
+            self._materialise(job)
+            load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
+        modules = [replicate_stage(stage, par, ctx) for stage in stages]
+        self.modules = modules
+        self.is_last_stage = any(s.is_last for s in stages)
+        self.pipelined = ctx.pp_size > 1
+        self.loss = ScaledLoss()
+        self.schedule = None
+        if self.pipelined:
+            self.schedule = build_schedule(modules, self.stage_ids, ctx, schedule=par.pp_schedule,
+                                           microbatches=pipeline_microbatches, virtual_pp=par.virtual_pp,
+                                           loss=self.loss)
+        # Mixed precision: FSDP2 casts parameters itself; otherwise autocast on GPU.
+        self.autocast = self.bf16 and not hasattr(self.modules[0], "set_requires_gradient_sync")
+
+    def _materialise(self, job: JobConfig) -> None:
+        """Give meta-built stages real (uninitialised) storage on the device, then rebuild the rotary tables."""
+        rotary = fresh_rotary(job.model, self.ctx.device)
+        for stage in self.stages:
+            stage.to_empty(device=self.ctx.device)
+            stage.model.rotary_emb = rotary
+
+    def mask_documents(self, eos_id: int) -> None:
+        """Keep attention inside packed documents (single-stage models)."""
+        for stage in self.stages:
+            stage.document_eos = eos_id
+
+    def parameters(self):
+        """The parameters that train (all of them, or the adapters of a LoRA job)."""
+        return [p for module in self.modules for p in module.parameters() if p.requires_grad]
+
+    def _autocast(self):
+        if self.autocast:
+            return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batches: list[Batch], scale: float) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches; returns the summed loss it computed
+        (zero on ranks without the last stage)."""
+        self.loss.scale = scale
+        total = torch.zeros((), device=self.ctx.device)
+        if self.pipelined:
+            inputs = torch.cat([b[0] for b in batches]).to(self.ctx.device)
+            targets = torch.cat([b[1] for b in batches]).to(self.ctx.device)
+            losses: list[torch.Tensor] = []
+            with self._autocast():
+                if self.stage_ids[0] == 0:
+                    self.schedule.step(inputs, target=targets, losses=losses)
+                else:
+                    self.schedule.step(target=targets, losses=losses)
+            for value in losses:
+                total += value.detach().float() / scale
+            return total
+        module = self.modules[0]
+        for i, (inputs, targets) in enumerate(batches):
+            inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
+            with _sync_context(module, i == len(batches) - 1), self._autocast():
+                summed = summed_cross_entropy(module(inputs), targets)
+            (summed * scale).backward()
+            total += summed.detach()
+        return total
+
+    @torch.no_grad()
+    def eval_loss(self, batches: list[Batch]) -> torch.Tensor:
+        """Summed validation loss of this rank's batches (zero on ranks without the last stage)."""
+        for module in self.modules:
+            module.eval()
+        total = torch.zeros((), device=self.ctx.device)
+        if self.pipelined:
+            self.loss.scale = 1.0
+            for inputs, targets in batches:
+                losses: list[torch.Tensor] = []
+                inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
+                with self._autocast():
+                    if self.stage_ids[0] == 0:
+                        self.schedule.eval(inputs, target=targets, losses=losses)
+                    else:
+                        self.schedule.eval(target=targets, losses=losses)
+                total += sum(v.float() for v in losses) if losses else 0.0
+        else:
+            for inputs, targets in batches:
+                with self._autocast():
+                    logits = self.modules[0](inputs.to(self.ctx.device))
+                total += summed_cross_entropy(logits, targets.to(self.ctx.device))
+        for module in self.modules:
+            module.train()
+        return total
+
+    def reports_loss(self) -> bool:
+        """Whether this rank's loss sums count once in the job's total (last stage, first tp rank)."""
+        return self.is_last_stage and self.ctx.mesh.get_local_rank("tp") == 0
+
+    def checkpoint_module(self) -> torch.nn.Module:
+        """The module whose state dict (Hugging Face names) is this rank's part of the model."""
+        return unwrap(self.model) if len(self.stages) == 1 else self.model
+
+
+def global_sum(value: torch.Tensor | float, ctx: Dist, group=None) -> float:
+    """Sum a scalar over a process group (the whole job by default)."""
+    tensor = value.detach().clone().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+    tensor = tensor.to(ctx.device)
+    dist.all_reduce(tensor, group=group)
+    return float(tensor)

@@ -1,0 +1,75 @@
+"""Applies the job's parallel layout to the model's stages: TP, activation checkpointing, compile, DP.
+
+Order follows torchtitan: tensor parallel, then recompute wrappers, then compile, then
+FSDP, each per decoder layer. Model code never changes; only the stages are wrapped.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+from launcher.config.schema import ParallelismConfig
+from train.gpu.mesh import Dist
+from train.gpu.stage import CausalLMStage
+from train.gpu.tensor_parallel import apply_tensor_parallel
+
+
+def apply_activation_checkpointing(stage: CausalLMStage, mode: str) -> None:
+    """Recompute decoder layers in backward: every layer (full) or every other one (selective)."""
+    if mode == "none":
+        return
+    layers = stage.model.layers
+    for key in list(layers.keys()):
+        if mode == "full" or int(key) % 2 == 0:
+            layers[key] = checkpoint_wrapper(layers[key], preserve_rng_state=False)
+
+
+def apply_compile(stage: CausalLMStage) -> None:
+    """Compile each decoder layer (repeated blocks share one compiled graph)."""
+    for layer in stage.model.layers.values():
+        layer.compile()
+
+
+def _shard(stage: CausalLMStage, ctx: Dist, bf16: bool, data_parallel: str) -> None:
+    """FSDP2 per decoder layer, then the stage's remaining parameters (embedding, norm, head)."""
+    mesh = ctx.mesh["dp_replicate", "dp_shard"] if data_parallel in ("hsdp", "ddp") else ctx.mesh["dp_shard"]
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+    for layer in stage.model.layers.values():
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(stage, mesh=mesh, mp_policy=policy)
+
+
+def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
+    """FSDP2 shards for fsdp/hsdp; it also replicates for ddp when TP or PP is on (DDP cannot take DTensors)."""
+    if par.data_parallel in ("fsdp", "hsdp"):
+        return True
+    return par.data_parallel == "ddp" and ctx.dp_size > 1 and (ctx.tp_size > 1 or ctx.pp_size > 1)
+
+
+def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *, bf16: bool,
+                      compile_layers: bool) -> None:
+    """Apply the layout to one stage in place: TP, recompute, compile and FSDP (DDP comes after loading)."""
+    if ctx.tp_size > 1:
+        apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
+    apply_activation_checkpointing(stage, par.activation_checkpointing)
+    if compile_layers:
+        apply_compile(stage)
+    if uses_fsdp(par, ctx):
+        _shard(stage, ctx, bf16, par.data_parallel)
+
+
+def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> torch.nn.Module:
+    """The module to train: the stage, or DDP around it. DDP copies rank 0's weights to the others when
+    it is built, so it wraps the stage only once the weights are loaded."""
+    if par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx):
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group())
+    return stage
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The stage under any DDP wrapper."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
