@@ -7,7 +7,6 @@ one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from launcher.clusters import CLUSTERS, cluster_of
 from launcher.config import schema
 from launcher.config.schema import JobConfig
+from launcher.local_files import pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Findings
@@ -242,6 +242,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
                   "tokenizer folder")
+    elif problems := tokenizer_problems(tokenizer):
+        for message in problems:
+            out.error("training.data.tokenizer_path", message)
     else:
         size = _tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
@@ -251,12 +254,15 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
+    elif pretrained is not None:
+        for message in pretrained_problems(Path(pretrained)):
+            out.error("model.pretrained_path", message)
 
 
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """Sources, thresholds and the tokenizer of a prepare job (paths only for local runs)."""
     from launcher.data_prep import resolve_data_prep
-    from train.data.pipeline.extract import missing_package
+    from train.data.pipeline.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
@@ -270,10 +276,6 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
             out.error(f"{key}.name", f"'{source.name}' must be a non-empty name used by one source only")
         if source.format not in schema.DATA_SOURCE_FORMATS:
             out.error(f"{key}.format", f"'{source.format}' is not one of {', '.join(schema.DATA_SOURCE_FORMATS)}")
-        elif missing_package(source.format):
-            package = missing_package(source.format)
-            out.error(f"{key}.format", f"reading {source.format} needs {package}; pip install {package} "
-                      "(or pip install 'llm-launch[data]')")
         if not source.weight > 0:
             out.error(f"{key}.weight", f"must be positive (a share of the mix), got {source.weight}")
         if source.format in ("jsonl", "parquet") and not source.text_field:
@@ -299,9 +301,6 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
                   f"max_mean_word_length ({filters.max_mean_word_length})")
     if filters.ngram_size < 1:
         out.error("data_prep.filters.ngram_size", f"must be at least 1, got {filters.ngram_size}")
-    if filters.languages and importlib.util.find_spec("langdetect") is None:
-        out.error("data_prep.filters.languages", "the language filter needs langdetect; pip install langdetect "
-                  "(or pip install 'llm-launch[data]'), or set languages=[]")
     if filters.blocked_domains and not filters.url_field:
         out.error("data_prep.filters.url_field", "blocked_domains needs the record field holding the URL; set "
                   "data_prep.filters.url_field=url")
@@ -314,9 +313,6 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         out.error("data_prep.dedup.num_perm", f"must be at least 16 for a usable estimate, got {dedup.num_perm}")
     if dedup.shingle_size < 1:
         out.error("data_prep.dedup.shingle_size", f"must be at least 1, got {dedup.shingle_size}")
-    if dedup.near and importlib.util.find_spec("datasketch") is None:
-        out.error("data_prep.dedup.near", "needs datasketch; pip install datasketch (or pip install "
-                  "'llm-launch[data]'), or set data_prep.dedup.near=false")
     if not 0 <= prep.split.valid_fraction < 1:
         out.error("data_prep.split.valid_fraction", f"must be in [0, 1), got {prep.split.valid_fraction}")
     if prep.output.shard_chars < 1:
@@ -325,12 +321,16 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         out.error("data_prep.workers", f"must be 0 (every core) or more, got {prep.workers}")
     if prep.seq_len < 2:
         out.error("data_prep.seq_len", f"must be at least 2, got {prep.seq_len}")
-    if runs_here:
+    if runs_here:  # a remote job checks its packages when it starts (train.prepare)
+        out.problems.extend(missing_packages(prep))
         tokenizer = Path(prep.tokenizer_path)
         key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
         if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
             out.error(key, f"{tokenizer} has no tokenizer.json and tokenizer_config.json; point it at a Hugging "
                       "Face tokenizer folder")
+        else:
+            for message in tokenizer_problems(tokenizer):
+                out.error(key, message)
 
 
 def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
