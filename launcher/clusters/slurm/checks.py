@@ -8,6 +8,7 @@ sbatch options: https://slurm.schedmd.com/sbatch.html
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ def _check_save_time(job: JobConfig, kill_wait_s: int, key: str, out: Findings) 
                  "cluster's admin for a larger KillWait")
     if slurm.signal_before_s and seconds > slurm.signal_before_s:
         out.warn("cluster.slurm.signal_before_s", f"{estimate}, longer than the {slurm.signal_before_s} s between "
-                 f"the warning signal and the time limit; set cluster.slurm.signal_before_s={int(seconds) + 60} "
+                 f"the warning signal and the time limit; set cluster.slurm.signal_before_s={math.ceil(seconds) + 60} "
                  "or more")
 
 
