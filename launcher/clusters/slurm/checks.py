@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import subprocess
 
+from launcher.clusters.slurm.state import key_values
 from launcher.clusters.slurm.times import seconds_of, slurm_time
+from launcher.clusters.tools import tool_output
 from launcher.config.schema import JobConfig
 from launcher.model_math import param_counts
 from launcher.problems import Findings
@@ -93,23 +94,10 @@ def check_slurm(job: JobConfig, out: Findings) -> None:
         _check_save_time(job, slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
 
 
-def _scontrol(*args: str) -> str:
-    """stdout of `scontrol -o <args>`, '' when it fails (sbatch then reports the cluster's error)."""
-    try:
-        done = subprocess.run(["scontrol", "-o", *args], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-def _fields(line: str) -> dict[str, str]:
-    return dict(word.split("=", 1) for word in line.split() if "=" in word)
-
-
 def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> None:
     """The partition's MaxTime and the cluster's KillWait, as scontrol reports them on this login node."""
     slurm = job.cluster.slurm
-    partitions = [_fields(line) for line in _scontrol("show", "partition").splitlines()]
+    partitions = [key_values(line) for line in tool_output(["scontrol", "-o", "show", "partition"]).splitlines()]
     chosen = [p for p in partitions if p.get("PartitionName") == slurm.partition] if slurm.partition else \
         [p for p in partitions if p.get("Default") == "YES"]
     if slurm.partition and partitions and not chosen:
@@ -124,5 +112,5 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
             out.error("cluster.slurm.time_limit", f"{slurm.time_limit} exceeds the {slurm_time(max_time)} MaxTime of "
                       f"partition {partition['PartitionName']}; set cluster.slurm.time_limit={slurm_time(max_time)} "
                       "or less")
-    match = re.search(r"^KillWait\s*=\s*(\d+)", _scontrol("show", "config"), re.MULTILINE)
+    match = re.search(r"^KillWait\s*=\s*(\d+)", tool_output(["scontrol", "show", "config"]), re.MULTILINE)
     _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
