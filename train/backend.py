@@ -53,33 +53,21 @@ class Backend(ABC):
     """Short name for logs and the COMPLETE summary."""
     shares_objects_by_broadcast: bool = True
     """Whether rank 0 may broadcast Python objects (the packed dataset's path); XLA's process group cannot."""
+    rank: int
+    """Global rank (set by start())."""
+    world_size: int
+    """All ranks (set by start())."""
+    dp_rank: int
+    """This rank's data-parallel index: which slice of each global batch it reads (set by start())."""
+    dp_size: int
+    """Data-parallel degree (set by start())."""
 
     def __init__(self, job: JobConfig, plan: Plan):
         self.job, self.plan = job, plan
 
     @abstractmethod
     def start(self) -> None:
-        """Join the process group and lay out the ranks (no model yet)."""
-
-    @property
-    @abstractmethod
-    def rank(self) -> int:
-        """Global rank."""
-
-    @property
-    @abstractmethod
-    def world_size(self) -> int:
-        """All ranks."""
-
-    @property
-    @abstractmethod
-    def dp_rank(self) -> int:
-        """This rank's data-parallel index: which slice of each global batch it reads."""
-
-    @property
-    @abstractmethod
-    def dp_size(self) -> int:
-        """Data-parallel degree."""
+        """Join the process group and lay out the ranks (no model yet); sets rank, world_size, dp_rank, dp_size."""
 
     @property
     def is_main(self) -> bool:
@@ -140,6 +128,17 @@ def global_target_tokens(targets: list[torch.Tensor], dp_sum, dp_size: int, *, m
     """
     tokens = sum(target_count(t) for t in targets)
     return dp_sum(tokens) if masked else tokens * dp_size
+
+
+def regroup_rows(batches: list[tuple[torch.Tensor, torch.Tensor]],
+                 rows_per_call: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids, targets) batches re-cut to the rows one pipeline call takes (a remainder is left out)."""
+    if not batches:
+        return []
+    ids = torch.cat([b[0] for b in batches])
+    targets = torch.cat([b[1] for b in batches])
+    usable = len(ids) - len(ids) % rows_per_call
+    return [(ids[i:i + rows_per_call], targets[i:i + rows_per_call]) for i in range(0, usable, rows_per_call)]
 
 
 BACKENDS = {

@@ -42,7 +42,7 @@ class Trainer:
         self.backend.start()
         cfg, b = job.training, self.backend
         self.out_dir = Path(job.output_dir)
-        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile)
+        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile and cfg.task != "eval")
         broadcast = b.shares_objects_by_broadcast
         train_data = open_dataset(cfg.data.train_path, job, b.is_main, object_broadcast=broadcast) \
             if cfg.task != "eval" else None
@@ -99,6 +99,8 @@ class Trainer:
                 val_loss = self._evaluate_and_log(done)
             every = cfg.checkpoint.every_n_steps
             if result.stop:
+                if b.is_main:
+                    print(f"SIGTERM: stopping after step {done}; saving a checkpoint", flush=True)
                 b.save(done, loss=loss)
                 if b.is_main:
                     print(f"stopped by SIGTERM after step {done}; checkpoint saved in {cfg.checkpoint.dir}; run the "

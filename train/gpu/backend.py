@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
-from train.backend import Backend, StepResult, global_target_tokens
+from train.backend import Backend, StepResult, global_target_tokens, regroup_rows
 from train.data.loader import Rows
 from train.distributed import shutdown
 from train.errors import JobError
@@ -33,16 +33,6 @@ def to_batches(rows: list[Rows]) -> list[Batch]:
     return [(ids, next_token_targets(ids, mask)) for ids, mask in rows]
 
 
-def regroup_for_pipeline(batches: list[Batch], rows_per_call: int) -> list[Batch]:
-    """Validation batches re-cut to the rows one pipeline call takes (a remainder is left out)."""
-    if not batches:
-        return []
-    ids = torch.cat([b[0] for b in batches])
-    targets = torch.cat([b[1] for b in batches])
-    usable = len(ids) - len(ids) % rows_per_call
-    return [(ids[i:i + rows_per_call], targets[i:i + rows_per_call]) for i in range(0, usable, rows_per_call)]
-
-
 class GpuBackend(Backend):
     """This rank's stages of a transformers model under FSDP2 / DDP, TP and PP (train/gpu/engine.py)."""
 
@@ -56,22 +46,8 @@ class GpuBackend(Backend):
         self.ctx: Dist = init_distributed(dp=self.plan.dp, tp=par.tp, pp=par.pp, data_parallel=par.data_parallel,
                                           num_nodes=self.plan.num_nodes)
         self.ckpt_root = Path(self.job.training.checkpoint.dir)
-
-    @property
-    def rank(self) -> int:
-        return self.ctx.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.ctx.world_size
-
-    @property
-    def dp_rank(self) -> int:
-        return self.ctx.dp_rank
-
-    @property
-    def dp_size(self) -> int:
-        return self.ctx.dp_size
+        ctx = self.ctx
+        self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
 
     def build(self, *, document_eos: int | None = None) -> None:
         cfg = self.job.training
@@ -112,7 +88,7 @@ class GpuBackend(Backend):
     def evaluate(self, rows: list[Rows]) -> float:
         batches = to_batches(rows)
         if self.engine.pipelined:
-            batches = regroup_for_pipeline(batches, self.job.training.global_batch_size // self.ctx.dp_size)
+            batches = regroup_rows(batches, self.job.training.global_batch_size // self.ctx.dp_size)
         summed = self.engine.eval_loss(batches)  # every rank runs it: stages and tensor shards exchange activations
         if not self.engine.reports_loss():
             summed = summed * 0

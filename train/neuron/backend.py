@@ -29,13 +29,16 @@ from pathlib import Path
 import torch
 
 from launcher.jobfile import write_text_atomic
-from train.backend import Backend, StepResult, global_target_tokens
+from train.backend import Backend, StepResult, global_target_tokens, regroup_rows
 from train.data.loader import Rows
 from train.errors import JobError
 from train.loss import target_count, unshifted_labels
 from train.neuron.runtime import require_neuron
 
 NXD_LAYOUT_FILE = "nxd_layout.json"
+CPU_MODE_SAVE = ("NxD's CPU mode cannot write checkpoints (NxD's save_checkpoint synchronises and serialises "
+                 "through torch-xla, which that mode replaces with stubs); set training.checkpoint.every_n_steps=0 "
+                 "and run on Trainium to save")
 
 
 def tag_of(step: int) -> str:
@@ -55,6 +58,27 @@ def pretrained_tag(path: str) -> tuple[str, str]:
                        f"NxD checkpoint: run llm-launch-convert hf-to-nxd -i {folder} -o <dir> --job <job.yaml> "
                        "and point model.pretrained_path at <dir>")
     return str(folder.parent), folder.name
+
+
+def layout_record(job) -> dict:
+    """The job's NxD shard layout as nxd_layout.json holds it (tp, pp, virtual_pp, kv_replicator, hw, fused_qkv)."""
+    from train.convert.spec import layout_of_job
+
+    layout = layout_of_job(job)
+    return {k: getattr(layout, k) for k in layout.__dataclass_fields__}
+
+
+def check_resume_layout(job, ckpt_dir: str) -> None:
+    """Refuse to resume from NxD checkpoints written in another layout: NxD loads shards as they are, so a
+    different tp, pp or KV replication would load the wrong slices (the GPU backend's DCP reshards instead)."""
+    expected = layout_record(job)
+    for path in sorted(Path(ckpt_dir).glob(f"step_*/{NXD_LAYOUT_FILE}")):
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != expected:
+            differ = ", ".join(f"{k}={found.get(k)} (this job: {v})" for k, v in expected.items() if found.get(k) != v)
+            raise JobError(f"{path.parent} was written with {differ}; an NxD checkpoint resumes only in its own "
+                           "layout: convert it (llm-launch-convert nxd-to-hf, then hf-to-nxd --job for this job) and "
+                           "start from it as model.pretrained_path, or use another training.checkpoint.dir")
 
 
 class NeuronBackend(Backend):
@@ -85,22 +109,9 @@ class NeuronBackend(Backend):
         self.nxd_config = neuronx_distributed_config(**self.settings.nxd_kwargs(
             decoder_layer_cls=DecoderLayer, core_attention_cls=CoreAttention, leaf_module_cls=[RMSNorm]))
         self.ckpt_dir = str(Path(self.job.training.checkpoint.dir))
-
-    @property
-    def rank(self) -> int:
-        return self.dist.get_rank()
-
-    @property
-    def world_size(self) -> int:
-        return self.dist.get_world_size()
-
-    @property
-    def dp_rank(self) -> int:
-        return self.parallel_state.get_data_parallel_rank()
-
-    @property
-    def dp_size(self) -> int:
-        return self.parallel_state.get_data_parallel_size()
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.dp_rank = parallel_state.get_data_parallel_rank()
+        self.dp_size = parallel_state.get_data_parallel_size()
 
     def build(self, *, document_eos: int | None = None) -> None:
         if document_eos is not None:  # launcher.validate refuses it for Trainium jobs; this guards a hand-edited job
@@ -131,7 +142,10 @@ class NeuronBackend(Backend):
     def _resumable(self) -> bool:
         from neuronx_distributed.trainer.checkpoint import has_checkpoint  # not re-exported by the package
 
-        return self.job.training.checkpoint.resume and has_checkpoint(self.ckpt_dir)
+        if not (self.job.training.checkpoint.resume and has_checkpoint(self.ckpt_dir)):
+            return False
+        check_resume_layout(self.job, self.ckpt_dir)
+        return True
 
     def _counts_loss(self) -> bool:
         """Whether this rank's summed loss counts once in the job's total: every TP rank holds the same value
@@ -191,27 +205,24 @@ class NeuronBackend(Backend):
 
     @torch.no_grad()
     def evaluate(self, rows: list[Rows]) -> float:
-        micro = [(ids, unshifted_labels(ids, mask)) for ids, mask in rows]
-        tokens = self._dp_sum(sum(target_count(labels[:, 1:]) for _, labels in micro))
+        batches = [(ids, unshifted_labels(ids, mask)) for ids, mask in rows]
+        pipelined = self.settings.pipeline is not None
+        if pipelined:  # one run_eval call takes this rank's share of a global batch; a remainder is left out
+            batches = regroup_rows(batches, self.job.training.global_batch_size // self.dp_size)
+        tokens = self._dp_sum(sum(target_count(labels[:, 1:]) for _, labels in batches))
         self.model.eval()
         summed = torch.zeros((), device=self.device)
-        if self.settings.pipeline is not None:
-            self.lm.loss_scale = float(self.settings.pipeline.num_microbatches)
-            per_call = self.job.training.global_batch_size // self.dp_size
-            ids = torch.cat([i for i, _ in micro]) if micro else torch.zeros((0, 1), dtype=torch.long)
-            labels = torch.cat([lab for _, lab in micro]) if micro else ids
-            usable = len(ids) - len(ids) % per_call
-            for start in range(0, usable, per_call):
-                mean = self.model.run_eval(input_ids=ids[start:start + per_call].to(self.device),
-                                           labels=labels[start:start + per_call].to(self.device))
-                summed = summed + mean.detach().float()  # averaged over data-parallel ranks: x dp below
-            summed = summed * self.dp_size if self.rank == 0 else summed * 0
-        else:
-            self.lm.loss_scale = 1.0
-            for ids, labels in micro:
+        self.lm.loss_scale = float(self.settings.pipeline.num_microbatches) if pipelined else 1.0
+        for ids, labels in batches:
+            if pipelined:  # the call's summed loss, averaged over data-parallel ranks (run_eval's average)
+                summed = summed + self.model.run_eval(input_ids=ids.to(self.device),
+                                                      labels=labels.to(self.device)).detach().float()
+            else:
                 summed = summed + self.model(ids.to(self.device), labels.to(self.device))[0].detach().float()
-            if not self._counts_loss():
-                summed = summed * 0
+        if pipelined:
+            summed = summed * self.dp_size if self.rank == 0 else summed * 0
+        elif not self._counts_loss():
+            summed = summed * 0
         self.xm.mark_step()
         self.model.train()
         (total,) = self._world_sum(summed)
@@ -220,17 +231,15 @@ class NeuronBackend(Backend):
     def save(self, step: int, *, loss: float) -> Path:
         from neuronx_distributed.trainer import save_checkpoint
 
-        from train.convert.spec import layout_of_job
-
+        if cpu_mode():
+            raise JobError(CPU_MODE_SAVE)
         cfg = self.job.training.checkpoint
         save_checkpoint(self.ckpt_dir, tag_of(step), model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, user_content={"step": step, "loss": loss},
                         use_xser=self.job.neuron.checkpoint_xser, num_kept_ckpts=cfg.keep_last)
         folder = Path(self.ckpt_dir) / tag_of(step)
         if self.is_main:
-            layout = layout_of_job(self.job)
-            write_text_atomic(folder / NXD_LAYOUT_FILE,
-                              json.dumps({k: getattr(layout, k) for k in layout.__dataclass_fields__}) + "\n")
+            write_text_atomic(folder / NXD_LAYOUT_FILE, json.dumps(layout_record(self.job)) + "\n")
         self.dist.barrier()
         return folder
 
