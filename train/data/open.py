@@ -7,7 +7,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
-from train.data.packed import INDEX_FILE, PackedDataset
+from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from train.data.prepare import prepare_corpus
 from train.errors import JobError
 
@@ -47,7 +47,10 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
-    dataset = PackedDataset.open(source)
+    try:
+        dataset = PackedDataset.open(source)
+    except PackedDataError as exc:
+        raise JobError(str(exc)) from None
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
                        f"{job.training.seq_len}")
