@@ -17,24 +17,19 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from launcher.clusters import MANAGE_ACTIONS, cluster_of, manage
+from launcher.clusters.base import RunFailed, RunnerError
 from launcher.compose import to_job
 from launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
 from launcher.config import store
 from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
 from launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from launcher.report import print_plan
-from launcher.runners.remote import MANAGE_ACTIONS
+from launcher.secrets import SecretInFile
 from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
 SUGGEST_FILE = "suggest.json"
-
-
-def resolve_action(action: str, cluster_kind: str) -> str:
-    """auto means submit for local runs and render for remote clusters."""
-    if action != "auto":
-        return action
-    return "submit" if cluster_kind == "local" else "render"
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -54,16 +49,14 @@ def run_job(cfg: DictConfig) -> None:
     print_plan(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
-    action = resolve_action(job.action, job.cluster.kind)
+    cluster = cluster_of(job)
+    action = cluster.default_action if job.action == "auto" else job.action
     if action == "plan":
         print(f"llm-launch: plan written to {out_dir / PLAN_FILE}")
         return
-    if job.cluster.kind != "local":
-        from launcher.render.remote import remote_job
-
-        job = remote_job(job)  # job.yaml holds the paths the cluster's containers see
+    job = cluster.container_job(job)  # job.yaml holds the paths the cluster's processes see
     job_yaml = write_job(job, out_dir / JOB_FILE)
-    rendered = render(job, plan, out_dir, job_yaml)
+    rendered = cluster.render(job, plan, out_dir, job_yaml)
     print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
     if action == "submit":
         submit(job, plan, out_dir, job_yaml)
@@ -102,55 +95,20 @@ def base_overrides() -> list[str]:
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(replaced)]
 
 
-def render(job, plan, out_dir: Path, job_yaml: Path) -> list[Path]:
-    """Write the cluster's files next to job.yaml."""
-    if job.cluster.kind == "local":
-        from launcher.render.local import render_local
-
-        return render_local(job, plan, out_dir, job_yaml)
-    from launcher.render.remote import container_job_yaml
-
-    inner_job_yaml = container_job_yaml(job, str(job_yaml))
-    if job.cluster.kind == "sagemaker":
-        from launcher.render.sagemaker import render_sagemaker
-
-        return render_sagemaker(job, plan, out_dir, inner_job_yaml)
-    if job.cluster.kind == "eks":
-        from launcher.render.eks import render_eks
-
-        return render_eks(job, plan, out_dir)
-    if job.cluster.kind == "slurm":
-        from launcher.render.slurm import render_slurm
-
-        return render_slurm(job, plan, out_dir, inner_job_yaml)
-    raise JobProblems([Problem("cluster.kind", f"no renderer for {job.cluster.kind}")])
-
-
 def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
-    """Hand the rendered job to its cluster."""
-    if job.cluster.kind != "local":
-        from launcher.runners.remote import RunnerError, submit_remote
-
-        try:
-            submit_remote(job, out_dir)
-        except RunnerError as exc:
-            print(f"llm-launch: {exc}", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
-        return
-    from launcher.runners.local import LocalRunFailed, run_local
-
+    """Hand the rendered job to its cluster; a failure ends the command with one line."""
     try:
-        summary = run_local(job, plan, out_dir, job_yaml)
-    except LocalRunFailed as exc:
+        cluster_of(job).submit(job, plan, out_dir, job_yaml)
+    except RunnerError as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
+    except RunFailed as exc:
         print(f"llm-launch: {exc}", file=sys.stderr)
         sys.exit(1)
-    print(f"llm-launch: done: {json.dumps(summary)}")
 
 
 def manage_submitted(action: str, out_dir: Path) -> None:
     """status, logs or stop of the job last submitted from out_dir."""
-    from launcher.runners.remote import RunnerError, manage
-
     try:
         manage(action, out_dir)
     except RunnerError as exc:
@@ -164,10 +122,14 @@ def _hydra_entry(cfg: DictConfig) -> None:
         run_job(cfg)
     except JobProblems as exc:
         exit_with_problems(exc.problems)
+    except SecretInFile as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
 
 
-def diagnose_overrides(overrides: list[str]) -> list[Problem]:
-    """Compose once per override to name every bad one, not only the first Hydra met."""
+def diagnose_overrides(overrides: list[str]) -> tuple[list[Problem], list[str]]:
+    """Compose once per override to name every bad one, not only the first Hydra met; also return the
+    overrides that composed."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -183,7 +145,24 @@ def diagnose_overrides(overrides: list[str]) -> list[Problem]:
                 accepted.append(override)
             except COMPOSITION_ERRORS as exc:
                 problems.append(problem_from_exception(exc, schema_cfg, override))
-    return problems
+    return problems, accepted
+
+
+def problems_beside(accepted: list[str], reported: set[str]) -> list[Problem]:
+    """What validation finds in the job composed from the overrides that composed, on fields not yet
+    reported, so that a bad override does not hide the job's other problems."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
+            cfg = compose(store.PRIMARY_CONFIG, overrides=accepted)
+        findings, _ = validate(to_job(cfg, Path(cfg.output_dir)))
+        found = findings.problems
+    except JobProblems as exc:
+        found = exc.problems
+    except COMPOSITION_ERRORS:
+        return []
+    return [p for p in found if p.field not in reported]
 
 
 def main() -> None:
@@ -195,8 +174,11 @@ def main() -> None:
         _hydra_entry()
     except COMPOSITION_ERRORS as exc:
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
-        problems = diagnose_overrides(overrides) or [problem_from_exception(exc)]
-        exit_with_problems(problems)
+        problems, accepted = diagnose_overrides(overrides)
+        if not problems:  # the fault is in a config file, not in an override
+            exit_with_problems([problem_from_exception(exc)])
+        reported = {p.field.split("=")[0] for p in problems}
+        exit_with_problems(problems + problems_beside(accepted, reported))
 
 
 if __name__ == "__main__":

@@ -1,128 +1,35 @@
 """Checks a whole job before anything runs or costs money; every problem is collected.
 
-Each check adds a Problem naming the field at fault and what would fix it. Checks that
-need sound numbers (positive degrees and batch sizes) run only once those are sound, so
-one bad value does not cascade into a page of follow-on errors.
+Each config section checks its own ranges (launcher.config.checks); this module holds the checks
+that span sections. Each check adds a Problem naming the field at fault and what would fix it.
+Checks that need sound numbers (positive degrees and batch sizes) run only once those are sound,
+so one bad value does not cascade into a page of follow-on errors.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher.config import schema
+from launcher.clusters import cluster_of
+from launcher.config.checks import Checks
 from launcher.config.schema import JobConfig
+from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
+from launcher.local_files import pretrained_problems, tokenizer_problems
 from launcher.memory import GIB, MemoryEstimate
 from launcher.plan import Plan, make_plan
-from launcher.problems import Problem
-from launcher.remote_checks import check_remote
+from launcher.problems import Findings, Problem
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node, layout_of
 
-SAGEMAKER_MAX_RUNTIME_HOURS = 28 * 24
-SAGEMAKER_MAX_KEEP_ALIVE_S = 21600
-
-
-@dataclass
-class Findings:
-    """Problems (the job must not run) and warnings (it may, but the user should know)."""
-
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def error(self, key: str, message: str) -> None:
-        self.problems.append(Problem(key, message))
-
-    def warn(self, key: str, message: str) -> None:
-        self.warnings.append(f"{key}: {message}")
+SHARED_SECTIONS = ("instance", "cluster", "trainer", "plan")
+"""Sections every task reads."""
 
 
 def _divisors(n: int, limit: int | None = None) -> str:
     values = [d for d in range(1, n + 1) if n % d == 0 and (limit is None or d <= limit)]
     return ", ".join(str(v) for v in values)
-
-
-def _check_choices(job: JobConfig, out: Findings) -> None:
-    choices = [
-        ("action", job.action, schema.ACTIONS),
-        ("model.family", job.model.family, schema.MODEL_FAMILIES),
-        ("instance.accelerator", job.instance.accelerator, schema.ACCELERATOR_KINDS),
-        ("cluster.kind", job.cluster.kind, schema.CLUSTER_KINDS),
-        ("parallelism.data_parallel", job.parallelism.data_parallel, schema.DATA_PARALLEL_MODES),
-        ("parallelism.pp_schedule", job.parallelism.pp_schedule, schema.PIPELINE_SCHEDULES),
-        ("parallelism.activation_checkpointing", job.parallelism.activation_checkpointing,
-         schema.ACTIVATION_CHECKPOINTING),
-        ("training.task", job.training.task, tuple(TASKS)),
-        ("training.precision", job.training.precision, schema.PRECISIONS),
-        ("training.optimizer.name", job.training.optimizer.name, schema.OPTIMIZERS),
-        ("training.schedule.name", job.training.schedule.name, schema.LR_SCHEDULES),
-        ("cluster.sagemaker.input_mode", job.cluster.sagemaker.input_mode, schema.SAGEMAKER_INPUT_MODES),
-        ("cluster.eks.rdzv_backend", job.cluster.eks.rdzv_backend, ("c10d", "etcd")),
-        ("parallelism.gradient_sync", job.parallelism.gradient_sync, schema.GRADIENT_SYNC),
-        ("plan.memory", job.plan.memory, schema.MEMORY_MODES),
-        ("plan.prices", job.plan.prices, schema.PRICE_SOURCES),
-        ("plan.rank_by", job.plan.rank_by, schema.SUGGEST_RANKINGS),
-    ]
-    for key, value, allowed in choices:
-        if value not in allowed:
-            out.error(key, f"'{value}' is not one of {', '.join(allowed)}; set {key}=<one of those>")
-
-
-def _check_ranges(job: JobConfig, out: Findings) -> None:
-    at_least_one = [
-        ("parallelism.tp", job.parallelism.tp),
-        ("parallelism.pp", job.parallelism.pp),
-        ("parallelism.virtual_pp", job.parallelism.virtual_pp),
-        ("trainer.num_nodes", job.trainer.num_nodes),
-        ("training.max_steps", job.training.max_steps),
-        ("training.seq_len", job.training.seq_len),
-        ("training.global_batch_size", job.training.global_batch_size),
-        ("training.micro_batch_size", job.training.micro_batch_size),
-        ("training.log_every_n_steps", job.training.log_every_n_steps),
-        ("training.checkpoint.keep_last", job.training.checkpoint.keep_last),
-        ("instance.accelerators_per_node", job.instance.accelerators_per_node),
-        ("instance.cores_per_accelerator", job.instance.cores_per_accelerator),
-        ("model.vocab_size", job.model.vocab_size),
-        ("model.hidden_size", job.model.hidden_size),
-        ("model.intermediate_size", job.model.intermediate_size),
-        ("model.num_layers", job.model.num_layers),
-        ("model.num_attention_heads", job.model.num_attention_heads),
-        ("model.num_key_value_heads", job.model.num_key_value_heads),
-        ("plan.top", job.plan.top),
-    ]
-    optional = [
-        ("trainer.nproc_per_node", job.trainer.nproc_per_node),
-        ("parallelism.dp", job.parallelism.dp),
-        ("parallelism.pp_microbatches", job.parallelism.pp_microbatches),
-        ("parallelism.kv_replicator", job.parallelism.kv_replicator),
-        ("plan.min_nodes", job.plan.min_nodes),
-        ("plan.max_nodes", job.plan.max_nodes),
-    ]
-    for key, value in at_least_one + [(k, v) for k, v in optional if v is not None]:
-        if value < 1:
-            out.error(key, f"must be at least 1, got {value}")
-    non_negative = [
-        ("training.checkpoint.every_n_steps", job.training.checkpoint.every_n_steps),
-        ("training.eval_every_n_steps", job.training.eval_every_n_steps),
-        ("training.schedule.warmup_steps", job.training.schedule.warmup_steps),
-        ("training.optimizer.grad_clip", job.training.optimizer.grad_clip),
-    ]
-    for key, value in non_negative:
-        if value < 0:
-            out.error(key, f"must be 0 or more, got {value}")
-    if not 0 < job.trainer.assumed_mfu <= 1:
-        out.error("trainer.assumed_mfu", f"must be in (0, 1], got {job.trainer.assumed_mfu}; e.g. 0.4")
-    if job.training.optimizer.lr <= 0:
-        out.error("training.optimizer.lr", f"must be positive, got {job.training.optimizer.lr}")
-    if not 0 <= job.training.schedule.min_lr_ratio <= 1:
-        out.error("training.schedule.min_lr_ratio", f"must be in [0, 1], got {job.training.schedule.min_lr_ratio}")
-    if job.instance.device_memory_gib <= 0:
-        out.error("instance.device_memory_gib", f"must be positive, got {job.instance.device_memory_gib}")
-    if not job.job_name or not all(c.isalnum() or c in "-_." for c in job.job_name):
-        out.error("job_name", f"'{job.job_name}' must be non-empty letters, digits, '-', '_' or '.'")
 
 
 def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
@@ -131,8 +38,6 @@ def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
     if heads % tp:
         out.error("parallelism.tp", f"tp={tp} does not divide the {heads} attention heads of {model.name}; "
                   f"use one of {_divisors(heads)}")
-    if heads % kv:
-        out.error("model.num_key_value_heads", f"{kv} KV heads do not divide {heads} query heads")
     if acc.startswith("trainium"):
         if kv % tp and tp % kv:
             out.error("parallelism.tp", f"tp={tp} must divide the {kv} KV heads or be a multiple of them "
@@ -158,18 +63,17 @@ def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
         what = f"pp={par.pp}" if par.virtual_pp == 1 else f"pp x virtual_pp = {chunks}"
         out.error("parallelism.pp", f"{what} does not divide the {model.num_layers} layers of {model.name}; "
                   f"use one of {_divisors(model.num_layers, 64)}")
-    if par.pp_schedule == "interleaved_1f1b" and par.virtual_pp < 2:
-        out.error("parallelism.virtual_pp", "interleaved_1f1b needs virtual_pp of 2 or more")
-    if par.virtual_pp > 1 and par.pp_schedule != "interleaved_1f1b":
-        out.error("parallelism.pp_schedule", f"virtual_pp={par.virtual_pp} needs pp_schedule=interleaved_1f1b")
-    if par.sequence_parallel and tp == 1:
-        out.error("parallelism.sequence_parallel", "needs tp > 1; set parallelism.tp or sequence_parallel=false")
+
+
+def _check_seq_len(job: JobConfig, out: Findings) -> None:
+    """Rows no longer than the model's positions (and, on GPUs, its sliding window)."""
+    model, seq_len = job.model, job.training.seq_len
     window = model.sliding_window
-    if window is not None and job.training.seq_len > window and not acc.startswith("trainium"):
-        out.error("training.seq_len", f"{job.training.seq_len} exceeds {model.name}'s sliding_window {window}; the "
+    if window is not None and seq_len > window and not job.instance.accelerator.startswith("trainium"):
+        out.error("training.seq_len", f"{seq_len} exceeds {model.name}'s sliding_window {window}; the "
                   "engine attends causally over the whole row, so keep training.seq_len <= sliding_window")
-    if job.training.seq_len > model.max_position_embeddings:
-        out.error("training.seq_len", f"{job.training.seq_len} exceeds {model.name}'s "
+    if seq_len > model.max_position_embeddings:
+        out.error("training.seq_len", f"{seq_len} exceeds {model.name}'s "
                   f"max_position_embeddings {model.max_position_embeddings}; lower training.seq_len")
 
 
@@ -182,30 +86,22 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if not trainium and par.data_parallel == "zero1":
         out.error("parallelism.data_parallel", "zero1 is Trainium's optimizer sharding; on this instance use fsdp, "
                   "hsdp or ddp")
-    if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
-        out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
-    if trainium and job.training.compile:
-        out.error("training.compile", "torch.compile is for GPUs; Neuron compiles its graphs itself; set false")
-    if acc == "trainium2":
-        if inst.logical_core_config not in (None, 1, 2):
-            out.error("instance.logical_core_config", f"LNC must be 1 or 2 on trn2, got {inst.logical_core_config}")
-    elif inst.logical_core_config not in (None, 1):
-        out.error("instance.logical_core_config", "only trn2 has a logical core setting; leave it null")
     nproc = job.trainer.nproc_per_node
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
                   f"{catalog_ranks_per_node(inst)}; leave it null (on trn2 set instance.logical_core_config)")
+    if not TASKS[job.task].trains_model:
+        return
+    if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
+        out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
+    if trainium and job.training.compile:
+        out.error("training.compile", "torch.compile is for GPUs; Neuron compiles its graphs itself; set false")
     lora = job.training.lora
     if lora.enabled and par.tp > 1:
         out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
                   "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
     if lora.enabled and trainium:
         out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
-    if lora.enabled and lora.rank < 1:
-        out.error("training.lora.rank", f"must be at least 1, got {lora.rank}")
-    if trainium and job.training.task == "eval":
-        out.error("training.task", "eval runs on GPU or CPU: convert the Neuron checkpoint to Hugging Face "
-                  "(llm-launch-convert nxd-to-hf) and evaluate that with instance=local_gpu or an ml.p*/g5 type")
     if job.training.data.document_masking and (par.pp > 1 or trainium):
         out.error("training.data.document_masking", "works without pipeline parallelism on GPU and CPU only; set "
                   "parallelism.pp=1 or document_masking=false")
@@ -216,65 +112,6 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("training.precision", "bf16 on CPU is about 12x slower than fp32 on these machines")
     if par.data_parallel == "hsdp" and job.trainer.num_nodes == 1:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
-
-
-def _check_plan_options(job: JobConfig, out: Findings) -> None:
-    plan = job.plan
-    if plan.memory == "traced" and job.instance.accelerator.startswith("trainium"):
-        out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
-                  "plan.memory=estimate")
-    if plan.memory == "traced" and job.parallelism.pp > 1:
-        out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
-                  "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
-    par = job.parallelism
-    if plan.memory == "traced" and par.data_parallel == "ddp" and par.tp == 1 and par.pp == 1 \
-            and layout_of(job).topology.dp > 1:
-        out.error("plan.memory", "traced cannot run plain DDP (its C++ reducer needs real tensors); trace the "
-                  "layout with parallelism.data_parallel=fsdp or use plan.memory=estimate")
-    if plan.min_nodes is not None and plan.max_nodes is not None and plan.min_nodes > plan.max_nodes:
-        out.error("plan.min_nodes", f"{plan.min_nodes} is above plan.max_nodes={plan.max_nodes}; swap them")
-
-
-def _check_cluster(job: JobConfig, out: Findings) -> None:
-    cluster, inst = job.cluster, job.instance
-    if cluster.kind == "local":
-        if job.trainer.num_nodes > 1:
-            out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
-                      "cluster=sagemaker, eks or slurm")
-        return
-    if inst.accelerator == "cpu":
-        out.error("instance", f"{inst.name} is for local runs; pick a catalog type such as "
-                  "instance=ml.p5.48xlarge or instance=ml.trn1.32xlarge")
-    if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0:
-        out.error("trainer.num_nodes", f"{inst.name} has no EFA, so multi-node jobs fail on it; use one node or an "
-                  "EFA instance type")
-    if cluster.kind in ("sagemaker", "eks") and not cluster.image:
-        out.error("cluster.image", f"{cluster.kind} jobs need a container image with llm-launch installed; "
-                  "set cluster.image=<ECR image URI> (see docker/)")
-    if cluster.kind == "sagemaker":
-        sm = cluster.sagemaker
-        if inst.accelerator != "cpu" and not inst.sagemaker_type:
-            out.error("instance", f"{inst.name} has no SageMaker instance type; pick an ml.* instance")
-        if not sm.role_arn:
-            out.error("cluster.sagemaker.role_arn", "SageMaker needs an execution role; set "
-                      "cluster.sagemaker.role_arn=arn:aws:iam::<account>:role/<name>")
-        if not sm.s3_output_uri:
-            out.error("cluster.sagemaker.s3_output_uri", "SageMaker needs an output location; set "
-                      "cluster.sagemaker.s3_output_uri=s3://<bucket>/<prefix>")
-        if sm.use_spot and not sm.s3_checkpoint_uri:
-            out.error("cluster.sagemaker.s3_checkpoint_uri", "spot training needs checkpoints synced to S3; set "
-                      "cluster.sagemaker.s3_checkpoint_uri=s3://<bucket>/<prefix>")
-        if sm.use_spot and (sm.max_wait_hours or 0) < sm.max_runtime_hours:
-            out.error("cluster.sagemaker.max_wait_hours", f"with spot it must be set and at least max_runtime_hours "
-                      f"({sm.max_runtime_hours})")
-        if not 0 < sm.max_runtime_hours <= SAGEMAKER_MAX_RUNTIME_HOURS:
-            out.error("cluster.sagemaker.max_runtime_hours", f"must be in (0, {SAGEMAKER_MAX_RUNTIME_HOURS}] "
-                      f"(28 days), got {sm.max_runtime_hours}")
-        if not 0 <= sm.keep_alive_seconds <= SAGEMAKER_MAX_KEEP_ALIVE_S:
-            out.error("cluster.sagemaker.keep_alive_seconds", f"must be 0 to {SAGEMAKER_MAX_KEEP_ALIVE_S}, got "
-                      f"{sm.keep_alive_seconds}")
-    if cluster.kind == "eks" and inst.accelerator != "cpu" and not inst.eks_label:
-        out.error("instance", f"{inst.name} has no EKS node label; pick a catalog instance type")
 
 
 def _tokenizer_size(tokenizer_dir: Path) -> int | None:
@@ -315,19 +152,20 @@ def _check_text_field(job: JobConfig, out: Findings) -> None:
 
 
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
-    """Data and tokenizer must exist for a local run (remote paths are checked by the job)."""
-    if job.cluster.kind != "local":
-        return
+    """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
         if value is not None and not Path(value).exists():
             out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
-    if job.training.task == "cpt":
+    if job.task == "cpt":
         _check_text_field(job, out)
     tokenizer = Path(data.tokenizer_path)
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
                   "tokenizer folder")
+    elif problems := tokenizer_problems(tokenizer):
+        for message in problems:
+            out.error("training.data.tokenizer_path", message)
     else:
         size = _tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
@@ -337,101 +175,39 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
-
-
-def _check_output_dir(job: JobConfig, out: Findings) -> None:
-    """A local output folder that holds another task's job is not reused (its files would be replaced)."""
-    previous = Path(job.output_dir) / "job.yaml"
-    if job.cluster.kind != "local" or not previous.is_file():
-        return
-    import yaml
-
-    try:
-        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
-    except (OSError, yaml.YAMLError):
-        return
-    if task and task != job.training.task:
-        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
-                  f"{job.training.task} job would replace; set output_dir=<another folder>")
+    elif pretrained is not None:
+        for message in pretrained_problems(Path(pretrained)):
+            out.error("model.pretrained_path", message)
 
 
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
-    """Sources, thresholds and the tokenizer of a prepare job (paths only for local runs)."""
-    from launcher.data_prep import resolve_data_prep
-    from train.data.pipeline.extract import missing_package
+    """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
+    (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
+    from train.data.pipeline.packages import missing_packages
 
     prep = resolve_data_prep(job)
+    runs_here = cluster_of(job).runs_here
     if not prep.sources:
         out.error("data_prep.sources", "no sources; add at least one, e.g. "
                   "data_prep.sources='[{name: web, path: /data/web.jsonl}]' (see recipes/prepare_sample.yaml)")
-    names = [s.name for s in prep.sources]
+    if job.data_prep.seq_len is None and prep.seq_len < 2:
+        out.error("data_prep.seq_len", f"rows of training.seq_len={prep.seq_len} token are too short; set "
+                  "data_prep.seq_len=<2 or more>")
+    if not runs_here:
+        return
     for i, source in enumerate(prep.sources):
-        key = f"data_prep.sources[{i}]"
-        if not source.name or names.count(source.name) > 1:
-            out.error(f"{key}.name", f"'{source.name}' must be a non-empty name used by one source only")
-        if source.format not in schema.DATA_SOURCE_FORMATS:
-            out.error(f"{key}.format", f"'{source.format}' is not one of {', '.join(schema.DATA_SOURCE_FORMATS)}")
-        elif missing_package(source.format):
-            package = missing_package(source.format)
-            out.error(f"{key}.format", f"reading {source.format} needs {package}; pip install {package} "
-                      "(or pip install 'llm-launch[data]')")
-        if not source.weight > 0:
-            out.error(f"{key}.weight", f"must be positive (a share of the mix), got {source.weight}")
-        if source.format in ("jsonl", "parquet") and not source.text_field:
-            out.error(f"{key}.text_field", "must name the field holding the text, e.g. text")
-        if job.cluster.kind == "local" and not Path(source.path).exists():
-            out.error(f"{key}.path", f"{source.path} does not exist; point it at a file or a folder of "
-                      f"{source.format} files")
-    filters, dedup = prep.filters, prep.dedup
-    fractions = [("filters.min_alpha_word_fraction", filters.min_alpha_word_fraction),
-                 ("filters.max_duplicate_line_fraction", filters.max_duplicate_line_fraction),
-                 ("filters.max_duplicate_ngram_fraction", filters.max_duplicate_ngram_fraction),
-                 ("filters.min_language_score", filters.min_language_score)]
-    for name, value in fractions:
-        if not 0 <= value <= 1:
-            out.error(f"data_prep.{name}", f"must be in [0, 1], got {value}")
-    if filters.min_words < 0:
-        out.error("data_prep.filters.min_words", f"must be 0 or more, got {filters.min_words}")
-    if filters.max_words is not None and filters.max_words < filters.min_words:
-        out.error("data_prep.filters.max_words", f"{filters.max_words} is below min_words {filters.min_words}; "
-                  "raise it or set it to null")
-    if not 0 <= filters.min_mean_word_length <= filters.max_mean_word_length:
-        out.error("data_prep.filters.min_mean_word_length", f"need 0 <= min ({filters.min_mean_word_length}) <= "
-                  f"max_mean_word_length ({filters.max_mean_word_length})")
-    if filters.ngram_size < 1:
-        out.error("data_prep.filters.ngram_size", f"must be at least 1, got {filters.ngram_size}")
-    if filters.languages and importlib.util.find_spec("langdetect") is None:
-        out.error("data_prep.filters.languages", "the language filter needs langdetect; pip install langdetect "
-                  "(or pip install 'llm-launch[data]'), or set languages=[]")
-    if filters.blocked_domains and not filters.url_field:
-        out.error("data_prep.filters.url_field", "blocked_domains needs the record field holding the URL; set "
-                  "data_prep.filters.url_field=url")
-    if dedup.granularity not in schema.DEDUP_GRANULARITIES:
-        out.error("data_prep.dedup.granularity", f"'{dedup.granularity}' is not one of "
-                  f"{', '.join(schema.DEDUP_GRANULARITIES)}")
-    if not 0 < dedup.threshold <= 1:
-        out.error("data_prep.dedup.threshold", f"must be in (0, 1], got {dedup.threshold}; e.g. 0.8")
-    if dedup.num_perm < 16:
-        out.error("data_prep.dedup.num_perm", f"must be at least 16 for a usable estimate, got {dedup.num_perm}")
-    if dedup.shingle_size < 1:
-        out.error("data_prep.dedup.shingle_size", f"must be at least 1, got {dedup.shingle_size}")
-    if dedup.near and importlib.util.find_spec("datasketch") is None:
-        out.error("data_prep.dedup.near", "needs datasketch; pip install datasketch (or pip install "
-                  "'llm-launch[data]'), or set data_prep.dedup.near=false")
-    if not 0 <= prep.split.valid_fraction < 1:
-        out.error("data_prep.split.valid_fraction", f"must be in [0, 1), got {prep.split.valid_fraction}")
-    if prep.output.shard_chars < 1:
-        out.error("data_prep.output.shard_chars", f"must be at least 1, got {prep.output.shard_chars}")
-    if prep.workers < 0:
-        out.error("data_prep.workers", f"must be 0 (every core) or more, got {prep.workers}")
-    if prep.seq_len < 2:
-        out.error("data_prep.seq_len", f"must be at least 2, got {prep.seq_len}")
-    if job.cluster.kind == "local":
-        tokenizer = Path(prep.tokenizer_path)
-        key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
-        if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-            out.error(key, f"{tokenizer} has no tokenizer.json and tokenizer_config.json; point it at a Hugging "
-                      "Face tokenizer folder")
+        if not Path(source.path).exists():
+            out.error(f"data_prep.sources[{i}].path", f"{source.path} does not exist; point it at a file or a folder "
+                      f"of {source.format} files")
+    out.problems.extend(missing_packages(prep))
+    tokenizer = Path(prep.tokenizer_path)
+    key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
+    if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        out.error(key, f"{tokenizer} has no tokenizer.json and tokenizer_config.json; point it at a Hugging "
+                  "Face tokenizer folder")
+    else:
+        for message in tokenizer_problems(tokenizer):
+            out.error(key, message)
 
 
 def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
@@ -487,29 +263,60 @@ def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
               f"{mem.capacity / GIB:.1f} GiB a rank has on {job.instance.name}; try {' or '.join(fixes)}")
 
 
-def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Findings, Plan | None]:
-    """Check the job and, once its basic numbers are sound, plan it; None if they are not.
+def _check_traced_memory(job: JobConfig, out: Findings) -> None:
+    """What plan.memory=traced cannot trace."""
+    if job.plan.memory != "traced":
+        return
+    par = job.parallelism
+    if job.instance.accelerator.startswith("trainium"):
+        out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
+                  "plan.memory=estimate")
+    elif par.pp > 1:
+        out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
+                  "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
+    elif par.data_parallel == "ddp" and par.tp == 1 and layout_of(job).topology.dp > 1:
+        out.error("plan.memory", "traced cannot run plain DDP (its C++ reducer needs real tensors); trace the "
+                  "layout with parallelism.data_parallel=fsdp or use plan.memory=estimate")
+
+
+def section_problems(job: JobConfig) -> list[Problem]:
+    """Each section's own range checks, for the root and the sections the job's task reads."""
+    checks = Checks("")
+    job.own_problems(checks)
+    found = checks.found
+    for name in (*SHARED_SECTIONS, *TASKS[job.task].sections):
+        found += getattr(job, name).problems(name)
+    return found
+
+
+def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Findings, Plan | DataPrepPlan | None]:
+    """Check the job and, once its sections' own values are sound, plan it; None if they are not.
 
     memory replaces the plan's analytical estimate (plan.memory=traced passes the traced one).
+
+    Checks that do not compute with the numbers (cluster settings, paths) run either way, so that every
+    problem is reported at once; the layout, batch and memory checks wait for sound numbers.
     """
-    out = Findings()
-    _check_choices(job, out)
-    _check_ranges(job, out)
-    if out.problems:
+    out = Findings(problems=section_problems(job))
+    sound = not out.problems
+    trains_model = TASKS[job.task].trains_model
+    cluster = cluster_of(job)
+    cluster.check(job, out)
+    if trains_model:
+        _check_seq_len(job, out)
+    if trains_model and cluster.runs_here:
+        _check_local_paths(job, out)
+    if job.task == "prepare":
+        _check_data_prep(job, out)
+    if not sound:
         return out, None
+    if job.task == "prepare":
+        return out, make_data_prep_plan(job)
     plan = make_plan(job, memory=memory)
-    trains_model = TASKS[job.training.task].trains_model
     if trains_model:
         _check_heads_and_layers(job, out)
     _check_backend(job, out)
-    _check_plan_options(job, out)
-    _check_cluster(job, out)
-    _check_output_dir(job, out)
-    check_remote(job, out)
-    if trains_model:
-        _check_local_paths(job, out)
-    if job.training.task == "prepare":
-        _check_data_prep(job, out)
+    _check_traced_memory(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)

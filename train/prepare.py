@@ -22,7 +22,9 @@ from pathlib import Path
 
 from launcher.data_prep import resolve_data_prep
 from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from launcher.problems import USAGE_EXIT_CODE
 from train.data.pipeline.manifest import MANIFEST_FILE
+from train.data.pipeline.packages import missing_packages
 from train.data.pipeline.process import available_cores
 from train.data.pipeline.run import OutputInUse, Ranks, prepare_data
 
@@ -46,9 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != "prepare":
-        sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != "prepare":
+        sys.exit(f"train.prepare: {args.job} is a '{job.task}' job; start train.{job.task}")
     cfg = resolve_data_prep(job)
+    missing = missing_packages(cfg)
+    if missing:  # checked here, where the job runs (llm-launch checks them at plan time only for local jobs)
+        print(f"train.prepare: {'; '.join(str(p) for p in missing)}", file=sys.stderr, flush=True)
+        sys.exit(USAGE_EXIT_CODE)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cores = cfg.workers or available_cores()
     os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, cores // local_ranks)))  # the tokenizer's threads

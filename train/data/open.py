@@ -7,7 +7,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
-from train.data.packed import INDEX_FILE, PackedDataset
+from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from train.data.prepare import prepare_corpus
 from train.errors import JobError
 
@@ -16,7 +16,7 @@ def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, Path(job.output_dir) / "data"
     try:
-        if job.training.task == "sft":
+        if job.task == "sft":
             from train.data.sft import prepare_sft
 
             return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
@@ -47,7 +47,10 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
-    dataset = PackedDataset.open(source)
+    try:
+        dataset = PackedDataset.open(source)
+    except PackedDataError as exc:
+        raise JobError(str(exc)) from None
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
                        f"{job.training.seq_len}")
