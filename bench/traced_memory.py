@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from launcher.config import store
-from launcher.plan import make_plan
+from launcher.plan import make_plan, traced_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "launcher" / "fixtures" / "traced_memory.json"
@@ -65,7 +65,8 @@ def main() -> None:
         peak = trace_step(job)
         seconds = time.perf_counter() - start
         estimate = make_plan(job).memory.total
-        data[name] = {"overrides": list(overrides), "traced_bytes": peak, "seconds": round(seconds, 1),
+        data[name] = {"overrides": list(overrides), "layout": traced_layout(job), "traced_bytes": peak,
+                      "seconds": round(seconds, 1),
                       "torch": torch.__version__, "transformers": transformers.__version__}
         print(f"{name}: traced {peak['total'] / 2**30:.2f} GiB, estimate {estimate / 2**30:.2f} GiB "
               f"({estimate / peak['total']:.3f}x), {seconds:.0f} s", flush=True)

@@ -8,6 +8,7 @@ code 2, before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -179,6 +180,17 @@ def main() -> None:
             exit_with_problems([problem_from_exception(exc)])
         reported = {p.field.split("=")[0] for p in problems}
         exit_with_problems(problems + problems_beside(accepted, reported))
+    except OSError as exc:  # Hydra creates output_dir before the job's own checks run
+        exit_with_problems([output_dir_problem(exc)])
+
+
+def output_dir_problem(exc: OSError) -> Problem:
+    """The one-line problem for an output folder the system refuses to create or write."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return Problem("output_dir", f"a folder name in {exc.filename} is longer than the file system allows (255 "
+                       "bytes); shorten job_name (the default output_dir is outputs/<job_name>) or set output_dir")
+    return Problem("output_dir", f"cannot create or write {exc.filename}: {exc.strerror}; set output_dir=<a folder "
+                   "you can write>")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,17 @@ def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_st
                      price.source)
 
 
+def traced_layout(job: JobConfig) -> dict:
+    """What a memory trace of the job depends on: if any of it changes, the trace must be taken again."""
+    plan, par, train, model = make_plan(job), job.parallelism, job.training, job.model
+    return {"model": [model.hidden_size, model.intermediate_size, model.num_layers, model.num_attention_heads,
+                      model.num_key_value_heads, model.vocab_size, model.tie_word_embeddings],
+            "ranks": [plan.world_size, plan.tp, plan.pp, plan.dp], "data_parallel": str(par.data_parallel),
+            "activation_checkpointing": str(par.activation_checkpointing), "gradient_sync": str(par.gradient_sync),
+            "sequence_parallel": par.sequence_parallel, "precision": str(train.precision),
+            "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation]}
+
+
 def gradient_accumulation(global_batch: int, micro_batch: int, dp: int) -> int:
     """Micro-batches per rank per optimizer step."""
     return max(1, global_batch // max(1, micro_batch * dp))

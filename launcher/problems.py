@@ -19,7 +19,13 @@ class Problem:
     """What is wrong and what would fix it, in one line."""
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        return one_line(f"{self.field}: {self.message}")
+
+
+def one_line(text: str) -> str:
+    """text with control characters escaped (a newline becomes \\n), so that a value quoted in a message
+    can neither split it over lines nor forge lines of its own."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @dataclass
@@ -33,7 +39,7 @@ class Findings:
         self.problems.append(Problem(key, message))
 
     def warn(self, key: str, message: str) -> None:
-        self.warnings.append(f"{key}: {message}")
+        self.warnings.append(one_line(f"{key}: {message}"))
 
 
 class JobProblems(Exception):

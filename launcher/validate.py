@@ -77,6 +77,15 @@ def _check_seq_len(job: JobConfig, out: Findings) -> None:
                   f"max_position_embeddings {model.max_position_embeddings}; lower training.seq_len")
 
 
+def _costly(job: JobConfig, out: Findings, key: str, message: str) -> None:
+    """A setting that wastes a paid run but serves a quick local trial (a 5-step run under the recipe's warm-up,
+    LoRA on a random tiny model): an error on remote clusters, a warning on this machine."""
+    if cluster_of(job).runs_here:
+        out.warn(key, message)
+    else:
+        out.error(key, message)
+
+
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
@@ -90,6 +99,10 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
                   f"{catalog_ranks_per_node(inst)}; leave it null (on trn2 set instance.logical_core_config)")
+    devices = inst.accelerators_per_node
+    if acc == "nvidia" and nproc is not None and nproc > devices:
+        out.error("trainer.nproc_per_node", f"{nproc} ranks but {inst.name} has {devices} GPUs; use at most "
+                  f"{devices} (one rank per GPU)")
     if not TASKS[job.task].trains_model:
         return
     if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
@@ -100,6 +113,14 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if lora.enabled and par.tp > 1:
         out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
                   "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
+    if lora.enabled and not job.model.pretrained_path:
+        _costly(job, out, "model.pretrained_path", "LoRA adapts a trained model, and none is set (the frozen base "
+                "would stay random); point it at a Hugging Face checkpoint folder or set training.lora.enabled=false")
+    warmup = job.training.schedule.warmup_steps
+    if warmup > job.training.max_steps:
+        _costly(job, out, "training.schedule.warmup_steps", f"{warmup} exceeds training.max_steps "
+                f"{job.training.max_steps}: the learning rate never reaches its peak; use at most "
+                f"{job.training.max_steps}")
     if lora.enabled and trainium:
         out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
     if job.training.data.document_masking and (par.pp > 1 or trainium):
@@ -151,16 +172,52 @@ def _check_text_field(job: JobConfig, out: Findings) -> None:
             return
 
 
+def _model_paths(job: JobConfig) -> list[tuple[str, str | None]]:
+    data = job.training.data
+    return [("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path),
+            ("training.data.tokenizer_path", data.tokenizer_path), ("model.pretrained_path", job.model.pretrained_path)]
+
+
+def _check_task_data(job: JobConfig, out: Findings) -> None:
+    """What the task needs from its data and model, wherever it runs."""
+    data = job.training.data
+    for key, path in _model_paths(job):
+        if path and path.startswith("s3://"):
+            out.error(key, f"{path}: the job reads files, not s3:// URIs; on SageMaker set "
+                      "cluster.sagemaker.channels.<name>=<that URI> and point this at /opt/ml/input/data/<name>; "
+                      "elsewhere copy the data to the shared file system (FSx) and point this there")
+    if job.task == "sft" and data.train_path and Path(data.train_path).suffix not in ("", ".jsonl"):
+        out.error("training.data.train_path", f"{data.train_path} is not JSONL, but sft trains on instruction or "
+                  "chat records (one JSON object per line, docs/data.md); point it at such a .jsonl file or at "
+                  "packed shards, or use task=cpt for plain text")
+    if job.task == "eval":
+        if data.valid_path is None:
+            out.error("training.data.valid_path", "eval measures loss on held-out data and none is set; point it at "
+                      "packed shards or a .jsonl/.txt corpus")
+        checkpoints = Path(job.training.checkpoint.dir or "")
+        if not job.model.pretrained_path and cluster_of(job).runs_here and not any(checkpoints.glob("step_*")):
+            out.error("model.pretrained_path", f"eval needs a model: none is set and {checkpoints} holds no "
+                      "checkpoint; point model.pretrained_path at a Hugging Face folder or training.checkpoint.dir "
+                      "at a run's checkpoints")
+
+
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
     """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is not None and not Path(value).exists():
+        if value is None or value.startswith("s3://"):
+            continue  # s3:// is refused by _check_task_data
+        if not Path(value).exists():
             out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
+        elif Path(value).is_dir() and not (Path(value) / "index.json").is_file():
+            out.error(key, f"{value} is a folder without index.json: packed shards have one (task=prepare writes "
+                      "them); point it at such a folder or at a .jsonl/.txt file")
     if job.task == "cpt":
         _check_text_field(job, out)
     tokenizer = Path(data.tokenizer_path)
-    if not (tokenizer / "tokenizer.json").is_file():
+    if data.tokenizer_path.startswith("s3://"):
+        pass  # refused by _check_task_data
+    elif not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
                   "tokenizer folder")
     elif problems := tokenizer_problems(tokenizer):
@@ -172,7 +229,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
             out.error("model.vocab_size", f"{job.model.vocab_size} is smaller than the tokenizer's {size} tokens; "
                       "use a model whose vocab covers the tokenizer")
     pretrained = job.model.pretrained_path
-    if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
+    if pretrained is not None and pretrained.startswith("s3://"):
+        pass  # refused by _check_task_data
+    elif pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
     elif pretrained is not None:
@@ -227,6 +286,12 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
                else f"{needed} ranks is not a whole number of {ranks}-rank nodes; change dp, tp or pp")
         out.error("trainer.num_nodes", f"dp={par.dp} x tp={par.tp} x pp={par.pp} needs {needed} ranks but "
                   f"{plan.num_nodes} node(s) of {inst.name} give {world}; {fix}")
+    if par.sequence_parallel and par.tp > 1 and train.seq_len % par.tp:
+        out.error("training.seq_len", f"{train.seq_len} does not divide by tp={par.tp}: sequence parallelism splits "
+                  f"each row into tp slices; use a multiple of {par.tp}")
+    if par.data_parallel == "none" and plan.dp > 1:
+        out.error("parallelism.data_parallel", f"none leaves the {plan.dp} data-parallel replicas without a gradient "
+                  "sync, so they drift apart; use fsdp or ddp (zero1 on Trainium), or fewer ranks")
     per_pass = train.micro_batch_size * plan.dp
     if train.global_batch_size % per_pass:
         lower = train.global_batch_size // per_pass * per_pass
@@ -304,6 +369,7 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
     cluster.check(job, out)
     if trains_model:
         _check_seq_len(job, out)
+        _check_task_data(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
     if job.task == "prepare":

@@ -94,6 +94,9 @@ class ModelConfig(Section):
         if self.num_key_value_heads >= 1 and self.num_attention_heads % self.num_key_value_heads:
             checks.error("num_key_value_heads", f"{self.num_key_value_heads} KV heads do not divide "
                          f"{self.num_attention_heads} query heads")
+        if self.head_dim is None and self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads:
+            checks.error("hidden_size", f"{self.hidden_size} does not divide by the {self.num_attention_heads} "
+                         "attention heads, so heads have no whole width; set model.head_dim or change either")
 
 
 @dataclass
@@ -141,6 +144,9 @@ class ParallelismConfig(Section):
             checks.error("pp_schedule", f"virtual_pp={self.virtual_pp} needs pp_schedule=interleaved_1f1b")
         if self.sequence_parallel and self.tp == 1:
             checks.error("sequence_parallel", "needs tp > 1; set parallelism.tp or sequence_parallel=false")
+        if self.virtual_pp > 1 and self.pp == 1:
+            checks.error("virtual_pp", f"{self.virtual_pp} virtual stages need a pipeline; set parallelism.pp > 1 "
+                         "or virtual_pp=1")
 
 
 @dataclass
@@ -428,6 +434,10 @@ class DataConfig(Section):
             checks.error("text_field", "must name the JSONL field holding the text, e.g. text")
 
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The linear layers of transformers' Llama and Mistral decoder blocks, which LoRA can wrap."""
+
+
 @dataclass
 class LoraConfig(Section):
     """Low-rank adapters (peft LoRA): train small adapters instead of every weight."""
@@ -451,6 +461,10 @@ class LoraConfig(Section):
             checks.fraction(open_high=True, dropout=self.dropout)
             if not self.target_modules:
                 checks.error("target_modules", "must name at least one linear layer, e.g. [q_proj, v_proj]")
+            unknown = [name for name in self.target_modules if name not in LORA_TARGETS]
+            if unknown:
+                checks.error("target_modules", f"{', '.join(unknown)}: no such layer in a Llama or Mistral block "
+                             f"(peft would skip it silently); use names from {', '.join(LORA_TARGETS)}")
 
 
 @dataclass
@@ -716,6 +730,10 @@ class PlanConfig(Section):
             checks.error("min_nodes", f"{self.min_nodes} is above plan.max_nodes={self.max_nodes}; swap them")
 
 
+JOB_NAME_MAX = 128
+"""Longest job name: it becomes a folder name (255 bytes at most on Linux) and the base of remote job names."""
+
+
 @dataclass
 class JobConfig(Section):
     """A whole job: the root of the composed configuration and of job.yaml."""
@@ -751,5 +769,12 @@ class JobConfig(Section):
     """How the plan measures memory and prices, and what action=suggest searches."""
 
     def own_problems(self, checks: Checks) -> None:
-        if not self.job_name or not all(c.isalnum() or c in "-_." for c in self.job_name):
-            checks.error("job_name", f"'{self.job_name}' must be non-empty letters, digits, '-', '_' or '.'")
+        name = self.job_name
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            checks.error("job_name", f"'{name}' must be non-empty letters, digits, '-', '_' or '.'")
+        elif name.startswith("."):
+            checks.error("job_name", f"'{name}' starts with '.': the default output folder outputs/{name} would be "
+                         "hidden or, for '..', the current folder; start it with a letter or digit")
+        if len(name) > JOB_NAME_MAX:
+            checks.error("job_name", f"is {len(name)} characters long; keep it to {JOB_NAME_MAX} (it names the "
+                         "output folder and the remote jobs)")

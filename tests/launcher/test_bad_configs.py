@@ -7,10 +7,15 @@ so that one rule fires alone (the header must say exactly one problem) unless no
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
+
+from launcher import PROJECT_ROOT
 
 HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$", re.MULTILINE)
 ERROR_LINE = re.compile(r"^  error: (\S+): (.*)$", re.MULTILINE)
@@ -32,6 +37,70 @@ class Case:
 
 
 CASES = [
+    # --- issue 13: mistakes users make that used to get through
+    Case("virtual_pipeline_without_a_pipeline",
+         ("parallelism.virtual_pp=2", "parallelism.pp_schedule=interleaved_1f1b"),
+         "parallelism.virtual_pp", "virtual stages need a pipeline"),
+    Case("sequence_parallel_rows_not_divisible_by_tp",
+         ("parallelism.tp=2", "parallelism.sequence_parallel=true", "training.seq_len=255"),
+         "training.seq_len", "255 does not divide by tp=2"),
+    Case("no_data_parallel_sync_with_replicas",
+         ("parallelism.data_parallel=none",),
+         "parallelism.data_parallel", "without a gradient sync"),
+    Case("more_processes_than_gpus",
+         (P5_7B, "trainer.nproc_per_node=16"),
+         "trainer.nproc_per_node", "ml.p5.48xlarge has 8 GPUs", count=None),
+    Case("hidden_size_not_divisible_by_heads",
+         ("model.hidden_size=100",),
+         "model.hidden_size", "does not divide by the 8 attention heads", count=None),
+    Case("adam_beta_outside_unit_interval",
+         ("training.optimizer.beta2=1.0",),
+         "training.optimizer.beta2", "must be in [0, 1)"),
+    Case("negative_weight_decay",
+         ("training.optimizer.weight_decay=-0.1",),
+         "training.optimizer.weight_decay", "must be 0 or more"),
+    Case("warmup_longer_than_the_paid_run",
+         (P5_7B, "training.max_steps=20"),
+         "training.schedule.warmup_steps", "50 exceeds training.max_steps 20"),
+    Case("lora_dropout_outside_unit_interval",
+         ("training.lora.enabled=true", "training.lora.dropout=1.0"),
+         "training.lora.dropout", "must be in [0, 1)"),
+    Case("lora_target_module_typo",
+         ("training.lora.enabled=true", "training.lora.target_modules=[q_proj,qkv_proj]"),
+         "training.lora.target_modules", "qkv_proj: no such layer"),
+    Case("lora_on_random_weights_in_a_paid_run",
+         (P5_7B, "training.lora.enabled=true"),
+         "model.pretrained_path", "LoRA adapts a trained model"),
+    Case("eval_without_a_model",
+         ("task=eval",),
+         "model.pretrained_path", "eval needs a model"),
+    Case("eval_without_validation_data",
+         ("task=eval", "training.data.valid_path=null"),
+         "training.data.valid_path", "eval measures loss on held-out data", count=2),
+    Case("data_folder_without_index",
+         ("training.data.train_path=data/sample",),
+         "training.data.train_path", "is a folder without index.json"),
+    Case("sft_on_a_plain_text_corpus",
+         ("recipe=tiny_llama_sft", "training.data.train_path=README.md"),
+         "training.data.train_path", "sft trains on instruction or chat records", count=None),
+    Case("s3_data_path_here",
+         ("training.data.train_path=s3://bucket/corpus/train.jsonl",),
+         "training.data.train_path", "the job reads files, not s3:// URIs"),
+    Case("s3_data_path_on_sagemaker",
+         (P5_7B, "training.data.train_path=s3://bucket/corpus/train.jsonl"),
+         "training.data.train_path", "set cluster.sagemaker.channels.<name>=<that URI>"),
+    Case("no_validation_batches",
+         ("training.eval_batches=0",),
+         "training.eval_batches", "must be at least 1"),
+    Case("job_name_dot_dot",
+         ("job_name=..",),
+         "job_name", "'..' starts with '.'"),
+    Case("job_name_too_long",
+         ("job_name=" + "a" * 300,),
+         "job_name", "is 300 characters long; keep it to 128"),
+    Case("job_name_with_a_newline_stays_one_line",
+         ("job_name='evil\n  error: forged: line'",),
+         "job_name", "'evil\\n  error: forged: line' must be"),
     # --- training engine limits
     Case("mistral_rows_longer_than_its_sliding_window",
          ("recipe=mistral_7b_sft_g5", "training.seq_len=8192"),
@@ -231,3 +300,19 @@ def test_three_bad_overrides_are_reported_together(cli):
     assert_usage_error(result, "training.foo", "no such key", count=3)
     assert_usage_error(result, "trainer.num_nodes", "could not be converted to Integer", count=3)
     assert_usage_error(result, "instance=ml.foo", "no option 'ml.foo'", count=3)
+
+
+@pytest.mark.parametrize("name, phrase", [
+    ("a" * 300, "output_dir: a folder name in outputs/" + "a" * 300),
+    ("..", "job_name: '..' starts with '.'"),
+], ids=["longer_than_a_folder_name", "dot_dot"])
+def test_job_name_with_the_default_output_folder_writes_nothing(name, phrase, tmp_path):
+    """Without output_dir the folder is outputs/<job_name> under the current folder: a bad name stops there."""
+    cmd = [sys.executable, "-m", "launcher.cli", "action=plan", f"job_name={name}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert phrase in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["outputs"]), "nothing but the empty outputs/ folder"
+    assert not list(tmp_path.rglob("*.json"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from launcher.config import store
-from launcher.plan import make_plan
+from launcher.plan import make_plan, traced_layout
 
 FIXTURE = Path(__file__).parent / "fixtures" / "traced_memory.json"
 TRACED = json.loads(FIXTURE.read_text())
@@ -39,6 +39,7 @@ def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
 def test_estimate_within_ten_percent_of_traced_peak(name, job_for):
     entry = TRACED[name]
     job = job_for(*entry["overrides"])
+    assert entry["layout"] == traced_layout(job), f"{name} composes to another job now: rerun bench/traced_memory.py"
     assert job.parallelism.data_parallel in ("fsdp", "hsdp")
     estimate = make_plan(job).memory.total
     traced = entry["traced_bytes"]["total"]

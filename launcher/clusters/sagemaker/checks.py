@@ -74,7 +74,7 @@ def check_locations(job: JobConfig, out: Findings) -> None:
         if channel and channel not in sm.channels:
             out.error(key, f"{path} reads input channel '{channel}', which cluster.sagemaker.channels does not "
                       f"define; set cluster.sagemaker.channels.{channel}=s3://<bucket>/<prefix>")
-        elif path and not channel and trains:
+        elif path and not channel and trains and not path.startswith("s3://"):  # s3:// is refused by validate
             out.warn(key, f"{path} is not under /opt/ml/input/data/<channel>; the image must already hold it")
 
 
