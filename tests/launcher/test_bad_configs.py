@@ -116,7 +116,7 @@ CASES = [
          "training.data.text_field", "'body' is not a field of training.data.train_path's records"),
     # --- model vs parallel layout
     Case("heads_not_divisible_by_tp",
-         (TRN1_8B, "model.num_attention_heads=24", "parallelism.tp=16"),
+         (TRN1_8B, "model.num_attention_heads=24", "model.head_dim=128", "parallelism.tp=16"),
          "parallelism.tp", "does not divide the 24 attention heads"),
     Case("tiny_heads_and_kv_not_divisible_by_tp",
          ("parallelism.tp=3", "instance.accelerators_per_node=3"),
@@ -128,7 +128,7 @@ CASES = [
          (P5_7B, "model=llama3_8b", "parallelism.tp=16"),
          "parallelism.tp", "does not divide the 8 KV heads", count=2),
     Case("trainium_tp_neither_divides_nor_multiplies_kv_heads",
-         (TRN1_8B, "model.num_attention_heads=48", "model.num_key_value_heads=12", "parallelism.tp=16"),
+         (TRN1_8B, "model.num_attention_heads=48", "model.head_dim=128", "model.num_key_value_heads=12", "parallelism.tp=16"),
          "parallelism.tp", "must divide the 12 KV heads or be a multiple of them"),
     Case("trainium_wrong_kv_replicator",
          (TRN1_8B, "parallelism.kv_replicator=2"),
