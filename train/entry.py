@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 from launcher.jobfile import read_job
+from launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
+from train.errors import JobError
+from train.lifeline import tie_rank_to_launcher
+from train.reporting import another_rank_reported, report
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
     """Read job.yaml, check it is a job for this entrypoint, and run it (train, unless job_runner is given)."""
+    tie_rank_to_launcher()
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true",
@@ -20,33 +28,62 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
     from train.accelerators import require_accelerators
-    from train.errors import JobError
 
     try:
         require_accelerators(job)
+        if job_runner is None and job.instance.accelerator.startswith("trainium"):
+            with held_folders(job):
+                _run_neuron(job, args.job, args.precompile)
+            return
+        if args.precompile:
+            raise JobError(f"--precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
+                           f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
+        if job_runner is None:
+            from train.trainer import train as job_runner
+        with held_folders(job):
+            job_runner(job)
     except JobError as exc:
-        sys.exit(f"train.{task}: {exc}")
-    if job_runner is None and job.instance.accelerator.startswith("trainium"):
-        _run_neuron(task, job, args.job, args.precompile)
+        report(task, str(exc))
+    except Exception:
+        if another_rank_reported():  # this rank failed because the reporting rank is gone
+            sys.exit(2)
+        raise
+
+
+@contextmanager
+def held_folders(job):
+    """Global rank 0 holds the output and checkpoint folders' locks while the job runs (launcher/run_lock.py)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
         return
-    if args.precompile:
-        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
-                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
-    if job_runner is None:
-        from train.trainer import train as job_runner
+    folders = [(job.output_dir, "output_dir")]
+    ckpt = job.training.checkpoint.dir
+    if ckpt and "://" not in ckpt and job.training.task in ("cpt", "sft"):
+        folders.append((ckpt, "training.checkpoint.dir"))
+    held_by_launcher = os.environ.get(HELD_BY_LAUNCHER_ENV)
+    locks = []
     try:
-        job_runner(job)
-    except JobError as exc:
-        sys.exit(f"train.{task}: {exc}")
+        for folder, what in folders:
+            if held_by_launcher and Path(held_by_launcher) == Path(folder):
+                continue
+            try:
+                locks.append(RunLock(Path(folder), what).acquire())
+            except FolderInUse as exc:
+                raise JobError(str(exc)) from None
+            if locks[-1].stale_note():
+                print(locks[-1].stale_note(), flush=True)
+        yield
+    finally:
+        for lock in locks:
+            lock.release()
 
 
-def _run_neuron(task: str, job, job_path: str, precompile: bool) -> None:
+def _run_neuron(job, job_path: str, precompile: bool) -> None:
     """The Trainium backend; a missing Neuron stack ends the run with one line, no traceback."""
-    from train.errors import JobError
     from train.neuron.runtime import NeuronUnavailable
     from train.neuron.trainer import run
 
     try:
         run(job, job_path=job_path, precompile=precompile)
-    except (NeuronUnavailable, JobError) as exc:
-        sys.exit(f"train.{task}: {exc}")
+    except NeuronUnavailable as exc:
+        raise JobError(str(exc)) from None
