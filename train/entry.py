@@ -44,10 +44,10 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
             job_runner(job)
     except JobError as exc:
         report(task, str(exc))
-    except Exception:
-        if another_rank_reported():  # this rank failed because the reporting rank is gone
-            sys.exit(2)
-        raise
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | KeyboardInterrupt) or not another_rank_reported():
+            raise
+        sys.exit(2)  # this rank failed because the reporting rank is gone (DCP errors are BaseExceptions)
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from train.data.loader import Rows, StepBatches, eval_batches
 from train.data.open import open_dataset
 from train.distributed import shutdown
 from train.errors import JobError
-from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.gpu.checkpoint import find_latest, load_checkpoint, resume_from, save_checkpoint
 from train.gpu.engine import Batch, Engine, global_sum
 from train.gpu.export import export_hf_from_checkpoint
 from train.gpu.grad_clip import clip_gradients
@@ -107,7 +107,8 @@ class Trainer:
         self.ckpt_root = Path(cfg.checkpoint.dir)
 
     def _resume(self) -> int:
-        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        resume = self.job.training.checkpoint.resume
+        latest = resume_from(self.ckpt_root, is_main=self.ctx.is_main) if resume else None
         if latest is None:
             return 0
         state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
