@@ -16,7 +16,12 @@ from train.reporting import another_rank_reported, report
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
-    """Read job.yaml, check it is a job for this entrypoint, and run it (train, unless job_runner is given)."""
+    """Read job.yaml, check it is a job for this entrypoint, and run it with the instance's backend.
+
+    job_runner(job, job_path=..., precompile=...) runs the job: train.trainer.train unless given.
+    A problem of the job's input or state (JobError) ends it with one line from one rank, exit 2
+    (train/reporting.py).
+    """
     tie_rank_to_launcher()
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
@@ -27,21 +32,17 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     job = read_job(args.job)
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if args.precompile and not job.instance.accelerator.startswith("trainium"):
+        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
+                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
     from train.accelerators import require_accelerators
 
+    if job_runner is None:
+        from train.trainer import train as job_runner
     try:
         require_accelerators(job)
-        if job_runner is None and job.instance.accelerator.startswith("trainium"):
-            with held_folders(job):
-                _run_neuron(job, args.job, args.precompile)
-            return
-        if args.precompile:
-            raise JobError(f"--precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
-                           f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
-        if job_runner is None:
-            from train.trainer import train as job_runner
         with held_folders(job):
-            job_runner(job)
+            job_runner(job, job_path=args.job, precompile=args.precompile)
     except JobError as exc:
         report(task, str(exc))
     except BaseException as exc:
@@ -76,14 +77,3 @@ def held_folders(job):
     finally:
         for lock in locks:
             lock.release()
-
-
-def _run_neuron(job, job_path: str, precompile: bool) -> None:
-    """The Trainium backend; a missing Neuron stack ends the run with one line, no traceback."""
-    from train.neuron.runtime import NeuronUnavailable
-    from train.neuron.trainer import run
-
-    try:
-        run(job, job_path=job_path, precompile=precompile)
-    except NeuronUnavailable as exc:
-        raise JobError(str(exc)) from None
