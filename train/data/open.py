@@ -53,8 +53,9 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
     source = Path(path)
     if not (source / INDEX_FILE).is_file():
         if object_broadcast:
+            group = _patient_group()  # made before packing: the other ranks wait in the broadcast, not here
             shared = [str(_pack(source, job)) if is_main else None]
-            dist.broadcast_object_list(shared, src=0, group=_patient_group())
+            dist.broadcast_object_list(shared, src=0, group=group)
             source = Path(shared[0])
         else:
             if is_main:
