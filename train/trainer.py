@@ -130,7 +130,7 @@ class Trainer:
         return result
 
     def evaluate_only(self) -> dict:
-        """training.task=eval: the validation loss of model.pretrained_path or the newest checkpoint (eval.json)."""
+        """task=eval: the validation loss of model.pretrained_path or the newest checkpoint (eval.json)."""
         source, step = self.backend.load_for_eval()
         loss = self.backend.evaluate(self.held_out)
         result = {"model": source, "checkpoint_step": step, "val_loss": loss, "val_ppl": math.exp(min(loss, 50)),

@@ -12,13 +12,16 @@ import sys
 import textwrap
 
 import pytest
+from omegaconf import OmegaConf
 
 from launcher import PROJECT_ROOT
 from launcher.config import store
 from launcher.plan import Plan, make_plan
+from launcher.tasks import TASKS
 from launcher.validate import validate
 
 RECIPES = sorted(store.RECIPES_DIR.glob("*.yaml"))
+TRAINING_RECIPES = [p for p in RECIPES if TASKS[OmegaConf.load(p).get("task", "cpt")].trains_model]
 
 
 def plan_of(job) -> Plan:
@@ -42,8 +45,8 @@ def test_recipes_found():
     }
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_every_recipe_composes_validates_and_plans(recipe, job_for):
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
+def test_every_training_recipe_composes_validates_and_plans(recipe, job_for):
     job = job_for(f"recipe={recipe.stem}")
     findings, plan = validate(job)
     assert findings.problems == []
@@ -100,6 +103,12 @@ def test_two_p5_with_fsdp(job_for):
     assert plan.dp == 16
     assert plan.data_parallel == "fsdp"
     assert plan.gradient_accumulation == 64 // (2 * 16)
+
+
+@pytest.mark.parametrize("cluster", ["local", "slurm"])
+def test_cpu_node_type_plans_here_and_on_slurm(job_for, cluster):
+    plan = plan_of(job_for("instance=cpu", f"cluster={cluster}"))
+    assert (plan.instance, plan.accelerator, plan.ranks_per_node, plan.world_size) == ("cpu", "cpu", 2, 2)
 
 
 def test_trn2_ranks_follow_logical_core_config(job_for):

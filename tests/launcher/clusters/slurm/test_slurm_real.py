@@ -103,11 +103,11 @@ def losses(out: Path) -> dict[int, float]:
 
 
 def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path):
-    """Job A (60 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
+    """Job A (40 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
     waits PENDING, runs once A is stopped, and completes; A, stopped after a checkpoint, is resubmitted
     and resumes bit for bit (its losses equal B's, step for step)."""
     long_run, short_run = tmp_path / "long", tmp_path / "short"
-    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=60", "training.checkpoint.every_n_steps=2"]
+    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=40", "training.checkpoint.every_n_steps=2"]
     b_args = [*TINY, "job_name=cpt-short", "training.max_steps=20", "training.checkpoint.every_n_steps=10"]
     a_id = submitted(plain, long_run, *a_args)
     wait_for(lambda: state_of(status(plain, long_run, *a_args)) == "RUNNING", "job A to run")
@@ -126,7 +126,7 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     assert "stopped by SIGTERM after step" in log_a, log_a[-3000:]
     saved = (long_run / "checkpoints" / "latest").read_text().strip()
     stopped_at = int(saved.removeprefix("step_"))
-    assert 2 <= stopped_at < 60
+    assert 2 <= stopped_at < 40
 
     seen = set()
     wait_for(lambda: seen.add(state_of(status(plain, short_run, *b_args))) or "COMPLETED" in seen, "job B to end")
