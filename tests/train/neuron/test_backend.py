@@ -8,7 +8,8 @@ import pytest
 from conftest import recipe_job
 
 from train.errors import JobError
-from train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout, layout_record
+from train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout
+from train.neuron.nxd_config import layout_record
 
 
 def _checkpoint(root, step: int, layout: dict) -> None:
