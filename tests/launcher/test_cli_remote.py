@@ -109,10 +109,26 @@ def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(
     stop = llm_launch(out, *common, "action=stop", path=path)
     assert stop.returncode == 0 and "Slurm job 4242 had already ended (CANCELLED); nothing to stop" in stop.stdout
     calls = log.read_text().splitlines()
-    assert calls[:2] == ["scontrol -o show partition", "scontrol -o show config"]
+    assert calls[:2] == ["scontrol -o show partition", "scontrol show config"]
     assert f"sbatch --parsable --output={out / 'slurm-%j.out'} {out / 'launch.sbatch'}" in calls
     assert calls.count("squeue -h -t all -j 4242 -o %T|%r") == 2 and "sacct -n -X -P -j 4242 -o State,Reason" in calls
     assert not any(c.startswith("scancel") for c in calls)
+
+
+def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothing(tmp_path):
+    """Fake tools: a controller that does not answer (squeue retries for ~20 s first on a real one)."""
+    out, log = tmp_path / "fsx" / "out", tmp_path / "calls.log"
+    down = 'echo "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2; exit 1'
+    path = fake_tools(tmp_path / "bin", log, {"squeue": down, "scontrol": down, "sacct": "echo COMPLETED",
+                                              "scancel": ""})
+    out.mkdir(parents=True)
+    (out / "submissions.jsonl").write_text('{"cluster": "slurm", "job_id": "7", "log": "x"}\n')
+    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
+    for action in ("status", "stop"):
+        done = llm_launch(out, *common, f"action={action}", path=path)
+        assert done.returncode == 2 and done.stderr.strip() == ("llm-launch: squeue failed: slurm_load_jobs error: "
+                                                               "Unable to contact slurm controller (connect failure)")
+    assert log.read_text().splitlines() == ["squeue -h -t all -j 7 -o %T|%r"] * 2
 
 
 @pytest.mark.parametrize("field, value", [("cluster.slurm.partition", "'x\"; rm -rf / #'"),
