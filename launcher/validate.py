@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from launcher.clusters import cluster_of
 from launcher.config.checks import Checks
-from launcher.config.schema import JobConfig
+from launcher.config.schema import DataParallel, JobConfig
 from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
-from launcher.local_files import pretrained_problems, tokenizer_problems
+from launcher.dialect import backend_modes
+from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from launcher.memory import GIB, MemoryEstimate
 from launcher.plan import Plan, make_plan
 from launcher.problems import Findings, Problem
@@ -89,12 +91,13 @@ def _costly(job: JobConfig, out: Findings, key: str, message: str) -> None:
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
-    if trainium and par.data_parallel in ("fsdp", "hsdp"):
-        out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use zero1 "
-                  "(or ddp)")
-    if not trainium and par.data_parallel == "zero1":
-        out.error("parallelism.data_parallel", "zero1 is Trainium's optimizer sharding; on this instance use fsdp, "
-                  "hsdp or ddp")
+    if par.data_parallel not in backend_modes(job):
+        if trainium:
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "
+                      "(ZeRO-1) or ddp")
+        else:
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is Trainium's optimizer sharding; on this "
+                      "instance use auto (FSDP2), hsdp or ddp")
     nproc = job.trainer.nproc_per_node
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
@@ -234,6 +237,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     elif pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
+    elif pretrained is not None and job.instance.accelerator.startswith("trainium"):
+        for message in nxd_checkpoint_problems(Path(pretrained), job):
+            out.error("model.pretrained_path", message)
     elif pretrained is not None:
         for message in pretrained_problems(Path(pretrained)):
             out.error("model.pretrained_path", message)
@@ -289,9 +295,9 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
     if par.sequence_parallel and par.tp > 1 and train.seq_len % par.tp:
         out.error("training.seq_len", f"{train.seq_len} does not divide by tp={par.tp}: sequence parallelism splits "
                   f"each row into tp slices; use a multiple of {par.tp}")
-    if par.data_parallel == "none" and plan.dp > 1:
-        out.error("parallelism.data_parallel", f"none leaves the {plan.dp} data-parallel replicas without a gradient "
-                  "sync, so they drift apart; use fsdp or ddp (zero1 on Trainium), or fewer ranks")
+    if par.data_parallel == DataParallel.none and plan.dp > 1:
+        out.error("parallelism.data_parallel", f"none would leave the {plan.dp} data-parallel replicas training apart "
+                  "(no gradient sync); use auto or ddp, or a layout with dp = 1")
     per_pass = train.micro_batch_size * plan.dp
     if train.global_batch_size % per_pass:
         lower = train.global_batch_size // per_pass * per_pass
@@ -312,6 +318,21 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
                      "pipeline mostly idle; raise the global batch or pp_microbatches")
 
 
+MAX_NODES_SEARCHED = 512
+
+
+def smallest_fitting_node_count(job: JobConfig) -> int | None:
+    """The fewest nodes (above the job's) whose ranks divide by tp x pp and whose memory estimate fits, or None when
+    no node count up to MAX_NODES_SEARCHED does (more sharding over data parallelism cannot make it fit)."""
+    par = job.parallelism
+    for nodes in range(job.trainer.num_nodes + 1, MAX_NODES_SEARCHED + 1):
+        trial = replace(job, trainer=replace(job.trainer, num_nodes=nodes), parallelism=replace(par, dp=None))
+        plan = make_plan(trial)
+        if plan.world_size % (par.tp * par.pp) == 0 and plan.memory.fits:
+            return nodes
+    return None
+
+
 def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
     mem = plan.memory
     if mem.fits:
@@ -323,7 +344,11 @@ def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
         fixes.append("parallelism.activation_checkpointing=full")
     if job.training.micro_batch_size > 1:
         fixes.append("a smaller training.micro_batch_size")
-    fixes.append("more sharding (parallelism.tp, parallelism.pp, or fsdp/zero1 over more nodes)")
+    nodes = smallest_fitting_node_count(job) if job.cluster.kind != "local" else None
+    if nodes is not None:
+        fixes.append(f"trainer.num_nodes={nodes} (the fewest nodes that fit, keeping tp={job.parallelism.tp} "
+                     f"pp={job.parallelism.pp}; parallelism.dp=null)")
+    fixes.append("more model sharding (parallelism.tp, parallelism.pp)")
     out.error("memory", f"estimated {mem.total / GIB:.1f} GiB per device ({parts} GiB) exceeds 90% of the "
               f"{mem.capacity / GIB:.1f} GiB a rank has on {job.instance.name}; try {' or '.join(fixes)}")
 

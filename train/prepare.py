@@ -27,6 +27,7 @@ from train.data.pipeline.manifest import MANIFEST_FILE
 from train.data.pipeline.packages import missing_packages
 from train.data.pipeline.process import available_cores
 from train.data.pipeline.run import OutputInUse, Ranks, prepare_data
+from train.lifeline import tie_rank_to_launcher
 
 BARRIER_TIMEOUT = timedelta(hours=48)
 """Ranks other than 0 wait this long for the plan (reading and deduplicating a large corpus takes hours)."""
@@ -44,6 +45,7 @@ def _ranks() -> Ranks:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
     parser = argparse.ArgumentParser(prog="python -m train.prepare", description="Run a data preparation job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$",
 ERROR_LINE = re.compile(r"^  error: (\S+): (.*)$", re.MULTILINE)
 
 P5_7B = "recipe=llama2_7b_sft_p5_fsdp"  # 2 x p5.48xlarge, FSDP, SageMaker
-TRN1_8B = "recipe=llama3_8b_cpt_trn1"  # 4 x trn1.32xlarge, tp 32, zero1, SageMaker
+TRN1_8B = "recipe=llama3_8b_cpt_trn1"  # 4 x trn1.32xlarge, tp 8, auto (zero1), SageMaker
 TRN1_70B = "recipe=llama2_70b_cpt_trn1"  # 32 x trn1.32xlarge, tp 8 x pp 8, zero1, SageMaker
 # The default recipe (tiny_llama_cpt): 2 CPU ranks, local cluster, shipped sample data.
 
@@ -46,7 +46,7 @@ CASES = [
          "training.seq_len", "255 does not divide by tp=2"),
     Case("no_data_parallel_sync_with_replicas",
          ("parallelism.data_parallel=none",),
-         "parallelism.data_parallel", "without a gradient sync"),
+         "parallelism.data_parallel", "replicas training apart"),
     Case("more_processes_than_gpus",
          (P5_7B, "trainer.nproc_per_node=16"),
          "trainer.nproc_per_node", "ml.p5.48xlarge has 8 GPUs", count=None),
@@ -128,10 +128,11 @@ CASES = [
          (P5_7B, "model=llama3_8b", "parallelism.tp=16"),
          "parallelism.tp", "does not divide the 8 KV heads", count=2),
     Case("trainium_tp_neither_divides_nor_multiplies_kv_heads",
-         (TRN1_8B, "model.num_attention_heads=48", "model.head_dim=128", "model.num_key_value_heads=12", "parallelism.tp=16"),
+         (TRN1_8B, "model.num_attention_heads=48", "model.head_dim=128", "model.num_key_value_heads=12",
+          "parallelism.tp=16"),
          "parallelism.tp", "must divide the 12 KV heads or be a multiple of them"),
     Case("trainium_wrong_kv_replicator",
-         (TRN1_8B, "parallelism.kv_replicator=2"),
+         (TRN1_8B, "parallelism.tp=32", "parallelism.kv_replicator=2"),
          "parallelism.kv_replicator", "set parallelism.kv_replicator=4"),
     Case("gpu_kv_replicator_set",
          (P5_7B, "parallelism.kv_replicator=2"),
@@ -140,7 +141,7 @@ CASES = [
          (TRN1_70B, "model.num_layers=84"),
          "parallelism.pp", "pp=8 does not divide the 84 layers"),
     Case("trainium_vocab_not_divisible_by_tp",
-         (TRN1_8B, "model.vocab_size=128257"),
+         (TRN1_8B, "parallelism.tp=32", "model.vocab_size=128257"),
          "parallelism.tp", "vocab_size 128257 does not divide by tp=32"),
     Case("seq_len_above_max_positions",
          ("training.seq_len=4096",),
@@ -162,7 +163,7 @@ CASES = [
          (TRN1_8B, "model.num_attention_heads=64", "parallelism.tp=64"),
          "parallelism.tp", "tp=64 must stay within one node"),
     Case("world_not_divisible_by_tp_x_pp",
-         (TRN1_8B, "parallelism.pp=2", "trainer.num_nodes=3"),
+         (TRN1_8B, "parallelism.tp=32", "parallelism.pp=2", "trainer.num_nodes=3"),
          "trainer.num_nodes", "world size 96 (3 node(s) x 32 ranks) does not divide by tp x pp = 64"),
     Case("dp_needs_more_nodes",
          (TRN1_8B, "model=llama2_7b", "training.seq_len=4096", "parallelism.tp=8", "parallelism.dp=16",
