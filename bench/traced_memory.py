@@ -22,9 +22,10 @@ from launcher.plan import make_plan, traced_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "launcher" / "fixtures" / "traced_memory.json"
-P5_8B = ("recipe=llama2_7b_sft_p5_fsdp", "model=llama3_8b", "training.seq_len=8192", "training.micro_batch_size=1")
-P5_70B = ("recipe=llama2_7b_sft_p5_fsdp", "model=llama3_70b", "trainer.num_nodes=4", "training.micro_batch_size=1",
-          "training.global_batch_size=64")
+P5_8B = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_8b", "training.seq_len=8192",
+         "training.micro_batch_size=1")
+P5_70B = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_70b", "trainer.num_nodes=4",
+          "training.micro_batch_size=1", "training.global_batch_size=64")
 CALIBRATION_JOBS = {
     "llama2_7b_sft_p5_fsdp": ("recipe=llama2_7b_sft_p5_fsdp",),
     "mistral_7b_sft_g5": ("recipe=mistral_7b_sft_g5",),

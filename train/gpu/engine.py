@@ -39,8 +39,8 @@ class Engine:
     """Builds, parallelises and runs this rank's part of the model."""
 
     def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, init_weights: bool = True):
-        """init_weights=False gives the parameters storage without values (the memory trace builds the
-        model this way under fake tensors)."""
+        """init_weights=False leaves the parallelised stages on the meta device until materialise() gives
+        them storage without values (the memory trace calls it under fake tensors)."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
@@ -69,8 +69,8 @@ class Engine:
             parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
         self.stages = stages
         self.model = rank_model(stages)
-        if on_meta:
-            self._materialise(job)
+        if pretrained:
+            self.materialise(job)
         if pretrained:
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
         modules = [replicate_stage(stage, par, ctx) for stage in stages]
@@ -86,7 +86,7 @@ class Engine:
         # Mixed precision: FSDP2 casts parameters itself; otherwise autocast on GPU.
         self.autocast = self.bf16 and not hasattr(self.modules[0], "set_requires_gradient_sync")
 
-    def _materialise(self, job: JobConfig) -> None:
+    def materialise(self, job: JobConfig) -> None:
         """Give meta-built stages real (uninitialised) storage on the device, then rebuild the rotary tables."""
         rotary = fresh_rotary(job.model, self.ctx.device)
         for stage in self.stages:

@@ -81,8 +81,10 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     os.environ.setdefault("LOCAL_RANK", "0")
     with fake_process_group(plan.world_size):
         ctx = job_mesh(job, plan, torch.device("cpu"))
-        with FakeTensorMode():
-            engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False)
+        # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
+        engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False)
+        with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
+            engine.materialise(job)
             params = engine.parameters()
             optimizer = build_optimizer(params, job.training.optimizer)
             clip = job.training.optimizer.grad_clip
