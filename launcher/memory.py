@@ -1,19 +1,19 @@
 """Per-device memory estimate of a training job: weights, gradients, optimizer state and activations.
 
-The figures are estimates for the pre-submit check, torch-free and instant; `plan.memory=traced`
-measures the same job's real model instead (launcher/traced_memory.py). The rules, checked
-against those traces (tests/launcher/test_memory_calibration.py):
+Torch-free and instant, for the pre-submit check; `plan.memory=traced` measures the same job's real
+model instead (train/gpu/memory_trace.py). tests/launcher/test_memory_calibration.py holds these
+rules within 10% of the traced peaks. The rules:
 
 * Training state follows shared/reference/instances.md section 6. GPU and CPU keep fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
   (launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
   gradient accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
-* FSDP2 on top of the shards: the root module (embedding, final norm, output projection) stays
-  gathered at the compute precision for the whole step; two decoder layers are gathered at a
-  time (the one computing and the one prefetched); one layer's fp32 gradients wait in the
-  reduce-scatter buffer. With parallelism.gradient_sync=last_microbatch and gradient
-  accumulation, FSDP holds the stage's whole unsharded fp32 gradients until the last micro-batch.
+* FSDP2 on top of the shards: the root group (embedding, final norm, output projection) and one
+  decoder layer stay gathered at the compute precision at the peak; on GPUs CUDA streams add the
+  prefetched layer and one layer's fp32 gradients in the reduce-scatter buffer. With
+  parallelism.gradient_sync=last_microbatch and gradient accumulation, FSDP holds the stage's
+  whole unsharded fp32 gradients until the last micro-batch.
 * Parameters are those of the heaviest pipeline stage (its layers plus the embedding or
   the output projection), divided by tp.
 * Activations saved for backward per token and layer, in compute-precision elements, for a
@@ -21,13 +21,14 @@ against those traces (tests/launcher/test_memory_calibration.py):
   RMSNorms (each keeps its fp32 input and fp32 normalised value), 2 h for q after RoPE and the
   attention output, 2 kv for k and v after RoPE (k and v are not kept before RoPE), and 4 I for
   gate, up, SiLU(gate) and their product. Tensor parallelism splits all but the norm terms,
-  which sequence parallelism splits too. Full recompute keeps each layer's input plus one
-  layer's working set; selective recomputes every other layer. Under pipeline parallelism a
-  stage holds pp micro-batches in flight (1F1B) or all of them (GPipe).
-* The last stage also holds the logits: bf16 logits, their fp32 copy and its gradient, and the
-  softmax's fp32 output: 12 bytes per vocabulary entry per token at the peak. The GPU engine
-  gathers the full vocabulary on every tensor-parallel rank, so tp does not split them there;
-  NxD's vocab-parallel loss keeps them split on Trainium.
+  which sequence parallelism splits too. Full recompute keeps each layer's input; selective
+  keeps every other layer's whole set. Under pipeline parallelism a stage holds pp micro-batches
+  in flight (1F1B) or all of them (GPipe).
+* On top, the larger of the logits and a recomputed layer's working set. The logits take 12
+  bytes per vocabulary entry per token at the peak (bf16 logits, fp32 copy, softmax, gradient)
+  plus the final norm's 8 bytes per hidden unit. The GPU engine gathers the full vocabulary on
+  every tensor-parallel rank, so tp does not split them there; NxD's vocab-parallel loss keeps
+  them split on Trainium.
 * A job fits when the total stays within 90% of the device's memory; the rest is left to
   the runtime, allocator fragmentation and (on Trainium) compiler scratch.
 """
