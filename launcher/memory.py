@@ -9,9 +9,10 @@ rules within 10% of the traced peaks. The rules:
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
   (launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
   gradient accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
-* FSDP2 on top of the shards: the root group (embedding, final norm, output projection) and one
-  decoder layer stay gathered at the compute precision at the peak; on GPUs CUDA streams add the
-  prefetched layer and one layer's fp32 gradients in the reduce-scatter buffer. With
+* FSDP2 on top of the shards, as the engine reshards: the last decoder layer stays gathered at
+  the compute precision after forward (the root group, embedding and output projection, is freed
+  before the loss); on GPUs CUDA streams add the prefetched layer and one layer's fp32 gradients
+  in the reduce-scatter buffer. Under pipeline parallelism every layer and the root stay gathered. With
   parallelism.gradient_sync=last_microbatch and gradient accumulation, FSDP holds the stage's
   whole unsharded fp32 gradients until the last micro-batch.
 * Parameters are those of the heaviest pipeline stage (its layers plus the embedding or
@@ -106,14 +107,6 @@ def _stage_params(model: ModelConfig, layout: Layout) -> float:
     return (layers + ends) / topo.tp
 
 
-def _root_params(model: ModelConfig, layout: Layout) -> float:
-    """Parameters outside the decoder layers on the heaviest stage (FSDP2's root group), per tp rank."""
-    counts = param_counts(model)
-    if layout.topology.pp == 1:
-        return (counts.embedding + counts.final_norm + counts.lm_head) / layout.topology.tp
-    return max(counts.embedding, counts.lm_head + counts.final_norm) / layout.topology.tp
-
-
 def shard_degree(layout: Layout) -> int:
     """Ranks one copy of the training state is sharded over."""
     if layout.data_parallel in ("ddp", "none"):
@@ -144,11 +137,15 @@ def _in_flight_microbatches(layout: Layout, grad_accum: int) -> int:
 
 
 def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
-    """FSDP2's unsharded copies at the peak: the root group and one layer at the compute precision; on GPUs
-    also the prefetched layer and one layer's fp32 gradients in the reduce-scatter buffer (CUDA streams
-    overlap them with compute)."""
+    """FSDP2's unsharded copies at the peak, as the engine reshards (train/gpu/parallelize.py): without
+    pipelining only the last layer stays gathered after forward (the root group is freed before the loss);
+    on GPUs CUDA streams add the prefetched layer and one layer's fp32 gradients in the reduce-scatter
+    buffer. Under pipeline parallelism every layer and the root stay gathered."""
     per_layer = param_counts(work.model).per_layer / layout.topology.tp
-    gathered = compute_bytes * (_root_params(work.model, layout) + per_layer)
+    if layout.topology.pp > 1:
+        gathered = compute_bytes * _stage_params(work.model, layout)
+    else:
+        gathered = compute_bytes * per_layer
     if work.accelerator == "nvidia":
         gathered += compute_bytes * per_layer + 4 * per_layer
     return gathered
