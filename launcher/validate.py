@@ -221,6 +221,17 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
             out.error("model.pretrained_path", message)
 
 
+def _check_tracking(job: JobConfig, out: Findings) -> None:
+    """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
+    from train.tracking import tracking_problems
+
+    for key, message in tracking_problems(job):
+        if job.tracking.required:
+            out.error(key, message)
+        else:
+            out.warn(key, f"{message}; the job trains without it (tracking.required=false)")
+
+
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """Sources, thresholds and the tokenizer of a prepare job (paths only for local runs)."""
     from launcher.data_prep import resolve_data_prep
@@ -366,6 +377,8 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
         _check_local_paths(job, out)
     if trains_model and job.training.task != "eval":
         check_data_inputs(job, out, runs_here=cluster.runs_here)
+    if trains_model and cluster.runs_here:
+        _check_tracking(job, out)
     if job.training.task == "prepare":
         _check_data_prep(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):

@@ -80,7 +80,7 @@ class Trainer:
         self.ctx = init_job_distributed(job, self.plan)
         cfg, ctx = job.training, self.ctx
         self.out_dir = Path(job.output_dir)
-        self.metrics = MetricsLog(self.out_dir, ctx.is_main)
+        self.metrics = MetricsLog(self.out_dir, ctx.is_main, job=job, plan=self.plan.to_dict())
         train_data = open_dataset(cfg.data.train_path, job, ctx.is_main)
         valid_data = open_dataset(cfg.data.valid_path, job, ctx.is_main)
         self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
@@ -189,10 +189,9 @@ class Trainer:
         result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "hf_model": str(hf_dir),
                   "metrics": str(self.metrics.path), "checkpoints": str(self.ckpt_root),
                   "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
-        if ctx.is_main:
-            summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
-                          elapsed_s=result["elapsed_s"])
-        self.metrics.close()
+        summary_path = summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
+                                     elapsed_s=result["elapsed_s"]) if ctx.is_main else None
+        self.metrics.close(summary_path)
         dist.barrier()
         if ctx.is_main:
             write_text_atomic(self.out_dir / COMPLETE_MARKER, json.dumps(result) + "\n")
