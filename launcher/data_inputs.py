@@ -77,13 +77,13 @@ def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None
         if info.layout is Layout.PACKED:
             _packed_seq_len(Path(location), job, key, out)
             continue
-        if info.schema is Schema.UNKNOWN and job.training.task != "sft" and info.columns:
+        if info.schema is Schema.UNKNOWN and job.task != "sft" and info.columns:
             if any(p.field == "training.data.text_field" for p in out.problems):
                 continue  # one line for the key, whichever path showed it first
             out.error("training.data.text_field", f"'{data.text_field}' is not a field of {key}'s records (they have "
                       f"{', '.join(sorted(info.columns))}); set training.data.text_field=<one of those>")
             continue
-        for message in input_problems(info, task=job.training.task, seq_len=job.training.seq_len,
+        for message in input_problems(info, task=job.task, seq_len=job.training.seq_len,
                                       vocab_size=job.model.vocab_size, tokenizer_size=size,
                                       text_field=data.text_field):
             out.error(key, message)

@@ -197,11 +197,11 @@ def input_problems(info: InputInfo, *, task: str, seq_len: int, vocab_size: int,
         return [f"{where} ({info.layout.value}) has columns {columns}: none is input_ids, '{text_field}' "
                 "(training.data.text_field), messages, instruction/output or prompt/chosen/rejected"]
     if info.schema is Schema.PREFERENCE:
-        return [f"{where} holds preference pairs (prompt, chosen, rejected), which no training.task trains on yet; "
+        return [f"{where} holds preference pairs (prompt, chosen, rejected), which no task trains on yet; "
                 "cpt reads text or input_ids, sft reads messages or instruction/output"]
     if info.schema is Schema.SFT and task != "sft":
         return [f"{where} holds SFT records ({columns}); train them with recipe=tiny_llama_sft or "
-                "training.task=sft, or point at text"]
+                "task=sft, or point at text"]
     if info.schema is Schema.TEXT and task == "sft":
         return [f"{where} holds plain text ('{text_field}'); sft needs messages or instruction/output records"]
     if info.schema is not Schema.TOKENS:

@@ -27,7 +27,7 @@ def describe_input(path: str, job: JobConfig) -> InputInfo | None:
         raise JobError(str(exc)) from None
     if info.layout is Layout.TEXT:
         return None
-    own_kind = Schema.SFT if job.training.task == "sft" else Schema.TEXT
+    own_kind = Schema.SFT if job.task == "sft" else Schema.TEXT
     if info.layout is Layout.JSONL and info.files == [""] and not path.startswith("s3://") \
             and info.schema is own_kind:
         return None
@@ -40,7 +40,7 @@ def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
     try:
         if info is not None:
             return pack_input(info, job, cache, job.cluster.region)
-        if job.training.task == "sft":
+        if job.task == "sft":
             from train.data.sft import prepare_sft
 
             return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
@@ -62,7 +62,7 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
         return None
     info = describe_input(path, job)
     if info is not None:
-        problems = input_problems(info, task=job.training.task, seq_len=job.training.seq_len,
+        problems = input_problems(info, task=job.task, seq_len=job.training.seq_len,
                                   vocab_size=job.model.vocab_size, tokenizer_size=None,
                                   text_field=job.training.data.text_field)
         if problems:

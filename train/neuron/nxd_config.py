@@ -2,7 +2,10 @@
 
 Pure: no NxD import, so every field can be tested on a machine without Neuron. The backend
 turns NxdSettings into the call with the model classes it builds (settings.nxd_kwargs).
-Mapping (shared/reference/neuron.md sections 3.1, 3.3, 3.7 and 4):
+Mapping (NxD's training API,
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/neuronx-distributed/api-reference-guide-training.html,
+and NxDT's precision modes,
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/nxd-training/general/config_overview.html):
 
 * tensor_parallel_size / pipeline_parallel_size = parallelism.tp / pp; sequence_parallel as set.
 * pipeline_config (pp > 1): NxDPPModel kwargs with pipeline_cuts from the layer split of
@@ -26,6 +29,7 @@ from launcher.config.schema import JobConfig
 from launcher.plan import make_plan
 from launcher.topology import logical_core_config
 from train.convert.layout import default_kv_replicator, pipeline_cuts
+from train.convert.spec import layout_of_job
 
 DEFAULT_SEQUENTIAL_MOVE_FACTOR = 11
 PIPELINE_INPUT_NAMES = ("input_ids", "labels")
@@ -164,3 +168,14 @@ def nxd_settings(job: JobConfig) -> NxdSettings:
         hw="trn2" if job.instance.accelerator == "trainium2" else "trn1",
         fused_qkv=job.neuron.fused_qkv, lnc_size=logical_core_config(job.instance), pipeline=pipeline,
     )
+
+
+def layout_record(job: JobConfig) -> dict[str, Any]:
+    """The job's NxD shard layout as nxd_layout.json holds it (tp, pp, virtual_pp, kv_replicator, hw, fused_qkv)."""
+    layout = layout_of_job(job)
+    return {k: getattr(layout, k) for k in layout.__dataclass_fields__}
+
+
+def layout_differences(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    """'tp=8 (this job: 32), ...' for each field where a checkpoint's recorded layout differs from the job's."""
+    return ", ".join(f"{k}={found.get(k)} (this job: {v})" for k, v in expected.items() if found.get(k) != v)

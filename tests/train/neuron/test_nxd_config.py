@@ -62,3 +62,47 @@ def test_fp32_and_no_clipping():
     assert (settings.precision_mode, settings.param_dtype, settings.stochastic_rounding) == ("fp32", "float32", False)
     assert settings.grad_clipping is False and settings.activation_checkpoint is None
     assert settings.nxd_kwargs()["activation_checkpoint_config"] is None
+
+
+def test_eval_task_plans_on_trainium():
+    """task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
+    job = recipe_job("llama3_8b_cpt_trn1", "task=eval")
+    findings, _ = validate(job)
+    assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []
+
+
+def _pretrained_errors(tmp_path, layout: dict | None, *overrides: str) -> list[str]:
+    """Plan problems about model.pretrained_path for a trn1 job run here (where its files are checked) pointed at
+    a folder shaped like hf-to-nxd's output
+    (layout None: a Hugging Face folder instead)."""
+    import json
+
+    folder = tmp_path / "pretrained"
+    (folder / "model").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    if layout is None:
+        (folder / "model.safetensors").write_bytes(b"")
+    else:
+        (folder / "model" / "dp_rank_00_tp_rank_00_pp_rank_00.pt").write_bytes(b"")
+        (folder / "nxd_layout.json").write_text(json.dumps(layout))
+    job = recipe_job("llama3_8b_cpt_trn1", "cluster=local", f"model.pretrained_path={folder}", *overrides)
+    findings, _ = validate(job)
+    return [str(p) for p in findings.problems if "model.pretrained_path" in str(p)]
+
+
+def test_trainium_pretrained_path_is_an_nxd_checkpoint_in_the_jobs_layout(tmp_path):
+    from train.neuron.nxd_config import layout_record
+
+    assert _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1"))) == []
+
+
+def test_trainium_pretrained_path_in_another_layout_is_refused(tmp_path):
+    from train.neuron.nxd_config import layout_record
+
+    errors = _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")))
+    assert len(errors) == 1 and "tp=8 (this job: 32)" in errors[0] and "hf-to-nxd" in errors[0], errors
+
+
+def test_trainium_pretrained_path_to_a_hugging_face_folder_names_the_conversion(tmp_path):
+    errors = _pretrained_errors(tmp_path, None)
+    assert len(errors) == 1 and "holds no NxD shards" in errors[0] and "hf-to-nxd" in errors[0], errors
