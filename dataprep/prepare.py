@@ -28,6 +28,7 @@ from launcher.data_prep import resolve_data_prep
 from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from launcher.problems import USAGE_EXIT_CODE
 from launcher.tasks import entrypoint
+from train.lifeline import tie_rank_to_launcher
 
 BARRIER_TIMEOUT = timedelta(hours=48)
 """Ranks other than 0 wait this long for the plan (reading and deduplicating a large corpus takes hours)."""
@@ -45,6 +46,7 @@ def _ranks() -> Ranks:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
     parser = argparse.ArgumentParser(prog="python -m dataprep.prepare", description="Run a data preparation job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from launcher.config.checks import Checks
 from launcher.config.schema import DataParallel, JobConfig
 from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
 from launcher.dialect import backend_modes
-from launcher.local_files import pretrained_problems, tokenizer_problems
+from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Findings, Problem
@@ -178,6 +178,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
+    elif pretrained is not None and job.instance.accelerator.startswith("trainium"):
+        for message in nxd_checkpoint_problems(Path(pretrained), job):
+            out.error("model.pretrained_path", message)
     elif pretrained is not None:
         for message in pretrained_problems(Path(pretrained)):
             out.error("model.pretrained_path", message)
