@@ -194,7 +194,7 @@ def pack_input(info: InputInfo, job, cache_root: Path, region: str = "") -> Path
     metadata = {"source": info.location, "tokenizer": str(tokenizer_dir), "fingerprint": key,
                 "input_layout": info.layout.value, "input_schema": info.schema.value}
     if info.schema is Schema.SFT:
-        from train.data.pipeline.report import Tally
+        from dataprep.report import Tally
         from train.data.sft import pack_sft_records
 
         pack_sft_records(out, records, tokenizer_dir, seq_len, vocab, Tally(), metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -50,6 +51,19 @@ def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
         raise JobError(str(exc)) from None
 
 
+PACKING_WAIT = timedelta(hours=24)
+"""How long the other ranks wait for rank 0 to pack a corpus. The default group's collective timeout
+(10 minutes on NCCL, 30 on gloo) is shorter than packing a large corpus takes."""
+_patient: list = []
+
+
+def _patient_group():
+    """A gloo group over every rank with a long timeout, made once (every rank calls this, in the same order)."""
+    if not _patient:
+        _patient.append(dist.new_group(backend="gloo", timeout=PACKING_WAIT))
+    return _patient[0]
+
+
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                  object_broadcast: bool = True) -> PackedDataset | None:
     """Open packed shards, packing a raw corpus first on rank 0 while the others wait.
@@ -72,8 +86,9 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
     source = Path(path)
     if info is not None or not (source / INDEX_FILE).is_file():
         if object_broadcast:
+            group = _patient_group()  # made before packing: the other ranks wait in the broadcast, not here
             shared = [str(_pack(source, job, info)) if is_main else None]
-            dist.broadcast_object_list(shared, src=0)
+            dist.broadcast_object_list(shared, src=0, group=group)
             source = Path(shared[0])
         else:
             if is_main:

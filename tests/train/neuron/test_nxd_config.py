@@ -9,7 +9,7 @@ from train.neuron.nxd_config import NxdSettings, PipelineSettings, nxd_settings
 
 
 def test_llama3_8b_trn1():
-    job = recipe_job("llama3_8b_cpt_trn1")
+    job = recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")  # NxDT's hf_llama3_8B_config layout
     assert nxd_settings(job) == NxdSettings(
         tensor_parallel_size=32, pipeline_parallel_size=1, data_parallel_size=4, sequence_parallel=True,
         zero_one_enabled=True, grad_clipping=True, max_grad_norm=1.0, activation_checkpoint="decoder_layer",
@@ -93,13 +93,15 @@ def _pretrained_errors(tmp_path, layout: dict | None, *overrides: str) -> list[s
 def test_trainium_pretrained_path_is_an_nxd_checkpoint_in_the_jobs_layout(tmp_path):
     from train.neuron.nxd_config import layout_record
 
-    assert _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1"))) == []
+    assert _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")),
+                              "parallelism.tp=32") == []
 
 
 def test_trainium_pretrained_path_in_another_layout_is_refused(tmp_path):
     from train.neuron.nxd_config import layout_record
 
-    errors = _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")))
+    errors = _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")),
+                                "parallelism.tp=32")
     assert len(errors) == 1 and "tp=8 (this job: 32)" in errors[0] and "hf-to-nxd" in errors[0], errors
 
 
