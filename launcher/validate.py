@@ -189,7 +189,7 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from train.data.pipeline.packages import missing_packages
+    from dataprep.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.read import iter_jsonl
+from dataprep.report import Tally
 from train.data.packed import INDEX_FILE, write_masked_packed
-from train.data.pipeline.read import iter_jsonl
-from train.data.pipeline.report import Tally
 from train.data.prepare import fingerprint
 
 ROLES = ("system", "user", "assistant")
