@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import recipe_job
 
+from launcher.config.schema import AcceleratorKind, JobConfig
 from train.errors import JobError
 from train.metrics import MetricsLog
 from train.neuron.monitor import device_figures, monitor_config
@@ -43,7 +43,9 @@ def _stand_in(folder: Path) -> None:
 def test_monitor_figures_join_each_logged_step_in_jsonl_and_tensorboard(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    job = recipe_job("llama3_8b_cpt_trn1", "neuron.monitor=true", output_dir=tmp_path)
+    job = JobConfig(job_name="monitored", output_dir=str(tmp_path))
+    job.instance.accelerator = AcceleratorKind.trainium1
+    job.neuron.monitor = True
     monkeypatch.setenv("PATH", str(tmp_path), prepend=os.pathsep)
     with pytest.raises(JobError, match="neuron.monitor=true but neuron-monitor is not on PATH"):
         MetricsLog(tmp_path, True, job=job)
@@ -61,11 +63,3 @@ def test_monitor_figures_join_each_logged_step_in_jsonl_and_tensorboard(tmp_path
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     assert [e.value for e in events.Scalars("device/neuroncore_util_mean")] == [pytest.approx(90.0)]
 
-
-def test_monitoring_a_job_without_neuroncores_is_refused_at_plan_time(tmp_path):
-    from launcher.validate import validate
-
-    findings, _ = validate(recipe_job("tiny_llama_cpt", "neuron.monitor=true", output_dir=tmp_path))
-    assert [str(p) for p in findings.problems if p.field == "neuron.monitor"] == [
-        "neuron.monitor: neuron-monitor watches NeuronCores; local_cpu has none: use a Trainium instance or set "
-        "neuron.monitor=false"]
