@@ -4,7 +4,8 @@ Torch-free and instant, for the pre-submit check; `plan.memory=traced` measures 
 model instead (train/gpu/memory_trace.py). tests/launcher/test_memory_calibration.py holds these
 rules within 10% of the traced peaks. The rules:
 
-* Training state follows shared/reference/instances.md section 6. GPU and CPU keep fp32
+* Training state follows the mixed-precision accounting of ZeRO (https://arxiv.org/abs/1910.02054)
+  as each backend keeps it (docs/plan.md). GPU and CPU keep fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
   (launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32

@@ -8,7 +8,6 @@ so one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from launcher.clusters import cluster_of
 from launcher.config.checks import Checks
 from launcher.config.schema import DataParallel, JobConfig
+from launcher.data_inputs import check_data_inputs, tokenizer_size
 from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
 from launcher.dialect import backend_modes
 from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
@@ -91,6 +91,9 @@ def _costly(job: JobConfig, out: Findings, key: str, message: str) -> None:
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
+    if job.neuron.monitor and not trainium:
+        out.error("neuron.monitor", f"neuron-monitor watches NeuronCores; {inst.name} has none: use a Trainium "
+                  "instance or set neuron.monitor=false")
     if par.data_parallel not in backend_modes(job):
         if trainium:
             out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "
@@ -108,14 +111,7 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
                   f"{devices} (one rank per GPU)")
     if not TASKS[job.task].trains_model:
         return
-    if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
-        out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
-    if trainium and job.training.compile:
-        out.error("training.compile", "torch.compile is for GPUs; Neuron compiles its graphs itself; set false")
     lora = job.training.lora
-    if lora.enabled and par.tp > 1:
-        out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
-                  "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
     if lora.enabled and not job.model.pretrained_path:
         _costly(job, out, "model.pretrained_path", "LoRA adapts a trained model, and none is set (the frozen base "
                 "would stay random); point it at a Hugging Face checkpoint folder or set training.lora.enabled=false")
@@ -124,6 +120,14 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         _costly(job, out, "training.schedule.warmup_steps", f"{warmup} exceeds training.max_steps "
                 f"{job.training.max_steps}: the learning rate never reaches its peak; use at most "
                 f"{job.training.max_steps}")
+    if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
+        out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
+    if trainium and job.training.compile:
+        out.error("training.compile", "torch.compile is for GPUs; Neuron compiles its graphs itself; set false")
+    lora = job.training.lora
+    if lora.enabled and par.tp > 1:
+        out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
+                  "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
     if lora.enabled and trainium:
         out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
     if job.training.data.document_masking and (par.pp > 1 or trainium):
@@ -138,61 +142,15 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
 
 
-def _tokenizer_size(tokenizer_dir: Path) -> int | None:
-    path = tokenizer_dir / "tokenizer.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ids = list(data.get("model", {}).get("vocab", {}).values()) + [t["id"] for t in data.get("added_tokens", [])]
-    return max(ids) + 1 if ids else None
-
-
-def _first_jsonl_record(path: Path) -> dict | None:
-    """The first record of a JSONL file, or None when it has none that parses as an object."""
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    record = json.loads(line)
-                    return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _check_text_field(job: JobConfig, out: Findings) -> None:
-    """A pre-training JSONL corpus must carry the text field the job reads."""
-    data = job.training.data
-    for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is None or not value.endswith(".jsonl") or not Path(value).is_file():
-            continue
-        record = _first_jsonl_record(Path(value))
-        if record is not None and data.text_field not in record:
-            fields = ", ".join(sorted(record)) or "none"
-            out.error("training.data.text_field", f"'{data.text_field}' is not a field of {key}'s records (they have "
-                      f"{fields}); set training.data.text_field=<one of those>")
-            return
-
-
-def _model_paths(job: JobConfig) -> list[tuple[str, str | None]]:
-    data = job.training.data
-    return [("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path),
-            ("training.data.tokenizer_path", data.tokenizer_path), ("model.pretrained_path", job.model.pretrained_path)]
-
-
 def _check_task_data(job: JobConfig, out: Findings) -> None:
-    """What the task needs from its data and model, wherever it runs."""
+    """What the task needs from its model and tokenizer, wherever it runs (data inputs: launcher.data_inputs)."""
     data = job.training.data
-    for key, path in _model_paths(job):
+    for key, path in (("training.data.tokenizer_path", data.tokenizer_path),
+                      ("model.pretrained_path", job.model.pretrained_path)):
         if path and path.startswith("s3://"):
-            out.error(key, f"{path}: the job reads files, not s3:// URIs; on SageMaker set "
+            out.error(key, f"{path}: the job reads this folder from a file system, not from S3; on SageMaker set "
                       "cluster.sagemaker.channels.<name>=<that URI> and point this at /opt/ml/input/data/<name>; "
-                      "elsewhere copy the data to the shared file system (FSx) and point this there")
-    if job.task == "sft" and data.train_path and Path(data.train_path).suffix not in ("", ".jsonl"):
-        out.error("training.data.train_path", f"{data.train_path} is not JSONL, but sft trains on instruction or "
-                  "chat records (one JSON object per line, docs/data.md); point it at such a .jsonl file or at "
-                  "packed shards, or use task=cpt for plain text")
+                      "elsewhere copy it to the shared file system (FSx) and point this there")
     if job.task == "eval":
         if data.valid_path is None:
             out.error("training.data.valid_path", "eval measures loss on held-out data and none is set; point it at "
@@ -208,15 +166,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is None or value.startswith("s3://"):
-            continue  # s3:// is refused by _check_task_data
-        if not Path(value).exists():
-            out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
-        elif Path(value).is_dir() and not (Path(value) / "index.json").is_file():
-            out.error(key, f"{value} is a folder without index.json: packed shards have one (task=prepare writes "
-                      "them); point it at such a folder or at a .jsonl/.txt file")
-    if job.task == "cpt":
-        _check_text_field(job, out)
+        if value is not None and not value.startswith("s3://") and not Path(value).exists():
+            out.error(key, f"{value} does not exist; point it at packed shards, a save_to_disk folder, Parquet, "
+                      "JSONL or a .txt corpus")
     tokenizer = Path(data.tokenizer_path)
     if data.tokenizer_path.startswith("s3://"):
         pass  # refused by _check_task_data
@@ -227,7 +179,7 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
         for message in problems:
             out.error("training.data.tokenizer_path", message)
     else:
-        size = _tokenizer_size(tokenizer)
+        size = tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
             out.error("model.vocab_size", f"{job.model.vocab_size} is smaller than the tokenizer's {size} tokens; "
                       "use a model whose vocab covers the tokenizer")
@@ -245,10 +197,21 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
             out.error("model.pretrained_path", message)
 
 
+def _check_tracking(job: JobConfig, out: Findings) -> None:
+    """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
+    from train.tracking import tracking_problems
+
+    for key, message in tracking_problems(job):
+        if job.tracking.required:
+            out.error(key, message)
+        else:
+            out.warn(key, f"{message}; the job trains without it (tracking.required=false)")
+
+
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from train.data.pipeline.packages import missing_packages
+    from dataprep.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
@@ -292,12 +255,12 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
                else f"{needed} ranks is not a whole number of {ranks}-rank nodes; change dp, tp or pp")
         out.error("trainer.num_nodes", f"dp={par.dp} x tp={par.tp} x pp={par.pp} needs {needed} ranks but "
                   f"{plan.num_nodes} node(s) of {inst.name} give {world}; {fix}")
-    if par.sequence_parallel and par.tp > 1 and train.seq_len % par.tp:
-        out.error("training.seq_len", f"{train.seq_len} does not divide by tp={par.tp}: sequence parallelism splits "
-                  f"each row into tp slices; use a multiple of {par.tp}")
     if par.data_parallel == DataParallel.none and plan.dp > 1:
         out.error("parallelism.data_parallel", f"none would leave the {plan.dp} data-parallel replicas training apart "
                   "(no gradient sync); use auto or ddp, or a layout with dp = 1")
+    if par.sequence_parallel and par.tp > 1 and train.seq_len % par.tp:
+        out.error("training.seq_len", f"{train.seq_len} does not divide by tp={par.tp}: sequence parallelism splits "
+                  f"each row into tp slices; use a multiple of {par.tp}")
     per_pass = train.micro_batch_size * plan.dp
     if train.global_batch_size % per_pass:
         lower = train.global_batch_size // per_pass * per_pass
@@ -397,6 +360,9 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_task_data(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
+        _check_tracking(job, out)
+    if trains_model and job.task != "eval":
+        check_data_inputs(job, out, runs_here=cluster.runs_here)
     if job.task == "prepare":
         _check_data_prep(job, out)
     if not sound:
