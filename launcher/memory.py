@@ -17,7 +17,8 @@ rules within 10% of the traced peaks. The rules:
   parallelism.gradient_sync=last_microbatch and gradient accumulation, FSDP holds the stage's
   whole unsharded fp32 gradients until the last micro-batch.
 * Parameters are those of the heaviest pipeline stage (its layers plus the embedding or
-  the output projection), divided by tp.
+  the output projection), divided by tp; the GPU engine splits the embedding and the output
+  projection over tp only under sequence parallelism (NxD always does).
 * Activations saved for backward per token and layer, in compute-precision elements, for a
   transformers Llama block with SDPA/flash attention (no score matrix kept): 8 h for the two
   RMSNorms (each keeps its fp32 input and fp32 normalised value), 2 h for q after RoPE and the
@@ -98,14 +99,17 @@ class Workload:
     accelerator: str
 
 
-def _stage_params(model: ModelConfig, layout: Layout) -> float:
-    """Parameters on the heaviest pipeline stage, per tensor-parallel rank."""
-    counts, topo = param_counts(model), layout.topology
+def _stage_params(work: Workload, layout: Layout) -> float:
+    """Parameters on the heaviest pipeline stage, per tensor-parallel rank. The GPU engine splits the
+    embedding and the output projection over tp only under sequence parallelism; NxD always does."""
+    counts, topo = param_counts(work.model), layout.topology
+    ends_split = topo.tp if layout.sequence_parallel or work.accelerator.startswith("trainium") else 1
     if topo.pp == 1:
-        return counts.total / topo.tp
+        layers = counts.num_layers * counts.per_layer + counts.final_norm
+        return layers / topo.tp + (counts.embedding + counts.lm_head) / ends_split
     layers = math.ceil(counts.num_layers / topo.pp) * counts.per_layer
     ends = max(counts.embedding, counts.lm_head + counts.final_norm)
-    return (layers + ends) / topo.tp
+    return layers / topo.tp + ends / ends_split
 
 
 def shard_degree(layout: Layout) -> int:
@@ -144,7 +148,7 @@ def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
     buffer. Under pipeline parallelism every layer and the root stay gathered."""
     per_layer = param_counts(work.model).per_layer / layout.topology.tp
     if layout.topology.pp > 1:
-        gathered = compute_bytes * _stage_params(work.model, layout)
+        gathered = compute_bytes * _stage_params(work, layout)
     else:
         gathered = compute_bytes * per_layer
     if work.accelerator == "nvidia":
@@ -154,7 +158,7 @@ def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
 
 def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capacity_bytes: float) -> MemoryEstimate:
     """Estimate one device's peak memory for a layout of a workload (see the module docstring)."""
-    params = _stage_params(work.model, layout)
+    params = _stage_params(work, layout)
     shard = shard_degree(layout)
     compute_bytes = 2 if work.precision == "bf16" else 4
     fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.accelerator.startswith("trainium")
