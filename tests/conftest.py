@@ -46,3 +46,23 @@ def launch() -> Callable[..., subprocess.CompletedProcess]:
 def records() -> Callable[[Path], dict[int, dict]]:
     """records(out_dir): metrics.jsonl training records keyed by step."""
     return step_records
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto_server (with its front, tests/moto_endpoint.py) for the whole session."""
+    from moto_endpoint import MotoEndpoint
+
+    endpoint = MotoEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """The moto endpoint, emptied, with this test's environment pointing every AWS client at it."""
+    moto_server.reset()
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_server

@@ -318,6 +318,10 @@ class DataConfig:
     document_masking: bool = False
     """Keep attention inside each packed document (positions restart after every EOS). Without
     pipeline parallelism only; on GPUs it trades the flash kernel for a masked one."""
+    pack_dir: str | None = None
+    """Folder a JSONL or text corpus is packed into at job start; None means <output_dir>/data (SageMaker:
+    /opt/ml/input/packed, on each instance's own volume, never uploaded with the model). Nodes may share
+    it or each have their own: each distinct copy is packed once (docs/data.md)."""
 
 
 @dataclass

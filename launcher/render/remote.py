@@ -18,6 +18,10 @@ SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 """Uploaded to OutputDataConfig.S3OutputPath when the job ends."""
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """CheckpointConfig.LocalPath: synced with s3_checkpoint_uri during the job."""
+SAGEMAKER_PACK_DIR = "/opt/ml/input/packed"
+"""Node-local scratch for packing a raw corpus at start: on the instance's ML storage volume (VolumeSizeInGB),
+outside /opt/ml/model, so it is not uploaded with the model
+(https://docs.aws.amazon.com/sagemaker/latest/dg/model-train-storage.html)."""
 EKS_JOB_DIR = "/etc/llm-launch"
 """Where the job.yaml ConfigMap is mounted in EKS pods."""
 EKS_NAME_MAX = 50
@@ -47,6 +51,7 @@ def remote_job(job: JobConfig) -> JobConfig:
     if kind == "sagemaker":
         job.output_dir = SAGEMAKER_MODEL_DIR
         ckpt.dir = SAGEMAKER_CHECKPOINT_DIR
+        job.training.data.pack_dir = job.training.data.pack_dir or SAGEMAKER_PACK_DIR
     elif kind == "eks":
         root = job.cluster.eks.mount_path.rstrip("/") if job.cluster.eks.pvc_name else "/tmp"
         job.output_dir = f"{root}/llm-launch/{eks_name(job)}"

@@ -1,20 +1,40 @@
-"""Opens a job's training or validation data: packed shards as they are, a raw corpus packed first."""
+"""Opens a job's training or validation data: packed shards as they are, a raw corpus packed first.
+
+A raw corpus is packed at job start into training.data.pack_dir (default <output_dir>/data). That
+folder may be shared by every node or private to each (node-local scratch on SageMaker); which one
+is found out at run time (train.shared_dir). Each distinct copy is packed once, by the lowest rank
+that sees it, while the others wait; packing is deterministic, so every node gets the same rows.
+Every rank then reports the fingerprint of what it opened and a mismatch between nodes stops the job
+with one line naming them (a data channel that differs between nodes, for instance).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
-from train.data.packed import INDEX_FILE, PackedDataset
+from train.data.packed import FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, PackedDataset, read_index
 from train.data.prepare import prepare_corpus
 from train.errors import JobError
+from train.shared_dir import ranks_sharing
+
+READ_CHUNK = 1 << 20
+NODE_LOCAL_FIELDS = ("source", "tokenizer")
+"""index.json fields that name local paths: left out of the fingerprint."""
+
+
+def pack_root(job: JobConfig) -> Path:
+    """Where a raw corpus is packed for this job."""
+    return Path(job.training.data.pack_dir or Path(job.output_dir) / "data")
 
 
 def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
-    data, cache = job.training.data, Path(job.output_dir) / "data"
+    data, cache = job.training.data, pack_root(job)
     try:
         if job.training.task == "sft":
             from train.data.sft import prepare_sft
@@ -26,27 +46,66 @@ def _pack(source: Path, job: JobConfig) -> Path:
         raise JobError(str(exc)) from None
 
 
+def content_fingerprint(folder: Path, *, rows: bool) -> str:
+    """Hash of a packed folder: its index (less local paths) and, with rows, every shard's bytes."""
+    index = read_index(folder, FORMAT_NAME, FORMAT_VERSION)
+    digest = hashlib.sha256(json.dumps({k: v for k, v in index.items() if k not in NODE_LOCAL_FIELDS},
+                                       sort_keys=True).encode())
+    if rows:
+        for shard in index["shards"]:
+            for name in (shard["file"], shard.get("mask_file")):
+                if name:
+                    with (folder / name).open("rb") as data:
+                        while chunk := data.read(READ_CHUNK):
+                            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _agree(folder: Path, fingerprint: str) -> None:
+    """Every rank's fingerprint must be the same; otherwise one error naming the ranks that differ."""
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, fingerprint)
+    if len(set(everyone)) > 1:
+        groups: dict[str, list[int]] = {}
+        for rank, value in enumerate(everyone):
+            groups.setdefault(value, []).append(rank)
+        shown = "; ".join(f"ranks {ranks} read {value}" for value, ranks in groups.items())
+        raise JobError(f"nodes see different data in {folder}: {shown}; give every node the same data "
+                       "(S3DataDistributionType FullyReplicated on SageMaker)")
+
+
+def _packed_on_every_copy(source: Path, job: JobConfig) -> Path:
+    """Pack source once per distinct copy of the pack folder (the lowest rank seeing it packs)."""
+    root = pack_root(job)
+    sharing = ranks_sharing(root)
+    rank = dist.get_rank()
+    packed = str(_pack(source, job)) if sharing[0] == rank else None
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, packed)
+    return Path(everyone[sharing[0]])
+
+
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                  object_broadcast: bool = True) -> PackedDataset | None:
-    """Open packed shards, packing a raw corpus first on rank 0 while the others wait.
+    """Open packed shards, packing a raw corpus first, and check every rank opened the same rows.
 
-    The packed copy's folder is shared by broadcasting it (gloo, nccl), or, where a group cannot
-    broadcast objects (XLA on Neuron), by a barrier after which every rank asks the packer again:
-    it returns the current copy without packing.
+    Where a group cannot exchange objects (XLA on Neuron), rank 0 packs, and after a barrier every
+    rank asks the packer again: it returns the current copy without packing (one shared folder).
     """
     if path is None:
         return None
     source = Path(path)
-    if not (source / INDEX_FILE).is_file():
+    prepacked = (source / INDEX_FILE).is_file()
+    if not prepacked:
         if object_broadcast:
-            shared = [str(_pack(source, job)) if is_main else None]
-            dist.broadcast_object_list(shared, src=0)
-            source = Path(shared[0])
+            source = _packed_on_every_copy(source, job)
         else:
             if is_main:
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
+    if object_broadcast:
+        _agree(source, content_fingerprint(source, rows=not prepacked))
     dataset = PackedDataset.open(source)
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
