@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from slurm_cluster import SlurmCluster, ensure_installed
 
 QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 """Every step logged, validation only at the end."""
@@ -46,6 +48,26 @@ def launch() -> Callable[..., subprocess.CompletedProcess]:
 def records() -> Callable[[Path], dict[int, dict]]:
     """records(out_dir): metrics.jsonl training records keyed by step."""
     return step_records
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SlurmCluster]]:
+    """slurm_cluster(node=<this host>, **script options): a running real single-node Slurm, one per
+    distinct arguments, shared by the session and stopped at its end (tests/slurm_cluster.py)."""
+    clusters: dict[tuple, SlurmCluster] = {}
+
+    def _cluster(node: str = socket.gethostname().split(".")[0], **options: object) -> SlurmCluster:
+        key = (node, *sorted(options.items()))
+        if key not in clusters:
+            ensure_installed()
+            cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), node, options)
+            clusters[key] = cluster
+            cluster.start()
+        return clusters[key]
+
+    yield _cluster
+    for cluster in clusters.values():
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

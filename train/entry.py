@@ -19,14 +19,19 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     job = read_job(args.job)
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    from train.accelerators import require_accelerators
+    from train.errors import JobError
+
+    try:
+        require_accelerators(job)
+    except JobError as exc:
+        sys.exit(f"train.{task}: {exc}")
     if job_runner is None and job.instance.accelerator.startswith("trainium"):
         _run_neuron(task, job, args.job, args.precompile)
         return
     if args.precompile:
         sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
                  f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
-    from train.errors import JobError
-
     if job_runner is None:
         from train.trainer import train as job_runner
     try:

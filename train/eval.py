@@ -14,13 +14,13 @@ from pathlib import Path
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
 from launcher.plan import make_plan
-from train.checkpoint import find_latest, load_model_weights
 from train.data.loader import eval_batches
 from train.data.open import open_dataset
 from train.distributed import shutdown
-from train.engine import Engine
 from train.entry import run_entrypoint
 from train.errors import JobError
+from train.gpu.checkpoint import find_latest, load_model_weights
+from train.gpu.engine import Engine
 from train.trainer import evaluate, init_job_distributed, regroup_for_pipeline, to_batches
 
 EVAL_FILE = "eval.json"

@@ -21,7 +21,9 @@ import torch
 import torch.distributed as dist
 
 from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from train.accelerators import require_accelerators
 from train.distributed import start_process_group
+from train.errors import JobError
 
 KIB, MIB = 1024, 1024 * 1024
 CPU_SIZES = (4 * KIB, 256 * KIB, 4 * MIB, 16 * MIB)
@@ -124,6 +126,10 @@ def table(results: list[Measurement]) -> str:
 
 def run(job_path: str, precompile: bool) -> dict | None:
     job = read_job(job_path)
+    try:
+        require_accelerators(job)
+    except JobError as exc:
+        raise SmokeFailed(str(exc)) from None
     backend = Backend(job.instance.accelerator)
     sizes = CPU_SIZES if backend.name == "gloo" else ACCELERATOR_SIZES
     iterations = CPU_ITERATIONS if backend.name == "gloo" else ACCELERATOR_ITERATIONS

@@ -17,14 +17,15 @@ from torch.distributed.tensor import DTensor
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
 from launcher.plan import Plan, make_plan
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from train.data.loader import Rows, StepBatches, eval_batches
 from train.data.open import open_dataset
-from train.distributed import Dist, init_distributed, shutdown
-from train.engine import Batch, Engine, global_sum
+from train.distributed import shutdown
 from train.errors import JobError
-from train.export import export_hf_from_checkpoint
-from train.grad_clip import clip_gradients
+from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.gpu.engine import Batch, Engine, global_sum
+from train.gpu.export import export_hf_from_checkpoint
+from train.gpu.grad_clip import clip_gradients
+from train.gpu.mesh import Dist, init_distributed
 from train.loss import next_token_targets, target_count
 from train.metrics import MetricsLog, RunSummary, device_memory_gib, step_record
 from train.schedule import build_scheduler

@@ -1,4 +1,4 @@
-"""The GPU engine's DCP checkpoints (train/checkpoint.py) <-> Hugging Face safetensors.
+"""The GPU engine's DCP checkpoints (train/gpu/checkpoint.py) <-> Hugging Face safetensors.
 
 The engine saves {"model": <HF-named state>, "optim": ...}; DCP flattens that to keys
 "model.<HF name>". dcp-to-hf reads the metadata, then loads the "model" entries one tensor at
@@ -18,11 +18,11 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-from train.checkpoint import DCP_METADATA, find_latest
 from train.convert.hf_io import PlannedTensor, ShardedSafetensorsWriter, mapped_tensors
 from train.convert.layout import ModelShape
 from train.convert.mapping import hf_shapes
 from train.convert.nxd import ConversionStats, Progress
+from train.gpu.checkpoint import DCP_METADATA, find_latest
 
 MODEL_GROUP = "model"
 

@@ -1,4 +1,4 @@
-"""DCP checkpoints of the GPU engine (train/checkpoint.py) <-> Hugging Face, exactly."""
+"""DCP checkpoints of the GPU engine (train/gpu/checkpoint.py) <-> Hugging Face, exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.distributed.checkpoint as dcp
 from convert_helpers import convert, tiny_model
 from safetensors.torch import load_file
 
-from train.checkpoint import save_checkpoint
+from train.gpu.checkpoint import save_checkpoint
 
 
 def _engine_checkpoint(root, model):

@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
 from launcher.config.schema import JobConfig, LoraConfig, ModelConfig
-from train.lora import apply_lora, merge_lora
+from train.gpu.lora import apply_lora, merge_lora
 from train.model import hf_config
 
 HF_DIR = "hf_model"

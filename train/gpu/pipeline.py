@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
-from train.distributed import Dist
+from train.gpu.mesh import Dist
 from train.loss import summed_cross_entropy
 
 

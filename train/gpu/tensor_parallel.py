@@ -22,7 +22,7 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
-from train.stage import CausalLMStage
+from train.gpu.stage import CausalLMStage
 
 
 def _layer_plan(sequence_parallel: bool) -> dict:

@@ -12,9 +12,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from launcher.config.schema import ParallelismConfig
-from train.distributed import Dist
-from train.stage import CausalLMStage
-from train.tensor_parallel import apply_tensor_parallel
+from train.gpu.mesh import Dist
+from train.gpu.stage import CausalLMStage
+from train.gpu.tensor_parallel import apply_tensor_parallel
 
 
 def apply_activation_checkpointing(stage: CausalLMStage, mode: str) -> None:

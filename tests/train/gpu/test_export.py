@@ -18,8 +18,8 @@ def test_exported_weights_and_logits_equal_the_checkpoint(trained):
     from transformers import AutoModelForCausalLM
 
     from launcher.jobfile import read_job
-    from train.export import model_from_checkpoint
-    from train.stage import CausalLMStage
+    from train.gpu.export import model_from_checkpoint
+    from train.gpu.stage import CausalLMStage
 
     job = read_job(trained / "job.yaml")
     exported = AutoModelForCausalLM.from_pretrained(trained / "hf_model").eval()

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from train import checkpoint
-from train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.gpu import checkpoint
+from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture()

@@ -1,0 +1,30 @@
+"""A job planned for GPUs refuses to start on a rank that sees none, with one line (no silent CPU training).
+
+This machine has no GPU, so a GPU instance's job is exactly the case: the scheduler said
+CUDA_VISIBLE_DEVICES=0 but torch finds no CUDA device.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from launcher import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("recipe, module", [("tiny_llama_cpt", "train.cpt"), ("smoke_allreduce", "train.smoke")])
+def test_gpu_job_without_a_gpu_stops_with_one_line(tmp_path, launch, recipe, module):
+    rendered = launch(tmp_path, f"recipe={recipe}", "instance=local_gpu", "action=render")
+    assert rendered.returncode == 0, rendered.stderr
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "RANK": "0", "LOCAL_RANK": "0"}
+    proc = subprocess.run([sys.executable, "-m", module, "--job", str(tmp_path / "job.yaml")], capture_output=True,
+                          text=True, cwd=PROJECT_ROOT, env=env, timeout=300)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"{module}: instance local_gpu has 1 NVIDIA GPU(s) per node but rank 0 (local rank 0) sees 0 "
+                     "CUDA device(s) (CUDA_VISIBLE_DEVICES='0'); request the GPUs from the scheduler (Slurm: "
+                     "--gpus-per-node) or pick a CPU instance"], proc.stderr
+    assert not (tmp_path / "COMPLETE").exists() and not (tmp_path / "checkpoints").exists()

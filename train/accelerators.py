@@ -1,0 +1,49 @@
+"""A job planned for accelerators refuses to start on a node that shows this rank none.
+
+Without the check, a GPU job whose scheduler gave it no GPU (a Slurm step without --gpus-per-node,
+a container without the NVIDIA runtime) would fall back to CPU and train there without a word.
+Every rank runs it first thing, so every rank ends with the same one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+from launcher.config.schema import JobConfig
+from train.errors import JobError
+
+NEURON_DEVICES = "/dev/neuron*"
+"""Device files of the Neuron driver, one per Neuron device
+(https://awsdocs-neuron.readthedocs-hosted.com/en/latest/containers/tutorials/build-run-neuron-container.html)."""
+
+
+def visible_devices_note() -> str:
+    """What the scheduler exported to this rank, for the error line."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "CUDA_VISIBLE_DEVICES is not set" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"
+
+
+def neuron_stack_present() -> bool:
+    """torch-xla is installed and NxD's CPU mode (its tests) is off; without the stack the Neuron backend
+    itself names what is missing."""
+    return os.environ.get("NXD_CPU_MODE") != "1" and importlib.util.find_spec("torch_xla") is not None
+
+
+def require_accelerators(job: JobConfig) -> None:
+    """Raise JobError unless this rank can reach the accelerator its instance type promises."""
+    kind, name = job.instance.accelerator, job.instance.name
+    rank = os.environ.get("RANK", "0")
+    if kind == "nvidia":
+        import torch
+
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count <= local_rank:
+            raise JobError(f"instance {name} has {job.instance.accelerators_per_node} NVIDIA GPU(s) per node but rank "
+                           f"{rank} (local rank {local_rank}) sees {count} CUDA device(s) ({visible_devices_note()}); "
+                           "request the GPUs from the scheduler (Slurm: --gpus-per-node) or pick a CPU instance")
+    elif kind.startswith("trainium") and neuron_stack_present() and not glob.glob(NEURON_DEVICES):
+        raise JobError(f"instance {name} has Neuron devices but rank {rank} sees no {NEURON_DEVICES}; run on a "
+                       "Trainium node (a container needs --device=/dev/neuron*) or pick a CPU instance")
