@@ -21,9 +21,10 @@ from train.data.loader import Rows, StepBatches, eval_batches
 from train.data.open import open_dataset
 from train.distributed import shutdown
 from train.errors import JobError
-from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.gpu.checkpoint import agreed_latest, load_from, save_checkpoint
+from train.gpu.checkpoint_store import open_store
 from train.gpu.engine import Batch, Engine, global_sum
-from train.gpu.export import export_hf_from_checkpoint
+from train.gpu.export import export_hf_from_model
 from train.gpu.grad_clip import clip_gradients
 from train.gpu.mesh import Dist, init_distributed
 from train.loss import next_token_targets, target_count
@@ -104,16 +105,16 @@ class Trainer:
                                            weight_decay=opt.weight_decay, fused=uniform or None,
                                            foreach=None if uniform else False)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
-        self.ckpt_root = Path(cfg.checkpoint.dir)
+        self.ckpt_root = open_store(cfg.checkpoint.dir, job.cluster.region)
 
     def _resume(self) -> int:
-        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        latest = agreed_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
         if latest is None:
             return 0
-        state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                                rank=self.ctx.rank)
+        state = load_from(self.ckpt_root, latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
+                          rank=self.ctx.rank)
         if self.ctx.is_main:
-            print(f"resumed from {latest} at step {state['step']}", flush=True)
+            print(f"resumed from {self.ckpt_root.path(latest)} at step {state['step']}", flush=True)
         return state["step"]
 
     def _save(self, step: int, loss: float) -> None:
@@ -185,7 +186,9 @@ class Trainer:
 
         if self.held_out:
             val_loss = self._evaluate_and_log(cfg.max_steps)
-        hf_dir = export_hf_from_checkpoint(find_latest(self.ckpt_root), job, self.out_dir, is_main=ctx.is_main)
+        hf_dir = export_hf_from_model(self.engine.checkpoint_module(), job, self.out_dir, is_main=ctx.is_main,
+                                      keep=ctx.dp_rank == 0 and ctx.coordinate("tp") == 0,
+                                      gather_stages=ctx.pp_size > 1)
         result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "hf_model": str(hf_dir),
                   "metrics": str(self.metrics.path), "checkpoints": str(self.ckpt_root),
                   "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}

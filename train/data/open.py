@@ -74,15 +74,15 @@ def _agree(folder: Path, fingerprint: str) -> None:
                        "(S3DataDistributionType FullyReplicated on SageMaker)")
 
 
-def _packed_on_every_copy(source: Path, job: JobConfig) -> Path:
-    """Pack source once per distinct copy of the pack folder (the lowest rank seeing it packs)."""
-    root = pack_root(job)
-    sharing = ranks_sharing(root)
+def _packed_on_every_copy(source: Path, job: JobConfig) -> tuple[Path, int]:
+    """Pack source once per distinct copy of the pack folder (the lowest rank seeing it packs);
+    returns this rank's packed folder and the number of copies."""
+    sharing = ranks_sharing(pack_root(job))
     rank = dist.get_rank()
     packed = str(_pack(source, job)) if sharing[0] == rank else None
     everyone: list = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, packed)
-    return Path(everyone[sharing[0]])
+    return Path(everyone[sharing[0]]), sum(p is not None for p in everyone)
 
 
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
@@ -96,16 +96,22 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
         return None
     source = Path(path)
     prepacked = (source / INDEX_FILE).is_file()
+    copies = 0
     if not prepacked:
         if object_broadcast:
-            source = _packed_on_every_copy(source, job)
+            source, copies = _packed_on_every_copy(source, job)
         else:
             if is_main:
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
     if object_broadcast:
-        _agree(source, content_fingerprint(source, rows=not prepacked))
+        fingerprint = content_fingerprint(source, rows=not prepacked)
+        _agree(source, fingerprint)
+        if copies and dist.get_rank() == 0:
+            where = "one folder every node shares" if copies == 1 else f"{copies} node-local copies"
+            print(f"data: {path} packed into {source.name} on {where}; fingerprint {fingerprint} on every rank",
+                  flush=True)
     dataset = PackedDataset.open(source)
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
