@@ -17,23 +17,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from launcher.clusters import MANAGE_ACTIONS, cluster_of, manage
+from launcher.clusters.base import RunFailed, RunnerError
 from launcher.compose import to_job
 from launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
 from launcher.config import store
 from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
 from launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from launcher.report import print_plan
-from launcher.runners.remote import MANAGE_ACTIONS
 from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
-
-
-def resolve_action(action: str, cluster_kind: str) -> str:
-    """auto means submit for local runs and render for remote clusters."""
-    if action != "auto":
-        return action
-    return "submit" if cluster_kind == "local" else "render"
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -50,70 +44,33 @@ def run_job(cfg: DictConfig) -> None:
     print_plan(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
-    action = resolve_action(job.action, job.cluster.kind)
+    cluster = cluster_of(job)
+    action = cluster.default_action if job.action == "auto" else job.action
     if action == "plan":
         print(f"llm-launch: plan written to {out_dir / PLAN_FILE}")
         return
-    if job.cluster.kind != "local":
-        from launcher.render.remote import remote_job
-
-        job = remote_job(job)  # job.yaml holds the paths the cluster's containers see
+    job = cluster.container_job(job)  # job.yaml holds the paths the cluster's processes see
     job_yaml = write_job(job, out_dir / JOB_FILE)
-    rendered = render(job, plan, out_dir, job_yaml)
+    rendered = cluster.render(job, plan, out_dir, job_yaml)
     print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
     if action == "submit":
         submit(job, plan, out_dir, job_yaml)
 
 
-def render(job, plan, out_dir: Path, job_yaml: Path) -> list[Path]:
-    """Write the cluster's files next to job.yaml."""
-    if job.cluster.kind == "local":
-        from launcher.render.local import render_local
-
-        return render_local(job, plan, out_dir, job_yaml)
-    from launcher.render.remote import container_job_yaml
-
-    inner_job_yaml = container_job_yaml(job, str(job_yaml))
-    if job.cluster.kind == "sagemaker":
-        from launcher.render.sagemaker import render_sagemaker
-
-        return render_sagemaker(job, plan, out_dir, inner_job_yaml)
-    if job.cluster.kind == "eks":
-        from launcher.render.eks import render_eks
-
-        return render_eks(job, plan, out_dir)
-    if job.cluster.kind == "slurm":
-        from launcher.render.slurm import render_slurm
-
-        return render_slurm(job, plan, out_dir, inner_job_yaml)
-    raise JobProblems([Problem("cluster.kind", f"no renderer for {job.cluster.kind}")])
-
-
 def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
-    """Hand the rendered job to its cluster."""
-    if job.cluster.kind != "local":
-        from launcher.runners.remote import RunnerError, submit_remote
-
-        try:
-            submit_remote(job, out_dir)
-        except RunnerError as exc:
-            print(f"llm-launch: {exc}", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
-        return
-    from launcher.runners.local import LocalRunFailed, run_local
-
+    """Hand the rendered job to its cluster; a failure ends the command with one line."""
     try:
-        summary = run_local(job, plan, out_dir, job_yaml)
-    except LocalRunFailed as exc:
+        cluster_of(job).submit(job, plan, out_dir, job_yaml)
+    except RunnerError as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
+    except RunFailed as exc:
         print(f"llm-launch: {exc}", file=sys.stderr)
         sys.exit(1)
-    print(f"llm-launch: done: {json.dumps(summary)}")
 
 
 def manage_submitted(action: str, out_dir: Path) -> None:
     """status, logs or stop of the job last submitted from out_dir."""
-    from launcher.runners.remote import RunnerError, manage
-
     try:
         manage(action, out_dir)
     except RunnerError as exc:

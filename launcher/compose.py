@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from launcher.clusters import CLUSTERS
 from launcher.compose_errors import problem_from_exception
 from launcher.config.schema import JobConfig
 from launcher.problems import JobProblems, Problem
-
-
-def _absolute(path: str | None) -> str | None:
-    if path is None or "://" in path:
-        return path
-    return str(Path(path).expanduser().resolve())
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
@@ -50,17 +44,7 @@ def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
     except OmegaConfBaseException as exc:
         raise JobProblems([problem_from_exception(exc)]) from None
     job.output_dir = str(output_dir.resolve())
-    if job.cluster.kind == "local":
-        data = job.training.data
-        job.training.data = replace(data, train_path=_absolute(data.train_path),
-                                    valid_path=_absolute(data.valid_path),
-                                    tokenizer_path=_absolute(data.tokenizer_path))
-        job.model.pretrained_path = _absolute(job.model.pretrained_path)
-        prep = job.data_prep
-        for source in prep.sources:
-            source.path = _absolute(source.path)
-        prep.tokenizer_path = _absolute(prep.tokenizer_path)
-        prep.output.dir = _absolute(prep.output.dir)
-        ckpt = job.training.checkpoint
-        ckpt.dir = _absolute(ckpt.dir) if ckpt.dir else str(Path(job.output_dir) / "checkpoints")
+    cluster = CLUSTERS.get(job.cluster.kind)  # an unknown kind is reported by validation
+    if cluster:
+        cluster.resolve_paths(job)
     return job

@@ -1,9 +1,11 @@
 """The environment a job's processes need on its backend, composed in one place for every renderer.
 
 GPU nodes get the NCCL/EFA set, Trainium nodes the Neuron runtime/compiler set and EFA; neither
-gets the other's variables (CUDA/NCCL settings leak into Trainium jobs in several peers, neuron.md
-section 10). Values are strings, ordered by name, so rendered files are deterministic.
-Sources: shared/reference/neuron.md sections 4, 7, 8, 9; sagemaker.md section 8; instances.md section 4.
+gets the other's variables (CUDA/NCCL settings leak into Trainium jobs in several peers). Values are
+strings, ordered by name, so rendered files are deterministic. Sources:
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/neuron-runtime/nrt-configurable-parameters.html
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/compiler/neuronx-cc/api-reference-guide/neuron-compiler-cli-reference-guide.html
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start-nccl.html
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ NEURON_PRECISION_CC_FLAGS = {
     "bf16": ("--enable-mixed-precision-accumulation",),
     "fp32": ("--auto-cast=none",),
 }
-"""Precision-dependent compiler flags, as NxDT's orchestrator appends them (neuron.md section 4)."""
+"""Precision-dependent compiler flags, as NxDT's orchestrator appends them."""
 
 
 def is_trainium(job: JobConfig) -> bool:
@@ -29,27 +31,16 @@ def is_trainium(job: JobConfig) -> bool:
     return job.instance.accelerator.startswith("trainium")
 
 
-def shared_storage(job: JobConfig) -> str | None:
-    """The cluster's file system shared by every node, if it has one."""
-    cluster = job.cluster
-    if cluster.kind == "eks" and cluster.eks.pvc_name:
-        return cluster.eks.mount_path
-    if cluster.kind == "slurm":
-        return cluster.slurm.shared_dir
-    return None
+def compile_cache_url(job: JobConfig, shared_storage: str | None) -> str:
+    """NEURON_COMPILE_CACHE_URL: the job's setting, else the cluster's shared storage, else the node-local default.
 
-
-def compile_cache_url(job: JobConfig) -> str:
-    """NEURON_COMPILE_CACHE_URL: the job's setting, else the shared storage, else the node-local default.
-
-    Always rendered (a null value is written into the environment by some peers, neuron.md section 10).
+    Always rendered (some peers write a null value into the environment instead).
     Jobs only ever add to this cache; nothing rendered by llm-launch deletes it.
     """
     if job.neuron.compile_cache_url:
         return job.neuron.compile_cache_url
-    shared = shared_storage(job)
-    if shared:
-        return f"{shared.rstrip('/')}/{NEURON_CACHE_SUBDIR}"
+    if shared_storage:
+        return f"{shared_storage.rstrip('/')}/{NEURON_CACHE_SUBDIR}"
     return NEURON_LOCAL_CACHE
 
 
@@ -74,11 +65,11 @@ def efa_environment(job: JobConfig) -> dict[str, str]:
     return env
 
 
-def neuron_environment(job: JobConfig) -> dict[str, str]:
+def neuron_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
     """Neuron runtime and compiler settings (Trainium only)."""
     env = {
         "NEURON_CC_FLAGS": neuron_cc_flags(job),
-        "NEURON_COMPILE_CACHE_URL": compile_cache_url(job),
+        "NEURON_COMPILE_CACHE_URL": compile_cache_url(job, shared_storage),
         "NEURON_FUSE_SOFTMAX": "1",
         "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS": "3",
         "NEURON_RT_STOCHASTIC_ROUNDING_EN": "1" if job.training.precision == "bf16" and job.neuron.stochastic_rounding
@@ -95,11 +86,11 @@ def gpu_environment(job: JobConfig) -> dict[str, str]:
     return {"NCCL_DEBUG": "WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "MALLOC_ARENA_MAX": "64"}
 
 
-def backend_environment(job: JobConfig) -> dict[str, str]:
-    """Every variable the job's processes get, sorted by name."""
+def backend_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
+    """Every variable the job's processes get, sorted by name; shared_storage is the cluster's shared file system."""
     env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
     if is_trainium(job):
-        env.update(neuron_environment(job))
+        env.update(neuron_environment(job, shared_storage))
         env.update(efa_environment(job))
     elif job.instance.accelerator == "nvidia":
         env.update(gpu_environment(job))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 USAGE_EXIT_CODE = 2
@@ -20,6 +20,20 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
+
+
+@dataclass
+class Findings:
+    """Problems (the job must not run) and warnings (it may, but the user should know)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.append(Problem(key, message))
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(f"{key}: {message}")
 
 
 class JobProblems(Exception):

@@ -7,37 +7,18 @@ one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from launcher.clusters import CLUSTERS, cluster_of
 from launcher.config import schema
 from launcher.config.schema import JobConfig
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
-from launcher.problems import Problem
-from launcher.remote_checks import check_remote
+from launcher.problems import Findings
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
-
-SAGEMAKER_MAX_RUNTIME_HOURS = 28 * 24
-SAGEMAKER_MAX_KEEP_ALIVE_S = 21600
-
-
-@dataclass
-class Findings:
-    """Problems (the job must not run) and warnings (it may, but the user should know)."""
-
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def error(self, key: str, message: str) -> None:
-        self.problems.append(Problem(key, message))
-
-    def warn(self, key: str, message: str) -> None:
-        self.warnings.append(f"{key}: {message}")
 
 
 def _divisors(n: int, limit: int | None = None) -> str:
@@ -50,7 +31,7 @@ def _check_choices(job: JobConfig, out: Findings) -> None:
         ("action", job.action, schema.ACTIONS),
         ("model.family", job.model.family, schema.MODEL_FAMILIES),
         ("instance.accelerator", job.instance.accelerator, schema.ACCELERATOR_KINDS),
-        ("cluster.kind", job.cluster.kind, schema.CLUSTER_KINDS),
+        ("cluster.kind", job.cluster.kind, tuple(CLUSTERS)),
         ("parallelism.data_parallel", job.parallelism.data_parallel, schema.DATA_PARALLEL_MODES),
         ("parallelism.pp_schedule", job.parallelism.pp_schedule, schema.PIPELINE_SCHEDULES),
         ("parallelism.activation_checkpointing", job.parallelism.activation_checkpointing,
@@ -211,48 +192,6 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
 
 
-def _check_cluster(job: JobConfig, out: Findings) -> None:
-    cluster, inst = job.cluster, job.instance
-    if cluster.kind == "local":
-        if job.trainer.num_nodes > 1:
-            out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
-                      "cluster=sagemaker, eks or slurm")
-        return
-    if inst.accelerator == "cpu":
-        out.error("instance", f"{inst.name} is for local runs; pick a catalog type such as "
-                  "instance=ml.p5.48xlarge or instance=ml.trn1.32xlarge")
-    if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0:
-        out.error("trainer.num_nodes", f"{inst.name} has no EFA, so multi-node jobs fail on it; use one node or an "
-                  "EFA instance type")
-    if cluster.kind in ("sagemaker", "eks") and not cluster.image:
-        out.error("cluster.image", f"{cluster.kind} jobs need a container image with llm-launch installed; "
-                  "set cluster.image=<ECR image URI> (see docker/)")
-    if cluster.kind == "sagemaker":
-        sm = cluster.sagemaker
-        if inst.accelerator != "cpu" and not inst.sagemaker_type:
-            out.error("instance", f"{inst.name} has no SageMaker instance type; pick an ml.* instance")
-        if not sm.role_arn:
-            out.error("cluster.sagemaker.role_arn", "SageMaker needs an execution role; set "
-                      "cluster.sagemaker.role_arn=arn:aws:iam::<account>:role/<name>")
-        if not sm.s3_output_uri:
-            out.error("cluster.sagemaker.s3_output_uri", "SageMaker needs an output location; set "
-                      "cluster.sagemaker.s3_output_uri=s3://<bucket>/<prefix>")
-        if sm.use_spot and not sm.s3_checkpoint_uri:
-            out.error("cluster.sagemaker.s3_checkpoint_uri", "spot training needs checkpoints synced to S3; set "
-                      "cluster.sagemaker.s3_checkpoint_uri=s3://<bucket>/<prefix>")
-        if sm.use_spot and (sm.max_wait_hours or 0) < sm.max_runtime_hours:
-            out.error("cluster.sagemaker.max_wait_hours", f"with spot it must be set and at least max_runtime_hours "
-                      f"({sm.max_runtime_hours})")
-        if not 0 < sm.max_runtime_hours <= SAGEMAKER_MAX_RUNTIME_HOURS:
-            out.error("cluster.sagemaker.max_runtime_hours", f"must be in (0, {SAGEMAKER_MAX_RUNTIME_HOURS}] "
-                      f"(28 days), got {sm.max_runtime_hours}")
-        if not 0 <= sm.keep_alive_seconds <= SAGEMAKER_MAX_KEEP_ALIVE_S:
-            out.error("cluster.sagemaker.keep_alive_seconds", f"must be 0 to {SAGEMAKER_MAX_KEEP_ALIVE_S}, got "
-                      f"{sm.keep_alive_seconds}")
-    if cluster.kind == "eks" and inst.accelerator != "cpu" and not inst.eks_label:
-        out.error("instance", f"{inst.name} has no EKS node label; pick a catalog instance type")
-
-
 def _tokenizer_size(tokenizer_dir: Path) -> int | None:
     path = tokenizer_dir / "tokenizer.json"
     try:
@@ -291,9 +230,7 @@ def _check_text_field(job: JobConfig, out: Findings) -> None:
 
 
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
-    """Data and tokenizer must exist for a local run (remote paths are checked by the job)."""
-    if job.cluster.kind != "local":
-        return
+    """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
         if value is not None and not Path(value).exists():
@@ -315,28 +252,13 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
                   "checkpoint folder or set it to null")
 
 
-def _check_output_dir(job: JobConfig, out: Findings) -> None:
-    """A local output folder that holds another task's job is not reused (its files would be replaced)."""
-    previous = Path(job.output_dir) / "job.yaml"
-    if job.cluster.kind != "local" or not previous.is_file():
-        return
-    import yaml
-
-    try:
-        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
-    except (OSError, yaml.YAMLError):
-        return
-    if task and task != job.training.task:
-        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
-                  f"{job.training.task} job would replace; set output_dir=<another folder>")
-
-
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """Sources, thresholds and the tokenizer of a prepare job (paths only for local runs)."""
     from launcher.data_prep import resolve_data_prep
-    from train.data.pipeline.extract import missing_package
+    from train.data.pipeline.packages import missing_packages
 
     prep = resolve_data_prep(job)
+    runs_here = cluster_of(job).runs_here
     if not prep.sources:
         out.error("data_prep.sources", "no sources; add at least one, e.g. "
                   "data_prep.sources='[{name: web, path: /data/web.jsonl}]' (see recipes/prepare_sample.yaml)")
@@ -347,15 +269,11 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
             out.error(f"{key}.name", f"'{source.name}' must be a non-empty name used by one source only")
         if source.format not in schema.DATA_SOURCE_FORMATS:
             out.error(f"{key}.format", f"'{source.format}' is not one of {', '.join(schema.DATA_SOURCE_FORMATS)}")
-        elif missing_package(source.format):
-            package = missing_package(source.format)
-            out.error(f"{key}.format", f"reading {source.format} needs {package}; pip install {package} "
-                      "(or pip install 'llm-launch[data]')")
         if not source.weight > 0:
             out.error(f"{key}.weight", f"must be positive (a share of the mix), got {source.weight}")
         if source.format in ("jsonl", "parquet") and not source.text_field:
             out.error(f"{key}.text_field", "must name the field holding the text, e.g. text")
-        if job.cluster.kind == "local" and not Path(source.path).exists():
+        if runs_here and not Path(source.path).exists():
             out.error(f"{key}.path", f"{source.path} does not exist; point it at a file or a folder of "
                       f"{source.format} files")
     filters, dedup = prep.filters, prep.dedup
@@ -376,9 +294,6 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
                   f"max_mean_word_length ({filters.max_mean_word_length})")
     if filters.ngram_size < 1:
         out.error("data_prep.filters.ngram_size", f"must be at least 1, got {filters.ngram_size}")
-    if filters.languages and importlib.util.find_spec("langdetect") is None:
-        out.error("data_prep.filters.languages", "the language filter needs langdetect; pip install langdetect "
-                  "(or pip install 'llm-launch[data]'), or set languages=[]")
     if filters.blocked_domains and not filters.url_field:
         out.error("data_prep.filters.url_field", "blocked_domains needs the record field holding the URL; set "
                   "data_prep.filters.url_field=url")
@@ -391,9 +306,6 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         out.error("data_prep.dedup.num_perm", f"must be at least 16 for a usable estimate, got {dedup.num_perm}")
     if dedup.shingle_size < 1:
         out.error("data_prep.dedup.shingle_size", f"must be at least 1, got {dedup.shingle_size}")
-    if dedup.near and importlib.util.find_spec("datasketch") is None:
-        out.error("data_prep.dedup.near", "needs datasketch; pip install datasketch (or pip install "
-                  "'llm-launch[data]'), or set data_prep.dedup.near=false")
     if not 0 <= prep.split.valid_fraction < 1:
         out.error("data_prep.split.valid_fraction", f"must be in [0, 1), got {prep.split.valid_fraction}")
     if prep.output.shard_chars < 1:
@@ -402,7 +314,8 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         out.error("data_prep.workers", f"must be 0 (every core) or more, got {prep.workers}")
     if prep.seq_len < 2:
         out.error("data_prep.seq_len", f"must be at least 2, got {prep.seq_len}")
-    if job.cluster.kind == "local":
+    if runs_here:  # a remote job checks its packages when it starts (train.prepare)
+        out.problems.extend(missing_packages(prep))
         tokenizer = Path(prep.tokenizer_path)
         key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
         if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
@@ -475,10 +388,9 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     if trains_model:
         _check_heads_and_layers(job, out)
     _check_backend(job, out)
-    _check_cluster(job, out)
-    _check_output_dir(job, out)
-    check_remote(job, out)
-    if trains_model:
+    cluster = cluster_of(job)
+    cluster.check(job, out)
+    if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
     if job.training.task == "prepare":
         _check_data_prep(job, out)

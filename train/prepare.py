@@ -22,7 +22,9 @@ from pathlib import Path
 
 from launcher.data_prep import resolve_data_prep
 from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from launcher.problems import USAGE_EXIT_CODE
 from train.data.pipeline.manifest import MANIFEST_FILE
+from train.data.pipeline.packages import missing_packages
 from train.data.pipeline.process import available_cores
 from train.data.pipeline.run import OutputInUse, Ranks, prepare_data
 
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     if job.training.task != "prepare":
         sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
     cfg = resolve_data_prep(job)
+    missing = missing_packages(cfg)
+    if missing:  # checked here, where the job runs (llm-launch checks them at plan time only for local jobs)
+        print(f"train.prepare: {'; '.join(str(p) for p in missing)}", file=sys.stderr, flush=True)
+        sys.exit(USAGE_EXIT_CODE)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cores = cfg.workers or available_cores()
     os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, cores // local_ranks)))  # the tokenizer's threads

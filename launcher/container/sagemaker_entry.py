@@ -1,12 +1,13 @@
 """Entry point of a SageMaker training container: python -m launcher.container.sagemaker_entry --job job.yaml.
 
-Reads the hosts of the job from /opt/ml/input/config/resourceconfig.json (the platform contract;
+Reads the hosts of the job from /opt/ml/input/config/resourceconfig.json (the platform contract:
+https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html;
 SM_HOSTS / SM_CURRENT_HOST when set win, e.g. under the training toolkit), derives this node's rank
 and the master, then runs the job's steps (launcher.render.command) with a static rendezvous.
 
 Hosts arrive sorted as text (algo-1, algo-10, algo-11, ..., algo-2). Every node orders them the same
 way here, numerically by their trailing number, so node ranks follow algo-N and the master is algo-1;
-any consistent order would do, as long as all nodes use the same one (sagemaker.md section 7).
+any consistent order would do, as long as all nodes use the same one.
 MASTER_PORT in the container's environment (torchrun's own variable) overrides the rendezvous port.
 """
 

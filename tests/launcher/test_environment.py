@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher import PROJECT_ROOT
+from launcher.clusters import cluster_of
+from launcher.config.schema import JobConfig
 from launcher.environment import NEURON_LOCAL_CACHE, backend_environment
 
 INSTANCES = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "instance").glob("ml.*.yaml"))
@@ -14,10 +16,15 @@ GPU_ONLY = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")
 RDMA = {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"}
 
 
+def environment_of(job: JobConfig) -> dict[str, str]:
+    """The environment the job's cluster renders (its shared storage holds the compile cache)."""
+    return backend_environment(job, cluster_of(job).shared_storage(job))
+
+
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_environment_per_instance_type(job_for, instance):
     job = job_for("recipe=smoke_allreduce", "cluster=sagemaker", f"instance={instance}", "training.precision=bf16")
-    env = backend_environment(job)
+    env = environment_of(job)
     assert list(env) == sorted(env) and all(isinstance(v, str) for v in env.values())
     assert env["FI_PROVIDER"] == "efa"
     assert ("FI_EFA_USE_DEVICE_RDMA" in env) == (instance in RDMA)
@@ -34,7 +41,7 @@ def test_environment_per_instance_type(job_for, instance):
 
 def test_trn2_logical_cores_match_between_runtime_and_compiler(job_for):
     for lnc in (1, 2):
-        env = backend_environment(job_for("recipe=smoke_allreduce", "cluster=eks", "instance=ml.trn2.48xlarge",
+        env = environment_of(job_for("recipe=smoke_allreduce", "cluster=eks", "instance=ml.trn2.48xlarge",
                                           f"instance.logical_core_config={lnc}"))
         assert env["NEURON_LOGICAL_NC_CONFIG"] == str(lnc)
         assert f"--logical-nc-config={lnc}" in env["NEURON_CC_FLAGS"].split()
@@ -42,11 +49,11 @@ def test_trn2_logical_cores_match_between_runtime_and_compiler(job_for):
 
 def test_cc_flags_precision_and_rounding(job_for):
     base = ("recipe=llama3_8b_cpt_trn1",)
-    env = backend_environment(job_for(*base, "neuron.cc_flags=[-O1,'--verbose=info']"))
+    env = environment_of(job_for(*base, "neuron.cc_flags=[-O1,'--verbose=info']"))
     assert env["NEURON_CC_FLAGS"].endswith("--enable-mixed-precision-accumulation -O1 --verbose=info")
-    assert backend_environment(job_for(*base, "neuron.stochastic_rounding=false"))[
+    assert environment_of(job_for(*base, "neuron.stochastic_rounding=false"))[
         "NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "0"
-    fp32 = backend_environment(job_for(*base, "training.precision=fp32"))
+    fp32 = environment_of(job_for(*base, "training.precision=fp32"))
     assert fp32["NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "0" and "--auto-cast=none" in fp32["NEURON_CC_FLAGS"]
 
 
@@ -59,10 +66,10 @@ def test_cc_flags_precision_and_rounding(job_for):
     (("cluster=slurm", "neuron.compile_cache_url=/fsx/cache-2.30"), "/fsx/cache-2.30"),
 ])
 def test_compile_cache_location(job_for, overrides, expected):
-    env = backend_environment(job_for("recipe=llama3_8b_cpt_trn1", *overrides))
+    env = environment_of(job_for("recipe=llama3_8b_cpt_trn1", *overrides))
     assert env["NEURON_COMPILE_CACHE_URL"] == expected
 
 
 def test_cpu_gets_no_accelerator_variables(job_for):
-    assert backend_environment(job_for()) == {"PYTHONUNBUFFERED": "1"}
+    assert environment_of(job_for()) == {"PYTHONUNBUFFERED": "1"}
     assert Path(PROJECT_ROOT / "conf" / "instance" / "local_cpu.yaml").is_file()

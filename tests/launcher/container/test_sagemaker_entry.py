@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from launcher.clusters.sagemaker.paths import container_job
 from launcher.container.sagemaker_entry import HostsError, node_place, node_steps, read_hosts
 from launcher.jobfile import write_job
-from launcher.render.remote import remote_job
 
 TEXT_SORTED = sorted(f"algo-{i}" for i in range(1, 13))  # algo-1, algo-10, algo-11, algo-12, algo-2, ...
 
@@ -36,7 +36,7 @@ def test_hosts_from_env_or_resource_config(tmp_path):
 
 
 def test_steps_of_a_trainium_node_with_precompile(job_for, tmp_path):
-    job = remote_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "neuron.precompile=true"))
+    job = container_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "neuron.precompile=true"))
     job_yaml = str(write_job(job, tmp_path / "job.yaml"))
     env = {"SM_HOSTS": json.dumps(["algo-1", "algo-2", "algo-3", "algo-4"]), "SM_CURRENT_HOST": "algo-3"}
     precompile, train = node_steps(job_yaml, env)
@@ -48,8 +48,8 @@ def test_steps_of_a_trainium_node_with_precompile(job_for, tmp_path):
 
 
 def test_dry_run_from_the_command_line(job_for, tmp_path):
-    job = remote_job(job_for("recipe=smoke_allreduce", "cluster=sagemaker", "instance=ml.p5.48xlarge",
-                             "trainer.num_nodes=12"))
+    job = container_job(job_for("recipe=smoke_allreduce", "cluster=sagemaker", "instance=ml.p5.48xlarge",
+                                "trainer.num_nodes=12"))
     job_yaml = str(write_job(job, tmp_path / "job.yaml"))
     env = {"SM_HOSTS": json.dumps(TEXT_SORTED), "SM_CURRENT_HOST": "algo-11", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "launcher.container.sagemaker_entry", "--job", job_yaml,

@@ -19,7 +19,7 @@ import pytest
 from safetensors.torch import load_file
 
 from launcher import PROJECT_ROOT
-from launcher.render.remote import SAGEMAKER_CHECKPOINT_DIR, SAGEMAKER_MODEL_DIR, SAGEMAKER_PACK_DIR, remote_job
+from launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, MODEL_DIR, PACK_DIR, container_job
 
 sys.path.insert(0, str(Path(__file__).parent))
 from two_hosts import CHANNELS, HOSTS, TwoHosts, namespaces_unavailable  # noqa: E402
@@ -43,7 +43,7 @@ SFT_FILES = {f"{CHANNELS['train']}/train.jsonl": SAMPLE / "sft" / "train.jsonl",
 
 def two_node_job(tmp_path: Path, recipe: str, *overrides: str):
     """The job as SageMaker containers see it, reading the train and tokenizer channels."""
-    job = remote_job(compose_job([f"recipe={recipe}", *TWO_NODES, *overrides], tmp_path / "out"))
+    job = container_job(compose_job([f"recipe={recipe}", *TWO_NODES, *overrides], tmp_path / "out"))
     data = job.training.data
     data.train_path, data.valid_path = f"{CHANNELS['train']}/train.jsonl", f"{CHANNELS['train']}/valid.jsonl"
     data.tokenizer_path = CHANNELS["tokenizer"]
@@ -51,23 +51,23 @@ def two_node_job(tmp_path: Path, recipe: str, *overrides: str):
 
 
 def losses(hosts: TwoHosts) -> dict[int, float]:
-    lines = (hosts.path("algo-1", SAGEMAKER_MODEL_DIR) / "metrics.jsonl").read_text().splitlines()
+    lines = (hosts.path("algo-1", MODEL_DIR) / "metrics.jsonl").read_text().splitlines()
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
 def exported(hosts: TwoHosts) -> dict:
-    return load_file(hosts.path("algo-1", SAGEMAKER_MODEL_DIR) / "hf_model" / "model.safetensors")
+    return load_file(hosts.path("algo-1", MODEL_DIR) / "hf_model" / "model.safetensors")
 
 
 def assert_finished(hosts: TwoHosts, codes: dict[str, int]) -> None:
     assert codes == {"algo-1": 0, "algo-2": 0}, hosts.logs()
-    assert json.loads((hosts.path("algo-1", SAGEMAKER_MODEL_DIR) / "COMPLETE").read_text())["step"] == STEPS
+    assert json.loads((hosts.path("algo-1", MODEL_DIR) / "COMPLETE").read_text())["step"] == STEPS
 
 
 def sync_to_s3(hosts: TwoHosts, bucket: Path) -> Path:
     """What SageMaker's checkpoint sync does: every node's checkpoint folder into one S3 prefix."""
     for name in HOSTS:
-        shutil.copytree(hosts.path(name, SAGEMAKER_CHECKPOINT_DIR), bucket, dirs_exist_ok=True)
+        shutil.copytree(hosts.path(name, CHECKPOINT_DIR), bucket, dirs_exist_ok=True)
     return bucket
 
 
@@ -83,8 +83,8 @@ def reference(tmp_path_factory):
 def test_on_a_shared_folder_one_copy_is_packed_and_checkpoints_hold_every_shard(reference):
     log = reference.log("algo-1")
     assert "packed into train-seq256-" in log and "on one folder every node shares" in log
-    assert len(list(reference.path("algo-1", SAGEMAKER_PACK_DIR).glob("train-seq256-*"))) == 1
-    checkpoints = reference.path("algo-1", SAGEMAKER_CHECKPOINT_DIR)
+    assert len(list(reference.path("algo-1", PACK_DIR).glob("train-seq256-*"))) == 1
+    checkpoints = reference.path("algo-1", CHECKPOINT_DIR)
     assert (checkpoints / "latest").read_text().strip() == "step_00000004"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_00000002", "step_00000004"]
     assert {p.name for p in (checkpoints / "step_00000004").glob("__*")} == {"__0_0.distcp", "__1_0.distcp"}
@@ -97,21 +97,21 @@ def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(ref
     first = TwoHosts(tmp_path / "first")
     first.provision(job, CPT_FILES)
     first.start()
-    first.kill_when(lambda: all(first.path(h, SAGEMAKER_CHECKPOINT_DIR).joinpath("latest").is_file() for h in HOSTS))
-    assert not first.path("algo-1", SAGEMAKER_MODEL_DIR).joinpath("COMPLETE").exists()
+    first.kill_when(lambda: all(first.path(h, CHECKPOINT_DIR).joinpath("latest").is_file() for h in HOSTS))
+    assert not first.path("algo-1", MODEL_DIR).joinpath("COMPLETE").exists()
     assert "on 2 node-local copies" in first.log("algo-1")
     for name in HOSTS:  # each node packed its own copy, outside the model output, and finalized its own shards
-        assert len(list(first.path(name, SAGEMAKER_PACK_DIR).glob("train-seq256-*/index.json"))) == 1
-        assert not (first.path(name, SAGEMAKER_MODEL_DIR) / "data").exists()
-        saved = first.path(name, SAGEMAKER_CHECKPOINT_DIR) / "step_00000002"
+        assert len(list(first.path(name, PACK_DIR).glob("train-seq256-*/index.json"))) == 1
+        assert not (first.path(name, MODEL_DIR) / "data").exists()
+        saved = first.path(name, CHECKPOINT_DIR) / "step_00000002"
         assert {p.name for p in saved.iterdir()} >= {".metadata", "trainer_state.json"}
-        assert not list(first.path(name, SAGEMAKER_CHECKPOINT_DIR).glob("step_00000002.tmp"))
-    assert {p.name for p in (first.path("algo-2", SAGEMAKER_CHECKPOINT_DIR) / "step_00000002").glob("__*")} \
+        assert not list(first.path(name, CHECKPOINT_DIR).glob("step_00000002.tmp"))
+    assert {p.name for p in (first.path("algo-2", CHECKPOINT_DIR) / "step_00000002").glob("__*")} \
         == {"__1_0.distcp"}
 
     bucket = sync_to_s3(first, tmp_path / "s3")
     second = TwoHosts(tmp_path / "second")  # a restart gets new instances: fresh disks, the prefix copied back
-    codes = second.run(job, {**CPT_FILES, SAGEMAKER_CHECKPOINT_DIR: bucket})
+    codes = second.run(job, {**CPT_FILES, CHECKPOINT_DIR: bucket})
     assert_finished(second, codes)
     resumed = [line for line in second.log("algo-1").splitlines() if "resumed from" in line]
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) < STEPS, second.log("algo-1")
@@ -139,7 +139,7 @@ def test_sft_with_lora_on_private_hosts(tmp_path):
     assert_finished(hosts, hosts.run(job, SFT_FILES))
     assert "LoRA: training" in hosts.log("algo-1")
     for name in HOSTS:
-        (packed,) = hosts.path(name, SAGEMAKER_PACK_DIR).glob("train-*")
+        (packed,) = hosts.path(name, PACK_DIR).glob("train-*")
         assert list(packed.glob("*.mask.bin")), name
     weights = exported(hosts)
     assert weights and not any("lora" in key for key in weights)  # adapters merged

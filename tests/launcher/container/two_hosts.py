@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 from launcher.jobfile import write_job
-from launcher.render.remote import SAGEMAKER_PACK_DIR
+from launcher.clusters.sagemaker.paths import PACK_DIR
 
 HOSTS = ("algo-1", "algo-2")
 CODE = "/opt/ml/input/data/code/job.yaml"
-SHARED_MOUNTS = ("checkpoints", "model", SAGEMAKER_PACK_DIR.removeprefix("/opt/ml/"))
+SHARED_MOUNTS = ("checkpoints", "model", PACK_DIR.removeprefix("/opt/ml/"))
 """Folders under /opt/ml that shared=True puts on one folder for both hosts."""
 CHANNELS = {"train": "/opt/ml/input/data/train", "tokenizer": "/opt/ml/input/data/tokenizer"}
 

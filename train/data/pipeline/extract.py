@@ -1,7 +1,8 @@
 """Text out of HTML (trafilatura), PDF (pypdf) and DOCX (python-docx) files.
 
 The libraries are imported when first needed; a missing one raises MissingPackage naming the pip
-package (launcher.validate checks this before a job runs, so users meet it as a config error).
+package (train.data.pipeline.packages checks this before the job reads anything, so users meet it as a
+config error).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Runs a rendered job on this machine with torchrun and judges it by its completion marker.
 
 torchrun's exit code alone is not trusted: on gloo a finished run occasionally aborts
-during interpreter shutdown (shared/reference/cpu-distributed.md). The training job writes
-COMPLETE (a JSON summary) as its very last act; its presence is success.
+during interpreter shutdown. The training job writes COMPLETE (a JSON summary) as its very last
+act; its presence is success.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from launcher.clusters.base import RunFailed
+from launcher.clusters.local.render import torchrun_command, worker_threads
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER
 from launcher.plan import Plan
-from launcher.render.local import torchrun_command, worker_threads
 
 TRAIN_LOG = "train.log"
 JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
 """How an entrypoint reports a job it cannot run (train/entry.py): one line, its module name first."""
 
 
-class LocalRunFailed(Exception):
+class LocalRunFailed(RunFailed):
     """The job ended without writing its completion marker."""
 
 

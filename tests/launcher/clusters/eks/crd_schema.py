@@ -1,4 +1,4 @@
-"""Offline validation of rendered PyTorchJobs (kubernetes.md section 9).
+"""Offline validation of rendered PyTorchJobs, as the API server and the training operator would check them.
 
 Layers: the CRD's openAPIV3Schema turned into a strict JSON schema (unknown fields rejected where the
 CRD lists properties), list-map key uniqueness, the training operator's webhook rules, value sets
@@ -26,7 +26,8 @@ GPU_ENV_PREFIXES = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")
 
 
 def strict_schema(node):
-    """The CRD construct rules of kubernetes.md section 9.2, applied recursively."""
+    """The CRD's structural-schema rules, applied recursively
+(https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/)."""
     if not isinstance(node, dict):
         return node
     out = {}
@@ -152,7 +153,7 @@ def pytorchjob_errors(doc: dict) -> list[str]:
 
 
 def launcher_errors(doc: dict, instance, ranks_per_node: int) -> list[str]:
-    """llm-launch's consistency rules (kubernetes.md section 9.1 layer 6)."""
+    """llm-launch's own consistency rules between the PyTorchJob and the catalog."""
     errors = []
     spec = doc["spec"]
     if spec.get("nprocPerNode") != str(ranks_per_node):

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "render"))
-from render_helpers import render_job  # noqa: E402
-
-from launcher.render.sagemaker_model import request_errors  # noqa: E402
-from launcher.runners import remote, sagemaker  # noqa: E402
+from launcher.clusters import manage
+from launcher.clusters.base import RunnerError
+from launcher.clusters.records import append_record
+from launcher.clusters.sagemaker import runner as sagemaker
+from launcher.clusters.sagemaker.request_model import request_errors
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 REAL = ["cluster.image=123456789012.dkr.ecr.us-west-2.amazonaws.com/llm-launch:trainium1-0.1.0",
@@ -50,7 +48,7 @@ def stub(monkeypatch):
     return session
 
 
-def test_submit_uploads_job_yaml_and_sends_the_rendered_request(job_for, tmp_path, stub):
+def test_submit_uploads_job_yaml_and_sends_the_rendered_request(job_for, render_job, tmp_path, stub):
     job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
     remote_job, files = render_job(job, tmp_path)
     rendered = json.loads(files[-1].read_text())
@@ -72,7 +70,7 @@ def test_submit_uploads_job_yaml_and_sends_the_rendered_request(job_for, tmp_pat
 
 def test_status_logs_and_stop_of_a_recorded_job(tmp_path, stub, capsys):
     record = {"cluster": "sagemaker", "name": "job-1", "region": "us-west-2"}
-    remote.append_record(tmp_path, record)
+    append_record(tmp_path, record)
     sm, logs = stub.stubs["sagemaker"], stub.stubs["logs"]
     sm.add_response("describe_training_job", {
         "TrainingJobName": "job-1", "TrainingJobArn": "arn:aws:sagemaker:us-west-2:1:training-job/job-1",
@@ -88,7 +86,7 @@ def test_status_logs_and_stop_of_a_recorded_job(tmp_path, stub, capsys):
     sm.add_response("stop_training_job", {}, {"TrainingJobName": "job-1"})
     with sm, logs:
         for action in ("status", "logs", "stop"):
-            remote.manage(action, tmp_path)
+            manage(action, tmp_path)
     out = capsys.readouterr().out
     assert "job-1: Failed (Failed): AlgorithmError: boom" in out
     assert "[job-1/algo-1-1] step=1 loss=2.5" in out
@@ -96,14 +94,14 @@ def test_status_logs_and_stop_of_a_recorded_job(tmp_path, stub, capsys):
 
 
 def test_aws_errors_become_one_line(tmp_path, stub):
-    remote.append_record(tmp_path, {"cluster": "sagemaker", "name": "job-1", "region": "us-west-2"})
+    append_record(tmp_path, {"cluster": "sagemaker", "name": "job-1", "region": "us-west-2"})
     stub.stubs["sagemaker"].add_client_error("describe_training_job", "ValidationException",
                                              "Requested resource not found.")
-    with stub.stubs["sagemaker"], pytest.raises(remote.RunnerError) as caught:
-        remote.manage("status", tmp_path)
+    with stub.stubs["sagemaker"], pytest.raises(RunnerError) as caught:
+        manage("status", tmp_path)
     assert "\n" not in str(caught.value) and "Requested resource not found" in str(caught.value)
 
 
 def test_manage_without_a_submission_says_so(tmp_path):
-    with pytest.raises(remote.RunnerError, match="no submission recorded"):
-        remote.manage("status", tmp_path)
+    with pytest.raises(RunnerError, match="no submission recorded"):
+        manage("status", tmp_path)

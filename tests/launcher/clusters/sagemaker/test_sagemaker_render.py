@@ -7,11 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 import regex
-from render_helpers import render_job
 
-from launcher.render.sagemaker import BASE_NAME_MAX, base_job_name, build_request, named_for_submission
-from launcher.render.sagemaker_model import request_errors
-from launcher.runners.sagemaker import submission_request
+from launcher.clusters.sagemaker.render import BASE_NAME_MAX, base_job_name, build_request, named_for_submission
+from launcher.clusters.sagemaker.request_model import request_errors
+from launcher.clusters.sagemaker.runner import submission_request
 
 TRN = ("ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge")
 GPU = ("ml.g5.12xlarge", "ml.g5.48xlarge", "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge",
@@ -27,7 +26,7 @@ NAME = regex.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
 @pytest.mark.parametrize("recipe, instance", COMBOS, ids=[f"{r}-{i}" for r, i in COMBOS])
-def test_request_passes_the_service_model(job_for, recipe, instance):
+def test_request_passes_the_service_model(job_for, recipe, instance, render_job):
     extras = EXTRAS if recipe == "smoke_allreduce" and instance.startswith("ml.p5.") else []
     job = job_for(f"recipe={recipe}", "cluster=sagemaker", f"instance={instance}", "action=render", *extras)
     remote, files = render_job(job)
@@ -96,13 +95,13 @@ def test_the_model_check_rejects_what_the_api_rejects(job_for, path, value, phra
     assert any(phrase in e for e in request_errors(request)), request_errors(request)
 
 
-def test_submission_refuses_a_request_the_api_would_reject(job_for, tmp_path):
+def test_submission_refuses_a_request_the_api_would_reject(job_for, tmp_path, render_job):
     job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker")
     remote, files = render_job(job, tmp_path)
     request = json.loads(files[-1].read_text())
     request["ResourceConfig"]["VolumeSizeInGB"] = "512"
     files[-1].write_text(json.dumps(request))
-    from launcher.runners.remote import RunnerError
+    from launcher.clusters.base import RunnerError
 
     with pytest.raises(RunnerError, match="VolumeSizeInGB"):
         submission_request(remote, tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))

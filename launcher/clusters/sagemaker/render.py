@@ -1,10 +1,11 @@
 """SageMaker: the CreateTrainingJob request, rendered as JSON next to job.yaml.
 
 The request is built without any AWS call, so it renders with no account. Submission
-(launcher.runners.sagemaker) gives the name a UTC-time suffix (job names are unique per account
+(launcher.clusters.sagemaker.runner) gives the name a UTC-time suffix (job names are unique per account
 and region), uploads job.yaml to the 'code' channel prefix, checks the request against botocore's
 service model and sends it. In the container, launcher.container.sagemaker_entry reads the hosts,
-derives node rank and master, and starts torchrun (sagemaker.md sections 3 and 7).
+derives node rank and master, and starts torchrun. API reference:
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, CODE_CHANNEL, used_channels
 from launcher.config.schema import JobConfig
 from launcher.environment import backend_environment
 from launcher.jobfile import write_text_atomic
 from launcher.plan import Plan
 from launcher.render.names import sagemaker_job_name
-from launcher.render.remote import SAGEMAKER_CHECKPOINT_DIR, SAGEMAKER_CODE_CHANNEL, SAGEMAKER_DATA_ROOT
 from launcher.topology import topology_of
 
 REQUEST_FILE = "sagemaker_request.json"
@@ -46,21 +47,6 @@ def code_prefix(job: JobConfig, training_job_name: str) -> str:
     return f"{(job.cluster.sagemaker.s3_code_uri or '').rstrip('/')}/{training_job_name}/"
 
 
-def data_channel_of(path: str | None) -> str | None:
-    """The channel a container path points into (/opt/ml/input/data/<channel>/...), if any."""
-    prefix = f"{SAGEMAKER_DATA_ROOT}/"
-    if not path or not path.startswith(prefix):
-        return None
-    return path[len(prefix):].split("/", 1)[0] or None
-
-
-def used_channels(job: JobConfig) -> list[str]:
-    """Data channels the job's paths read, sorted."""
-    data = job.training.data
-    paths = (data.train_path, data.valid_path, data.tokenizer_path, job.model.pretrained_path)
-    return sorted({c for c in (data_channel_of(p) for p in paths) if c and c != SAGEMAKER_CODE_CHANNEL})
-
-
 def _s3_channel(name: str, uri: str, mode: str) -> dict[str, Any]:
     return {"ChannelName": name, "InputMode": mode,
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
@@ -70,7 +56,7 @@ def _s3_channel(name: str, uri: str, mode: str) -> dict[str, Any]:
 def input_channels(job: JobConfig, training_job_name: str) -> list[dict[str, Any]]:
     """The code channel (job.yaml) and every data channel a job path points into."""
     sm = job.cluster.sagemaker
-    channels = [_s3_channel(SAGEMAKER_CODE_CHANNEL, code_prefix(job, training_job_name), sm.code_channel_mode)]
+    channels = [_s3_channel(CODE_CHANNEL, code_prefix(job, training_job_name), sm.code_channel_mode)]
     channels += [_s3_channel(name, sm.channels[name], sm.input_mode) for name in used_channels(job)
                  if name in sm.channels]
     return channels
@@ -106,12 +92,12 @@ def build_request(job: JobConfig, container_job_yaml: str) -> dict[str, Any]:
         "InputDataConfig": input_channels(job, name),
         "OutputDataConfig": {"S3OutputPath": sm.s3_output_uri, "CompressionType": "NONE"},
         "StoppingCondition": stopping,
-        "Environment": backend_environment(job),
+        "Environment": backend_environment(job, None),
         "HyperParameters": hyperparameters(job, container_job_yaml),
         "Tags": [{"Key": k, "Value": v} for k, v in sorted({**sm.tags, JOB_TAG: job.job_name}.items())],
     }
     if sm.s3_checkpoint_uri:
-        request["CheckpointConfig"] = {"S3Uri": sm.s3_checkpoint_uri, "LocalPath": SAGEMAKER_CHECKPOINT_DIR}
+        request["CheckpointConfig"] = {"S3Uri": sm.s3_checkpoint_uri, "LocalPath": CHECKPOINT_DIR}
     if sm.use_spot:
         request["EnableManagedSpotTraining"] = True
         stopping["MaxWaitTimeInSeconds"] = int(round((sm.max_wait_hours or sm.max_runtime_hours) * 3600))
@@ -127,7 +113,7 @@ def named_for_submission(job: JobConfig, request: dict[str, Any], suffix: str) -
     name = f"{request['TrainingJobName']}-{suffix}"
     channels = [dict(c) for c in request["InputDataConfig"]]
     for channel in channels:
-        if channel["ChannelName"] == SAGEMAKER_CODE_CHANNEL:
+        if channel["ChannelName"] == CODE_CHANNEL:
             source = {**channel["DataSource"]["S3DataSource"], "S3Uri": code_prefix(job, name)}
             channel["DataSource"] = {"S3DataSource": source}
     return {**request, "TrainingJobName": name, "InputDataConfig": channels}

@@ -7,9 +7,8 @@ import copy
 import pytest
 import yaml
 from crd_schema import launcher_errors, pytorchjob_errors
-from render_helpers import render_job
 
-from launcher.render.eks import manifests
+from launcher.clusters.eks.render import manifests
 from launcher.topology import topology_of
 
 SMOKE = "recipe=smoke_allreduce"
@@ -33,7 +32,7 @@ VARIANTS = {
 
 
 @pytest.fixture(params=sorted(VARIANTS))
-def rendered(request, job_for):
+def rendered(request, job_for, render_job):
     job = job_for(*VARIANTS[request.param], "cluster=eks", "action=render")
     remote, files = render_job(job)
     docs = list(yaml.safe_load_all(files[-1].read_text()))

@@ -1,7 +1,8 @@
 """Checks a CreateTrainingJob request against botocore's own service model.
 
 botocore validates required members, types and minimums client-side, but not maxima, enums or
-patterns (sagemaker.md section 6.3); the real API rejects those. This walks the operation's input
+patterns (its ParamValidator: https://github.com/boto/botocore/blob/develop/botocore/validate.py);
+the real API rejects those. This walks the operation's input
 shape and reports every violation. Patterns in the model are unanchored but applied as full
 matches, and some use \\p{L}, so they are compiled with the `regex` package.
 """

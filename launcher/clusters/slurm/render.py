@@ -72,7 +72,7 @@ def sbatch_script(job: JobConfig, job_yaml: str) -> str:
                   ShellExpr('"--rdzv_id=${SLURM_JOB_ID}"')]
     lines = ["#!/bin/bash", *sbatch_header(job),
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
-             "set -euo pipefail", *shell_exports(backend_environment(job))]
+             "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir))]
     if is_trainium(job):
         lines.append(OPEN_FILES_LINE)
     lines.append('HEAD_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)')

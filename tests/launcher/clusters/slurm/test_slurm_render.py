@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from render_helpers import render_job
 
+from launcher.clusters import cluster_of
+from launcher.clusters.slurm.render import sbatch_script
 from launcher.jobfile import write_job
-from launcher.render.remote import remote_job
-from launcher.render.slurm import sbatch_script
 
 FAKE_SCONTROL = "#!/bin/bash\necho localhost\necho other-node\n"
 FAKE_SRUN = """#!/bin/bash
@@ -36,7 +35,7 @@ def srun_lines(script: str) -> list[list[str]]:
       "cluster.slurm.account=ml-team", "cluster.slurm.container_image=/fsx/images/llm-launch.sqsh"), 4, 64, 41000, 1),
     (("recipe=smoke_allreduce", "instance=ml.p5.48xlarge", "trainer.num_nodes=8"), 8, 8, 29500, 1),
 ])
-def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, nodes, nproc, port, steps):
+def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, nodes, nproc, port, steps, render_job):
     job = job_for(*overrides, "cluster=slurm", "cluster.slurm.shared_dir=/", "action=render")
     remote, files = render_job(job, tmp_path)
     script = files[-1].read_text()
@@ -67,7 +66,8 @@ def free_port() -> int:
 
 def test_script_runs_the_smoke_job_with_fake_slurm(job_for, tmp_path):
     out = tmp_path / "fsx" / "smoke"
-    job = remote_job(job_for("recipe=smoke_allreduce", "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"))
+    job = job_for("recipe=smoke_allreduce", "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}")
+    job = cluster_of(job).container_job(job)
     job.output_dir = str(out)  # the CPU instance is refused for real clusters; the script itself is what is tested
     job_yaml = write_job(job, out / "job.yaml")
     script = sbatch_script(job, str(job_yaml)).replace(":29500", f":{free_port()}")

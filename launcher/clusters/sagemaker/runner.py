@@ -1,7 +1,8 @@
 """SageMaker: upload job.yaml, CreateTrainingJob with boto3, and describe, logs and stop.
 
 The rendered request is given its unique name (base + UTC time) and checked against botocore's
-service model before anything is sent. The sagemaker SDK is not needed (sagemaker.md section 1).
+service model before anything is sent. boto3 alone is needed, not the sagemaker SDK:
+https://boto3.amazonaws.com/v1/documentation/api/latest/reference/services/sagemaker/client/create_training_job.html
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from launcher.clusters.base import RunnerError
+from launcher.clusters.records import utc_now
+from launcher.clusters.sagemaker.render import NAME_SUFFIX_FORMAT, REQUEST_FILE, code_prefix, named_for_submission
+from launcher.clusters.sagemaker.request_model import request_errors
 from launcher.config.schema import JobConfig
 from launcher.jobfile import JOB_FILE, write_text_atomic
-from launcher.render.sagemaker import NAME_SUFFIX_FORMAT, REQUEST_FILE, code_prefix, named_for_submission
-from launcher.render.sagemaker_model import request_errors
-from launcher.runners.remote import RunnerError, utc_now
 
 SUBMITTED_REQUEST = "sagemaker_request.{name}.json"
 """The exact request sent, kept next to the rendered one."""

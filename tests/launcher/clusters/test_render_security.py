@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_helpers import render_job
 
 from launcher import PROJECT_ROOT
+from launcher.clusters import cluster_of
+from launcher.clusters.eks.render import manifests
+from launcher.clusters.slurm.render import sbatch_script
 from launcher.jobfile import write_job
-from launcher.render.eks import manifests
-from launcher.render.remote import remote_job
-from launcher.render.slurm import sbatch_script
 
 HOSTILE = ['x"; rm -rf / #', "$(touch {canary})", "`touch {canary}`", "a\nb; touch {canary}", "'; touch {canary}; '",
            "${{HOME}} $PATH", "--job=/etc/passwd"]
@@ -33,7 +32,8 @@ print(json.dumps({{"argv": sys.argv[1:], "cc": os.environ.get("NEURON_CC_FLAGS")
 def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile):
     canary = tmp_path / "PWNED"
     value = hostile.format(canary=canary)
-    job = remote_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "neuron.precompile=true"))
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "neuron.precompile=true")
+    job = cluster_of(job).container_job(job)
     job.neuron.cc_flags = ["--verbose", value]
     job.neuron.compile_cache_url = value
     job.cluster.slurm.container_image = value
@@ -68,7 +68,8 @@ def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile)
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_strings_stay_data_in_eks_manifests(job_for, hostile):
     value = hostile.format(canary="/tmp/x")
-    job = remote_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=eks"))
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=eks")
+    job = cluster_of(job).container_job(job)
     job.neuron.cc_flags = [value]
     job.cluster.image = value
     text = yaml.safe_dump_all(manifests(job))
@@ -104,7 +105,7 @@ def test_no_secret_in_rendered_files_or_output(tmp_path, cluster):
     ("recipe=llama2_70b_cpt_trn1", "cluster=slurm", "neuron.precompile=true"),
     ("recipe=smoke_allreduce",),
 ])
-def test_rendering_is_deterministic(job_for, tmp_path, overrides):
+def test_rendering_is_deterministic(job_for, tmp_path, overrides, render_job):
     def render_bytes() -> dict[str, bytes]:
         _, files = render_job(job_for(*overrides, "action=render"), tmp_path)
         return {Path(f).name: Path(f).read_bytes() for f in files}

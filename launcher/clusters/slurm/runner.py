@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from launcher.clusters.base import RunnerError
+from launcher.clusters.slurm.render import LOG_PATTERN, SCRIPT_FILE
+from launcher.clusters.tools import require_tool, run_tool
 from launcher.config.schema import JobConfig
-from launcher.render.slurm import LOG_PATTERN, SCRIPT_FILE
-from launcher.runners.remote import RunnerError, require_tool, run_tool
 
 SLURM_HINT = "run llm-launch on a login node of the Slurm cluster (HyperPod or ParallelCluster)"
 LOG_TAIL_LINES = 200

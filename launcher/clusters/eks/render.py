@@ -1,9 +1,10 @@
 """EKS: a kubeflow.org/v1 PyTorchJob (plus its ConfigMap, and etcd when chosen) for `kubectl apply -f`.
 
-Topologies (kubernetes.md sections 4 and 5): Master x1 + Worker x(N-1) with a static master (the
-default), or elastic Worker x N with c10d (rendezvous on <job>-worker-0) or etcd rendezvous (an etcd
-Service and Deployment rendered alongside). The operator injects MASTER_ADDR, RANK, WORLD_SIZE and
-the PET_* variables torchrun reads, so the rendered environment holds none of them. nprocPerNode is
+Topologies (the Kubeflow training operator's v1 PyTorchJob, https://github.com/kubeflow/training-operator):
+Master x1 + Worker x(N-1) with a static master (the default), or elastic Worker x N with c10d
+(rendezvous on <job>-worker-0) or etcd rendezvous (an etcd Service and Deployment rendered alongside).
+The operator injects MASTER_ADDR, RANK, WORLD_SIZE and the PET_* variables torchrun reads, so the
+rendered environment holds none of them. nprocPerNode is
 always the catalog's integer: "auto" would start one process per vCPU on Trainium.
 """
 
@@ -14,12 +15,12 @@ from typing import Any
 
 import yaml
 
+from launcher.clusters.eks.paths import CONTAINER_JOB_YAML, JOB_DIR, eks_name, shared_storage
 from launcher.config.schema import JobConfig
 from launcher.environment import backend_environment, is_trainium
 from launcher.jobfile import job_to_yaml, write_text_atomic
 from launcher.plan import Plan
 from launcher.render.command import TRAINIUM_PORT, node_script
-from launcher.render.remote import EKS_JOB_DIR, eks_name
 from launcher.topology import topology_of
 
 MANIFEST_FILE = "pytorchjob.yaml"
@@ -74,7 +75,8 @@ def resources(job: JobConfig) -> dict[str, Any]:
 
 def container_env(job: JobConfig) -> list[dict[str, Any]]:
     """The backend environment, and the Hugging Face token only as a reference to a Secret."""
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in backend_environment(job).items()]
+    backend = backend_environment(job, shared_storage(job))
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in backend.items()]
     secret = job.cluster.eks.hf_token_secret
     if secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": HF_TOKEN_KEY}}})
@@ -93,7 +95,7 @@ def pod_template(job: JobConfig) -> dict[str, Any]:
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "shm", "mountPath": "/dev/shm"},
-        {"name": "job", "mountPath": EKS_JOB_DIR, "readOnly": True},
+        {"name": "job", "mountPath": JOB_DIR, "readOnly": True},
     ]
     if eks.pvc_name:
         volumes.append({"name": "shared", "persistentVolumeClaim": {"claimName": eks.pvc_name}})
@@ -101,7 +103,7 @@ def pod_template(job: JobConfig) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": job.cluster.image,
-        "command": ["bash", "-c", node_script(job, f"{EKS_JOB_DIR}/job.yaml")],
+        "command": ["bash", "-c", node_script(job, CONTAINER_JOB_YAML)],
         "env": container_env(job),
         "resources": resources(job),
         "volumeMounts": mounts,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from launcher.clusters.eks.paths import eks_name
+from launcher.clusters.eks.render import MANIFEST_FILE
+from launcher.clusters.tools import require_tool, run_tool
 from launcher.config.schema import JobConfig
-from launcher.render.eks import MANIFEST_FILE
-from launcher.render.remote import eks_name
-from launcher.runners.remote import require_tool, run_tool
 
 KUBECTL_HINT = "install kubectl and point it at the cluster (aws eks update-kubeconfig --name <cluster>)"
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
-"""Pod label the training operator sets (kubernetes.md section 4)."""
+"""Pod label the training operator sets on every replica's pods."""
 
 
 def _kubectl() -> str:

@@ -1,0 +1,40 @@
+"""EKS: a Kubeflow PyTorchJob (with its ConfigMap) for `kubectl apply -f`.
+
+checks.py checks the settings, paths.py names the job and its container paths, render.py writes
+pytorchjob.yaml, runner.py applies, inspects and deletes it with kubectl.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launcher.clusters.eks import runner as eks_runner
+from launcher.clusters.eks.checks import check_eks
+from launcher.clusters.eks.paths import CONTAINER_JOB_YAML, container_job, shared_storage
+from launcher.clusters.eks.render import render_eks
+from launcher.clusters.remote import RemoteCluster
+from launcher.config.schema import JobConfig
+from launcher.plan import Plan
+from launcher.problems import Findings
+
+
+class EksCluster(RemoteCluster):
+    """cluster=eks: a PyTorchJob on a Kubernetes cluster with the training operator."""
+
+    kind = "eks"
+    runner = eks_runner
+
+    def check_settings(self, job: JobConfig, out: Findings) -> None:
+        check_eks(job, out)
+
+    def shared_storage(self, job: JobConfig) -> str | None:
+        return shared_storage(job)
+
+    def container_job(self, job: JobConfig) -> JobConfig:
+        return container_job(job)
+
+    def container_job_yaml(self, job: JobConfig, job_yaml: Path) -> str:
+        return CONTAINER_JOB_YAML
+
+    def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:
+        return render_eks(job, plan, out_dir)

@@ -1,0 +1,75 @@
+"""This machine: torchrun started here, on the job's paths as given (made absolute).
+
+render.py writes launch.sh; run.py runs torchrun and judges the run by its completion marker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from launcher.clusters.base import Cluster
+from launcher.clusters.local.render import render_local
+from launcher.clusters.local.run import run_local
+from launcher.config.schema import JobConfig
+from launcher.plan import Plan
+from launcher.problems import Findings
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def check_output_dir(job: JobConfig, out: Findings) -> None:
+    """An output folder that holds another task's job is not reused (its files would be replaced)."""
+    previous = Path(job.output_dir) / "job.yaml"
+    if not previous.is_file():
+        return
+    import yaml
+
+    try:
+        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
+    except (OSError, yaml.YAMLError):
+        return
+    if task and task != job.training.task:
+        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
+                  f"{job.training.task} job would replace; set output_dir=<another folder>")
+
+
+class LocalCluster(Cluster):
+    """cluster=local: this machine, one node."""
+
+    kind = "local"
+    runs_here = True
+    default_action = "submit"
+
+    def resolve_paths(self, job: JobConfig) -> None:
+        """Relative paths are taken from where llm-launch runs; checkpoints default to <output_dir>/checkpoints."""
+        data = job.training.data
+        job.training.data = replace(data, train_path=_absolute(data.train_path),
+                                    valid_path=_absolute(data.valid_path),
+                                    tokenizer_path=_absolute(data.tokenizer_path))
+        job.model.pretrained_path = _absolute(job.model.pretrained_path)
+        prep = job.data_prep
+        for source in prep.sources:
+            source.path = _absolute(source.path)
+        prep.tokenizer_path = _absolute(prep.tokenizer_path)
+        prep.output.dir = _absolute(prep.output.dir)
+        ckpt = job.training.checkpoint
+        ckpt.dir = _absolute(ckpt.dir) if ckpt.dir else str(Path(job.output_dir) / "checkpoints")
+
+    def check(self, job: JobConfig, out: Findings) -> None:
+        if job.trainer.num_nodes > 1:
+            out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
+                      "cluster=sagemaker, eks or slurm")
+        check_output_dir(job, out)
+
+    def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:
+        return render_local(job, plan, out_dir, job_yaml)
+
+    def submit(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> None:
+        summary = run_local(job, plan, out_dir, job_yaml)
+        print(f"llm-launch: done: {json.dumps(summary)}")

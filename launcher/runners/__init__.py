@@ -1,1 +1,0 @@
-"""Submission: hands a rendered job to the place it runs."""
