@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.jobfile import write_job
 from launcher.clusters.sagemaker.paths import PACK_DIR
+from launcher.jobfile import write_job
 
 HOSTS = ("algo-1", "algo-2")
 CODE = "/opt/ml/input/data/code/job.yaml"
