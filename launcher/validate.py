@@ -376,6 +376,19 @@ def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
               f"{mem.capacity / GIB:.1f} GiB a rank has on {job.instance.name}; try {' or '.join(fixes)}")
 
 
+def _check_starting_weights(job: JobConfig, runs_here: bool, out: Findings) -> None:
+    """Fine-tuning random weights learns nothing useful; continual pre-training them is pre-training from scratch."""
+    if job.model.pretrained_path:
+        return
+    hint = ("set model.pretrained_path=<Hugging Face model folder> (SageMaker: /opt/ml/input/data/model with "
+            "cluster.sagemaker.channels.model=s3://<bucket>/<model prefix>)")
+    if job.training.task == "sft" or job.training.lora.enabled:
+        out.warn("model.pretrained_path", f"not set: this fine-tunes randomly initialised weights; {hint}")
+    elif job.training.task == "cpt" and not runs_here:
+        out.warn("model.pretrained_path", f"not set: this pre-trains {job.model.name} from random weights, not "
+                 f"continues a trained model; {hint}, unless training from scratch is the intent")
+
+
 def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     """Check the job and, once its basic numbers are sound, plan it; None if they are not."""
     out = Findings()
@@ -392,6 +405,8 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     cluster.check(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
+    if trains_model:
+        _check_starting_weights(job, cluster.runs_here, out)
     if job.training.task == "prepare":
         _check_data_prep(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
