@@ -67,6 +67,7 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
         save_checkpoint,
     )
     from neuronx_distributed.trainer.checkpoint import has_checkpoint  # not re-exported by the package
+    from neuronx_distributed.trainer.checkpoint_storage import create_checkpoint_storage
 
     from train.data.loader import StepBatches
     from train.data.open import open_dataset
@@ -102,7 +103,9 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
     dataset = open_dataset(cfg.data.train_path, job, is_main, object_broadcast=False)
     batches = StepBatches(dataset, seed=cfg.seed, global_batch=cfg.global_batch_size, micro_batch=cfg.micro_batch_size,
                           dp_rank=dp_rank, dp_size=dp_size)
-    ckpt_dir = str(Path(cfg.checkpoint.dir))
+    # An s3:// dir is handed to NxD as it is: its checkpoint storage writes and reads S3 itself.
+    on_s3 = cfg.checkpoint.dir.startswith("s3://")
+    ckpt_dir = cfg.checkpoint.dir.rstrip("/") if on_s3 else str(Path(cfg.checkpoint.dir))
     start_step = 0
     if not precompile and cfg.checkpoint.resume and has_checkpoint(ckpt_dir):
         content = load_checkpoint(ckpt_dir, tag=None, model=model, optimizer=optimizer, scheduler=scheduler)
@@ -156,8 +159,11 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
                             num_kept_ckpts=cfg.checkpoint.keep_last)
             if is_main:
                 layout = layout_of_job(job)
-                write_text_atomic(Path(ckpt_dir) / tag_of(done) / NXD_LAYOUT_FILE,
-                                  json.dumps({k: getattr(layout, k) for k in layout.__dataclass_fields__}) + "\n")
+                text = json.dumps({k: getattr(layout, k) for k in layout.__dataclass_fields__}) + "\n"
+                if on_s3:
+                    create_checkpoint_storage(ckpt_dir).save_text(text, f"{tag_of(done)}/{NXD_LAYOUT_FILE}")
+                else:
+                    write_text_atomic(Path(ckpt_dir) / tag_of(done) / NXD_LAYOUT_FILE, text)
 
     dist.barrier()
     elapsed = round(time.perf_counter() - started, 2)
@@ -166,7 +172,7 @@ def run(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False)
             print(f"precompile: traced {last_step - start_step} steps in {elapsed} s; no checkpoint or marker written",
                   flush=True)
         return None
-    final = Path(ckpt_dir) / tag_of(cfg.max_steps)
+    final = f"{ckpt_dir}/{tag_of(cfg.max_steps)}" if on_s3 else Path(ckpt_dir) / tag_of(cfg.max_steps)
     summary = {"step": cfg.max_steps, "loss": loss_value, "backend": "neuron", "checkpoints": ckpt_dir,
                "final_checkpoint": str(final), "metrics": str(metrics.path), "elapsed_s": elapsed,
                "world_size": dist.get_world_size(), "tp": par.tp, "pp": par.pp, "dp": dp_size,

@@ -95,7 +95,9 @@ def check_limits(job: JobConfig, out: Findings) -> None:
         out.error("cluster.sagemaker.tags", f"at most {MAX_USER_TAGS} tags (llm-launch adds one)")
     if sm.volume_size_gb < 1:
         out.error("cluster.sagemaker.volume_size_gb", f"must be at least 1, got {sm.volume_size_gb}")
-    if sm.s3_checkpoint_uri and job.instance.accelerator.startswith("trainium") and job.trainer.num_nodes > 1:
+    direct_to_s3 = (job.training.checkpoint.dir or "").startswith("s3://")
+    if sm.s3_checkpoint_uri and job.instance.accelerator.startswith("trainium") and job.trainer.num_nodes > 1 \
+            and not direct_to_s3:
         # Each instance syncs its own /opt/ml/checkpoints with S3:
         # https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html
         out.warn("cluster.sagemaker.s3_checkpoint_uri", "NxD checkpoints assume one folder shared by all nodes; "

@@ -132,6 +132,26 @@ def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(ref
         assert tensor.equal(from_checkpoint[key]), key
 
 
+def test_checkpoints_straight_to_s3_on_private_hosts(reference, tmp_path, aws):
+    import boto3
+
+    s3 = boto3.session.Session(region_name="us-east-1").client("s3")
+    s3.create_bucket(Bucket="ckpt")
+    job = two_node_job(tmp_path, "tiny_llama_cpt", "training.checkpoint.dir=s3://ckpt/run-1")
+    assert job.training.checkpoint.dir == "s3://ckpt/run-1"  # the user's choice, kept
+    hosts = TwoHosts(tmp_path)
+    assert_finished(hosts, hosts.run(job, CPT_FILES, env=aws.env()))
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ckpt", Prefix="run-1/")["Contents"]}
+    assert s3.get_object(Bucket="ckpt", Key="run-1/latest")["Body"].read() == b"step_00000004"
+    assert {"run-1/step_00000004/__0_0.distcp", "run-1/step_00000004/__1_0.distcp",
+            "run-1/step_00000004/.metadata", "run-1/step_00000004/trainer_state.json"} <= keys
+    assert not list(hosts.path("algo-1", CHECKPOINT_DIR).iterdir())  # nothing went to the local disk
+    assert losses(hosts) == losses(reference)
+    expected = exported(reference)
+    for key, tensor in exported(hosts).items():
+        assert tensor.equal(expected[key]), key
+
+
 def test_sft_with_lora_on_private_hosts(tmp_path):
     job = two_node_job(tmp_path, "tiny_llama_sft", "training.lora.enabled=true", "training.global_batch_size=2",
                        "training.micro_batch_size=1")

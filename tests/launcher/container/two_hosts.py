@@ -124,9 +124,10 @@ class TwoHosts:
     def logs(self) -> str:
         return "\n".join(f"--- {h}\n{self.log(h)[-4000:]}" for h in HOSTS)
 
-    def run(self, job, files: dict[str, Path], timeout: float = 600) -> dict[str, int]:
+    def run(self, job, files: dict[str, Path], timeout: float = 600,
+            env: dict[str, str] | None = None) -> dict[str, int]:
         self.provision(job, files)
-        self.start()
+        self.start(env)
         return self.wait(timeout)
 
     def kill_when(self, ready, timeout: float = 300) -> None:
