@@ -101,7 +101,7 @@ if int(__import__("os").environ.get("RANK", 0)) == 0:
 '''
 
 
-def run_hf_trainer(args, engine_dir: Path, out_dir: Path) -> list[float]:
+def run_hf_trainer(args, engine_dir: Path, out_dir: Path, timeout: float | None = None) -> list[float]:
     """Step times of Hugging Face Trainer on the rows the engine packed, under torchrun."""
     packed = next(p for p in (engine_dir / "data").iterdir() if p.name.startswith("train"))
     script = out_dir / "hf_trainer_run.py"
@@ -109,8 +109,12 @@ def run_hf_trainer(args, engine_dir: Path, out_dir: Path) -> list[float]:
     script.write_text(HF_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                str(script), str(engine_dir / "job.yaml"), str(packed), str(out_dir)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.nproc)))
-    subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # keep carried wheels
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        first = done.stderr.find("Traceback")  # the root cause, before torchrun's summary
+        raise RuntimeError(f"HF Trainer run exited {done.returncode}: {done.stderr[first:first + 3000]}")
     return json.loads((out_dir / "step_times.json").read_text())
 
 

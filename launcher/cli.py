@@ -25,6 +25,7 @@ from launcher.config import store
 from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
 from launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from launcher.report import print_plan
+from launcher.secrets import SecretInFile
 from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
@@ -84,6 +85,9 @@ def _hydra_entry(cfg: DictConfig) -> None:
         run_job(cfg)
     except JobProblems as exc:
         exit_with_problems(exc.problems)
+    except SecretInFile as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
 
 
 def diagnose_overrides(overrides: list[str]) -> list[Problem]:

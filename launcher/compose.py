@@ -13,6 +13,7 @@ from launcher.clusters import CLUSTERS
 from launcher.compose_errors import problem_from_exception
 from launcher.config.schema import JobConfig
 from launcher.problems import JobProblems, Problem
+from launcher.secrets import env_interpolation_message, env_interpolations, secret_field_message, secret_fields
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
@@ -37,6 +38,9 @@ def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
     problems = [Problem(key, "is not a field of the job schema; remove it (see llm-launch --cfg job for the fields)")
                 for key in unknown_keys(body)]
     problems += [Problem(key, f"is required; set {key}=<value>") for key in sorted(OmegaConf.missing_keys(body))]
+    raw = OmegaConf.to_container(body, resolve=False)
+    problems += [Problem(key, env_interpolation_message(var)) for key, var in env_interpolations(raw)]
+    problems += [Problem(key, secret_field_message(var)) for key, var in secret_fields(raw)]
     if problems:
         raise JobProblems(problems)
     try:

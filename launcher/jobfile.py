@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from launcher.config.schema import JobConfig
+from launcher.secrets import refuse_secrets
 
 JOB_FILE = "job.yaml"
 COMPLETE_MARKER = "COMPLETE"
@@ -15,7 +16,11 @@ COMPLETE_MARKER = "COMPLETE"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file through a temporary sibling and a rename, so readers never see half of it."""
+    """Write a file through a temporary sibling and a rename, so readers never see half of it.
+
+    Refuses (SecretInFile) text that holds the value of a well-known secret variable (launcher/secrets.py).
+    """
+    refuse_secrets(path, text)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 from launcher.clusters import CLUSTERS, cluster_of
 from launcher.config import schema
 from launcher.config.schema import JobConfig
+from launcher.local_files import pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Findings
@@ -241,6 +242,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
                   "tokenizer folder")
+    elif problems := tokenizer_problems(tokenizer):
+        for message in problems:
+            out.error("training.data.tokenizer_path", message)
     else:
         size = _tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
@@ -250,6 +254,9 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
+    elif pretrained is not None:
+        for message in pretrained_problems(Path(pretrained)):
+            out.error("model.pretrained_path", message)
 
 
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
@@ -321,6 +328,9 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         if not all((tokenizer / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
             out.error(key, f"{tokenizer} has no tokenizer.json and tokenizer_config.json; point it at a Hugging "
                       "Face tokenizer folder")
+        else:
+            for message in tokenizer_problems(tokenizer):
+                out.error(key, message)
 
 
 def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:

@@ -40,9 +40,11 @@ class RemoteCluster(Cluster):
 
     runner: ClassVar[Runner]
     """The module that talks to the cluster (launcher/clusters/<kind>/runner.py)."""
+    needs_image: ClassVar[bool] = True
+    """Whether the job runs in cluster.image (Slurm runs on the nodes' own environment unless told otherwise)."""
 
     def check(self, job: JobConfig, out: Findings) -> None:
-        """Instance checks every remote job needs, the kind's own checks, and the example values on submit."""
+        """Instance and image checks every remote job needs, the kind's own checks, the example values on submit."""
         inst = job.instance
         if inst.accelerator == "cpu":
             out.error("instance", f"{inst.name} is for local runs; pick a catalog type such as "
@@ -50,6 +52,9 @@ class RemoteCluster(Cluster):
         if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0:
             out.error("trainer.num_nodes", f"{inst.name} has no EFA, so multi-node jobs fail on it; use one node or "
                       "an EFA instance type")
+        if self.needs_image and not job.cluster.image:
+            out.error("cluster.image", f"{self.kind} jobs need a container image with llm-launch installed; "
+                      "set cluster.image=<ECR image URI> (see docker/)")
         self.check_settings(job, out)
         if job.action == "submit":
             self.check_example_values(job, out)

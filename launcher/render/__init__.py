@@ -1,1 +1,1 @@
-"""Renders a planned job into files in its output folder, before anything is submitted."""
+"""What every cluster's renderer shares: the command each node runs (command.py) and valid remote names (names.py)."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from train.data.packed import PackedDataset
+from train.errors import JobError
 
 
 class StepBatches:
@@ -20,7 +21,7 @@ class StepBatches:
     def __init__(self, dataset: PackedDataset, *, seed: int, global_batch: int, micro_batch: int,
                  dp_rank: int, dp_size: int):
         if len(dataset) < global_batch:
-            raise ValueError(f"{dataset.path} has {len(dataset)} rows, fewer than one global batch "
+            raise JobError(f"{dataset.path} has {len(dataset)} rows, fewer than one global batch "
                              f"({global_batch}); use more data or a smaller training.global_batch_size")
         self.dataset, self.seed = dataset, seed
         self.global_batch, self.micro_batch = global_batch, micro_batch

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
-from train.data.packed import FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, PackedDataset, read_index
+from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from train.data.prepare import prepare_corpus
 from train.errors import JobError
 from train.shared_dir import ranks_sharing
@@ -46,9 +46,8 @@ def _pack(source: Path, job: JobConfig) -> Path:
         raise JobError(str(exc)) from None
 
 
-def content_fingerprint(folder: Path, *, rows: bool) -> str:
+def content_fingerprint(folder: Path, index: dict, *, rows: bool) -> str:
     """Hash of a packed folder: its index (less local paths) and, with rows, every shard's bytes."""
-    index = read_index(folder, FORMAT_NAME, FORMAT_VERSION)
     digest = hashlib.sha256(json.dumps({k: v for k, v in index.items() if k not in NODE_LOCAL_FIELDS},
                                        sort_keys=True).encode())
     if rows:
@@ -105,14 +104,17 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
+    try:
+        dataset = PackedDataset.open(source)
+    except PackedDataError as exc:
+        raise JobError(str(exc)) from None
     if object_broadcast:
-        fingerprint = content_fingerprint(source, rows=not prepacked)
+        fingerprint = content_fingerprint(source, dataset.index, rows=not prepacked)
         _agree(source, fingerprint)
         if copies and dist.get_rank() == 0:
             where = "one folder every node shares" if copies == 1 else f"{copies} node-local copies"
             print(f"data: {path} packed into {source.name} on {where}; fingerprint {fingerprint} on every rank",
                   flush=True)
-    dataset = PackedDataset.open(source)
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
                        f"{job.training.seq_len}")

@@ -10,7 +10,13 @@ index.json:
     {"format": "llm-launch-packed", "version": 1, "seq_len": 256, "dtype": "uint16",
      "eos_id": 1, "num_rows": 977, "num_tokens": 250112, "remainder_tokens": 91,
      "documents": 1100, "source": "...", "tokenizer": "...",
-     "shards": [{"file": "shard_00000.bin", "rows": 977}]}
+     "shards": [{"file": "shard_00000.bin", "rows": 977, "bytes": 500224, "sampled_sha256": "..."}]}
+
+Each shard entry records the file's size and a sampled hash (its size, first and last block and
+evenly spaced blocks between; see sampled_sha256). Opening checks every shard against the index
+(exists, holds exactly rows x seq_len tokens, same sampled hash), so a truncated, replaced or
+re-written shard is named before training reads a row from it. Indexes written before the
+checksum existed are checked by size only.
 
 Fine-tuning data (train/data/sft.py) adds a loss mask: index.json has "loss_mask": true and "pad_id",
 and each shard entry names a "mask_file" (shard_XXXXX.mask.bin), a flat uint8 array with one entry
@@ -29,9 +35,20 @@ from pathlib import Path
 
 import numpy as np
 
+from train.file_check import mismatch, sampled_sha256
+
 FORMAT_NAME = "llm-launch-packed"
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
+
+
+class PackedDataError(ValueError):
+    """A packed dataset that does not match its index.json; the message names the file and what to do."""
+
+
+def shard_check(data: bytes | memoryview) -> dict:
+    """The index fields that let a reader check a shard file: its size and sampled hash."""
+    return {"bytes": len(data), "sampled_sha256": sampled_sha256(data)}
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -52,15 +69,24 @@ class RowPacker:
         self.remainder = 0
 
     def rows(self, documents: Iterable[list[int]]) -> Iterator[np.ndarray]:
-        buffer: list[int] = []
+        """Rows of seq_len token ids; linear in the tokens read, however long one document is."""
+        pending: list[np.ndarray] = []  # pieces not yet cut into rows, fewer than seq_len tokens before the last
+        held = 0
         for tokens in documents:
             self.documents += 1
-            buffer.extend(tokens)
-            buffer.append(self.eos_id)
-            while len(buffer) >= self.seq_len:
-                yield np.asarray(buffer[: self.seq_len], dtype=np.int64)
-                del buffer[: self.seq_len]
-        self.remainder = len(buffer)
+            piece = np.empty(len(tokens) + 1, dtype=np.int64)
+            piece[:-1] = tokens
+            piece[-1] = self.eos_id
+            pending.append(piece)
+            held += len(piece)
+            if held < self.seq_len:
+                continue
+            stream = np.concatenate(pending) if len(pending) > 1 else piece
+            whole = held - held % self.seq_len
+            yield from stream[:whole].reshape(-1, self.seq_len)
+            pending = [stream[whole:]] if whole < held else []
+            held -= whole
+        self.remainder = held
 
 
 def write_packed(
@@ -84,17 +110,22 @@ def write_packed(
 
     def flush() -> None:
         name = f"shard_{len(shards):05d}.bin"
-        np.stack(current).astype(dtype).tofile(tmp / name)
-        shards.append({"file": name, "rows": len(current)})
+        data = np.stack(current).astype(dtype).tobytes()
+        (tmp / name).write_bytes(data)
+        shards.append({"file": name, "rows": len(current), **shard_check(data)})
         current.clear()
 
-    for row in packer.rows(documents):
-        current.append(row)
-        rows_total += 1
-        if len(current) == rows_per_shard:
+    try:
+        for row in packer.rows(documents):
+            current.append(row)
+            rows_total += 1
+            if len(current) == rows_per_shard:
+                flush()
+        if current:
             flush()
-    if current:
-        flush()
+    except BaseException:  # a bad document or a kill: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     index = make_index(seq_len=seq_len, dtype=dtype, eos_id=eos_id, shards=shards, remainder_tokens=packer.remainder,
                        documents=packer.documents, metadata=metadata)
     _publish(tmp, out_dir, index)
@@ -166,9 +197,12 @@ def write_masked_packed(
 
     def flush() -> None:
         name = f"shard_{len(shards):05d}"
-        np.stack(tokens).astype(dtype).tofile(tmp / f"{name}.bin")
-        np.stack(masks).astype(np.uint8).tofile(tmp / f"{name}.mask.bin")
-        shards.append({"file": f"{name}.bin", "rows": len(tokens), "mask_file": f"{name}.mask.bin"})
+        data = np.stack(tokens).astype(dtype).tobytes()
+        mask_data = np.stack(masks).astype(np.uint8).tobytes()
+        (tmp / f"{name}.bin").write_bytes(data)
+        (tmp / f"{name}.mask.bin").write_bytes(mask_data)
+        shards.append({"file": f"{name}.bin", "rows": len(tokens), **shard_check(data),
+                       "mask_file": f"{name}.mask.bin", "mask_sampled_sha256": sampled_sha256(mask_data)})
         tokens.clear()
         masks.clear()
 
@@ -192,12 +226,50 @@ def write_masked_packed(
     return index
 
 
+REPACK = ("re-create the folder with the data preparation that wrote it (a corpus packed when the job started: "
+          "delete the folder and run the job again to re-pack it)")
+
+
 def read_index(path: Path, format_name: str, version: int) -> dict:
     """index.json of a data folder, checked to be the format and version the reader knows."""
-    index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
-    if index.get("format") != format_name or index.get("version") != version:
-        raise ValueError(f"{path} is not an {format_name} v{version} dataset")
+    try:
+        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackedDataError(f"{path / INDEX_FILE}: not valid JSON ({exc}); {REPACK}") from None
+    if not isinstance(index, dict) or index.get("format") != format_name or index.get("version") != version:
+        raise PackedDataError(f"{path} is not an {format_name} v{version} dataset")
     return index
+
+
+def _check_file(path: Path, expected_bytes: int, sampled: str | None, what: str) -> None:
+    """Raise PackedDataError naming path unless it holds expected_bytes with the recorded sampled hash."""
+    found = mismatch(path, expected_bytes, sampled)
+    if found is None:
+        return
+    if found.kind == "missing":
+        raise PackedDataError(f"{path}: missing, but {INDEX_FILE} lists it; {REPACK}")
+    if found.kind == "size":
+        state = "truncated" if found.size < expected_bytes else "longer than the index says"
+        raise PackedDataError(f"{path}: {found.size} bytes, but {INDEX_FILE} lists {what} ({expected_bytes} bytes): "
+                              f"the file is {state} or the index is stale; {REPACK}")
+    raise PackedDataError(f"{path}: its content differs from the checksum in {INDEX_FILE} (overwritten or "
+                          f"corrupt); {REPACK}")
+
+
+def check_shards(path: Path, index: dict) -> None:
+    """Every shard of a packed dataset against its index: present, exact size, same sampled hash."""
+    seq_len, dtype = index["seq_len"], np.dtype(index["dtype"])
+    rows = sum(shard["rows"] for shard in index["shards"])
+    if rows != index["num_rows"]:
+        raise PackedDataError(f"{path / INDEX_FILE}: num_rows is {index['num_rows']} but its shards list {rows} "
+                              f"rows; {REPACK}")
+    for shard in index["shards"]:
+        what = f"{shard['rows']} rows of {seq_len} {dtype.name} tokens"
+        _check_file(path / shard["file"], shard["rows"] * seq_len * dtype.itemsize, shard.get("sampled_sha256"),
+                    what)
+        if index.get("loss_mask"):
+            _check_file(path / shard["mask_file"], shard["rows"] * seq_len, shard.get("mask_sampled_sha256"),
+                        f"{shard['rows']} rows of {seq_len} mask bytes")
 
 
 @dataclass
@@ -215,6 +287,7 @@ class PackedDataset:
     def open(cls, path: str | Path) -> PackedDataset:
         path = Path(path)
         index = read_index(path, FORMAT_NAME, FORMAT_VERSION)
+        check_shards(path, index)
         seq_len, dtype = index["seq_len"], np.dtype(index["dtype"])
         shards, offsets, start = [], [], 0
         masks: list[np.memmap] | None = [] if index.get("loss_mask") else None

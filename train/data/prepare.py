@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,21 +20,83 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 ENCODE_BATCH = 256
+PROGRESS_EVERY_S = 10.0
 
 
-def iter_texts(path: Path, text_field: str) -> Iterator[str]:
-    """Documents of a corpus: one per JSONL line (its text field), or the whole text file."""
+def _jsonl_text(raw: bytes, where: str, text_field: str) -> str | None:
+    """The text field of one JSONL line (None for a blank line); a bad line raises naming where it is."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 1]
+        raise ValueError(f"{where}: not valid UTF-8 (byte {exc.start + 1} of the line is {bad!r}); re-encode the file "
+                         "as UTF-8 or remove the line") from None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line.rstrip("\r\n"))  # so the error's column is on this line
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+    if not isinstance(record, dict) or text_field not in record:
+        raise ValueError(f"{where}: no '{text_field}' field (set training.data.text_field)")
+    text = record[text_field]
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: '{text_field}' is a {type(text).__name__}, not a string; fix the line")
+    return text
+
+
+def iter_texts(path: Path, text_field: str, progress: PackingProgress | None = None) -> Iterator[str]:
+    """Documents of a corpus: one per JSONL line (its text field), or the whole text file.
+
+    A corpus read at job start is expected to be clean: the first line that is not UTF-8 or not JSON
+    stops the job, naming the file and line (a data-preparation job counts and skips such lines).
+    """
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if text_field not in record:
-                    raise ValueError(f"{path}:{number}: no '{text_field}' field (set training.data.text_field)")
-                yield record[text_field]
-    else:
-        yield path.read_text(encoding="utf-8")
+        with path.open("rb") as lines:
+            for number, raw in enumerate(lines, 1):
+                text = _jsonl_text(raw, f"{path}:{number}", text_field)
+                if progress is not None:
+                    progress.read(lines.tell())
+                if text is not None:
+                    yield text
+        return
+    data = path.read_bytes()
+    try:
+        yield data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {exc.start + 1} of the file is "
+                         f"{data[exc.start:exc.start + 1]!r}); re-encode the file as UTF-8") from None
+
+
+class PackingProgress:
+    """Prints where packing a corpus stands every PROGRESS_EVERY_S seconds (and once at the end)."""
+
+    def __init__(self, corpus: Path):
+        self.corpus, self.total = corpus, corpus.stat().st_size
+        self.started = self.last = time.monotonic()
+        self.done = self.tokens = 0
+        print(f"packing {corpus} ({self.total / 2**20:.1f} MiB) for this job", flush=True)
+
+    def read(self, position: int) -> None:
+        self.done = position
+        self._maybe_print()
+
+    def packed(self, tokens: int) -> None:
+        self.tokens += tokens
+        self._maybe_print()
+
+    def _maybe_print(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            share = self.done / self.total if self.total else 1.0
+            print(f"packing {self.corpus.name}: {share:.0%} read, {self.tokens:,} tokens, "
+                  f"{now - self.started:.0f} s", flush=True)
+
+    def finish(self, index: dict) -> None:
+        print(f"packed {self.corpus.name}: {index['num_rows']:,} rows from {index['documents']:,} documents in "
+              f"{time.monotonic() - self.started:.1f} s", flush=True)
 
 
 def fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | str) -> str:
@@ -71,17 +134,24 @@ def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: 
     if (out / INDEX_FILE).is_file():
         return out
     tokenizer, eos_id = load_fast_tokenizer(tokenizer_dir)
+    progress = PackingProgress(corpus)
+
+    def encode(batch: list[str]) -> Iterator[list[int]]:
+        for enc in tokenizer.encode_batch(batch, add_special_tokens=False):
+            progress.packed(len(enc.ids))
+            yield enc.ids
 
     def documents() -> Iterator[list[int]]:
         batch: list[str] = []
-        for text in iter_texts(corpus, text_field):
+        for text in iter_texts(corpus, text_field, progress):
             batch.append(text)
             if len(batch) == ENCODE_BATCH:
-                yield from (enc.ids for enc in tokenizer.encode_batch(batch, add_special_tokens=False))
+                yield from encode(batch)
                 batch = []
         if batch:
-            yield from (enc.ids for enc in tokenizer.encode_batch(batch, add_special_tokens=False))
+            yield from encode(batch)
 
-    write_packed(out, documents(), seq_len=seq_len, eos_id=eos_id, vocab_size=vocab_size,
-                 metadata={"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key})
+    index = write_packed(out, documents(), seq_len=seq_len, eos_id=eos_id, vocab_size=vocab_size,
+                         metadata={"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key})
+    progress.finish(index)
     return out

@@ -34,8 +34,9 @@ seq_len is cut to its first seq_len tokens and counted (truncated_examples, trun
 Examples packed into one row are separated only by their closing EOS (no attention mask between
 them). The output is an llm-launch-packed v1 folder (train/data/packed.py) whose index.json has
 "loss_mask": true, "pad_id", and per shard "mask_file": "shard_XXXXX.mask.bin" (uint8, one entry per
-token id); PackedDataset.row(i) and row_mask(i) read it. Bad records are counted in index.json's
-"bad_records" with examples; they never stop the run.
+token id); PackedDataset.row(i) and row_mask(i) read it. Bad records (lines that are not UTF-8 or not
+JSON, records of neither format) are counted in index.json's "bad_records" with examples (file:line) and
+skipped, with one printed line naming the first; they never stop the run (a corpus with no valid record does).
 """
 
 from __future__ import annotations
@@ -228,4 +229,14 @@ def prepare_sft(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Pat
 
     write_masked_packed(out, packer.rows(encoded_records(corpus, tokenizer, tally)), seq_len=seq_len,
                         eos_id=tokenizer.eos_token_id, pad_id=packer.pad_id, vocab_size=vocab_size, metadata=metadata)
+    if tally.total:
+        first = min((e for examples in tally.examples.values() for e in examples), key=lambda e: _line_of(e["where"]))
+        print(f"{corpus}: skipped {tally.total} bad records (e.g. {first['where']}: {first.get('detail', '')}); "
+              f"counts by kind in {out / INDEX_FILE} (bad_records)", flush=True)
     return out
+
+
+def _line_of(where: str) -> int:
+    """The line number of a path:line place (0 when it has none)."""
+    tail = where.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

@@ -19,11 +19,8 @@ CLEAN_POD_POLICIES = ("All", "Running", "None")
 
 
 def check_eks(job: JobConfig, out: Findings) -> None:
-    """Image, node label, run policy, names, mounts and the shared volume."""
+    """Node label, run policy, names, mounts and the shared volume."""
     eks, inst = job.cluster.eks, job.instance
-    if not job.cluster.image:
-        out.error("cluster.image", "eks jobs need a container image with llm-launch installed; "
-                  "set cluster.image=<ECR image URI> (see docker/)")
     if inst.accelerator != "cpu" and not inst.eks_label:
         out.error("instance", f"{inst.name} has no EKS node label; pick a catalog instance type")
     if eks.restart_policy not in RESTART_POLICIES:

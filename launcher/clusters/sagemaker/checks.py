@@ -24,11 +24,8 @@ CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 
 
 def check_required(job: JobConfig, out: Findings) -> None:
-    """The image, instance type, role, output location and spot settings a training job cannot do without."""
+    """The instance type, role, output location and spot settings a training job cannot do without."""
     sm, inst = job.cluster.sagemaker, job.instance
-    if not job.cluster.image:
-        out.error("cluster.image", "sagemaker jobs need a container image with llm-launch installed; "
-                  "set cluster.image=<ECR image URI> (see docker/)")
     if inst.accelerator != "cpu" and not inst.sagemaker_type:
         out.error("instance", f"{inst.name} has no SageMaker instance type; pick an ml.* instance")
     if not sm.role_arn:

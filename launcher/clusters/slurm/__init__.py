@@ -23,6 +23,7 @@ class SlurmCluster(RemoteCluster):
 
     kind = "slurm"
     runner = slurm_runner
+    needs_image = False
 
     def check_settings(self, job: JobConfig, out: Findings) -> None:
         check_slurm(job, out)

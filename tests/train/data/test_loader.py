@@ -6,6 +6,7 @@ import torch
 
 from train.data.loader import StepBatches
 from train.data.packed import PackedDataset, write_packed
+from train.errors import JobError
 
 
 @pytest.fixture()
@@ -43,5 +44,5 @@ def test_an_epoch_visits_every_row_once(dataset):
 
 
 def test_too_little_data_is_a_clear_error(dataset):
-    with pytest.raises(ValueError, match="fewer than one global batch"):
+    with pytest.raises(JobError, match="fewer than one global batch"):
         StepBatches(dataset, seed=0, global_batch=len(dataset) + 1, micro_batch=1, dp_rank=0, dp_size=1)

@@ -67,3 +67,94 @@ def test_vectorised_packing_matches_the_row_packer():
     flat, remainder, documents = pack_documents(docs, seq_len=16, eos_id=1, dtype=np.dtype(np.uint16))
     assert flat.reshape(-1, 16).tolist() == rows.tolist()
     assert (remainder, documents) == (packer.remainder, packer.documents)
+
+
+def _dataset(tmp_path, rows_per_shard=100):
+    write_packed(tmp_path / "ds", _docs(2, 120, 2048), seq_len=8, eos_id=1, vocab_size=2048,
+                 rows_per_shard=rows_per_shard)
+    return tmp_path / "ds"
+
+
+def _edit_index(path, change):
+    index = json.loads((path / INDEX_FILE).read_text())
+    change(index)
+    (path / INDEX_FILE).write_text(json.dumps(index))
+
+
+def test_index_records_each_shards_size_and_sampled_hash(tmp_path):
+    from train.file_check import sampled_sha256
+
+    path = _dataset(tmp_path, rows_per_shard=50)
+    for shard in json.loads((path / INDEX_FILE).read_text())["shards"]:
+        assert shard["bytes"] == (path / shard["file"]).stat().st_size == shard["rows"] * 8 * 2
+        assert shard["sampled_sha256"] == sampled_sha256(path / shard["file"])
+
+
+def test_truncated_shard_is_named_at_open(tmp_path):
+    from train.data.packed import PackedDataError
+
+    path = _dataset(tmp_path)
+    shard = path / "shard_00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-5])
+    with pytest.raises(PackedDataError, match=r"shard_00000\.bin: \d+ bytes, but index\.json lists .* truncated"):
+        PackedDataset.open(path)
+
+
+@pytest.mark.parametrize(("delta", "word"), [(1, "truncated"), (-1, "longer than the index says")])
+def test_index_claiming_more_or_fewer_rows_than_the_file_holds_is_refused(tmp_path, delta, word):
+    from train.data.packed import PackedDataError
+
+    path = _dataset(tmp_path)
+
+    def change(index):
+        index["shards"][0]["rows"] += delta
+        index["num_rows"] += delta
+    _edit_index(path, change)
+    with pytest.raises(PackedDataError, match=f"shard_00000.bin: .*{word}"):
+        PackedDataset.open(path)
+
+
+def test_index_row_total_must_match_its_shards(tmp_path):
+    from train.data.packed import PackedDataError
+
+    path = _dataset(tmp_path)
+    _edit_index(path, lambda index: index.__setitem__("num_rows", index["num_rows"] + 3))
+    with pytest.raises(PackedDataError, match="num_rows is .* but its shards list"):
+        PackedDataset.open(path)
+
+
+def test_a_rewritten_shard_fails_its_checksum_and_old_indexes_still_open(tmp_path):
+    from train.data.packed import PackedDataError
+
+    path = _dataset(tmp_path)
+    shard = path / "shard_00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(PackedDataError, match="shard_00000.bin: its content differs from the checksum"):
+        PackedDataset.open(path)
+    _edit_index(path, lambda index: [s.pop("sampled_sha256") for s in index["shards"]])
+    assert len(PackedDataset.open(path)) > 0  # written before checksums: size checked only
+
+
+def test_missing_shard_and_unreadable_index_are_named(tmp_path):
+    from train.data.packed import PackedDataError
+
+    path = _dataset(tmp_path)
+    (path / "shard_00000.bin").unlink()
+    with pytest.raises(PackedDataError, match="shard_00000.bin: missing"):
+        PackedDataset.open(path)
+    (path / INDEX_FILE).write_text('{"format": ')
+    with pytest.raises(PackedDataError, match="index.json: not valid JSON"):
+        PackedDataset.open(path)
+
+
+def test_one_long_document_packs_like_many_short_ones(tmp_path):
+    from train.data.packed import RowPacker
+
+    long_doc = list(range(5, 1005))
+    packer = RowPacker(seq_len=16, eos_id=1)
+    rows = np.stack(list(packer.rows([[7, 8], long_doc, [9]])))
+    stream = [7, 8, 1, *long_doc, 1, 9, 1]
+    assert rows.ravel().tolist() == stream[: len(rows) * 16]
+    assert packer.remainder == len(stream) % 16 and packer.documents == 3

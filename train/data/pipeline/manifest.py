@@ -59,7 +59,9 @@ def run_fingerprint(cfg: DataPrepConfig) -> str:
 def write_split_index(split_dir: Path, sidecars: list[dict], *, seq_len: int, dtype: np.dtype, eos_id: int,
                       metadata: dict) -> dict:
     """index.json of one split, listing the shards that hold at least one row (in shard order)."""
-    shards = [{"file": s["file"], "rows": s["rows"]} for s in sidecars if s["rows"]]
+    checks = ("bytes", "sampled_sha256")  # sidecars of older runs lack the sampled hash
+    shards = [{"file": s["file"], "rows": s["rows"], **{k: s[k] for k in checks if k in s}}
+              for s in sidecars if s["rows"]]
     index = make_index(seq_len=seq_len, dtype=dtype, eos_id=eos_id, shards=shards,
                        remainder_tokens=sum(s["remainder_tokens"] for s in sidecars),
                        documents=sum(s["documents"] for s in sidecars), metadata=metadata)

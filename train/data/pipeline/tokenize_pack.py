@@ -22,6 +22,7 @@ import numpy as np
 from launcher.jobfile import write_text_atomic
 from train.data.packed import pack_documents
 from train.data.pipeline.mix import Doc
+from train.file_check import sampled_sha256
 
 ENCODE_BATCH = 512
 
@@ -98,6 +99,7 @@ def build_shard(unit: Path, out_dir: Path, number: int, *, tokenizer, eos_id: in
     meta = {"file": f"{name}.bin", "rows": len(flat) // seq_len, "bytes": len(data), "documents": documents,
             "tokens_in": int(sum(tokens_by_source)), "remainder_tokens": remainder,
             "tokens_by_source": tokens_by_source, "sha256": hashlib.sha256(data).hexdigest(),
+            "sampled_sha256": sampled_sha256(data),
             "fingerprint": fingerprint}
     write_text_atomic(out_dir / f"{name}.json", json.dumps(meta, indent=1) + "\n")
     return meta
