@@ -8,21 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from composed_job import compose_job
 
 from launcher import PROJECT_ROOT
-from launcher.compose import to_job
-from launcher.config import store
 from launcher.config.schema import JobConfig
-
-
-def compose_job(overrides: list[str], output_dir: Path) -> JobConfig:
-    """Compose conf/job.yaml with Hydra's compose API and type it as the CLI does."""
-    store.register()
-    store.register_recipes()
-    with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
-        cfg = compose(store.PRIMARY_CONFIG, overrides=list(overrides))
-    return to_job(cfg, output_dir)
 
 
 def run_cli(args: list[str], output_dir: Path, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:

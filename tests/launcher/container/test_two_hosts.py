@@ -22,10 +22,8 @@ from launcher import PROJECT_ROOT
 from launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, MODEL_DIR, PACK_DIR, container_job
 
 sys.path.insert(0, str(Path(__file__).parent))
+from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
 from two_hosts import CHANNELS, HOSTS, TwoHosts, namespaces_unavailable  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parents[2] / "launcher"))
-from conftest import compose_job  # noqa: E402
 
 pytestmark = pytest.mark.skipif(namespaces_unavailable() is not None, reason=str(namespaces_unavailable()))
 SAMPLE = PROJECT_ROOT / "data" / "sample"

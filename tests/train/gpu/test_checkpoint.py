@@ -1,11 +1,15 @@
 """Checkpoints are atomic: a save that dies half-way leaves the previous checkpoint intact and used."""
 
+import boto3
 import pytest
 import torch
 import torch.distributed as dist
 
 from train.gpu import checkpoint
-from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from train.gpu.checkpoint import agreed_latest, find_latest, load_checkpoint, load_from, save_checkpoint
+from train.gpu.checkpoint_store import open_store
+
+REGION = "us-west-2"
 
 
 @pytest.fixture()
@@ -63,3 +67,28 @@ def test_keep_last_deletes_only_older_complete_checkpoints(single_rank_group, tm
         save_checkpoint(root, step, model, optimizer, scheduler, rank=0, keep_last=2)
     assert sorted(p.name for p in root.glob("step_*")) == ["step_00000002", "step_00000003"]
     assert (root / "latest").read_text().strip() == "step_00000003"
+
+
+def test_save_resume_and_keep_last_straight_to_s3(aws, single_rank_group):
+    """s3torchconnector's DCP writer and reader against moto_server (tests/moto_endpoint.py)."""
+    s3 = boto3.session.Session(region_name=REGION).client("s3")
+    s3.create_bucket(Bucket="ckpt", CreateBucketConfiguration={"LocationConstraint": REGION})
+    store = open_store("s3://ckpt/runs/one", REGION)
+    assert agreed_latest(store) is None
+    model, optimizer, scheduler = _training_state(0)
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.add_(step)
+        save_checkpoint(store, step, model, optimizer, scheduler, rank=0, keep_last=2)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ckpt", Prefix="runs/one/")["Contents"]}
+    assert "runs/one/latest" in keys
+    assert {k.split("/")[2] for k in keys if k.count("/") > 2} == {"step_00000002", "step_00000003"}
+    assert {"runs/one/step_00000003/.metadata", "runs/one/step_00000003/trainer_state.json",
+            "runs/one/step_00000003/rng_rank0.pt"} <= keys
+    assert agreed_latest(store) == "step_00000003"
+
+    fresh, fresh_opt, fresh_sched = _training_state(99)
+    state = load_from(store, "step_00000003", fresh, fresh_opt, fresh_sched, rank=0)
+    assert state["step"] == 3
+    assert torch.equal(fresh.weight, model.weight)
+    assert fresh_opt.state_dict()["state"][0]["exp_avg"].equal(optimizer.state_dict()["state"][0]["exp_avg"])
