@@ -31,9 +31,25 @@ STEPS = 4
 TWO_NODES = ["cluster=sagemaker", "trainer.num_nodes=2", "instance.accelerators_per_node=1",
              "training.log_every_n_steps=1", "training.eval_every_n_steps=0", "training.eval_batches=1",
              f"training.max_steps={STEPS}", "training.checkpoint.every_n_steps=2"]
-CPT_FILES = {f"{CHANNELS['train']}/train.jsonl": SAMPLE / "corpus" / "train.jsonl",
-             f"{CHANNELS['train']}/valid.jsonl": SAMPLE / "corpus" / "valid.jsonl",
-             CHANNELS["tokenizer"]: SAMPLE / "tokenizer"}
+CORPUS_DOCUMENTS = 40
+"""Documents of the shipped corpus the tests train on: about 190 rows of 256 tokens, enough for 4 steps of 8
+rows, and quick to pack on every node."""
+
+
+def small_corpus(root: Path) -> Path:
+    """The first CORPUS_DOCUMENTS documents of the sample corpus, in a file of its own."""
+    path = root / "train.jsonl"
+    if not path.is_file():
+        with (SAMPLE / "corpus" / "train.jsonl").open(encoding="utf-8") as lines:
+            path.write_text("".join(next(lines) for _ in range(CORPUS_DOCUMENTS)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cpt_files(tmp_path_factory) -> dict[str, Path]:
+    return {f"{CHANNELS['train']}/train.jsonl": small_corpus(tmp_path_factory.mktemp("corpus")),
+            f"{CHANNELS['train']}/valid.jsonl": SAMPLE / "corpus" / "valid.jsonl",
+            CHANNELS["tokenizer"]: SAMPLE / "tokenizer"}
 SFT_FILES = {f"{CHANNELS['train']}/train.jsonl": SAMPLE / "sft" / "train.jsonl",
              f"{CHANNELS['train']}/valid.jsonl": SAMPLE / "sft" / "valid.jsonl",
              CHANNELS["tokenizer"]: SAMPLE / "tokenizer"}
@@ -70,11 +86,11 @@ def sync_to_s3(hosts: TwoHosts, bucket: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, cpt_files):
     """The uninterrupted run, on one folder both hosts share (as on FSx for Lustre)."""
     root = tmp_path_factory.mktemp("shared")
     hosts = TwoHosts(root, shared=True)
-    assert_finished(hosts, hosts.run(two_node_job(root, "tiny_llama_cpt"), CPT_FILES))
+    assert_finished(hosts, hosts.run(two_node_job(root, "tiny_llama_cpt"), cpt_files))
     return hosts
 
 
@@ -88,12 +104,12 @@ def test_on_a_shared_folder_one_copy_is_packed_and_checkpoints_hold_every_shard(
     assert {p.name for p in (checkpoints / "step_00000004").glob("__*")} == {"__0_0.distcp", "__1_0.distcp"}
 
 
-def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(reference, tmp_path):
+def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(reference, cpt_files, tmp_path):
     from train.gpu.export import model_from_checkpoint
 
     job = two_node_job(tmp_path, "tiny_llama_cpt")
     first = TwoHosts(tmp_path / "first")
-    first.provision(job, CPT_FILES)
+    first.provision(job, cpt_files)
     first.start()
     first.kill_when(lambda: all(first.path(h, CHECKPOINT_DIR).joinpath("latest").is_file() for h in HOSTS))
     assert not first.path("algo-1", MODEL_DIR).joinpath("COMPLETE").exists()
@@ -109,7 +125,7 @@ def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(ref
 
     bucket = sync_to_s3(first, tmp_path / "s3")
     second = TwoHosts(tmp_path / "second")  # a restart gets new instances: fresh disks, the prefix copied back
-    codes = second.run(job, {**CPT_FILES, CHECKPOINT_DIR: bucket})
+    codes = second.run(job, {**cpt_files, CHECKPOINT_DIR: bucket})
     assert_finished(second, codes)
     resumed = [line for line in second.log("algo-1").splitlines() if "resumed from" in line]
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) < STEPS, second.log("algo-1")
@@ -130,7 +146,7 @@ def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(ref
         assert tensor.equal(from_checkpoint[key]), key
 
 
-def test_checkpoints_straight_to_s3_on_private_hosts(reference, tmp_path, aws):
+def test_checkpoints_straight_to_s3_on_private_hosts(reference, cpt_files, tmp_path, aws):
     import boto3
 
     s3 = boto3.session.Session(region_name="us-east-1").client("s3")
@@ -138,7 +154,7 @@ def test_checkpoints_straight_to_s3_on_private_hosts(reference, tmp_path, aws):
     job = two_node_job(tmp_path, "tiny_llama_cpt", "training.checkpoint.dir=s3://ckpt/run-1")
     assert job.training.checkpoint.dir == "s3://ckpt/run-1"  # the user's choice, kept
     hosts = TwoHosts(tmp_path)
-    assert_finished(hosts, hosts.run(job, CPT_FILES, env=aws.env()))
+    assert_finished(hosts, hosts.run(job, cpt_files, env=aws.env()))
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ckpt", Prefix="run-1/")["Contents"]}
     assert s3.get_object(Bucket="ckpt", Key="run-1/latest")["Body"].read() == b"step_00000004"
     assert {"run-1/step_00000004/__0_0.distcp", "run-1/step_00000004/__1_0.distcp",
@@ -163,9 +179,9 @@ def test_sft_with_lora_on_private_hosts(tmp_path):
     assert weights and not any("lora" in key for key in weights)  # adapters merged
 
 
-def test_nodes_that_see_different_data_stop_with_one_line(tmp_path):
+def test_nodes_that_see_different_data_stop_with_one_line(cpt_files, tmp_path):
     hosts = TwoHosts(tmp_path)
-    hosts.provision(two_node_job(tmp_path, "tiny_llama_cpt"), CPT_FILES)
+    hosts.provision(two_node_job(tmp_path, "tiny_llama_cpt"), cpt_files)
     shutil.copy(SAMPLE / "corpus" / "valid.jsonl", hosts.path("algo-2", f"{CHANNELS['train']}/train.jsonl"))
     hosts.start()
     codes = hosts.wait()
