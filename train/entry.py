@@ -20,8 +20,8 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
                              "under neuron_parallel_compile); writes no checkpoint, export or COMPLETE marker")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != task:
-        sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != task:
+        sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start train.{job.task}")
     if args.precompile and not job.instance.accelerator.startswith("trainium"):
         sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
                  f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")

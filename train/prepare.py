@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != "prepare":
-        sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != "prepare":
+        sys.exit(f"train.prepare: {args.job} is a '{job.task}' job; start train.{job.task}")
     cfg = resolve_data_prep(job)
     missing = missing_packages(cfg)
     if missing:  # checked here, where the job runs (llm-launch checks them at plan time only for local jobs)

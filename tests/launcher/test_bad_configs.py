@@ -133,7 +133,7 @@ CASES = [
          "trainer.num_nodes", "'abc' of type 'str' could not be converted to Integer"),
     Case("invalid_choice",
          ("parallelism.data_parallel=fsdp3",),
-         "parallelism.data_parallel", "'fsdp3' is not one of ddp, fsdp, hsdp, zero1, none"),
+         "parallelism.data_parallel", "'fsdp3' is not one of auto, ddp, fsdp, hsdp, zero1, none"),
     Case("negative_micro_batch",
          ("training.micro_batch_size=0",),
          "training.micro_batch_size", "must be at least 1, got 0"),

@@ -36,7 +36,7 @@ def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, pack_root(job)
     try:
-        if job.training.task == "sft":
+        if job.task == "sft":
             from train.data.sft import prepare_sft
 
             return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)

@@ -31,12 +31,13 @@ def check_output_dir(job: JobConfig, out: Findings) -> None:
     import yaml
 
     try:
-        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
+        previous_job = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return
-    if task and task != job.training.task:
-        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
-                  f"{job.training.task} job would replace; set output_dir=<another folder>")
+    task = previous_job.get("task") or previous_job.get("training", {}).get("task")  # older job.yaml files
+    if task and task != job.task:
+        out.error("output_dir", f"{job.output_dir} holds a task={task} job whose files this "
+                  f"{job.task} job would replace; set output_dir=<another folder>")
 
 
 class LocalCluster(Cluster):

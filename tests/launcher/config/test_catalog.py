@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from launcher.config.schema import ACCELERATOR_KINDS, InstanceConfig
+from launcher.config.schema import AcceleratorKind, InstanceConfig
 
 CATALOG_DIR = Path(__file__).resolve().parents[3] / "conf" / "instance"
 CATALOG_FILES = sorted(CATALOG_DIR.glob("*.yaml"))
@@ -90,7 +90,7 @@ def test_catalog_has_every_expected_entry():
 def test_entry_merges_onto_schema_and_is_named_after_its_file(path):
     inst = load(path)
     assert inst.name == path.stem
-    assert inst.accelerator in ACCELERATOR_KINDS
+    assert isinstance(inst.accelerator, AcceleratorKind)
     assert inst.accelerators_per_node >= 1
     assert inst.device_memory_gib > 0
 

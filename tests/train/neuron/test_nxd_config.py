@@ -65,7 +65,7 @@ def test_fp32_and_no_clipping():
 
 
 def test_eval_task_plans_on_trainium():
-    """training.task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
-    job = recipe_job("llama3_8b_cpt_trn1", "training.task=eval")
+    """task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
+    job = recipe_job("llama3_8b_cpt_trn1", "task=eval")
     findings, _ = validate(job)
     assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []
