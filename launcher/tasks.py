@@ -35,7 +35,7 @@ TASKS: dict[str, Task] = {
         Task("sft", "train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
         Task("eval", "train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
         Task("smoke", "train.smoke", trains_model=False, compiles=False),
-        Task("prepare", "train.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
+        Task("prepare", "dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
     )
 }
 

@@ -8,15 +8,17 @@ so one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from launcher.clusters import cluster_of
 from launcher.config.checks import Checks
-from launcher.config.schema import JobConfig
+from launcher.config.schema import DataParallel, JobConfig
+from launcher.data_inputs import check_data_inputs, tokenizer_size
 from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
-from launcher.local_files import pretrained_problems, tokenizer_problems
+from launcher.dialect import backend_modes
+from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
 from launcher.problems import Findings, Problem
@@ -80,12 +82,13 @@ def _check_seq_len(job: JobConfig, out: Findings) -> None:
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
-    if trainium and par.data_parallel in ("fsdp", "hsdp"):
-        out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use zero1 "
-                  "(or ddp)")
-    if not trainium and par.data_parallel == "zero1":
-        out.error("parallelism.data_parallel", "zero1 is Trainium's optimizer sharding; on this instance use fsdp, "
-                  "hsdp or ddp")
+    if par.data_parallel not in backend_modes(job):
+        if trainium:
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "
+                      "(ZeRO-1) or ddp")
+        else:
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is Trainium's optimizer sharding; on this "
+                      "instance use auto (FSDP2), hsdp or ddp")
     nproc = job.trainer.nproc_per_node
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
@@ -114,51 +117,13 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
 
 
-def _tokenizer_size(tokenizer_dir: Path) -> int | None:
-    path = tokenizer_dir / "tokenizer.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ids = list(data.get("model", {}).get("vocab", {}).values()) + [t["id"] for t in data.get("added_tokens", [])]
-    return max(ids) + 1 if ids else None
-
-
-def _first_jsonl_record(path: Path) -> dict | None:
-    """The first record of a JSONL file, or None when it has none that parses as an object."""
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    record = json.loads(line)
-                    return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _check_text_field(job: JobConfig, out: Findings) -> None:
-    """A pre-training JSONL corpus must carry the text field the job reads."""
-    data = job.training.data
-    for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is None or not value.endswith(".jsonl") or not Path(value).is_file():
-            continue
-        record = _first_jsonl_record(Path(value))
-        if record is not None and data.text_field not in record:
-            fields = ", ".join(sorted(record)) or "none"
-            out.error("training.data.text_field", f"'{data.text_field}' is not a field of {key}'s records (they have "
-                      f"{fields}); set training.data.text_field=<one of those>")
-            return
-
-
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
     """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is not None and not Path(value).exists():
-            out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
-    if job.task == "cpt":
-        _check_text_field(job, out)
+        if value is not None and not value.startswith("s3://") and not Path(value).exists():
+            out.error(key, f"{value} does not exist; point it at packed shards, a save_to_disk folder, Parquet, "
+                      "JSONL or a .txt corpus")
     tokenizer = Path(data.tokenizer_path)
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
@@ -167,7 +132,7 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
         for message in problems:
             out.error("training.data.tokenizer_path", message)
     else:
-        size = _tokenizer_size(tokenizer)
+        size = tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
             out.error("model.vocab_size", f"{job.model.vocab_size} is smaller than the tokenizer's {size} tokens; "
                       "use a model whose vocab covers the tokenizer")
@@ -175,15 +140,29 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     if pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
+    elif pretrained is not None and job.instance.accelerator.startswith("trainium"):
+        for message in nxd_checkpoint_problems(Path(pretrained), job):
+            out.error("model.pretrained_path", message)
     elif pretrained is not None:
         for message in pretrained_problems(Path(pretrained)):
             out.error("model.pretrained_path", message)
 
 
+def _check_tracking(job: JobConfig, out: Findings) -> None:
+    """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
+    from train.tracking import tracking_problems
+
+    for key, message in tracking_problems(job):
+        if job.tracking.required:
+            out.error(key, message)
+        else:
+            out.warn(key, f"{message}; the job trains without it (tracking.required=false)")
+
+
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from train.data.pipeline.packages import missing_packages
+    from dataprep.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
@@ -227,6 +206,9 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
                else f"{needed} ranks is not a whole number of {ranks}-rank nodes; change dp, tp or pp")
         out.error("trainer.num_nodes", f"dp={par.dp} x tp={par.tp} x pp={par.pp} needs {needed} ranks but "
                   f"{plan.num_nodes} node(s) of {inst.name} give {world}; {fix}")
+    if par.data_parallel == DataParallel.none and plan.dp > 1:
+        out.error("parallelism.data_parallel", f"none would leave the {plan.dp} data-parallel replicas training apart "
+                  "(no gradient sync); use auto or ddp, or a layout with dp = 1")
     per_pass = train.micro_batch_size * plan.dp
     if train.global_batch_size % per_pass:
         lower = train.global_batch_size // per_pass * per_pass
@@ -247,6 +229,21 @@ def _check_layout(job: JobConfig, plan: Plan, out: Findings) -> None:
                      "pipeline mostly idle; raise the global batch or pp_microbatches")
 
 
+MAX_NODES_SEARCHED = 512
+
+
+def smallest_fitting_node_count(job: JobConfig) -> int | None:
+    """The fewest nodes (above the job's) whose ranks divide by tp x pp and whose memory estimate fits, or None when
+    no node count up to MAX_NODES_SEARCHED does (more sharding over data parallelism cannot make it fit)."""
+    par = job.parallelism
+    for nodes in range(job.trainer.num_nodes + 1, MAX_NODES_SEARCHED + 1):
+        trial = replace(job, trainer=replace(job.trainer, num_nodes=nodes), parallelism=replace(par, dp=None))
+        plan = make_plan(trial)
+        if plan.world_size % (par.tp * par.pp) == 0 and plan.memory.fits:
+            return nodes
+    return None
+
+
 def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
     mem = plan.memory
     if mem.fits:
@@ -258,7 +255,11 @@ def _check_memory(plan: Plan, job: JobConfig, out: Findings) -> None:
         fixes.append("parallelism.activation_checkpointing=full")
     if job.training.micro_batch_size > 1:
         fixes.append("a smaller training.micro_batch_size")
-    fixes.append("more sharding (parallelism.tp, parallelism.pp, or fsdp/zero1 over more nodes)")
+    nodes = smallest_fitting_node_count(job) if job.cluster.kind != "local" else None
+    if nodes is not None:
+        fixes.append(f"trainer.num_nodes={nodes} (the fewest nodes that fit, keeping tp={job.parallelism.tp} "
+                     f"pp={job.parallelism.pp}; parallelism.dp=null)")
+    fixes.append("more model sharding (parallelism.tp, parallelism.pp)")
     out.error("memory", f"estimated {mem.total / GIB:.1f} GiB per device ({parts} GiB) exceeds 90% of the "
               f"{mem.capacity / GIB:.1f} GiB a rank has on {job.instance.name}; try {' or '.join(fixes)}")
 
@@ -301,6 +302,9 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
         _check_seq_len(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
+        _check_tracking(job, out)
+    if trains_model and job.task != "eval":
+        check_data_inputs(job, out, runs_here=cluster.runs_here)
     if trains_model:
         _check_starting_weights(job, cluster.runs_here, out)
     if job.task == "prepare":

@@ -88,3 +88,11 @@ def aws(moto_server, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def sample_inputs(tmp_path_factory):
+    """The shipped sample written as users write data: save_to_disk folders, Parquet, JSONL (tests/sample_inputs.py)."""
+    from sample_inputs import write_inputs
+
+    return write_inputs(tmp_path_factory.mktemp("sample-inputs"))

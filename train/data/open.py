@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
 
 from launcher.config.schema import JobConfig
+from train.data.dataset_inputs import ArrowRows, pack_input, reads_in_place
+from train.data.inputs import InputInfo, Layout, Schema, describe, input_problems
 from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from train.data.prepare import prepare_corpus
+from train.data.store import StoreError
 from train.errors import JobError
 from train.shared_dir import ranks_sharing
 
@@ -32,10 +36,31 @@ def pack_root(job: JobConfig) -> Path:
     return Path(job.training.data.pack_dir or Path(job.output_dir) / "data")
 
 
-def _pack(source: Path, job: JobConfig) -> Path:
+def describe_input(path: str, job: JobConfig) -> InputInfo | None:
+    """What a data path holds when it is read through train.data.dataset_inputs (a save_to_disk folder,
+    Parquet, a JSONL folder, pre-tokenized JSONL, anything on S3); None for our packed shards and for a
+    local JSONL or text corpus of the task's own kind, which the packers below read line by line."""
+    if not path.startswith("s3://") and (Path(path) / INDEX_FILE).is_file():
+        return None
+    try:
+        info = describe(path, job.training.data.text_field, job.cluster.region)
+    except StoreError as exc:
+        raise JobError(str(exc)) from None
+    if info.layout is Layout.TEXT:
+        return None
+    own_kind = Schema.SFT if job.task == "sft" else Schema.TEXT
+    if info.layout is Layout.JSONL and info.files == [""] and not path.startswith("s3://") \
+            and info.schema is own_kind:
+        return None
+    return info
+
+
+def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, pack_root(job)
     try:
+        if info is not None:
+            return pack_input(info, job, cache, job.cluster.region)
         if job.task == "sft":
             from train.data.sft import prepare_sft
 
@@ -44,6 +69,19 @@ def _pack(source: Path, job: JobConfig) -> Path:
                               job.model.vocab_size)
     except ValueError as exc:  # the packers' word on the corpus: a missing field, no valid record
         raise JobError(str(exc)) from None
+
+
+PACKING_WAIT = timedelta(hours=24)
+"""How long the other ranks wait for rank 0 to pack a corpus. The default group's collective timeout
+(10 minutes on NCCL, 30 on gloo) is shorter than packing a large corpus takes."""
+_patient: list = []
+
+
+def _patient_group():
+    """A gloo group over every rank with a long timeout, made once (every rank calls this, in the same order)."""
+    if not _patient:
+        _patient.append(dist.new_group(backend="gloo", timeout=PACKING_WAIT))
+    return _patient[0]
 
 
 def content_fingerprint(folder: Path, index: dict, *, rows: bool) -> str:
@@ -73,14 +111,15 @@ def _agree(folder: Path, fingerprint: str) -> None:
                        "(S3DataDistributionType FullyReplicated on SageMaker)")
 
 
-def _packed_on_every_copy(source: Path, job: JobConfig) -> tuple[Path, int]:
+def _packed_on_every_copy(source: Path, job: JobConfig, info: InputInfo | None) -> tuple[Path, int]:
     """Pack source once per distinct copy of the pack folder (the lowest rank seeing it packs);
     returns this rank's packed folder and the number of copies."""
     sharing = ranks_sharing(pack_root(job))
     rank = dist.get_rank()
-    packed = str(_pack(source, job)) if sharing[0] == rank else None
+    group = _patient_group()  # made before packing: the other ranks wait in the gather, not here
+    packed = str(_pack(source, job, info)) if sharing[0] == rank else None
     everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, packed)
+    dist.all_gather_object(everyone, packed, group=group)
     return Path(everyone[sharing[0]]), sum(p is not None for p in everyone)
 
 
@@ -93,17 +132,26 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
     """
     if path is None:
         return None
+    info = describe_input(path, job)
+    if info is not None:
+        problems = input_problems(info, task=job.task, seq_len=job.training.seq_len,
+                                  vocab_size=job.model.vocab_size, tokenizer_size=None,
+                                  text_field=job.training.data.text_field)
+        if problems:
+            raise JobError(problems[0])
+        if reads_in_place(info, job.training.seq_len):
+            return _arrow_rows(info, job)
     source = Path(path)
-    prepacked = (source / INDEX_FILE).is_file()
+    prepacked = info is None and (source / INDEX_FILE).is_file()
     copies = 0
     if not prepacked:
         if object_broadcast:
-            source, copies = _packed_on_every_copy(source, job)
+            source, copies = _packed_on_every_copy(source, job, info)
         else:
             if is_main:
-                _pack(source, job)
+                _pack(source, job, info)
             dist.barrier()
-            source = _pack(source, job)
+            source = _pack(source, job, info)
     try:
         dataset = PackedDataset.open(source)
     except PackedDataError as exc:
@@ -119,3 +167,14 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
                        f"{job.training.seq_len}")
     return dataset
+
+
+def _arrow_rows(info: InputInfo, job: JobConfig) -> ArrowRows:
+    """Token rows of a save_to_disk folder, read in place."""
+    from train.data.prepare import load_fast_tokenizer
+
+    try:
+        _, eos_id = load_fast_tokenizer(Path(job.training.data.tokenizer_path))
+        return ArrowRows(info.location, seq_len=job.training.seq_len, eos_id=eos_id, vocab_size=job.model.vocab_size)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None

@@ -16,8 +16,8 @@ from train.backend import Backend, StepResult, global_target_tokens, regroup_row
 from train.data.loader import Rows
 from train.distributed import shutdown
 from train.errors import JobError
-from train.gpu.checkpoint import agreed_latest, find_latest, load_from, load_model_weights, save_checkpoint
-from train.gpu.checkpoint_store import open_store
+from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, resume_from, save_checkpoint
+from train.gpu.checkpoint_store import S3Prefix, open_store
 from train.gpu.engine import Batch, Engine, global_sum
 from train.gpu.export import export_hf_from_model
 from train.gpu.grad_clip import clip_gradients
@@ -103,27 +103,30 @@ class GpuBackend(Backend):
                                rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
 
     def resume(self) -> int:
-        latest = agreed_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        resume = self.job.training.checkpoint.resume
+        latest = resume_from(self.ckpt_root, is_main=self.is_main) if resume else None
         if latest is None:
             return 0
-        state = load_from(self.ckpt_root, latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                          rank=self.ctx.rank)
+        on_s3 = isinstance(self.ckpt_root, S3Prefix)
+        state = load_checkpoint(latest.rsplit("/", 1)[1] if on_s3 else latest, self.engine.checkpoint_module(),
+                                self.optimizer, self.scheduler, rank=self.ctx.rank,
+                                store=self.ckpt_root if on_s3 else None)
         if self.is_main:
-            print(f"resumed from {self.ckpt_root.path(latest)} at step {state['step']}", flush=True)
+            print(f"resumed from {latest} at step {state['step']}", flush=True)
         return state["step"]
 
     def load_for_eval(self) -> tuple[str, int | None]:
         source = self.job.model.pretrained_path
         if source is not None:  # the Engine loaded it when it was built
             return source, None
-        checkpoint = find_latest(self.ckpt_root.root) if not self.ckpt_root.is_s3 else None
+        checkpoint = None if isinstance(self.ckpt_root, S3Prefix) else find_latest(self.ckpt_root)
         if checkpoint is None:
             raise JobError(f"no model to evaluate: {self.ckpt_root} holds no complete checkpoint and "
                            "model.pretrained_path is not set")
         return str(checkpoint), load_model_weights(checkpoint, self.engine.checkpoint_module())["step"]
 
     def export(self, out_dir: Path, job_path: str) -> dict:
-        ctx = self.ctx
+        ctx = self.ctx  # gathered in memory: no shard needs to be on rank 0's disk
         hf_dir = export_hf_from_model(self.engine.checkpoint_module(), self.job, out_dir, is_main=self.is_main,
                                       keep=ctx.dp_rank == 0 and ctx.coordinate("tp") == 0,
                                       gather_stages=ctx.pp_size > 1)

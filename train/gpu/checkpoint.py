@@ -1,158 +1,288 @@
-"""Sharded checkpoints with torch.distributed.checkpoint (DCP), written atomically, on any storage.
+"""Sharded checkpoints with torch.distributed.checkpoint (DCP), written atomically.
 
-Layout under the checkpoint dir (a folder, or an s3:// prefix: train.gpu.checkpoint_store):
+Layout under the checkpoint folder:
     step_00000040/          one complete checkpoint: DCP shards + .metadata,
-                            trainer_state.json (step, scheduler) and rng_rank<r>.pt
-    step_00000080.tmp/      a save in progress (ignored, replaced by the next save; folders only)
+                            trainer_state.json (step, scheduler, every file's size and sampled hash)
+                            and rng_rank<r>.pt
+    step_00000080.tmp/      a save in progress (ignored, replaced by the next save)
+    step_00000010.deleting/ a checkpoint being pruned (ignored, deleted by the next save)
+    step_00000060.damaged/  a damaged checkpoint moved aside when a resumed run saved that step again
     latest                  the name of the newest complete checkpoint, written last
 
+Every rank writes its shards into the .tmp folder; after a barrier rank 0 records what was written in
+trainer_state.json, renames the folder and only then points `latest` at it, so a crash at any moment
+leaves the previous checkpoint intact and findable. Checkpoints beyond the newest keep_last are then
+renamed out of the namespace and deleted. Which checkpoint counts as complete, and which one a job
+resumes from, is train/checkpoint_integrity.py's rule.
+
 Nodes may share the folder or each have their own (SageMaker's /opt/ml/checkpoints): which ranks see
-which copy is found out at run time (train.shared_dir). Every rank writes its shards into its copy's
-.tmp folder; each copy's owner (its lowest rank) then adds DCP's .metadata where rank 0 did not write
-it, trainer_state.json, renames the folder and only then points `latest` at it, and keeps the newest
-keep_last. A crash at any moment leaves the previous checkpoint intact and findable. On per-node disks
-each node thus holds a complete-looking folder with its own ranks' shards; SageMaker's checkpoint sync
-merges them under one S3 prefix and gives every node the whole prefix back at restart. A resume uses the
-newest checkpoint whose every shard is present on every rank, agreed between all ranks.
+which copy is found out at run time (train.shared_dir), and each copy's owner (its lowest rank) does
+what rank 0 does above for its copy, after adding DCP's .metadata where rank 0 did not write it. On
+per-node disks each node thus holds its own ranks' shards; SageMaker's checkpoint sync merges them
+under one S3 prefix and gives every node the whole prefix back at restart. A resume uses the newest
+checkpoint intact on every rank, agreed between all ranks (docs/multinode.md). The dir may also be an
+s3:// prefix, written straight through s3torchconnector (train.gpu.checkpoint_store).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from train.checkpoint_integrity import (
+    DCP_METADATA,
+    FILES_KEY,
+    LATEST,
+    STEP_DIR,
+    TRAINER_STATE,
+    NoUsableCheckpoint,
+    checkpoint_problem,
+    prune,
+    record_files,
+    resume_point,
+    set_aside,
+    step_folders,
+    write_latest,
+)
 from train.errors import JobError
-from train.gpu.checkpoint_store import LocalFolder, S3Prefix
+from train.gpu.checkpoint_store import S3Prefix
 from train.shared_dir import ranks_sharing
 
-LATEST = "latest"
-TRAINER_STATE = "trainer_state.json"
-DCP_METADATA = ".metadata"
-Store = LocalFolder | S3Prefix
+__all__ = ["DCP_METADATA", "LATEST", "TRAINER_STATE", "find_latest", "load_checkpoint", "load_model_weights",
+           "resume_from", "save_checkpoint", "step_dir_name"]
+
+NO_SPACE_MARKERS = ("No space left on device", "unexpected pos")
+"""How a full disk shows in errors that carry no errno: the OS message, and torch.save's zip writer
+("enforce fail at inline_container.cc ... unexpected pos")."""
 
 
 def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def _store(root: Path | str | Store) -> Store:
-    return root if isinstance(root, (LocalFolder, S3Prefix)) else LocalFolder(root)
-
-
-def _is_complete(path: Path) -> bool:
-    return (path / DCP_METADATA).is_file() and (path / TRAINER_STATE).is_file()
-
-
-def complete_names(store: Store) -> list[str]:
-    """Checkpoints with their metadata and trainer state, oldest first (saves in progress left out)."""
-    return [n for n in store.names() if not n.endswith(".tmp") and {DCP_METADATA, TRAINER_STATE} <= store.files(n)]
-
-
-def missing_shards(store: Store, name: str) -> set[str]:
-    """Files the checkpoint's DCP metadata names that this rank cannot see (another node's shards)."""
-    metadata = store.storage_reader(name).read_metadata()
-    needed = {info.relative_path for info in (metadata.storage_data or {}).values()}
-    return needed - store.files(name)
-
-
 def find_latest(root: Path) -> Path | None:
-    """The newest complete checkpoint of a folder: the one `latest` names, else the newest complete one."""
-    pointer = root / LATEST
-    if pointer.is_file():
-        named = root / pointer.read_text(encoding="utf-8").strip()
-        if _is_complete(named):
-            return named
-    complete = complete_names(LocalFolder(root)) if root.is_dir() else []
-    return root / complete[-1] if complete else None
+    """The newest intact checkpoint (the one `latest` names if intact), or None."""
+    try:
+        return resume_point(root).folder
+    except NoUsableCheckpoint:
+        return None
 
 
-def agreed_latest(store: Store) -> str | None:
-    """The newest checkpoint every rank holds whole (collective); None when no rank holds any."""
-    mine = [n for n in complete_names(store) if not missing_shards(store, n)]
-    everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, mine)
-    common = set.intersection(*(set(names) for names in everyone))
+def resume_from(root: Path | S3Prefix, *, is_main: bool) -> Path | str | None:
+    """The checkpoint a job resumes from, agreed by every rank (collective); rank 0 says in one line what it
+    passed over and why.
+
+    JobError when checkpoints are there and none is intact on every rank (training.checkpoint.resume=false
+    starts over).
+    """
+    if isinstance(root, S3Prefix):
+        name = _agreed(root, _complete_on_s3(root), None, None)
+        return root.path(name) if name else None
+    try:
+        point, error = resume_point(root), None
+    except NoUsableCheckpoint as exc:
+        point, error = None, str(exc)
+    chosen = point.folder.name if point is not None and point.folder is not None else None
+    intact = [p.name for p in step_folders(root) if checkpoint_problem(p) is None]
+    name = _agreed(root, intact, chosen, error)
+    if is_main and point is not None and point.message() and name == chosen:
+        print(point.message(), flush=True)
+    if name is None:
+        return None
+    _refuse_a_save_that_cannot_fit(root, root / name)
+    return root / name
+
+
+def _agreed(root, intact: list[str], chosen: str | None, error: str | None) -> str | None:
+    """The checkpoint every rank can resume from: each rank's own choice when they agree, else the newest
+    one intact on every rank (nodes with their own disks may hold different ones)."""
+    everyone: list = [(chosen, intact, error)]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (chosen, intact, error))
+    choices = {c for c, _, _ in everyone}
+    if len(choices) == 1 and None not in choices:
+        return choices.pop()
+    common = set.intersection(*(set(names) for _, names, _ in everyone))
     if common:
         return max(common)
-    held = {rank: names[-1] for rank, names in enumerate(everyone) if names}
+    errors = [e for _, _, e in everyone if e]
+    if errors:
+        raise JobError(errors[0])
+    held = {rank: names[-1] for rank, (_, names, _) in enumerate(everyone) if names}
     if held:
-        lacking = [rank for rank, names in enumerate(everyone) if not names]
-        raise JobError(f"no checkpoint in {store} is whole on every rank (ranks {lacking} have none; newest held: "
+        lacking = [rank for rank, (_, names, _) in enumerate(everyone) if not names]
+        raise JobError(f"no checkpoint in {root} is whole on every rank (ranks {lacking} have none; newest held: "
                        f"{held}); give every node the whole checkpoint prefix (SageMaker copies "
                        "cluster.sagemaker.s3_checkpoint_uri to every node at start) or set "
                        "training.checkpoint.resume=false to start over")
     return None
 
 
+def _refuse_a_save_that_cannot_fit(root: Path, previous: Path) -> None:
+    """A rerun after a full disk: say so before training steps whose checkpoint cannot be written."""
+    needed = sum(p.stat().st_size for p in previous.iterdir() if p.is_file())
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise JobError(f"no space left on {root} for the next checkpoint: {free / 2**20:.1f} MiB free, the last one "
+                       f"({previous.name}) took {needed / 2**20:.1f} MiB; free space there or set "
+                       "training.checkpoint.dir to a larger disk")
+
+
+def _first_failure(exc: BaseException) -> BaseException:
+    """The underlying error of a CheckpointException (DCP gathers every rank's failure into one), else exc."""
+    failures = exc.failures if isinstance(exc, CheckpointException) else {}
+    return next(iter(failures.values()))[0] if failures else exc
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of space (an errno, an OS message, or torch.save's zip error)."""
+    exc = _first_failure(exc)
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if any(marker in str(exc) for marker in NO_SPACE_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _no_space(root: Path, step: int, tmp: Path) -> JobError:
+    shutil.rmtree(tmp, ignore_errors=True)  # give the space back; the previous checkpoints stay
+    kept = [p.name for p in step_folders(root)]
+    kept_text = f"the previous checkpoints are kept ({', '.join(kept)})" if kept else "no earlier checkpoint exists"
+    return JobError(f"no space left on {root} while saving step {step}; {kept_text}; free space there or set "
+                    "training.checkpoint.dir to a larger disk, then run the job again to resume")
+
+
 _OWNERS: dict[str, tuple[bool, bool]] = {}
 
 
-def _ownership(store: Store) -> tuple[bool, bool]:
-    """(this rank owns its copy of the store, some copy lacks rank 0's files): probed once per store."""
-    key = str(store)
+def _ownership(root: Path) -> tuple[bool, bool]:
+    """(this rank owns its copy of root, some copy lacks rank 0's files): probed once per folder (collective)."""
+    key = str(root)
     if key not in _OWNERS:
-        if store.is_s3:
-            _OWNERS[key] = (dist.get_rank() == 0, False)
-        else:
-            sharing = ranks_sharing(store.root)
-            _OWNERS[key] = (sharing[0] == dist.get_rank(), len(sharing_with_rank0(sharing)) < dist.get_world_size())
+        sharing = ranks_sharing(root)
+        with_rank0 = [sharing if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(with_rank0, src=0)
+        _OWNERS[key] = (sharing[0] == dist.get_rank(), len(with_rank0[0]) < dist.get_world_size())
     return _OWNERS[key]
 
 
-def sharing_with_rank0(sharing: list[int]) -> list[int]:
-    """The ranks that see rank 0's copy (collective: rank 0 tells everyone what it sees)."""
-    seen = [sharing if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(seen, src=0)
-    return seen[0]
-
-
-def _rng_bytes() -> bytes:
-    buffer = io.BytesIO()
-    torch.save(torch.get_rng_state(), buffer)
-    return buffer.getvalue()
-
-
-def save_checkpoint(root: Path | Store, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
+def save_checkpoint(root: Path | S3Prefix, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
                     extra: dict | None = None) -> Path | str:
-    """Save a complete checkpoint of step (collective: every rank calls it); returns where it is."""
-    store = _store(root)
-    owner, copies = _ownership(store)
+    """Save a complete checkpoint of step (collective: every rank calls it).
+
+    A full disk ends the job with one line (JobError) and the previous checkpoints untouched.
+    """
+    if isinstance(root, S3Prefix):
+        return _save_to_s3(root, step, model, optimizer, scheduler, rank=rank, keep_last=keep_last, extra=extra)
+    owner, copies = _ownership(root)
+    final = root / step_dir_name(step)
+    tmp = root / f"{step_dir_name(step)}.tmp"
+    try:
+        if owner:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        dist.barrier()
+        model_state, optim_state = get_state_dict(model, optimizer)
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
+        torch.save(torch.get_rng_state(), tmp / f"rng_rank{rank}.pt")
+        dist.barrier()
+        if copies:  # DCP's coordinator (rank 0) wrote .metadata into its own copy only
+            metadata = [(tmp / DCP_METADATA).read_bytes() if rank == 0 else None]
+            dist.broadcast_object_list(metadata, src=0)
+            if owner and rank != 0:
+                (tmp / DCP_METADATA).write_bytes(metadata[0])
+        if owner:
+            state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {}), FILES_KEY: record_files(tmp)}
+            (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            if final.exists():  # a damaged copy this run resumed around: kept, out of the way
+                print(f"kept the damaged {final.name} as {set_aside(final).name}", flush=True)
+            os.replace(tmp, final)
+            write_latest(root, final)
+            prune(root, keep_last)
+    except (Exception, CheckpointException) as exc:
+        if _disk_full(exc, root):
+            raise _no_space(root, step, tmp) from None
+        raise
+    dist.barrier()
+    return final
+
+
+def _complete_on_s3(store: S3Prefix) -> list[str]:
+    """Checkpoints of an S3 prefix with their metadata, trainer state and every shard, oldest first."""
+    complete = []
+    for name in store.names():
+        files = store.files(name) if STEP_DIR.match(name) else set()
+        if {DCP_METADATA, TRAINER_STATE} <= files:
+            metadata = store.storage_reader(name).read_metadata()
+            if {info.relative_path for info in (metadata.storage_data or {}).values()} <= files:
+                complete.append(name)
+    return complete
+
+
+def _save_to_s3(store: S3Prefix, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
+                extra: dict | None) -> str:
+    """S3 has no rename: the trainer state, then `latest` (one PUT each), written last, make the save complete."""
     name = step_dir_name(step)
-    staged = store.staged_name(name)
-    if owner:
-        store.staging(name)
+    if rank == 0:
+        store.remove(name)  # the debris of an earlier attempt at this step
     dist.barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, **store.dcp_target(staged))
-    store.write_bytes(f"{staged}/rng_rank{rank}.pt", _rng_bytes())
+    dcp.save({"model": model_state, "optim": optim_state}, **store.dcp_target(name))
+    buffer = io.BytesIO()
+    torch.save(torch.get_rng_state(), buffer)
+    store.write_bytes(f"{name}/rng_rank{rank}.pt", buffer.getvalue())
     dist.barrier()
-    if copies:  # DCP's coordinator (rank 0) wrote .metadata into its own copy only
-        metadata = [store.read_bytes(f"{staged}/{DCP_METADATA}") if rank == 0 else None]
-        dist.broadcast_object_list(metadata, src=0)
-        if owner and rank != 0:
-            store.write_bytes(f"{staged}/{DCP_METADATA}", metadata[0])
-    if owner:
+    if rank == 0:
         state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {})}
-        store.write_text(f"{staged}/{TRAINER_STATE}", json.dumps(state, indent=2) + "\n")
-        store.publish(staged, name)
+        store.write_text(f"{name}/{TRAINER_STATE}", json.dumps(state, indent=2) + "\n")
         store.write_text(LATEST, name)
-        for old in complete_names(store)[:-keep_last]:
+        for old in _complete_on_s3(store)[:-keep_last] if keep_last > 0 else []:
             store.remove(old)
     dist.barrier()
     return store.path(name)
 
 
-def load_from(store: Store, name: str, model, optimizer, scheduler, *, rank: int) -> dict:
-    """Restore model, optimizer, scheduler and this rank's RNG from a checkpoint; returns its trainer state."""
+def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int, store: S3Prefix | None = None
+                    ) -> dict:
+    """Restore model, optimizer, scheduler and this rank's RNG from a checkpoint (a folder, or with store, the
+    name of one under an S3 prefix); returns its trainer state."""
+    if store is not None:
+        return _load_from_s3(store, str(path), model, optimizer, scheduler, rank=rank)
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, **store.dcp_load_target(name))
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - any reason the files cannot be loaded
+        cause = _first_failure(exc)
+        detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
+        raise JobError(f"{path} could not be loaded ({detail}); it is kept as it is; move it away to resume from an "
+                       "earlier checkpoint, or set training.checkpoint.resume=false") from exc
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trainer_state = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+    scheduler.load_state_dict(trainer_state["scheduler"])
+    rng = path / f"rng_rank{rank}.pt"
+    if rng.is_file():
+        torch.set_rng_state(torch.load(rng))
+    return trainer_state
+
+
+def _load_from_s3(store: S3Prefix, name: str, model, optimizer, scheduler, *, rank: int) -> dict:
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, storage_reader=store.storage_reader(name))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     trainer_state = json.loads(store.read_text(f"{name}/{TRAINER_STATE}"))
     scheduler.load_state_dict(trainer_state["scheduler"])
@@ -160,11 +290,6 @@ def load_from(store: Store, name: str, model, optimizer, scheduler, *, rank: int
     if rng is not None:
         torch.set_rng_state(torch.load(io.BytesIO(rng)))
     return trainer_state
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int) -> dict:
-    """load_from for a checkpoint folder."""
-    return load_from(LocalFolder(path.parent), path.name, model, optimizer, scheduler, rank=rank)
 
 
 def load_model_weights(path: Path, model) -> dict:

@@ -15,6 +15,7 @@ from launcher.clusters.local.run import run_local
 from launcher.config.schema import JobConfig
 from launcher.plan import Plan
 from launcher.problems import Findings
+from launcher.run_lock import in_use
 
 
 def _absolute(path: str | None) -> str | None:
@@ -67,6 +68,9 @@ class LocalCluster(Cluster):
             out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
                       "cluster=sagemaker, eks or slurm")
         check_output_dir(job, out)
+        busy = in_use(Path(job.output_dir), "output_dir")
+        if busy:
+            out.error("output_dir", busy)
 
     def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:
         return render_local(job, plan, out_dir, job_yaml)

@@ -2,7 +2,7 @@
 
 Every entry must merge onto InstanceConfig, carry its catalog key as `name`, use SageMaker
 instance types that botocore's service model knows, and give a source for every hardware figure
-it sets (shared/reference/instances.md section 7).
+it sets.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ EXPECTED_KEYS = {
     "ml.g5.48xlarge",
 }
 
-# Ranks per node that instances.md sections 4 and 5 require (trn2 at its default LNC=2).
-EXPECTED_RANKS = {"ml.trn1.32xlarge": 32, "ml.trn1n.32xlarge": 32, "ml.trn2.48xlarge": 64}
+# Ranks per node: one per GPU or (logical) NeuronCore; trn2 at its default LNC=2
+# (https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-features/logical-neuroncore-config.html).
+SINGLE_NODE_TYPES = {"ml.trn1.2xlarge"}
+"""Catalog types without EFA (validation refuses multi-node jobs on them)."""
+EXPECTED_RANKS = {"ml.trn1.2xlarge": 2, "ml.trn1.32xlarge": 32, "ml.trn1n.32xlarge": 32, "ml.trn2.48xlarge": 64}
 
 # Figures describing the hardware: each one an entry sets needs an entry in `sources`.
 HARDWARE_FIELDS = (
@@ -125,7 +128,7 @@ def test_k8s_resource_matches_accelerator(path):
     inst = load(path)
     if inst.name.startswith("ml."):
         assert inst.k8s_accelerator_resource == K8S_RESOURCE[inst.accelerator]
-        assert inst.efa_interfaces >= 1
+        assert inst.efa_interfaces >= 1 or inst.name in SINGLE_NODE_TYPES
 
 
 @pytest.mark.parametrize("path", CATALOG_FILES, ids=ids)

@@ -120,6 +120,8 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     wait_for(lambda: slurm_state(plain, a_id) == "RUNNING", "job A to run")
     assert status(plain, long_run, *a_args) == f"{a_id}: RUNNING"
     b_id = submitted(plain, short_run, *b_args, path="/usr/bin:/bin")
+    wait_for(lambda: plain.tool("squeue", "-h", "-j", b_id, "-o", "%r").stdout.strip() not in ("", "None"),
+             "the scheduler to give job B its pending reason")
     pending = status(plain, short_run, *b_args)
     assert re.fullmatch(rf"{b_id}: PENDING \((Resources|Priority)\)", pending), pending
 
