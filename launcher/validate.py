@@ -178,9 +178,6 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
     if lora.enabled and lora.rank < 1:
         out.error("training.lora.rank", f"must be at least 1, got {lora.rank}")
-    if trainium and job.training.task == "eval":
-        out.error("training.task", "eval runs on GPU or CPU: convert the Neuron checkpoint to Hugging Face "
-                  "(llm-launch-convert nxd-to-hf) and evaluate that with instance=local_gpu or an ml.p*/g5 type")
     if job.training.data.document_masking and (par.pp > 1 or trainium):
         out.error("training.data.document_masking", "works without pipeline parallelism on GPU and CPU only; set "
                   "parallelism.pp=1 or document_masking=false")

@@ -9,7 +9,10 @@ from launcher.jobfile import read_job
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
-    """Read job.yaml, check it is a job for this entrypoint, and run it (train, unless job_runner is given)."""
+    """Read job.yaml, check it is a job for this entrypoint, and run it with the instance's backend.
+
+    job_runner(job, job_path=..., precompile=...) runs the job: train.trainer.train unless given.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true",
@@ -19,34 +22,16 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     job = read_job(args.job)
     if job.training.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if args.precompile and not job.instance.accelerator.startswith("trainium"):
+        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
+                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
     from train.accelerators import require_accelerators
     from train.errors import JobError
 
-    try:
-        require_accelerators(job)
-    except JobError as exc:
-        sys.exit(f"train.{task}: {exc}")
-    if job_runner is None and job.instance.accelerator.startswith("trainium"):
-        _run_neuron(task, job, args.job, args.precompile)
-        return
-    if args.precompile:
-        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
-                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
     if job_runner is None:
         from train.trainer import train as job_runner
     try:
-        job_runner(job)
+        require_accelerators(job)
+        job_runner(job, job_path=args.job, precompile=args.precompile)
     except JobError as exc:
-        sys.exit(f"train.{task}: {exc}")
-
-
-def _run_neuron(task: str, job, job_path: str, precompile: bool) -> None:
-    """The Trainium backend; a missing Neuron stack ends the run with one line, no traceback."""
-    from train.errors import JobError
-    from train.neuron.runtime import NeuronUnavailable
-    from train.neuron.trainer import run
-
-    try:
-        run(job, job_path=job_path, precompile=precompile)
-    except (NeuronUnavailable, JobError) as exc:
         sys.exit(f"train.{task}: {exc}")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import signal
 
-import torch
-
 
 class StopRequest:
-    """Set by SIGTERM or Ctrl-C; the ranks sum their vote() after each step, so all stop together.
+    """Set by SIGTERM or Ctrl-C; each step's result carries the ranks'
+    votes (train.backend.StepResult.stop), so all stop together.
 
     A second Ctrl-C interrupts at once (no checkpoint), for a user who will not wait.
     """
@@ -27,7 +26,3 @@ class StopRequest:
         if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signalled = True
-
-    def vote(self, device: torch.device) -> torch.Tensor:
-        """This rank's vote (1 to stop), to be summed over all ranks: any vote stops them all."""
-        return torch.tensor(1.0 if self.signalled else 0.0, device=device)

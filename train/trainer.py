@@ -1,6 +1,9 @@
-"""The training loop shared by the entrypoints: data, model, optimizer, steps, checkpoints, export.
+"""The one training loop, over either backend (train.backend): data order, stop requests, evaluation and
+checkpoint cadence, metrics, export and the COMPLETE marker.
 
-Reads nothing but the resolved JobConfig, so what runs is what the launcher planned.
+Reads nothing but the resolved JobConfig, so what runs is what the launcher planned. The backend
+(GPU engine or NxD on Trainium, chosen from the instance) only builds, steps, evaluates, saves,
+resumes and exports; every behaviour below is therefore the same on both.
 """
 
 from __future__ import annotations
@@ -10,161 +13,84 @@ import math
 import time
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from torch.distributed.tensor import DTensor
-
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
-from launcher.plan import Plan, make_plan
-from train.data.loader import Rows, StepBatches, eval_batches
+from launcher.plan import make_plan
+from train.backend import Backend, open_backend
+from train.data.loader import StepBatches, eval_batches
 from train.data.open import open_dataset
-from train.distributed import shutdown
 from train.errors import JobError
-from train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from train.gpu.engine import Batch, Engine, global_sum
-from train.gpu.export import export_hf_from_checkpoint
-from train.gpu.grad_clip import clip_gradients
-from train.gpu.mesh import Dist, init_distributed
-from train.loss import next_token_targets, target_count
-from train.metrics import MetricsLog, RunSummary, device_memory_gib, step_record
-from train.schedule import build_scheduler
+from train.metrics import MetricsLog, RunSummary, step_record
 from train.signals import StopRequest
 
-SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
-
-
-def to_batches(rows: list[Rows]) -> list[Batch]:
-    """(input ids, next-token targets) for each batch of rows."""
-    return [(ids, next_token_targets(ids, mask)) for ids, mask in rows]
-
-
-def regroup_for_pipeline(batches: list[Batch], rows_per_call: int) -> list[Batch]:
-    """Validation batches re-cut to the rows one pipeline call takes (a remainder is left out)."""
-    if not batches:
-        return []
-    ids = torch.cat([b[0] for b in batches])
-    targets = torch.cat([b[1] for b in batches])
-    usable = len(ids) - len(ids) % rows_per_call
-    return [(ids[i:i + rows_per_call], targets[i:i + rows_per_call]) for i in range(0, usable, rows_per_call)]
-
-
-def init_job_distributed(job: JobConfig, plan: Plan) -> Dist:
-    """The process group and mesh the plan describes."""
-    par = job.parallelism
-    return init_distributed(dp=plan.dp, tp=par.tp, pp=par.pp, data_parallel=par.data_parallel,
-                            num_nodes=plan.num_nodes)
-
-
-def evaluate(engine: Engine, batches: list[Batch], ctx: Dist) -> float:
-    """Mean validation loss per target token over all ranks' batches."""
-    summed = engine.eval_loss(batches)  # every rank runs it: stages and tensor shards exchange activations
-    if not engine.reports_loss():
-        summed = summed * 0
-    tokens = sum(target_count(t) for _, t in batches)
-    total = global_sum(summed, ctx)
-    count = global_sum(tokens, ctx, group=ctx.dp_mesh.get_group())
-    return total / max(1.0, count)
+EVAL_FILE = "eval.json"
 
 
 class Trainer:
-    """One run of a job: build, resume, step to max_steps (or a stop request), checkpoint, export."""
+    """One run of a job: build, resume, step to max_steps (or a stop request), evaluate, checkpoint, export.
 
-    def __init__(self, job: JobConfig):
+    precompile (Trainium, under neuron_parallel_compile): trace job.neuron.precompile_steps steps with the
+    training topology; no resume, metrics, checkpoint, export or marker.
+    """
+
+    def __init__(self, job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False,
+                 backend: Backend | None = None):
         self.job, self.plan = job, make_plan(job)
-        par = job.parallelism
-        if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
-            raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
-                           "engine runs ddp, fsdp or hsdp")
+        self.job_path, self.precompile = job_path, precompile
         self.stop = StopRequest()
-        self.ctx = init_job_distributed(job, self.plan)
-        cfg, ctx = job.training, self.ctx
+        self.backend = backend or open_backend(job, self.plan)
+        self.backend.start()
+        cfg, b = job.training, self.backend
         self.out_dir = Path(job.output_dir)
-        self.metrics = MetricsLog(self.out_dir, ctx.is_main)
-        train_data = open_dataset(cfg.data.train_path, job, ctx.is_main)
-        valid_data = open_dataset(cfg.data.valid_path, job, ctx.is_main)
+        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile and cfg.task != "eval")
+        broadcast = b.shares_objects_by_broadcast
+        train_data = open_dataset(cfg.data.train_path, job, b.is_main, object_broadcast=broadcast) \
+            if cfg.task != "eval" else None
+        valid_data = open_dataset(cfg.data.valid_path, job, b.is_main, object_broadcast=broadcast)
         self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
-                                   micro_batch=cfg.micro_batch_size, dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)
-        self.engine = Engine(job, ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
-        if cfg.data.document_masking:
-            self.engine.mask_documents(train_data.index["eos_id"])
-        held_out = to_batches(eval_batches(valid_data, global_batch=cfg.global_batch_size,
-                                           micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
-                                           dp_rank=ctx.dp_rank, dp_size=ctx.dp_size)) if valid_data else []
-        if self.engine.pipelined:
-            per_rank = cfg.global_batch_size // ctx.dp_size
-            held_out = regroup_for_pipeline(held_out, per_rank)
-        self.held_out = held_out
-        opt = cfg.optimizer
-        params = self.engine.parameters()
-        # The fused kernel takes one kind of tensor at a time: plain tensors beside DTensors (tensor
-        # parallel without FSDP) fall back to the per-tensor loop.
-        uniform = len({isinstance(p, DTensor) for p in params}) == 1
-        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
-                                           weight_decay=opt.weight_decay, fused=uniform or None,
-                                           foreach=None if uniform else False)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
-        self.ckpt_root = Path(cfg.checkpoint.dir)
-
-    def _resume(self) -> int:
-        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
-        if latest is None:
-            return 0
-        state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                                rank=self.ctx.rank)
-        if self.ctx.is_main:
-            print(f"resumed from {latest} at step {state['step']}", flush=True)
-        return state["step"]
-
-    def _save(self, step: int, loss: float) -> None:
-        cfg = self.job.training.checkpoint
-        save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                        rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
-
-    def _step(self, step: int) -> tuple[float, float, bool]:
-        """One optimizer step; returns (mean loss per target token, gradient norm, whether any rank must stop)."""
-        ctx = self.ctx
-        rows = self.batches.micro_batches(step)
-        batches = to_batches(rows)
-        tokens = sum(target_count(t) for _, t in batches)
-        if any(mask is not None for _, mask in rows):  # masked tokens differ between ranks
-            tokens = global_sum(tokens, ctx, group=ctx.dp_mesh.get_group())
-        else:
-            tokens *= ctx.dp_size
-        summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens))
-        grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
-                                   ctx.mesh.get_group("pp") if ctx.pp_size > 1 else None)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        # One collective for both: the loss (counted once per replica) and the stop votes.
-        reported = summed.detach().float() if self.engine.reports_loss() else torch.zeros((), device=ctx.device)
-        both = torch.stack([reported.to(ctx.device), self.stop.vote(ctx.device)])
-        dist.all_reduce(both)
-        return float(both[0]) / max(1.0, tokens), grad_norm, bool(both[1] > 0)
+                                   micro_batch=cfg.micro_batch_size, dp_rank=b.dp_rank, dp_size=b.dp_size) \
+            if train_data is not None else None
+        masking = cfg.data.document_masking and (train_data or valid_data) is not None
+        b.build(document_eos=(train_data or valid_data).index["eos_id"] if masking else None)
+        self.held_out = eval_batches(valid_data, global_batch=cfg.global_batch_size,
+                                     micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
+                                     dp_rank=b.dp_rank, dp_size=b.dp_size) if valid_data is not None else []
+        self.valid_rows = min(len(valid_data), cfg.global_batch_size * cfg.eval_batches) if valid_data else 0
 
     def _evaluate_and_log(self, step: int) -> float:
-        val_loss = evaluate(self.engine, self.held_out, self.ctx)
+        val_loss = self.backend.evaluate(self.held_out)
         self.metrics.write({"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
         return val_loss
 
-    def run(self) -> dict:
-        job, cfg, ctx = self.job, self.job.training, self.ctx
-        start_step = self._resume()
+    def _finish(self, result: dict | None) -> None:
+        """Close the metrics, write the marker last (rank 0) and leave the process group."""
+        self.metrics.close()
+        self.backend.barrier()
+        if result is not None and self.backend.is_main:
+            write_text_atomic(self.out_dir / COMPLETE_MARKER, json.dumps(result) + "\n")
+        self.backend.close()
+
+    def run(self) -> dict | None:
+        """Train to max_steps; returns the run's summary (None after a precompile run)."""
+        job, cfg, b = self.job, self.job.training, self.backend
+        start_step = 0 if self.precompile else b.resume()
+        last_step = min(cfg.max_steps, start_step + job.neuron.precompile_steps) if self.precompile \
+            else cfg.max_steps
         tokens_per_step = cfg.global_batch_size * cfg.seq_len
-        peak = self.plan.estimates.peak_tflops_per_rank
-        summary = RunSummary(world_size=ctx.world_size)
+        summary = RunSummary(world_size=b.world_size)
         started = time.perf_counter()
         loss, val_loss = math.nan, None
-        for step in range(start_step, cfg.max_steps):
+        for step in range(start_step, last_step):
             step_start = time.perf_counter()
-            loss, grad_norm, stop = self._step(step)
+            result = b.step(self.batches.micro_batches(step), stop_vote=self.stop.signalled)
             elapsed = time.perf_counter() - step_start
-            done = step + 1
-            record = step_record(step=done, loss=loss, lr=self.scheduler.get_last_lr()[0], grad_norm=grad_norm,
-                                 tokens=tokens_per_step, elapsed_s=elapsed, world_size=ctx.world_size,
-                                 flops_per_token=self.plan.flops_per_token, peak_tflops=peak,
-                                 memory_gib=device_memory_gib(ctx.device))
+            loss, done = result.loss, step + 1
+            if self.precompile:
+                continue
+            record = step_record(step=done, loss=loss, lr=result.lr, grad_norm=result.grad_norm,
+                                 tokens=tokens_per_step, elapsed_s=elapsed, world_size=b.world_size,
+                                 flops_per_token=self.plan.flops_per_token,
+                                 peak_tflops=self.plan.estimates.peak_tflops_per_rank, memory_gib=b.memory_gib())
             summary.add_step(record, first=step == start_step)
             if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
                 self.metrics.write(record)
@@ -172,34 +98,59 @@ class Trainer:
                     and done < cfg.max_steps:
                 val_loss = self._evaluate_and_log(done)
             every = cfg.checkpoint.every_n_steps
-            if stop:
-                self._save(done, loss)
-                if ctx.is_main:
-                    print(f"stopped by SIGTERM after step {done}; checkpoint saved in {self.ckpt_root}; run the job "
-                          "again to resume", flush=True)
-                self.metrics.close()
-                shutdown()
+            if result.stop:
+                if b.is_main:
+                    print(f"SIGTERM: stopping after step {done}; saving a checkpoint", flush=True)
+                b.save(done, loss=loss)
+                if b.is_main:
+                    print(f"stopped by SIGTERM after step {done}; checkpoint saved in {cfg.checkpoint.dir}; run the "
+                          "job again to resume", flush=True)
+                self._finish(None)
                 return {"step": done, "stopped": True}
             if (every and done % every == 0) or done == cfg.max_steps:
-                self._save(done, loss)
+                b.save(done, loss=loss)
 
+        elapsed_s = round(time.perf_counter() - started, 2)
+        if self.precompile:
+            if b.is_main:
+                print(f"precompile: traced {last_step - start_step} steps in {elapsed_s} s; no checkpoint or marker "
+                      "written", flush=True)
+            self._finish(None)
+            return None
         if self.held_out:
             val_loss = self._evaluate_and_log(cfg.max_steps)
-        hf_dir = export_hf_from_checkpoint(find_latest(self.ckpt_root), job, self.out_dir, is_main=ctx.is_main)
-        result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "hf_model": str(hf_dir),
-                  "metrics": str(self.metrics.path), "checkpoints": str(self.ckpt_root),
-                  "elapsed_s": round(time.perf_counter() - started, 2), "world_size": ctx.world_size}
-        if ctx.is_main:
+        exported = b.export(self.out_dir, self.job_path)
+        result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "backend": b.name, **exported,
+                  "metrics": str(self.metrics.path), "checkpoints": cfg.checkpoint.dir,
+                  "elapsed_s": round(time.perf_counter() - started, 2), "world_size": b.world_size}
+        if b.is_main:
             summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
                           elapsed_s=result["elapsed_s"])
-        self.metrics.close()
-        dist.barrier()
-        if ctx.is_main:
-            write_text_atomic(self.out_dir / COMPLETE_MARKER, json.dumps(result) + "\n")
-        shutdown()
+        self._finish(result)
+        return result
+
+    def evaluate_only(self) -> dict:
+        """training.task=eval: the validation loss of model.pretrained_path or the newest checkpoint (eval.json)."""
+        source, step = self.backend.load_for_eval()
+        loss = self.backend.evaluate(self.held_out)
+        result = {"model": source, "checkpoint_step": step, "val_loss": loss, "val_ppl": math.exp(min(loss, 50)),
+                  "rows": self.valid_rows, "backend": self.backend.name}
+        if self.backend.is_main:
+            write_text_atomic(self.out_dir / EVAL_FILE, json.dumps(result, indent=2) + "\n")
+            print(f"val_loss={loss:.4f} val_ppl={result['val_ppl']:.2f} ({source})", flush=True)
+        self._finish(result)
         return result
 
 
-def train(job: JobConfig) -> dict:
+def train(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False) -> dict | None:
     """Run the job to max_steps (resuming if a checkpoint exists) and return its summary."""
-    return Trainer(job).run()
+    return Trainer(job, job_path=job_path, precompile=precompile).run()
+
+
+def evaluate_job(job: JobConfig, *, job_path: str = "job.yaml", precompile: bool = False) -> dict:
+    """Evaluate the job's model on its validation data and return (and write) the result."""
+    if precompile:
+        raise JobError("--precompile traces training steps; an eval job has none to trace: drop --precompile")
+    if job.training.data.valid_path is None:
+        raise JobError("training.data.valid_path is not set; point it at held-out data to evaluate on")
+    return Trainer(job, job_path=job_path).evaluate_only()

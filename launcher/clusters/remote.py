@@ -40,15 +40,17 @@ class RemoteCluster(Cluster):
 
     runner: ClassVar[Runner]
     """The module that talks to the cluster (launcher/clusters/<kind>/runner.py)."""
+    runs_cpu_nodes: ClassVar[bool] = False
+    """Whether the cluster's nodes may be plain CPU machines (instance=cpu)."""
     needs_image: ClassVar[bool] = True
     """Whether the job runs in cluster.image (Slurm runs on the nodes' own environment unless told otherwise)."""
 
     def check(self, job: JobConfig, out: Findings) -> None:
         """Instance and image checks every remote job needs, the kind's own checks, the example values on submit."""
         inst = job.instance
-        if inst.accelerator == "cpu":
-            out.error("instance", f"{inst.name} is for local runs; pick a catalog type such as "
-                      "instance=ml.p5.48xlarge or instance=ml.trn1.32xlarge")
+        if inst.accelerator == "cpu" and not self.runs_cpu_nodes:
+            out.error("instance", f"{inst.name} is a CPU node type, which cluster={self.kind} does not run; pick a "
+                      "catalog type such as instance=ml.p5.48xlarge or instance=ml.trn1.32xlarge")
         if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0:
             out.error("trainer.num_nodes", f"{inst.name} has no EFA, so multi-node jobs fail on it; use one node or "
                       "an EFA instance type")

@@ -224,7 +224,29 @@ class SlurmClusterConfig:
     shared_dir: str = "/fsx"
     """Shared file system for outputs, checkpoints and the compile cache."""
     time_limit: str = "5-00:00:00"
-    """sbatch --time."""
+    """sbatch --time; action=submit checks it against the partition's MaxTime (scontrol show partition)."""
+    signal_before_s: int = 300
+    """Seconds before the time limit at which Slurm sends SIGTERM to the training step (sbatch
+    --signal=TERM@<s>), so that it saves a checkpoint and stops; Slurm may send it up to 60 s early."""
+    kill_wait_s: int = 30
+    """The cluster's KillWait: seconds from SIGTERM (scancel, preemption) to SIGKILL; Slurm's default is 30
+    (https://slurm.schedmd.com/slurm.conf.html#OPT_KillWait). The plan warns when a checkpoint takes longer
+    to write; action=submit reads the cluster's own value (scontrol show config)."""
+    checkpoint_write_gbps: float = 1.0
+    """Sustained write throughput of shared_dir in GB/s, for the plan's checkpoint-save estimate (FSx for
+    Lustre gives 0.125 to 1 GB/s per TiB stored: https://docs.aws.amazon.com/fsx/latest/LustreGuide/performance.html)."""
+    python: str | None = None
+    """Python of the environment llm-launch is installed in, the same absolute path on every node (such as
+    /fsx/venvs/llm/bin/python); None: the Python running llm-launch. The job runs torchrun as `<python> -m
+    torch.distributed.run` with that environment's bin/ first on PATH, so it never depends on the submitting
+    shell's PATH. Not used with container_image (the image's own environment runs)."""
+    rendezvous_port: int | None = None
+    """Port of torchrun's rendezvous store on the first node; None: 29500 (torchrun's default), 41000 on
+    Trainium (the port Neuron reserves)."""
+    hyperpod: bool = False
+    """SageMaker HyperPod: srun --auto-resume=1, so that after a hardware failure HyperPod replaces the node and
+    restarts the step, which resumes from the last checkpoint
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-resiliency-slurm-auto-resume.html)."""
 
 
 @dataclass

@@ -47,10 +47,12 @@ def static_rendezvous(master_addr: str, node_rank: int, port: int) -> list[str]:
     return [f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={port}"]
 
 
-def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = ()) -> list[str]:
-    """The torchrun command of one node."""
+def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
+                  launcher: Sequence[str] = (TORCHRUN,)) -> list[str]:
+    """The torchrun command of one node; `launcher` replaces the bare `torchrun` (e.g. an absolute
+    `<python> -m torch.distributed.run`, the same program)."""
     topo = topology_of(job)
-    return [TORCHRUN, f"--nnodes={topo.num_nodes}", f"--nproc_per_node={topo.ranks_per_node}", *rendezvous,
+    return [*launcher, f"--nnodes={topo.num_nodes}", f"--nproc_per_node={topo.ranks_per_node}", *rendezvous,
             "-m", entrypoint(job.training.task), "--job", job_yaml]
 
 
@@ -59,9 +61,10 @@ def wants_precompile(job: JobConfig) -> bool:
     return job.neuron.precompile and is_trainium(job)
 
 
-def launch_steps(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = ()) -> list[list[str]]:
+def launch_steps(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
+                 launcher: Sequence[str] = (TORCHRUN,)) -> list[list[str]]:
     """The commands one node runs in order: [precompile,] train."""
-    train = torchrun_argv(job, job_yaml, rendezvous)
+    train = torchrun_argv(job, job_yaml, rendezvous, launcher)
     if wants_precompile(job):
         return [[PRECOMPILE_TOOL, *train, PRECOMPILE_FLAG], train]
     return [train]
@@ -82,12 +85,13 @@ def shell_exports(env: dict[str, str]) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
 
 
-def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = ()) -> str:
-    """The shell script one container runs: limits, then every step, the last one exec'd."""
+def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
+                launcher: Sequence[str] = (TORCHRUN,)) -> str:
+    """The shell script one node (or container) runs: limits, then every step, the last one exec'd."""
     lines = ["set -euo pipefail"]
     if is_trainium(job):
         lines.append(OPEN_FILES_LINE)
-    steps = launch_steps(job, job_yaml, rendezvous)
+    steps = launch_steps(job, job_yaml, rendezvous, launcher)
     lines += [shell_command(step) for step in steps[:-1]]
     lines.append(f"exec {shell_command(steps[-1])}")
     return "\n".join(lines) + "\n"

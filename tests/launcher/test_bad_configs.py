@@ -160,9 +160,9 @@ CASES = [
     Case("multi_node_without_efa",
          (P5_7B, "instance.efa_interfaces=0"),
          "trainer.num_nodes", "has no EFA, so multi-node jobs fail"),
-    Case("local_instance_on_remote_cluster",
+    Case("cpu_instance_on_sagemaker",
          ("cluster=sagemaker",),
-         "instance", "local_cpu is for local runs"),
+         "instance", "local_cpu is a CPU node type, which cluster=sagemaker does not run"),
     # --- local data
     Case("missing_local_train_path",
          ("training.data.train_path=/nonexistent",),

@@ -93,22 +93,26 @@ def test_missing_kubectl_or_unreachable_cluster_is_one_line_exit_2(tmp_path):
                                                     "server localhost:8080 was refused")
 
 
-def test_slurm_submit_status_logs_stop(tmp_path):
+def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(tmp_path):
+    """Fake tools: accounting storage (slurmdbd) is what the real single-node Slurm of the tests lacks."""
     out, log = tmp_path / "fsx" / "out", tmp_path / "calls.log"
-    path = fake_tools(tmp_path / "bin", log, {"sbatch": "echo 4242", "squeue": "echo RUNNING", "scancel": ""})
+    gone = 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1'
+    path = fake_tools(tmp_path / "bin", log, {"sbatch": "echo 4242", "squeue": gone, "scontrol": gone,
+                                              "sacct": 'echo "CANCELLED by 0|None"', "scancel": ""})
     common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
     done = llm_launch(out, *common, "action=submit", path=path)
     assert done.returncode == 0, done.stderr
     (out / "slurm-4242.out").write_text("step=1 loss=3.0\n")
     status = llm_launch(out, *common, "action=status", path=path)
-    assert status.stdout.strip().endswith("4242: RUNNING")
+    assert status.stdout.strip().endswith("4242: CANCELLED")
     assert "step=1 loss=3.0" in llm_launch(out, *common, "action=logs", path=path).stdout
-    assert llm_launch(out, *common, "action=stop", path=path).returncode == 0
-    assert log.read_text().splitlines() == [
-        f"sbatch --parsable --output={out / 'slurm-%j.out'} {out / 'launch.sbatch'}",
-        "squeue -h -j 4242 -o %T",
-        "scancel 4242",
-    ]
+    stop = llm_launch(out, *common, "action=stop", path=path)
+    assert stop.returncode == 0 and "Slurm job 4242 had already ended (CANCELLED); nothing to stop" in stop.stdout
+    calls = log.read_text().splitlines()
+    assert calls[:2] == ["scontrol -o show partition", "scontrol -o show config"]
+    assert f"sbatch --parsable --output={out / 'slurm-%j.out'} {out / 'launch.sbatch'}" in calls
+    assert calls.count("squeue -h -t all -j 4242 -o %T|%r") == 2 and "sacct -n -X -P -j 4242 -o State,Reason" in calls
+    assert not any(c.startswith("scancel") for c in calls)
 
 
 @pytest.mark.parametrize("field, value", [("cluster.slurm.partition", "'x\"; rm -rf / #'"),

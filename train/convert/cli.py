@@ -23,7 +23,7 @@ from launcher.problems import USAGE_EXIT_CODE, Problem
 from train.convert.checks import hf_state_problems
 from train.convert.hf_io import CheckpointError, SafetensorsReader
 from train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, default_kv_replicator, layout_problems
-from train.convert.nxd import ConversionStats
+from train.convert.nxd import ConversionStats, default_threads
 from train.convert.output import output_problem, staged_output
 from train.convert.spec import (
     CONFIG_JSON,
@@ -66,6 +66,12 @@ def _size(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -100,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default trn1)")
             sub.add_argument("--fused-qkv", action=argparse.BooleanOptionalAction, default=None,
                              help="qkv_proj.weight_qkv instead of weight_q/_k/_v (default off)")
+            sub.add_argument("--threads", type=_positive, default=default_threads(),
+                             help="writer threads, each writing whole output files (default: the CPUs, at most 8)")
         if name.endswith("-to-hf"):
             sub.add_argument("--max-shard-size", type=_size, default=_size(DEFAULT_MAX_SHARD),
                              help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD})")
@@ -217,7 +225,8 @@ def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     dtype = DTYPES[args.dtype]
     bar = _progress_bar(_total_bytes(plan.shape, dtype or reader.dtype(reader.keys()[0])), args)
     with staged_output(args.output) as tmp, bar:
-        stats = hf_to_nxd(reader, tmp, plan.shape, plan.layout, dtype=dtype, progress=bar.update)
+        stats = hf_to_nxd(reader, tmp, plan.shape, plan.layout, dtype=dtype, progress=bar.update,
+                          threads=args.threads)
         _write_config(tmp, plan.config_json, dtype)
         layout = {k: getattr(plan.layout, k) for k in ShardLayout.__dataclass_fields__}
         (tmp / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n", encoding="utf-8")
@@ -225,7 +234,7 @@ def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
 
 
 def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.nxd import find_model_dir, nxd_to_hf, open_shards, shard_problems
+    from train.convert.nxd import find_model_dir, nxd_to_hf, open_shards, replica_problems, shard_problems
 
     recorded: dict[str, Any] = {}
     layout_file = args.input / LAYOUT_FILE
@@ -235,23 +244,23 @@ def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     job_layout = _model_source(args, plan, own_config if own_config.is_file() else None)
     if not args.input.is_dir():
         plan.error("--input", f"{args.input} is not a folder; point it at an NxD checkpoint tag or its model/ folder")
-    shards = {}
+    shards = None
     if plan.shape is not None:
         _resolve_layout(args, plan, job_layout, recorded)
         if args.input.is_dir() and not plan.problems:
             shards, missing = open_shards(find_model_dir(args.input), plan.layout)
-            for where, message in missing + shard_problems(shards, plan.shape, plan.layout):
+            problems = missing + shard_problems(shards.states, plan.shape, plan.layout)
+            for where, message in problems or replica_problems(shards.states, plan.shape, plan.layout):
                 plan.error(where, message)
     _check_output(args, plan)
     if plan.problems:
         _report(plan)
-    dtype = DTYPES[args.dtype]
-    any_tensor = next(iter(next(iter(shards.values())).values()))
-    bar = _progress_bar(_total_bytes(plan.shape, dtype or any_tensor.dtype), args)
+    dtype = DTYPES[args.dtype] or next(iter(next(iter(shards.states.values())).values())).dtype
+    bar = _progress_bar(_total_bytes(plan.shape, dtype), args)
     with staged_output(args.output) as tmp, bar:
-        stats = nxd_to_hf(shards, tmp, plan.shape, plan.layout, max_shard_bytes=args.max_shard_size, dtype=dtype,
-                          progress=bar.update)
-        _write_config(tmp, plan.config_json, dtype or any_tensor.dtype)
+        stats = nxd_to_hf(shards, tmp, plan.shape, plan.layout,
+                          max_shard_bytes=args.max_shard_size, dtype=dtype, progress=bar.update, threads=args.threads)
+        _write_config(tmp, plan.config_json, dtype)
     return stats
 
 
@@ -293,7 +302,6 @@ def run_hf_to_dcp(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     _check_output(args, plan)
     if plan.problems:
         _report(plan)
-    reader.close()
     with staged_output(args.output) as tmp:
         return hf_to_dcp(args.input, tmp, plan.shape)
 
@@ -323,6 +331,10 @@ COMMANDS = {"hf-to-nxd": run_hf_to_nxd, "nxd-to-hf": run_nxd_to_hf, "dcp-to-hf":
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Conversion is memory-bound copying: torch's intra-op threads only add spinning (several times
+    # the CPU on a busy machine); the converters run their own threads, one per output file.
+    intra_op_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     started = time.perf_counter()
     try:
         stats = COMMANDS[args.command](args, Plan())
@@ -332,7 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # one line, no traceback: the staged output has been removed
         print(f"{PROG}: error: {type(exc).__name__}: {exc} (nothing was written to {args.output})", file=sys.stderr)
         sys.exit(1)
+    finally:
+        torch.set_num_threads(intra_op_threads)
     elapsed = time.perf_counter() - started
     gigabytes = stats.bytes_written / 1e9
     print(f"{PROG}: wrote {stats.tensors} tensors ({gigabytes:.2f} GB) in {stats.files} files to {args.output} "
-          f"in {elapsed:.1f} s ({gigabytes / max(elapsed, 1e-9):.2f} GB/s)")
+          f"in {elapsed:.2f} s ({gigabytes / max(elapsed, 1e-9):.2f} GB/s)")

@@ -64,9 +64,10 @@ def dcp_to_hf(path: Path, out_dir: Path, shape: ModelShape, *, max_shard_bytes: 
         value = torch.empty(tuple(meta.size), dtype=meta.properties.dtype)
         with _single_process():
             dcp.load({MODEL_GROUP: {item.key: value}}, storage_reader=FileSystemReader(str(path)), no_dist=True)
-        stats.add_to_writer(writer, item, value.to(item.dtype), progress)
+        writer.add(item.key, value.to(item.dtype))
+        stats.wrote(item.nbytes, progress)
     writer.finish()
-    stats.files = len(set(writer.file_of.values()))
+    stats.files = len(writer.files)
     return stats
 
 

@@ -1,23 +1,26 @@
-"""Reading and writing Hugging Face safetensors checkpoints one tensor at a time.
+"""Reading and writing Hugging Face safetensors checkpoints one tensor at a time, without copies.
 
-Reading goes through safetensors' safe_open and get_slice, so only the requested rows or
-columns of a tensor are copied out of the (memory-mapped) file. Writing follows
-save_pretrained's layout: model.safetensors, or model-0000i-of-0000N.safetensors shards plus
-model.safetensors.index.json when the weights exceed one shard; each shard is written and
-released as soon as its last tensor arrives, so at most one shard is held in memory.
+The format is an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+shape and byte range, then the raw bytes (https://huggingface.co/docs/safetensors/index). The
+reader memory-maps each file and hands out tensors that own exactly their bytes of the mapping
+(torch.frombuffer): a dim-0 slice is zero-copy and a writer given it writes only those bytes.
+The writer follows save_pretrained's layout (model.safetensors, or model-0000i-of-0000N.safetensors
+plus model.safetensors.index.json) and streams: every header is known from the plan, so each
+tensor's bytes go to their place in the file as they arrive, from any number of threads, and
+nothing but the tensors in hand is held in memory.
 """
 
 from __future__ import annotations
 
 import json
 import mmap
+import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -26,14 +29,49 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+HEADER_ALIGNMENT = 8
+"""safetensors pads its JSON header with spaces so the data starts 8-byte aligned."""
 
 
 class CheckpointError(Exception):
     """The input is not a readable checkpoint (missing files, broken index)."""
 
 
-def find_safetensors(folder: Path) -> dict[str, Path]:
-    """Map every tensor name to the safetensors file holding it (single file or sharded index)."""
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where one tensor's bytes sit in a safetensors file."""
+
+    path: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+    """File offset of its first byte."""
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+def read_header(path: Path) -> dict[str, StoredTensor]:
+    """The tensors of one safetensors file, from its header (no tensor data is read)."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        base = 8 + length
+        return {key: StoredTensor(path, SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"]),
+                                  base + info["data_offsets"][0])
+                for key, info in header.items() if key != "__metadata__"}
+    except (OSError, struct.error, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+def find_safetensors(folder: Path) -> dict[str, StoredTensor]:
+    """Every tensor of a HF checkpoint folder (single file or sharded index), by name."""
     index = folder / INDEX_FILE
     if index.is_file():
         try:
@@ -43,56 +81,59 @@ def find_safetensors(folder: Path) -> dict[str, Path]:
         missing = sorted({f for f in weight_map.values() if not (folder / f).is_file()})
         if missing:
             raise CheckpointError(f"{index} names files that do not exist: {', '.join(missing)}")
-        return {key: folder / name for key, name in weight_map.items()}
-    files = [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else sorted(folder.glob("*.safetensors"))
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+    else:
+        files = [folder / SINGLE_FILE] if (folder / SINGLE_FILE).is_file() else sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder} has no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors file")
-    out: dict[str, Path] = {}
+    out: dict[str, StoredTensor] = {}
     for path in files:
-        with safe_open(str(path), framework="pt") as handle:
-            out.update({key: path for key in handle.keys()})
+        out.update(read_header(path))
     return out
 
 
 class SafetensorsReader:
-    """Random access to the tensors of a HF checkpoint folder, slice by slice."""
+    """Tensors of a HF checkpoint folder as zero-copy views of its memory-mapped files.
+
+    Every tensor returned owns exactly its own bytes of the mapping (so torch.save of it writes
+    only them); train.convert.pages.release_mapped drops its pages from memory once it is used.
+    The mapping is private and never written, so released pages come back from the file.
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.files = find_safetensors(folder)
-        self._handles: dict[Path, object] = {}
-        self.bytes_read = 0
-
-    def _handle(self, key: str):
-        path = self.files[key]
-        if path not in self._handles:
-            self._handles[path] = safe_open(str(path), framework="pt")
-        return self._handles[path]
+        self.stored = find_safetensors(folder)
+        self._maps: dict[Path, mmap.mmap] = {}
 
     def keys(self) -> list[str]:
-        return list(self.files)
+        return list(self.stored)
 
     def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._handle(key).get_slice(key).get_shape())
+        return self.stored[key].shape
 
     def dtype(self, key: str) -> torch.dtype:
-        return SAFETENSORS_DTYPES[self._handle(key).get_slice(key).get_dtype()]
+        return self.stored[key].dtype
 
-    def read(self, key: str, dim: int = 0, ranges: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
-        """The given index ranges of a tensor along dim, concatenated (the whole tensor when None)."""
-        handle = self._handle(key)
-        if ranges is None:
-            out = handle.get_tensor(key)
-        else:
-            view = handle.get_slice(key)
-            parts = [view[start:stop] if dim == 0 else view[:, start:stop] for start, stop in ranges]
-            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
-        self.bytes_read += out.numel() * out.element_size()
-        return out
+    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) of a tensor (along dim 0), without a copy."""
+        item = self.stored[key]
+        if item.path not in self._maps:
+            with item.path.open("rb") as raw:  # private (copy-on-write): writable, as frombuffer wants
+                self._maps[item.path] = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_COPY)
+        row = item.numel // item.shape[0] if item.shape and item.shape[0] else 1
+        count = (stop - start) * row
+        shape = (stop - start, *item.shape[1:]) if item.shape else ()
+        if count == 0:
+            return torch.empty(shape, dtype=item.dtype)
+        size = torch.empty((), dtype=item.dtype).element_size()
+        flat = torch.frombuffer(self._maps[item.path], dtype=item.dtype, count=count,
+                                offset=item.offset + start * row * size)
+        return flat.view(shape)
 
-    def close(self) -> None:
-        """Drop the open (memory-mapped) files; the next read reopens them."""
-        self._handles.clear()
+    def whole(self, key: str) -> torch.Tensor:
+        """The whole tensor, without a copy."""
+        shape = self.stored[key].shape
+        return self.rows(key, 0, shape[0] if shape else 1)
 
 
 def mapped_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -101,23 +142,8 @@ def mapped_tensors(folder: Path) -> dict[str, torch.Tensor]:
     The pages are read from disk as a consumer touches them and stay reclaimable page cache,
     so a writer that needs all tensors at once (DCP's save) does not hold the model in memory.
     """
-    out: dict[str, torch.Tensor] = {}
-    for path in sorted(set(find_safetensors(folder).values())):
-        with path.open("rb") as raw:
-            mapped = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_COPY)
-        (header_len,) = struct.unpack("<Q", mapped[:8])
-        header = json.loads(mapped[8:8 + header_len])
-        base = 8 + header_len
-        for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            dtype = SAFETENSORS_DTYPES[info["dtype"]]
-            start, stop = info["data_offsets"]
-            count = (stop - start) // torch.empty((), dtype=dtype).element_size()
-            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=base + start) if count else \
-                torch.empty(0, dtype=dtype)
-            out[key] = flat.view(info["shape"])
-    return out
+    reader = SafetensorsReader(folder)
+    return {key: reader.whole(key) for key in reader.keys()}
 
 
 @dataclass(frozen=True)
@@ -136,8 +162,68 @@ class PlannedTensor:
         return count * torch.empty((), dtype=self.dtype).element_size()
 
 
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The bytes of a tensor (only its own, even when it views a larger storage), without a copy."""
+    flat = tensor.detach().contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+
+
+class SafetensorsFileWriter:
+    """One safetensors file: the header from the plan first, then each tensor at its offset, in any
+    order and from any thread (os.pwrite)."""
+
+    def __init__(self, path: Path, planned: list[PlannedTensor]):
+        self.path = path
+        header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        self._where: dict[str, tuple[PlannedTensor, int]] = {}
+        for item in planned:
+            header[item.key] = {"dtype": DTYPE_NAMES[item.dtype], "shape": list(item.shape),
+                                "data_offsets": [offset, offset + item.nbytes]}
+            self._where[item.key] = (item, offset)
+            offset += item.nbytes
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % HEADER_ALIGNMENT)
+        self._base = 8 + len(encoded)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._pwrite(struct.pack("<Q", len(encoded)) + encoded, 0)
+        self._unwritten = set(self._where)
+        self._lock = threading.Lock()
+
+    def _pwrite(self, data: memoryview | bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view.nbytes:
+            done = os.pwrite(self._fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def write(self, key: str, parts: list[torch.Tensor]) -> None:
+        """Write one planned tensor, given as parts whose bytes, in order, make it up."""
+        item, offset = self._where[key]
+        size = sum(part.numel() * part.element_size() for part in parts)
+        if size != item.nbytes or any(part.dtype != item.dtype for part in parts):
+            raise ValueError(f"{key}: got {size} bytes of {parts[0].dtype if parts else None}, planned "
+                             f"{item.shape} {item.dtype}")
+        position = self._base + offset
+        for part in parts:
+            data = tensor_bytes(part)
+            self._pwrite(data, position)
+            position += data.nbytes
+        with self._lock:
+            self._unwritten.discard(key)
+
+    def close(self) -> None:
+        os.close(self._fd)
+        if self._unwritten:
+            raise ValueError(f"{self.path.name}: {len(self._unwritten)} planned tensors were never written, "
+                             f"e.g. {sorted(self._unwritten)[0]}")
+
+
 class ShardedSafetensorsWriter:
-    """Writes tensors, in the planned order, into save_pretrained-style safetensors shards."""
+    """Planned tensors into save_pretrained-style safetensors shards, streamed to disk.
+
+    Either hand every tensor to add() in plan order, or open every file of `files` (open_file)
+    and write the tensors from any threads.
+    """
 
     def __init__(self, out_dir: Path, planned: list[PlannedTensor], max_shard_bytes: int):
         self.out_dir = out_dir
@@ -150,35 +236,36 @@ class ShardedSafetensorsWriter:
             groups[-1].append(item)
             size += item.nbytes
         count = len(groups)
-        self.file_of = {}
-        for i, group in enumerate(groups):
-            name = SINGLE_FILE if count == 1 else f"model-{i + 1:05d}-of-{count:05d}.safetensors"
-            self.file_of.update({item.key: name for item in group})
-        self.remaining: dict[str, int] = {}
-        for name in self.file_of.values():
-            self.remaining[name] = self.remaining.get(name, 0) + 1
-        self.expected = {item.key: item for item in planned}
-        self.pending: dict[str, dict[str, torch.Tensor]] = {}
+        self.files: dict[str, list[PlannedTensor]] = {
+            SINGLE_FILE if count == 1 else f"model-{i + 1:05d}-of-{count:05d}.safetensors": group
+            for i, group in enumerate(groups)}
+        self.file_of = {item.key: name for name, group in self.files.items() for item in group}
         self.total_bytes = sum(item.nbytes for item in planned)
-        self.peak_pending_bytes = 0
+        self._open: SafetensorsFileWriter | None = None
+        self._done: set[str] = set()
+
+    def open_file(self, name: str) -> SafetensorsFileWriter:
+        return SafetensorsFileWriter(self.out_dir / name, self.files[name])
 
     def add(self, key: str, tensor: torch.Tensor) -> None:
-        planned = self.expected[key]
-        if tuple(tensor.shape) != planned.shape or tensor.dtype != planned.dtype:
-            raise ValueError(f"{key}: got {tuple(tensor.shape)} {tensor.dtype}, planned {planned.shape} "
-                             f"{planned.dtype}")
+        """Write the next tensor of the plan (files are opened and closed as the plan moves on)."""
         name = self.file_of[key]
-        self.pending.setdefault(name, {})[key] = tensor.contiguous()
-        held = sum(t.numel() * t.element_size() for group in self.pending.values() for t in group.values())
-        self.peak_pending_bytes = max(self.peak_pending_bytes, held)
-        self.remaining[name] -= 1
-        if self.remaining[name] == 0:
-            save_file(self.pending.pop(name), str(self.out_dir / name), metadata={"format": "pt"})
+        if self._open is None or self._open.path.name != name:
+            if self._open is not None:
+                self._open.close()
+                self._done.add(self._open.path.name)
+            self._open = self.open_file(name)
+        self._open.write(key, [tensor])
 
-    def finish(self) -> None:
-        unwritten = [key for key, name in self.file_of.items() if self.remaining[name]]
+    def finish(self, done: set[str] | None = None) -> None:
+        """Close the last file add() opened and write the index when there are several files."""
+        if self._open is not None:
+            self._open.close()
+            self._done.add(self._open.path.name)
+            self._open = None
+        unwritten = [name for name in self.files if name not in self._done | (done or set())]
         if unwritten:
-            raise ValueError(f"{len(unwritten)} planned tensors were never written, e.g. {unwritten[0]}")
-        if len(self.remaining) > 1:
+            raise ValueError(f"{len(unwritten)} planned files were never written, e.g. {unwritten[0]}")
+        if len(self.files) > 1:
             index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(self.file_of.items()))}
             (self.out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

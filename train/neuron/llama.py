@@ -166,7 +166,10 @@ class Decoder(nn.Module):
 class CausalLM(nn.Module):
     """Llama / Mistral for training.
 
-    forward(input_ids, labels) -> (mean loss over the labels that are not IGNORE, vocab-parallel logits).
+    forward(input_ids, labels) -> (summed loss over the labels that are not IGNORE, times loss_scale;
+    vocab-parallel logits). A sum, not a mean, so that the backend weighs every target token of the
+    global batch the same (train/loss.py); loss_scale is the backend's per-step factor (NxD's pipeline
+    backpropagates the loss the model returns, so the factor has to be applied inside).
     """
 
     def __init__(self, model: ModelConfig, *, kv_replicator: int, fused_qkv: bool, sequence_parallel: bool,
@@ -174,6 +177,8 @@ class CausalLM(nn.Module):
         super().__init__()
         self.spec = model
         self.sequence_parallel = sequence_parallel
+        self.loss_scale = 1.0
+        """Factor on the returned summed loss (set by the backend before each step)."""
         kwargs = dict(kv_replicator=kv_replicator, fused_qkv=fused_qkv, sequence_parallel=sequence_parallel,
                       dtype=dtype)
         self.model = Decoder(model, **kwargs)
@@ -197,8 +202,7 @@ class CausalLM(nn.Module):
         targets = labels[:, 1:].contiguous().view(-1)
         learned = targets != IGNORE  # SFT prompts and padding carry IGNORE, as in transformers' labels
         per_token = parallel_cross_entropy(shift_logits, targets.masked_fill(~learned, 0))
-        loss = (per_token * learned).sum() / learned.sum().clamp(min=1)
-        return loss, logits
+        return (per_token * learned).sum() * self.loss_scale, logits
 
 
 def build_model(model: ModelConfig, *, kv_replicator: int, fused_qkv: bool, sequence_parallel: bool,

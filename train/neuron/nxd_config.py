@@ -2,7 +2,10 @@
 
 Pure: no NxD import, so every field can be tested on a machine without Neuron. The backend
 turns NxdSettings into the call with the model classes it builds (settings.nxd_kwargs).
-Mapping (shared/reference/neuron.md sections 3.1, 3.3, 3.7 and 4):
+Mapping (NxD's training API,
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/neuronx-distributed/api-reference-guide-training.html,
+and NxDT's precision modes,
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/nxd-training/general/config_overview.html):
 
 * tensor_parallel_size / pipeline_parallel_size = parallelism.tp / pp; sequence_parallel as set.
 * pipeline_config (pp > 1): NxDPPModel kwargs with pipeline_cuts from the layer split of

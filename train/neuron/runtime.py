@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 
+from train.errors import JobError
+
 NEURON_IMAGE = ("the AWS Neuron training DLC (public.ecr.aws/neuron/pytorch-training-neuronx, "
                 "SDK 2.30 or earlier for NxDT), or a Trainium host with the Neuron SDK")
 REQUIRED_MODULES = ("torch_xla", "neuronx_distributed")
 
 
-class NeuronUnavailable(Exception):
+class NeuronUnavailable(JobError):
     """neuronx_distributed or torch_xla cannot be imported here."""
 
 

@@ -23,6 +23,7 @@ class SlurmCluster(RemoteCluster):
 
     kind = "slurm"
     runner = slurm_runner
+    runs_cpu_nodes = True
     needs_image = False
 
     def check_settings(self, job: JobConfig, out: Findings) -> None:

@@ -1,27 +1,83 @@
 """Checks of the Slurm settings an sbatch script relies on, reported with every other problem.
 
+With action=submit the cluster itself is asked too (scontrol, on the login node): a time limit
+above the partition's MaxTime would leave the job pending forever (reason PartitionTimeLimit),
+and the cluster's KillWait is what a checkpoint must beat after scancel or preemption.
 sbatch options: https://slurm.schedmd.com/sbatch.html
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
+from launcher.clusters.slurm.times import seconds_of, slurm_time
 from launcher.config.schema import JobConfig
+from launcher.model_math import param_counts
 from launcher.problems import Findings
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d{2}){0,2}|\d+-\d+|UNLIMITED|INFINITE")
+CHECKPOINT_BYTES_PER_PARAM = 12
+"""fp32 weights and the two fp32 Adam moments a checkpoint holds per parameter (launcher/memory.py)."""
+SIGNAL_RESOLUTION_S = 60
+"""Slurm checks --signal once a minute, so the signal may come up to 60 s early (sbatch --signal)."""
+
+
+def checkpoint_save_seconds(job: JobConfig) -> tuple[float, float]:
+    """(bytes, seconds) of writing one checkpoint to the shared file system at checkpoint_write_gbps."""
+    size = param_counts(job.model).total * CHECKPOINT_BYTES_PER_PARAM
+    return size, size / (job.cluster.slurm.checkpoint_write_gbps * 1e9)
+
+
+def _check_save_time(job: JobConfig, kill_wait_s: int, key: str, out: Findings) -> None:
+    """Warn when a checkpoint takes longer to write than Slurm waits after SIGTERM (or than the signal's lead)."""
+    slurm = job.cluster.slurm
+    if slurm.checkpoint_write_gbps <= 0:
+        return
+    size, seconds = checkpoint_save_seconds(job)
+    estimate = f"a checkpoint of {job.model.name} (~{size / 1e9:.0f} GB) takes ~{seconds:.0f} s to write at " \
+               f"{slurm.checkpoint_write_gbps:g} GB/s (cluster.slurm.checkpoint_write_gbps)"
+    if seconds > kill_wait_s:
+        out.warn(key, f"{estimate}, longer than the cluster's KillWait of {kill_wait_s} s: a job cancelled or "
+                 "preempted is killed before that checkpoint is complete (the previous one is kept); ask the "
+                 "cluster's admin for a larger KillWait")
+    if slurm.signal_before_s and seconds > slurm.signal_before_s:
+        out.warn("cluster.slurm.signal_before_s", f"{estimate}, longer than the {slurm.signal_before_s} s between "
+                 f"the warning signal and the time limit; set cluster.slurm.signal_before_s={int(seconds) + 60} "
+                 "or more")
 
 
 def check_slurm(job: JobConfig, out: Findings) -> None:
-    """Names and time limit usable in #SBATCH lines, and a shared folder every node reads."""
+    """Names, time limit and signal usable in #SBATCH lines, a shared folder every node reads, the
+    environment the job runs in, and the checkpoint's save time against the kill grace."""
     slurm = job.cluster.slurm
     for key, value in (("cluster.slurm.partition", slurm.partition), ("cluster.slurm.account", slurm.account)):
         if value is not None and not SLURM_NAME.fullmatch(value):
             out.error(key, f"'{value}' is not a Slurm name (letters, digits, '_', '.', '-')")
-    if not SLURM_TIME.fullmatch(slurm.time_limit):
+    try:
+        limit = seconds_of(slurm.time_limit)
+    except ValueError:
         out.error("cluster.slurm.time_limit", f"'{slurm.time_limit}' is not an sbatch --time such as 5-00:00:00")
+        limit = None
+    if slurm.signal_before_s < 0:
+        out.error("cluster.slurm.signal_before_s", f"must be 0 (no warning signal) or more, got "
+                  f"{slurm.signal_before_s}")
+    elif limit is not None and slurm.signal_before_s + SIGNAL_RESOLUTION_S >= limit:
+        out.error("cluster.slurm.signal_before_s", f"{slurm.signal_before_s} s (plus up to {SIGNAL_RESOLUTION_S} s "
+                  f"early) leaves no training time within the time limit {slurm.time_limit}; set a smaller "
+                  "cluster.slurm.signal_before_s or a longer cluster.slurm.time_limit")
+    if slurm.kill_wait_s < 0:
+        out.error("cluster.slurm.kill_wait_s", f"must be 0 or more seconds, got {slurm.kill_wait_s}")
+    if slurm.checkpoint_write_gbps <= 0:
+        out.error("cluster.slurm.checkpoint_write_gbps", f"must be above 0 GB/s, got {slurm.checkpoint_write_gbps}")
+    if slurm.rendezvous_port is not None and not 1024 <= slurm.rendezvous_port <= 65535:
+        out.error("cluster.slurm.rendezvous_port", f"must be a port from 1024 to 65535, got {slurm.rendezvous_port}")
+    if slurm.python is not None and (not slurm.python.startswith("/") or "\n" in slurm.python):
+        out.error("cluster.slurm.python", f"{slurm.python!r} must be an absolute path, the same on every node")
+    if slurm.hyperpod and job.training.checkpoint.every_n_steps == 0:
+        out.warn("cluster.slurm.hyperpod", "auto-resume restarts from the last checkpoint, and with "
+                 "training.checkpoint.every_n_steps=0 there is none until the end; set every_n_steps")
     shared = slurm.shared_dir
     if not shared.startswith("/") or any(c in shared for c in ",:\n"):
         out.error("cluster.slurm.shared_dir", f"'{shared}' must be an absolute path without ',' or ':'")
@@ -30,3 +86,42 @@ def check_slurm(job: JobConfig, out: Findings) -> None:
     elif not job.output_dir.startswith(shared.rstrip("/") + "/"):
         out.warn("output_dir", f"{job.output_dir} is not under {shared}: every node must be able to read job.yaml "
                  "there; set output_dir=<shared_dir>/... unless that folder is shared too")
+    if job.action == "submit" and shutil.which("scontrol"):
+        check_against_cluster(job, limit, out)
+    else:
+        _check_save_time(job, slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
+
+
+def _scontrol(*args: str) -> str:
+    """stdout of `scontrol -o <args>`, '' when it fails (sbatch then reports the cluster's error)."""
+    try:
+        done = subprocess.run(["scontrol", "-o", *args], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _fields(line: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in line.split() if "=" in word)
+
+
+def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> None:
+    """The partition's MaxTime and the cluster's KillWait, as scontrol reports them on this login node."""
+    slurm = job.cluster.slurm
+    partitions = [_fields(line) for line in _scontrol("show", "partition").splitlines()]
+    chosen = [p for p in partitions if p.get("PartitionName") == slurm.partition] if slurm.partition else \
+        [p for p in partitions if p.get("Default") == "YES"]
+    if slurm.partition and partitions and not chosen:
+        names = ", ".join(p.get("PartitionName", "?") for p in partitions)
+        out.error("cluster.slurm.partition", f"the cluster has no partition '{slurm.partition}'; use one of {names}")
+    for partition in chosen[:1]:
+        try:
+            max_time = seconds_of(partition.get("MaxTime", "UNLIMITED"))
+        except ValueError:
+            max_time = None
+        if limit is not None and max_time is not None and limit > max_time:
+            out.error("cluster.slurm.time_limit", f"{slurm.time_limit} exceeds the {slurm_time(max_time)} MaxTime of "
+                      f"partition {partition['PartitionName']}; set cluster.slurm.time_limit={slurm_time(max_time)} "
+                      "or less")
+    match = re.search(r"^KillWait\s*=\s*(\d+)", _scontrol("show", "config"), re.MULTILINE)
+    _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)

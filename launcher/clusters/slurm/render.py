@@ -1,33 +1,65 @@
 """Slurm (SageMaker HyperPod, AWS ParallelCluster): an sbatch script.
 
-One srun task per node starts torchrun; c10d rendezvous on the first node of the allocation gives
-node ranks, so every node runs the identical command. With slurm.container_image, pyxis/enroot run
-the step in that image with the shared file system mounted. #SBATCH lines carry only values that
-validation has restricted to Slurm-name characters; everything in the script body is shlex-quoted.
+One srun task per node runs the node script (torchrun); c10d rendezvous at the first node's address
+gives node ranks, so every node runs the identical command. The address is the node's NodeAddr from
+scontrol, which slurmctld itself uses to reach it, because a NodeName need not resolve; the first
+node hosts the rendezvous store (is_host) without guessing from host names. Without a container the
+job runs the Python llm-launch runs from (or cluster.slurm.python) with its bin/ first on PATH, so it
+never depends on the submitting shell's PATH (sbatch passes that shell's environment on). With
+slurm.container_image, pyxis/enroot run the step in that image with the shared file system mounted.
+GPU jobs ask for their GPUs per node (the step sees them as CUDA_VISIBLE_DEVICES); --signal warns
+the step before the time limit, and training saves a checkpoint on it. With slurm.hyperpod, srun
+--auto-resume=1 lets HyperPod restart the step on a replaced node
+(https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-resiliency-slurm-auto-resume.html).
+#SBATCH lines carry only values that validation has restricted to Slurm-name characters; everything
+in the script body is shlex-quoted.
 """
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 from launcher.config.schema import JobConfig
-from launcher.environment import backend_environment, is_trainium
+from launcher.environment import backend_environment
 from launcher.jobfile import write_text_atomic
 from launcher.plan import Plan
-from launcher.render.command import (
-    OPEN_FILES_LINE,
-    ShellExpr,
-    launch_steps,
-    rendezvous_port,
-    shell_command,
-    shell_exports,
-)
+from launcher.render.command import TORCHRUN, ShellExpr, node_script, rendezvous_port, shell_command, shell_exports
 from launcher.render.names import slurm_job_name
 from launcher.topology import topology_of
 
 SCRIPT_FILE = "launch.sbatch"
 LOG_PATTERN = "slurm-%j.out"
 """Output file of the batch job, in output_dir (passed as sbatch --output at submission)."""
+HEAD_LINES = [
+    'HEAD_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)',
+    "HEAD_ADDR=$(scontrol -o show node \"${HEAD_NODE}\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
+    'export HEAD_ADDR="${HEAD_ADDR:-${HEAD_NODE}}"',
+    'echo "llm-launch: ${SLURM_JOB_NUM_NODES} node(s), rendezvous on ${HEAD_NODE} at ${HEAD_ADDR}"',
+]
+"""The first node of the allocation and the address slurmctld reaches it at (its NodeAddr)."""
+
+
+def job_python(job: JobConfig) -> str:
+    """The Python of the environment the job runs in (outside a container)."""
+    return job.cluster.slurm.python or sys.executable
+
+
+def torchrun_launcher(job: JobConfig) -> list[str]:
+    """torchrun as the job starts it: the image's own in a container, else by absolute path."""
+    if job.cluster.slurm.container_image:
+        return [TORCHRUN]
+    return [job_python(job), "-m", "torch.distributed.run"]
+
+
+def environment_lines(job: JobConfig) -> list[str]:
+    """Put the environment's bin/ (neuron_parallel_compile, llm-launch) first on PATH, outside a container."""
+    if job.cluster.slurm.container_image:
+        return []
+    bin_dir = str(Path(job_python(job)).parent)
+    return ["# The environment llm-launch runs from; the job does not depend on the submitting shell's PATH.",
+            f'export PATH={shlex.quote(bin_dir)}:"${{PATH}}"']
 
 
 def container_mounts(job: JobConfig) -> str:
@@ -44,6 +76,8 @@ def srun_prefix(job: JobConfig) -> list[str]:
     """srun with one task per node, inside the container when one is set."""
     nodes = topology_of(job).num_nodes
     argv = ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    if job.cluster.slurm.hyperpod:
+        argv.append("--auto-resume=1")
     image = job.cluster.slurm.container_image
     if image:
         argv += [f"--container-image={image}", f"--container-mounts={container_mounts(job)}"]
@@ -56,8 +90,12 @@ def sbatch_header(job: JobConfig) -> list[str]:
     lines = [f"#SBATCH --job-name={slurm_job_name(job.job_name)}",
              f"#SBATCH --nodes={topology_of(job).num_nodes}",
              "#SBATCH --ntasks-per-node=1",
-             "#SBATCH --exclusive",
-             f"#SBATCH --time={slurm.time_limit}"]
+             "#SBATCH --exclusive"]
+    if job.instance.accelerator == "nvidia":
+        lines.append(f"#SBATCH --gpus-per-node={job.instance.accelerators_per_node}")
+    lines.append(f"#SBATCH --time={slurm.time_limit}")
+    if slurm.signal_before_s:
+        lines.append(f"#SBATCH --signal=TERM@{slurm.signal_before_s}")
     if slurm.partition:
         lines.append(f"#SBATCH --partition={slurm.partition}")
     if slurm.account:
@@ -67,18 +105,15 @@ def sbatch_header(job: JobConfig) -> list[str]:
 
 def sbatch_script(job: JobConfig, job_yaml: str) -> str:
     """The whole batch script."""
-    port = rendezvous_port(job)
-    rendezvous = ["--rdzv_backend=c10d", ShellExpr(f'"--rdzv_endpoint=${{HEAD_NODE}}:{port}"'),
-                  ShellExpr('"--rdzv_id=${SLURM_JOB_ID}"')]
+    port = job.cluster.slurm.rendezvous_port or rendezvous_port(job)
+    rendezvous = ["--rdzv_backend=c10d", ShellExpr(f'"--rdzv_endpoint=${{HEAD_ADDR}}:{port}"'),
+                  ShellExpr('"--rdzv_id=${SLURM_JOB_ID}"'), ShellExpr('"--rdzv_conf=is_host=$((SLURM_NODEID == 0))"')]
+    step = node_script(job, job_yaml, rendezvous, torchrun_launcher(job))
     lines = ["#!/bin/bash", *sbatch_header(job),
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
-             "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir))]
-    if is_trainium(job):
-        lines.append(OPEN_FILES_LINE)
-    lines.append('HEAD_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)')
-    lines.append('echo "llm-launch: ${SLURM_JOB_NUM_NODES} node(s), rendezvous on ${HEAD_NODE}"')
-    srun = srun_prefix(job)
-    lines += [shell_command([*srun, *step]) for step in launch_steps(job, job_yaml, rendezvous)]
+             "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir)),
+             *environment_lines(job), *HEAD_LINES,
+             shell_command([*srun_prefix(job), "bash", "-c", step])]
     return "\n".join(lines) + "\n"
 
 

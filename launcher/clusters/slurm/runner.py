@@ -1,13 +1,16 @@
-"""Slurm: sbatch, squeue/sacct, the batch log and scancel."""
+"""Slurm: sbatch, squeue/scontrol/sacct (launcher/clusters/slurm/state.py), the batch log and scancel."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from launcher.clusters.base import RunnerError
 from launcher.clusters.slurm.render import LOG_PATTERN, SCRIPT_FILE
+from launcher.clusters.slurm.state import JobState, job_state
 from launcher.clusters.tools import require_tool, run_tool
 from launcher.config.schema import JobConfig
+from launcher.jobfile import COMPLETE_MARKER
 
 SLURM_HINT = "run llm-launch on a login node of the Slurm cluster (HyperPod or ParallelCluster)"
 LOG_TAIL_LINES = 200
@@ -24,13 +27,22 @@ def submit(job: JobConfig, out_dir: Path) -> dict:
     return {"job_id": job_id, "log": str(out_dir / LOG_PATTERN.replace("%j", job_id))}
 
 
+def _state(job_id: str) -> JobState | None:
+    require_tool("squeue", SLURM_HINT)
+    return job_state(job_id, {name: shutil.which(name) for name in ("squeue", "scontrol", "sacct")})
+
+
 def status(record: dict, out_dir: Path) -> None:
+    """STATE (reason) from squeue -t all, scontrol or sacct; after Slurm forgot the job, from output_dir."""
     job_id = record["job_id"]
-    state = run_tool([require_tool("squeue", SLURM_HINT), "-h", "-j", job_id, "-o", "%T"], "squeue").strip()
-    if not state:
-        state = run_tool([require_tool("sacct", SLURM_HINT), "-n", "-X", "-P", "-j", job_id, "-o", "State"],
-                         "sacct").strip()
-    print(f"{job_id}: {state or 'UNKNOWN'}")
+    found = _state(job_id)
+    if found:
+        print(f"{job_id}: {found.describe()}")
+    elif (out_dir / COMPLETE_MARKER).exists():
+        print(f"{job_id}: COMPLETED (no longer known to Slurm; {out_dir / COMPLETE_MARKER} says the run finished)")
+    else:
+        print(f"{job_id}: UNKNOWN (no longer known to Slurm, whose accounting (sacct) does not keep it, and "
+              f"{out_dir} has no {COMPLETE_MARKER} marker: the job did not finish; see action=logs)")
 
 
 def logs(record: dict, out_dir: Path) -> None:
@@ -43,5 +55,13 @@ def logs(record: dict, out_dir: Path) -> None:
 
 
 def stop(record: dict, out_dir: Path) -> None:
-    run_tool([require_tool("scancel", SLURM_HINT), record["job_id"]], "scancel")
-    print(f"llm-launch: cancelled Slurm job {record['job_id']}")
+    """scancel, unless the job has already ended (scancel says nothing then)."""
+    job_id = record["job_id"]
+    found = _state(job_id)
+    if found is None or found.ended:
+        known = found.describe() if found else "no longer known to Slurm"
+        print(f"llm-launch: Slurm job {job_id} had already ended ({known}); nothing to stop")
+        return
+    run_tool([require_tool("scancel", SLURM_HINT), job_id], "scancel")
+    print(f"llm-launch: cancelled Slurm job {job_id} (was {found.state}); training saves a checkpoint on the "
+          "SIGTERM it receives if it can within the cluster's KillWait")

@@ -21,11 +21,17 @@ from launcher.jobfile import write_job
 
 HOSTILE = ['x"; rm -rf / #', "$(touch {canary})", "`touch {canary}`", "a\nb; touch {canary}", "'; touch {canary}; '",
            "${{HOME}} $PATH", "--job=/etc/passwd"]
-CAPTURE_SRUN = """#!/bin/bash
+CAPTURE_TOOL = """#!/bin/bash
 python3 -c 'import json, os, sys
-print(json.dumps({{"argv": sys.argv[1:], "cc": os.environ.get("NEURON_CC_FLAGS"),
-                   "cache": os.environ.get("NEURON_COMPILE_CACHE_URL")}}))' "$@" >> "{log}"
+print(json.dumps({{"tool": os.path.basename(sys.argv[1]), "argv": sys.argv[2:],
+                   "cc": os.environ.get("NEURON_CC_FLAGS"), "cache": os.environ.get("NEURON_COMPILE_CACHE_URL")}}))' \
+  "$0" "$@" >> "{log}"
+if [ "$(basename "$0")" = srun ]; then
+  while [[ "$1" == --* ]]; do shift; done
+  exec "$@"
+fi
 """
+"""Records its name, arguments and the Neuron variables; as srun, then runs the step like srun would."""
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -48,21 +54,23 @@ def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile)
     assert re.fullmatch(r"#SBATCH --job-name=[A-Za-z0-9_.-]+", name_line)
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text(CAPTURE_SRUN.format(log=log))
+    for tool in ("srun", "neuron_parallel_compile", "torchrun"):
+        (bin_dir / tool).write_text(CAPTURE_TOOL.format(log=log))
     (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-1\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin", SLURM_JOB_ID="5", SLURM_JOB_NODELIST="node-1",
-               SLURM_JOB_NUM_NODES="4")
+               SLURM_JOB_NUM_NODES="4", SLURM_NODEID="0")
     done = subprocess.run(["bash", str(script_path)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert not canary.exists()
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(calls) == 2  # precompile, then training
+    assert [c["tool"] for c in calls] == ["srun", "neuron_parallel_compile", "torchrun"]  # precompile, then training
+    assert f"--container-image={value}" in calls[0]["argv"]
     for call in calls:
-        assert f"--container-image={value}" in call["argv"]
-        assert call["argv"][call["argv"].index("--job") + 1] == str(job_yaml)
         assert call["cc"].endswith(f"--verbose {value}") and call["cache"] == value
+    for call in calls[1:]:
+        assert call["argv"][call["argv"].index("--job") + 1] == str(job_yaml)
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)

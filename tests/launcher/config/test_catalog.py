@@ -21,6 +21,7 @@ CATALOG_DIR = Path(__file__).resolve().parents[3] / "conf" / "instance"
 CATALOG_FILES = sorted(CATALOG_DIR.glob("*.yaml"))
 
 EXPECTED_KEYS = {
+    "cpu",
     "local_cpu",
     "local_gpu",
     "ml.trn1.32xlarge",

@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 from convert_helpers import convert, tiny_model
 from safetensors.torch import load_file, save_file
 
 from launcher import PROJECT_ROOT
+from train.convert.layout import nxd_shard_name
+from train.convert.nxd import KV_ORDER
 
 
 def test_refuses_to_overwrite_and_force_replaces(tiny_hf, tmp_path, capsys):
@@ -104,3 +107,46 @@ def test_console_script_help_documents_model_sources():
     assert proc.returncode == 0
     for text in ("--job", "--model", "--config", "--kv-replicator", "--hw", "--fused-qkv", "--force"):
         assert text in proc.stdout
+
+
+@pytest.mark.parametrize("written,read", [("trn2", "trn1"), ("trn1", "trn2")])
+def test_kv_replicas_read_with_the_wrong_hw_are_refused(tiny_hf, tmp_path, capsys, written, read):
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 4, "--hw", written) == 0
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf", "--hw", read) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    assert f"--hw {read} expects K/V replicated {KV_ORDER[read]}" in errors[0]
+    assert f"the shards hold them {KV_ORDER[written]}; pass --hw {written}" in errors[0]
+    assert not (tmp_path / "hf").exists()
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf", "--hw", written) == 0
+
+
+def test_replicas_in_neither_order_and_differing_norms_are_named(tiny_hf, tmp_path, capsys):
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 4) == 0
+    shard = tmp_path / "nxd" / "model" / nxd_shard_name(1, 0)
+    state = torch.load(shard, weights_only=True)
+    state["model.layers.2.self_attn.qkv_proj.weight_v"] += 1  # one copy of KV head 1 differs: neither order fits
+    torch.save(state, shard)
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf") == 2
+    err = capsys.readouterr().err
+    assert "model.layers.2.self_attn.v_proj.weight" in err and "follow neither order" in err
+    state["model.layers.2.self_attn.qkv_proj.weight_v"] -= 1
+    state["model.layers.0.input_layernorm.weight"] *= 2
+    torch.save(state, shard)
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf") == 2
+    err = capsys.readouterr().err
+    assert "model.layers.0.input_layernorm.weight" in err and "inconsistent" in err
+
+
+def test_threads_writing_into_several_files_give_the_same_tensors(tiny_hf, tmp_path):
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 2, "--pp", 2) == 0
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf", "--max-shard-size", "100KB",
+                   "--threads", 3) == 0
+    original = load_file(folder / "model.safetensors")
+    restored = {}
+    for path in (tmp_path / "hf").glob("*.safetensors"):
+        restored.update(load_file(path))
+    assert restored.keys() == original.keys() and all(torch.equal(restored[k], original[k]) for k in original)

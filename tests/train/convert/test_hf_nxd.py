@@ -67,6 +67,19 @@ def test_pp_slices_embedding_norm_and_lm_head(tiny_hf, tmp_path):
         assert first["model.layers.0.mlp.down_proj.weight"].shape == (64, 64)  # split on dim 1
         assert first["model.layers.0.self_attn.o_proj.weight"].shape == (64, 32)
 
+@pytest.mark.parametrize("tp,threads", [(4, 1), (8, 2)])
+def test_each_shard_file_holds_only_its_own_bytes(tiny_hf, tmp_path, tp, threads):
+    """A row slice of a HF tensor views the whole tensor; torch.save would write all of it into every shard."""
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", tp, "--threads", threads) == 0
+    for (tp_rank, _), state in _load_shards(tmp_path / "nxd", tp, 1).items():
+        path = tmp_path / "nxd" / "model" / nxd_shard_name(tp_rank, 0)
+        own = sum(t.numel() * t.element_size() for t in state.values())
+        overhead = path.stat().st_size - own  # zip headers, 64-byte record alignment, the pickled index
+        assert 0 < overhead < 8192 + 256 * len(state), (path.name, own, path.stat().st_size)
+        loaded = torch.load(path, weights_only=True, mmap=True)  # torch.load reads files written without CRC32
+        assert all(torch.equal(loaded[k], state[k]) for k in state)
+
 def test_gate_up_fusion_is_per_rank_gate_then_up(tiny_hf, tmp_path):
     folder, model = tiny_hf
     assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 2) == 0

@@ -19,7 +19,7 @@ def test_reads_slices_and_holds_one_shard(tiny_hf, tmp_path):
     stats = hf_to_nxd(reader, tmp_path / "out", SHAPE, ShardLayout(tp=2, pp=2))
     assert stats.files == 4
     # Only slices are read: bytes read equal bytes written (norms are replicated, hence read per rank).
-    assert reader.bytes_read == stats.bytes_written
+    assert stats.bytes_read == stats.bytes_written
     assert stats.bytes_written < model_bytes * 1.01
     # One shard (about a quarter of the model here) is held at a time.
     assert stats.peak_held_bytes < model_bytes * 0.3

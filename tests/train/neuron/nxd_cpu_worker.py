@@ -37,9 +37,11 @@ def forward(hf_dir: str, nxd_dir: str, tp: int, kv_replicator: int, out: str) ->
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
     masked = ids.clone()
     masked[:, :6] = -100  # an SFT prompt: no loss on its tokens
-    with torch.no_grad():
+    with torch.no_grad():  # the model returns summed losses (train/neuron/llama.py); HF returns means
         loss, logits = model(ids, ids)
+        loss = loss / (ids[:, 1:] != -100).sum()
         masked_loss, _ = model(ids, masked)
+        masked_loss = masked_loss / (masked[:, 1:] != -100).sum()
     parts = [torch.empty_like(logits) for _ in range(tp)]
     dist.all_gather(parts, logits.contiguous())
     if dist.get_rank() == 0:

@@ -26,7 +26,8 @@ needs_no_neuron = pytest.mark.skipif(_has("neuronx_distributed") or _has("torch_
 
 
 def test_backend_modules_import_without_nxd():
-    for name in ("train.neuron", "train.neuron.trainer", "train.neuron.nxd_config", "train.neuron.runtime"):
+    for name in ("train.neuron", "train.neuron.backend", "train.neuron.nxd_config", "train.neuron.runtime",
+                 "train.trainer", "train.backend", "train.eval"):
         importlib.import_module(name)
 
 

@@ -62,3 +62,10 @@ def test_fp32_and_no_clipping():
     assert (settings.precision_mode, settings.param_dtype, settings.stochastic_rounding) == ("fp32", "float32", False)
     assert settings.grad_clipping is False and settings.activation_checkpoint is None
     assert settings.nxd_kwargs()["activation_checkpoint_config"] is None
+
+
+def test_eval_task_plans_on_trainium():
+    """training.task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
+    job = recipe_job("llama3_8b_cpt_trn1", "training.task=eval")
+    findings, _ = validate(job)
+    assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []

@@ -1,0 +1,89 @@
+"""Where a Slurm job stands: squeue (every state), then scontrol, then sacct, as each one forgets it.
+
+squeue and scontrol know a job until MinJobAge (300 s by default) after it ended; only sacct
+knows it after that, and only where accounting storage is configured
+(https://slurm.schedmd.com/slurm.conf.html#OPT_MinJobAge). Each tool that fails or prints
+nothing hands over to the next.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                   "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
+"""Job states after which nothing runs (https://slurm.schedmd.com/squeue.html#SECTION_JOB-STATE-CODES)."""
+PENDING_HINTS = {
+    "PartitionTimeLimit": "the time limit exceeds the partition's MaxTime: it will never start; stop it and "
+                          "resubmit with a smaller cluster.slurm.time_limit",
+    "PartitionNodeLimit": "more nodes than the partition allows: it will never start; stop it and resubmit "
+                          "with fewer trainer.num_nodes or another cluster.slurm.partition",
+    "ReqNodeNotAvail": "a node it needs is down, drained or reserved",
+}
+"""What a pending reason means for the user, where squeue's word alone does not say it
+(https://slurm.schedmd.com/job_reason_codes.html)."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's state and Slurm's reason for it ('' when there is none)."""
+
+    state: str
+    reason: str = ""
+    source: str = "squeue"
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+    def describe(self) -> str:
+        """STATE (reason[: what it means])."""
+        reason = self.reason if self.reason not in ("", "None") else ""
+        if reason in PENDING_HINTS:
+            reason = f"{reason}: {PENDING_HINTS[reason]}"
+        return f"{self.state} ({reason})" if reason else self.state
+
+
+def _output(argv: list[str]) -> str:
+    """stdout of a Slurm command, or '' when it fails (the next source is asked)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _from_squeue(squeue: str, job_id: str) -> JobState | None:
+    lines = _output([squeue, "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"]).splitlines()
+    if not lines or "|" not in lines[0]:
+        return None
+    state, reason = lines[0].split("|", 1)
+    return JobState(state, reason, "squeue")
+
+
+def _from_scontrol(scontrol: str, job_id: str) -> JobState | None:
+    fields = dict(word.split("=", 1) for word in _output([scontrol, "-o", "show", "job", job_id]).split()
+                  if "=" in word)
+    if "JobState" not in fields:
+        return None
+    return JobState(fields["JobState"], fields.get("Reason", ""), "scontrol")
+
+
+def _from_sacct(sacct: str, job_id: str) -> JobState | None:
+    lines = _output([sacct, "-n", "-X", "-P", "-j", job_id, "-o", "State,Reason"]).splitlines()
+    if not lines or "|" not in lines[0]:
+        return None
+    state, reason = lines[0].split("|", 1)
+    return JobState(state.split()[0], reason, "sacct")  # "CANCELLED by 0" is CANCELLED
+
+
+def job_state(job_id: str, tools: dict[str, str | None]) -> JobState | None:
+    """The first answer of squeue -t all, scontrol show job and sacct; None when none knows the job.
+    `tools` maps each tool name to its path (None where it is not installed)."""
+    for name, ask in (("squeue", _from_squeue), ("scontrol", _from_scontrol), ("sacct", _from_sacct)):
+        path = tools.get(name)
+        found = ask(path, job_id) if path else None
+        if found:
+            return found
+    return None

@@ -1,0 +1,194 @@
+"""Real Slurm: jobs submitted with `llm-launch ... cluster=slurm action=submit` to a single-node slurmctld
+and slurmd on this machine (tests/slurm_cluster.py), then status, logs, stop and resubmit through the CLI.
+
+Two clusters: `plain` (the node is this host, partition MaxTime 30 minutes, finished jobs forgotten after
+15 s (MinJobAge) so that status is asked after Slurm has forgotten them) and `odd`, whose NodeName does not resolve
+(node-a1, reached at NodeAddr 127.0.0.1) and which has four fake GPUs (gres on dummy devices).
+Steps are tiny (32-token rows, 2 rows a step) to keep each job to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.clusters.slurm.state import ENDED
+
+LLM_LAUNCH = Path(sys.executable).parent / "llm-launch"
+TIME_LIMIT = "cluster.slurm.time_limit=00:20:00"
+TINY = ["recipe=tiny_llama_cpt", "cluster=slurm", "instance=cpu", TIME_LIMIT, "training.seq_len=32",
+        "training.global_batch_size=2", "training.micro_batch_size=1", "training.schedule.name=constant",
+        "training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
+"""Constant learning rate after warm-up, so runs of different lengths agree step for step."""
+
+
+@pytest.fixture(scope="module")
+def plain(slurm_cluster):
+    return slurm_cluster(max_time=30, min_job_age=15)
+
+
+@pytest.fixture(scope="module")
+def odd(slurm_cluster):
+    return slurm_cluster(node="node-a1", node_addr="127.0.0.1", gpus=4)
+
+
+def cli(cluster, out: Path, *overrides: str, action: str, path: str | None = None) -> subprocess.CompletedProcess:
+    """The installed llm-launch script against this cluster; `path` replaces PATH (a shell without the venv)."""
+    env = cluster.env
+    if path is not None:
+        env["PATH"] = path
+    shared = out.parent
+    return subprocess.run([str(LLM_LAUNCH), f"output_dir={out}", f"cluster.slurm.shared_dir={shared}", *overrides,
+                           f"action={action}"], capture_output=True, text=True, env=env, cwd=shared, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def submitted(cluster, out: Path, *overrides: str, path: str | None = None) -> str:
+    """Submit; the job id. The rendezvous port is a free one: other sessions on this machine may hold 29500."""
+    done = cli(cluster, out, *overrides, f"cluster.slurm.rendezvous_port={free_port()}", action="submit", path=path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    match = re.search(r"submitted Slurm job (\d+)", done.stdout)
+    assert match, done.stdout
+    return match.group(1)
+
+
+def ended(cluster, out: Path, *overrides: str) -> str:
+    """The status line once the job has ended."""
+    return wait_for(lambda: (line := status(cluster, out, *overrides)) and state_of(line) in ENDED and line,
+                    f"the job in {out.name} to end")
+
+
+def status(cluster, out: Path, *overrides: str) -> str:
+    done = cli(cluster, out, *overrides, action="status")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def wait_for(predicate, what: str, timeout: float = 240):
+    """The first true value of predicate(), polled until timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_of(line: str) -> str:
+    return line.split(": ", 1)[1].split(" ")[0]
+
+
+def log_of(out: Path, job_id: str) -> str:
+    path = out / f"slurm-{job_id}.out"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def losses(out: Path) -> dict[int, float]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+
+
+def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path):
+    """Job A (60 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
+    waits PENDING, runs once A is stopped, and completes; A, stopped after a checkpoint, is resubmitted
+    and resumes bit for bit (its losses equal B's, step for step)."""
+    long_run, short_run = tmp_path / "long", tmp_path / "short"
+    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=60", "training.checkpoint.every_n_steps=2"]
+    b_args = [*TINY, "job_name=cpt-short", "training.max_steps=20", "training.checkpoint.every_n_steps=10"]
+    a_id = submitted(plain, long_run, *a_args)
+    wait_for(lambda: state_of(status(plain, long_run, *a_args)) == "RUNNING", "job A to run")
+    b_id = submitted(plain, short_run, *b_args, path="/usr/bin:/bin")
+    pending = status(plain, short_run, *b_args)
+    assert re.fullmatch(rf"{b_id}: PENDING \((Resources|Priority)\)", pending), pending
+
+    wait_for(lambda: (long_run / "checkpoints" / "latest").exists() or "Traceback" in log_of(long_run, a_id),
+             "job A's first checkpoint")
+    stop = cli(plain, long_run, *a_args, action="stop")
+    assert stop.returncode == 0 and f"cancelled Slurm job {a_id}" in stop.stdout, stop.stderr
+    assert state_of(ended(plain, long_run, *a_args)) == "CANCELLED"
+    again = cli(plain, long_run, *a_args, action="stop")
+    assert again.returncode == 0 and f"Slurm job {a_id} had already ended (CANCELLED)" in again.stdout
+    log_a = log_of(long_run, a_id)
+    assert "stopped by SIGTERM after step" in log_a, log_a[-3000:]
+    saved = (long_run / "checkpoints" / "latest").read_text().strip()
+    stopped_at = int(saved.removeprefix("step_"))
+    assert 2 <= stopped_at < 60
+
+    seen = set()
+    wait_for(lambda: seen.add(state_of(status(plain, short_run, *b_args))) or "COMPLETED" in seen, "job B to end")
+    assert "RUNNING" in seen, seen
+    assert (short_run / "COMPLETE").exists()
+    assert sorted(p.name for p in (short_run / "checkpoints").glob("step_*")) == ["step_00000010", "step_00000020"]
+    logs = cli(plain, short_run, *b_args, action="logs")
+    assert logs.returncode == 0 and "step=20 loss=" in logs.stdout
+
+    a2_id = submitted(plain, long_run, *a_args)
+    assert state_of(ended(plain, long_run, *a_args)) == "COMPLETED", log_of(long_run, a2_id)[-3000:]
+    assert f"resumed from {long_run / 'checkpoints' / saved}" in log_of(long_run, a2_id)
+    reference, resumed = losses(short_run), losses(long_run)
+    assert {s: resumed[s] for s in reference} == reference  # bit for bit: the same steps, stopped or not
+
+    # Slurm forgets a finished job after MinJobAge; status still answers from the job's output folder.
+    gone = wait_for(lambda: plain.tool("squeue", "-h", "-t", "all", "-j", b_id).returncode != 0 and
+                    status(plain, short_run, *b_args), "Slurm to purge job B", timeout=150)
+    assert gone.startswith(f"{b_id}: COMPLETED (") and "no longer known to Slurm" in gone, gone
+
+
+def test_time_limit_above_the_partition_maxtime_is_refused_before_sbatch(plain, tmp_path):
+    out = tmp_path / "run"
+    done = cli(plain, out, *[a for a in TINY if a != TIME_LIMIT], action="submit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ("cluster.slurm.time_limit: 5-00:00:00 exceeds the 00:30:00 MaxTime of partition debug; set "
+            "cluster.slurm.time_limit=00:30:00 or less") in done.stderr, done.stderr
+    assert not (out / "submissions.jsonl").exists()
+    assert plain.tool("squeue", "-h", "-t", "all", "-n", "tiny-llama-cpt").stdout.strip() == ""
+
+
+def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolve(odd, tmp_path):
+    out = tmp_path / "smoke"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT]
+    job_id = submitted(odd, out, *args)
+    line = ended(odd, out, *args)
+    log = log_of(out, job_id)
+    assert state_of(line) == "COMPLETED", log[-3000:]
+    assert "rendezvous on node-a1 at 127.0.0.1" in log
+    assert "allreduce OK on 2 ranks (gloo)" in log
+    assert json.loads((out / "COMPLETE").read_text())["ok"]
+
+
+def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, tmp_path):
+    """The fake GPUs reach the step as CUDA_VISIBLE_DEVICES; torch finds no CUDA device behind them,
+    so every rank stops with one line and the job fails instead of training on CPU."""
+    out = tmp_path / "gpu"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT]
+    job_id = submitted(odd, out, *args)
+    assert state_of(ended(odd, out, *args)) == "FAILED"
+    log = log_of(out, job_id)
+    refusals = sorted(re.findall(r"train\.smoke: instance ml\.g5\.12xlarge has 4 NVIDIA GPU\(s\) per node but rank "
+                                 r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\)",
+                                 log))
+    assert refusals == ["0", "1", "2", "3"], log[-3000:]
+    assert not (out / "COMPLETE").exists()
+
+
+def test_stop_of_a_job_slurm_no_longer_knows_says_so(plain, tmp_path):
+    out = tmp_path / "gone"
+    out.mkdir()
+    (out / "submissions.jsonl").write_text(json.dumps({"cluster": "slurm", "job_id": "999999",
+                                                       "log": str(out / "slurm-999999.out")}) + "\n")
+    done = cli(plain, out, *TINY, action="stop")
+    assert done.returncode == 0, done.stderr
+    assert "Slurm job 999999 had already ended" in done.stdout

@@ -1,0 +1,135 @@
+"""The GPU backend of the loop (train.backend): the Engine on the job's mesh, AdamW, DCP checkpoints, HF export.
+
+Runs on NVIDIA GPUs (nccl) and on the CPU (gloo), which is how the tests and the default tiny
+run drive it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+
+from train.backend import Backend, StepResult, global_target_tokens, regroup_rows
+from train.data.loader import Rows
+from train.distributed import shutdown
+from train.errors import JobError
+from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, save_checkpoint
+from train.gpu.engine import Batch, Engine, global_sum
+from train.gpu.export import export_hf_from_checkpoint
+from train.gpu.grad_clip import clip_gradients
+from train.gpu.mesh import Dist, init_distributed
+from train.loss import next_token_targets, target_count
+from train.metrics import device_memory_gib
+from train.schedule import build_scheduler
+
+SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
+
+
+def to_batches(rows: list[Rows]) -> list[Batch]:
+    """(input ids, next-token targets) for each batch of rows."""
+    return [(ids, next_token_targets(ids, mask)) for ids, mask in rows]
+
+
+class GpuBackend(Backend):
+    """This rank's stages of a transformers model under FSDP2 / DDP, TP and PP (train/gpu/engine.py)."""
+
+    name = "gpu"
+
+    def start(self) -> None:
+        par = self.job.parallelism
+        if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
+            raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
+                           "engine runs ddp, fsdp or hsdp")
+        self.ctx: Dist = init_distributed(dp=self.plan.dp, tp=par.tp, pp=par.pp, data_parallel=par.data_parallel,
+                                          num_nodes=self.plan.num_nodes)
+        self.ckpt_root = Path(self.job.training.checkpoint.dir)
+        ctx = self.ctx
+        self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
+
+    def build(self, *, document_eos: int | None = None) -> None:
+        cfg = self.job.training
+        self.engine = Engine(self.job, self.ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
+        if document_eos is not None:
+            self.engine.mask_documents(document_eos)
+        opt = cfg.optimizer
+        params = self.engine.parameters()
+        # The fused kernel takes one kind of tensor at a time: plain tensors beside DTensors (tensor
+        # parallel without FSDP) fall back to the per-tensor loop.
+        uniform = len({isinstance(p, DTensor) for p in params}) == 1
+        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                                           weight_decay=opt.weight_decay, fused=uniform or None,
+                                           foreach=None if uniform else False)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
+
+    def _dp_sum(self, value) -> float:
+        return global_sum(value, self.ctx, group=self.ctx.dp_mesh.get_group())
+
+    def step(self, rows: list[Rows], *, stop_vote: bool) -> StepResult:
+        ctx = self.ctx
+        batches = to_batches(rows)
+        tokens = global_target_tokens([t for _, t in batches], self._dp_sum, ctx.dp_size,
+                                      masked=any(mask is not None for _, mask in rows))
+        summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens))
+        grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
+                                   ctx.mesh.get_group("pp") if ctx.pp_size > 1 else None)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # One collective for both: the loss (counted once per replica) and the stop votes.
+        reported = summed.detach().float() if self.engine.reports_loss() else torch.zeros((), device=ctx.device)
+        both = torch.stack([reported.to(ctx.device), torch.tensor(float(stop_vote), device=ctx.device)])
+        dist.all_reduce(both)
+        return StepResult(loss=float(both[0]) / max(1.0, tokens), grad_norm=grad_norm, lr=lr, stop=bool(both[1] > 0))
+
+    def evaluate(self, rows: list[Rows]) -> float:
+        batches = to_batches(rows)
+        if self.engine.pipelined:
+            batches = regroup_rows(batches, self.job.training.global_batch_size // self.ctx.dp_size)
+        summed = self.engine.eval_loss(batches)  # every rank runs it: stages and tensor shards exchange activations
+        if not self.engine.reports_loss():
+            summed = summed * 0
+        total = global_sum(summed, self.ctx)
+        count = self._dp_sum(sum(target_count(t) for _, t in batches))
+        return total / max(1.0, count)
+
+    def save(self, step: int, *, loss: float) -> Path:
+        cfg = self.job.training.checkpoint
+        return save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
+                               rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+
+    def resume(self) -> int:
+        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        if latest is None:
+            return 0
+        state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
+                                rank=self.ctx.rank)
+        if self.is_main:
+            print(f"resumed from {latest} at step {state['step']}", flush=True)
+        return state["step"]
+
+    def load_for_eval(self) -> tuple[str, int | None]:
+        source = self.job.model.pretrained_path
+        if source is not None:  # the Engine loaded it when it was built
+            return source, None
+        checkpoint = find_latest(self.ckpt_root)
+        if checkpoint is None:
+            raise JobError(f"no model to evaluate: {self.ckpt_root} holds no complete checkpoint and "
+                           "model.pretrained_path is not set")
+        return str(checkpoint), load_model_weights(checkpoint, self.engine.checkpoint_module())["step"]
+
+    def export(self, out_dir: Path, job_path: str) -> dict:
+        hf_dir = export_hf_from_checkpoint(find_latest(self.ckpt_root), self.job, out_dir, is_main=self.is_main)
+        return {"hf_model": str(hf_dir)}
+
+    def memory_gib(self) -> float | None:
+        return device_memory_gib(self.ctx.device)
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def close(self) -> None:
+        shutdown()
