@@ -26,6 +26,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task("cpt", "train.cpt", trains_model=True),
         Task("sft", "train.sft", trains_model=True),
+        Task("dpo", "train.dpo", trains_model=True),
         Task("eval", "train.eval", trains_model=True),
         Task("smoke", "train.smoke", trains_model=False),
         Task("prepare", "train.prepare", trains_model=False),

@@ -17,6 +17,7 @@ from launcher.config.schema import JobConfig
 from launcher.local_files import pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
+from launcher.preference_checks import check_preference
 from launcher.problems import Findings
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
@@ -399,6 +400,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | None]:
     cluster.check(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
+    check_preference(job, out, local_paths=cluster.runs_here)
     if job.training.task == "prepare":
         _check_data_prep(job, out)
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):

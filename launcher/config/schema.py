@@ -360,6 +360,20 @@ class LoraConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """Preference tuning (training.task=dpo): the loss over policy and reference log-probabilities (docs/dpo.md)."""
+
+    loss: str = "sigmoid"
+    """sigmoid (DPO; with label_smoothing > 0, conservative DPO) or ipo."""
+    beta: float = 0.1
+    """Strength of the pull towards the reference model (the KL coefficient); > 0."""
+    label_smoothing: float = 0.0
+    """Conservative DPO: the assumed probability that a pair's preference label is flipped, in [0, 0.5)."""
+    length_normalized: bool = False
+    """Average each response's log-probability over its tokens instead of summing (IPO's usual choice)."""
+
+
+@dataclass
 class TrainingConfig:
     """What one training run does: task, steps, batch, optimizer, checkpoints and data."""
 
@@ -397,6 +411,8 @@ class TrainingConfig:
     """Data and tokenizer."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA fine-tuning (off: every weight trains)."""
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    """Preference tuning settings (training.task=dpo only)."""
 
 
 @dataclass

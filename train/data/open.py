@@ -16,6 +16,10 @@ def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, Path(job.output_dir) / "data"
     try:
+        if job.training.task == "dpo":
+            from train.data.dpo import prepare_dpo
+
+            return prepare_dpo(source, Path(data.tokenizer_path), job.training.seq_len, cache)
         if job.training.task == "sft":
             from train.data.sft import prepare_sft
 
@@ -47,6 +51,10 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
+    if job.training.task == "dpo":
+        from train.data.dpo import PairRows, PreferenceDataset
+
+        return PairRows(PreferenceDataset.open(source))
     try:
         dataset = PackedDataset.open(source)
     except PackedDataError as exc:
