@@ -44,14 +44,16 @@ while [ $# -gt 0 ]; do
 done
 
 stop_daemons() {
-  local name pid
+  local name pid pids=()
   for name in slurmd slurmctld munged; do
     if [ -s "$dir/$name.pid" ]; then
       pid=$(cat "$dir/$name.pid")
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill "$pid" 2>/dev/null && pids+=("$pid")
       rm -f "$dir/$name.pid"
     fi
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
   done
 }
 

@@ -16,6 +16,15 @@ def require_tool(name: str, hint: str) -> str:
     return path
 
 
+def tool_output(argv: list[str]) -> str:
+    """stdout of a tool that may fail or be missing ('' then), for questions another source can answer."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def run_tool(argv: list[str], what: str) -> str:
     """Run a cluster tool; its stdout, or a one-line error with the last line it printed."""
     done = subprocess.run(argv, capture_output=True, text=True, check=False)

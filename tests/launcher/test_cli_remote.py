@@ -109,7 +109,7 @@ def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(
     stop = llm_launch(out, *common, "action=stop", path=path)
     assert stop.returncode == 0 and "Slurm job 4242 had already ended (CANCELLED); nothing to stop" in stop.stdout
     calls = log.read_text().splitlines()
-    assert calls[:2] == ["scontrol -o show partition", "scontrol -o show config"]
+    assert calls[:2] == ["scontrol -o show partition", "scontrol show config"]
     assert f"sbatch --parsable --output={out / 'slurm-%j.out'} {out / 'launch.sbatch'}" in calls
     assert calls.count("squeue -h -t all -j 4242 -o %T|%r") == 2 and "sacct -n -X -P -j 4242 -o State,Reason" in calls
     assert not any(c.startswith("scancel") for c in calls)

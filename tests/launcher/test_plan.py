@@ -102,6 +102,12 @@ def test_two_p5_with_fsdp(job_for):
     assert plan.gradient_accumulation == 64 // (2 * 16)
 
 
+@pytest.mark.parametrize("cluster", ["local", "slurm"])
+def test_cpu_node_type_plans_here_and_on_slurm(job_for, cluster):
+    plan = plan_of(job_for("instance=cpu", f"cluster={cluster}"))
+    assert (plan.instance, plan.accelerator, plan.ranks_per_node, plan.world_size) == ("cpu", "cpu", 2, 2)
+
+
 def test_trn2_ranks_follow_logical_core_config(job_for):
     default = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge"))
     assert default.logical_core_config == 2

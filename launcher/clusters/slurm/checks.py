@@ -8,11 +8,13 @@ sbatch options: https://slurm.schedmd.com/sbatch.html
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
-import subprocess
 
+from launcher.clusters.slurm.state import key_values
 from launcher.clusters.slurm.times import seconds_of, slurm_time
+from launcher.clusters.tools import tool_output
 from launcher.config.schema import JobConfig
 from launcher.model_math import param_counts
 from launcher.problems import Findings
@@ -44,7 +46,7 @@ def _check_save_time(job: JobConfig, kill_wait_s: int, key: str, out: Findings) 
                  "cluster's admin for a larger KillWait")
     if slurm.signal_before_s and seconds > slurm.signal_before_s:
         out.warn("cluster.slurm.signal_before_s", f"{estimate}, longer than the {slurm.signal_before_s} s between "
-                 f"the warning signal and the time limit; set cluster.slurm.signal_before_s={int(seconds) + 60} "
+                 f"the warning signal and the time limit; set cluster.slurm.signal_before_s={math.ceil(seconds) + 60} "
                  "or more")
 
 
@@ -92,23 +94,10 @@ def check_slurm(job: JobConfig, out: Findings) -> None:
         _check_save_time(job, slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
 
 
-def _scontrol(*args: str) -> str:
-    """stdout of `scontrol -o <args>`, '' when it fails (sbatch then reports the cluster's error)."""
-    try:
-        done = subprocess.run(["scontrol", "-o", *args], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-def _fields(line: str) -> dict[str, str]:
-    return dict(word.split("=", 1) for word in line.split() if "=" in word)
-
-
 def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> None:
     """The partition's MaxTime and the cluster's KillWait, as scontrol reports them on this login node."""
     slurm = job.cluster.slurm
-    partitions = [_fields(line) for line in _scontrol("show", "partition").splitlines()]
+    partitions = [key_values(line) for line in tool_output(["scontrol", "-o", "show", "partition"]).splitlines()]
     chosen = [p for p in partitions if p.get("PartitionName") == slurm.partition] if slurm.partition else \
         [p for p in partitions if p.get("Default") == "YES"]
     if slurm.partition and partitions and not chosen:
@@ -123,5 +112,5 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
             out.error("cluster.slurm.time_limit", f"{slurm.time_limit} exceeds the {slurm_time(max_time)} MaxTime of "
                       f"partition {partition['PartitionName']}; set cluster.slurm.time_limit={slurm_time(max_time)} "
                       "or less")
-    match = re.search(r"^KillWait\s*=\s*(\d+)", _scontrol("show", "config"), re.MULTILINE)
+    match = re.search(r"^KillWait\s*=\s*(\d+)", tool_output(["scontrol", "show", "config"]), re.MULTILINE)
     _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)

@@ -8,8 +8,9 @@ nothing hands over to the next.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
+
+from launcher.clusters.tools import tool_output
 
 ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                    "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
@@ -45,17 +46,13 @@ class JobState:
         return f"{self.state} ({reason})" if reason else self.state
 
 
-def _output(argv: list[str]) -> str:
-    """stdout of a Slurm command, or '' when it fails (the next source is asked)."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
+def key_values(text: str) -> dict[str, str]:
+    """The Key=Value words of scontrol's one-line output."""
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
 
 
 def _from_squeue(squeue: str, job_id: str) -> JobState | None:
-    lines = _output([squeue, "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"]).splitlines()
+    lines = tool_output([squeue, "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"]).splitlines()
     if not lines or "|" not in lines[0]:
         return None
     state, reason = lines[0].split("|", 1)
@@ -63,15 +60,14 @@ def _from_squeue(squeue: str, job_id: str) -> JobState | None:
 
 
 def _from_scontrol(scontrol: str, job_id: str) -> JobState | None:
-    fields = dict(word.split("=", 1) for word in _output([scontrol, "-o", "show", "job", job_id]).split()
-                  if "=" in word)
+    fields = key_values(tool_output([scontrol, "-o", "show", "job", job_id]))
     if "JobState" not in fields:
         return None
     return JobState(fields["JobState"], fields.get("Reason", ""), "scontrol")
 
 
 def _from_sacct(sacct: str, job_id: str) -> JobState | None:
-    lines = _output([sacct, "-n", "-X", "-P", "-j", job_id, "-o", "State,Reason"]).splitlines()
+    lines = tool_output([sacct, "-n", "-X", "-P", "-j", job_id, "-o", "State,Reason"]).splitlines()
     if not lines or "|" not in lines[0]:
         return None
     state, reason = lines[0].split("|", 1)

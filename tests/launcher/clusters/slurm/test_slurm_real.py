@@ -3,7 +3,8 @@ and slurmd on this machine (tests/slurm_cluster.py), then status, logs, stop and
 
 Two clusters: `plain` (the node is this host, partition MaxTime 30 minutes, finished jobs forgotten after
 15 s (MinJobAge) so that status is asked after Slurm has forgotten them) and `odd`, whose NodeName does not resolve
-(node-a1, reached at NodeAddr 127.0.0.1) and which has four fake GPUs (gres on dummy devices).
+(node-a1, reached at NodeAddr 127.0.0.1), which has four fake GPUs (gres on dummy devices) and
+KillWait 9 s.
 Steps are tiny (32-token rows, 2 rows a step) to keep each job to seconds.
 """
 
@@ -36,7 +37,7 @@ def plain(slurm_cluster):
 
 @pytest.fixture(scope="module")
 def odd(slurm_cluster):
-    return slurm_cluster(node="node-a1", node_addr="127.0.0.1", gpus=4)
+    return slurm_cluster(node="node-a1", node_addr="127.0.0.1", gpus=4, kill_wait=9)
 
 
 def cli(cluster, out: Path, *overrides: str, action: str, path: str | None = None) -> subprocess.CompletedProcess:
@@ -102,11 +103,11 @@ def losses(out: Path) -> dict[int, float]:
 
 
 def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path):
-    """Job A (60 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
+    """Job A (40 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
     waits PENDING, runs once A is stopped, and completes; A, stopped after a checkpoint, is resubmitted
     and resumes bit for bit (its losses equal B's, step for step)."""
     long_run, short_run = tmp_path / "long", tmp_path / "short"
-    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=60", "training.checkpoint.every_n_steps=2"]
+    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=40", "training.checkpoint.every_n_steps=2"]
     b_args = [*TINY, "job_name=cpt-short", "training.max_steps=20", "training.checkpoint.every_n_steps=10"]
     a_id = submitted(plain, long_run, *a_args)
     wait_for(lambda: state_of(status(plain, long_run, *a_args)) == "RUNNING", "job A to run")
@@ -125,7 +126,7 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     assert "stopped by SIGTERM after step" in log_a, log_a[-3000:]
     saved = (long_run / "checkpoints" / "latest").read_text().strip()
     stopped_at = int(saved.removeprefix("step_"))
-    assert 2 <= stopped_at < 60
+    assert 2 <= stopped_at < 40
 
     seen = set()
     wait_for(lambda: seen.add(state_of(status(plain, short_run, *b_args))) or "COMPLETED" in seen, "job B to end")
@@ -147,20 +148,26 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     assert gone.startswith(f"{b_id}: COMPLETED (") and "no longer known to Slurm" in gone, gone
 
 
-def test_time_limit_above_the_partition_maxtime_is_refused_before_sbatch(plain, tmp_path):
+def test_time_limit_above_maxtime_and_unknown_partition_are_refused_before_sbatch(plain, tmp_path):
     out = tmp_path / "run"
     done = cli(plain, out, *[a for a in TINY if a != TIME_LIMIT], action="submit")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert ("cluster.slurm.time_limit: 5-00:00:00 exceeds the 00:30:00 MaxTime of partition debug; set "
             "cluster.slurm.time_limit=00:30:00 or less") in done.stderr, done.stderr
     assert not (out / "submissions.jsonl").exists()
+    nowhere = cli(plain, out, *TINY, "cluster.slurm.partition=gpu", action="submit")
+    assert nowhere.returncode == 2
+    assert "error: cluster.slurm.partition: the cluster has no partition 'gpu'; use one of debug" in nowhere.stderr
     assert plain.tool("squeue", "-h", "-t", "all", "-n", "tiny-llama-cpt").stdout.strip() == ""
 
 
 def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolve(odd, tmp_path):
     out = tmp_path / "smoke"
-    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT]
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT,
+            "cluster.slurm.checkpoint_write_gbps=0.001"]
     job_id = submitted(odd, out, *args)
+    warnings = json.loads((out / "plan.json").read_text())["warnings"]
+    assert any("longer than the cluster's KillWait of 9 s" in w for w in warnings), warnings  # asked at submit
     line = ended(odd, out, *args)
     log = log_of(out, job_id)
     assert state_of(line) == "COMPLETED", log[-3000:]

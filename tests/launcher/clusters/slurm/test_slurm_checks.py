@@ -1,0 +1,38 @@
+"""Slurm checks without a cluster: time strings, and the plan's warning when a checkpoint takes longer to
+write than Slurm waits between SIGTERM and SIGKILL (KillWait) or than the time-limit signal's lead."""
+
+from __future__ import annotations
+
+import pytest
+
+from launcher.clusters.slurm.times import seconds_of, slurm_time
+from launcher.validate import validate
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 5400), ("5:30", 330), ("01:02:03", 3723), ("2-03", 183600),
+                                           ("2-03:04", 183840), ("5-00:00:00", 432000), ("UNLIMITED", None)])
+def test_slurm_time_strings(text, seconds):
+    assert seconds_of(text) == seconds
+    if seconds is not None and text.count(":") == 2:
+        assert slurm_time(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["", "1:2:3:4", "5 days", "-1", "1-"])
+def test_not_a_slurm_time(text):
+    with pytest.raises(ValueError):
+        seconds_of(text)
+
+
+def test_plan_warns_when_a_checkpoint_outlasts_the_kill_grace(job_for):
+    """Llama 3 70B: ~847 GB of weights and Adam moments, ~847 s at 1 GB/s: longer than KillWait (30 s) and
+    than the default 300 s between --signal and the time limit."""
+    findings, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm"))
+    assert not findings.problems, findings.problems
+    kill, signal = (next(w for w in findings.warnings if w.startswith(key)) for key in
+                    ("cluster.slurm.kill_wait_s:", "cluster.slurm.signal_before_s:"))
+    assert "a checkpoint of llama3_70b (~847 GB) takes ~847 s to write at 1 GB/s" in kill
+    assert "longer than the cluster's KillWait of 30 s" in kill
+    assert "set cluster.slurm.signal_before_s=907 or more" in signal
+    quick, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm",
+                                "cluster.slurm.checkpoint_write_gbps=50", "cluster.slurm.kill_wait_s=60"))
+    assert not [w for w in quick.warnings if w.startswith(("cluster.slurm.kill_wait_s", "cluster.slurm.signal"))]
