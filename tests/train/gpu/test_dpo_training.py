@@ -94,11 +94,12 @@ def test_reference_is_the_base_model_and_the_loss_is_the_sigmoid_of_the_margin(v
 
 
 def test_rewards_rise_and_a_resumed_run_is_bit_exact(base_model, tmp_path, launch, records):
-    # 16 pairs of the shipped sample, 2 steps an epoch: 20 steps see each pair 10 times.
+    # 16 pairs of the shipped sample, 2 steps an epoch: 20 steps see each pair 10 times. Warm-up covers
+    # every step, so the learning rate of a step does not depend on max_steps (10 or 20).
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join((SAMPLE / "sft" / "preference.jsonl").read_text().splitlines(keepends=True)[:16]))
     common = [*DPO, f"model.pretrained_path={base_model}", "training.checkpoint.every_n_steps=10",
-              f"training.data.train_path={pairs}", "training.optimizer.lr=5e-4"]
+              f"training.data.train_path={pairs}", "training.optimizer.lr=1e-3", "training.schedule.warmup_steps=20"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     result = launch(whole, *common, "training.max_steps=20", "training.eval_every_n_steps=20")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
