@@ -90,8 +90,9 @@ def _hydra_entry(cfg: DictConfig) -> None:
         sys.exit(USAGE_EXIT_CODE)
 
 
-def diagnose_overrides(overrides: list[str]) -> list[Problem]:
-    """Compose once per override to name every bad one, not only the first Hydra met."""
+def diagnose_overrides(overrides: list[str]) -> tuple[list[Problem], list[str]]:
+    """Compose once per override to name every bad one, not only the first Hydra met; also return the
+    overrides that composed."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -107,7 +108,24 @@ def diagnose_overrides(overrides: list[str]) -> list[Problem]:
                 accepted.append(override)
             except COMPOSITION_ERRORS as exc:
                 problems.append(problem_from_exception(exc, schema_cfg, override))
-    return problems
+    return problems, accepted
+
+
+def problems_beside(accepted: list[str], reported: set[str]) -> list[Problem]:
+    """What validation finds in the job composed from the overrides that composed, on fields not yet
+    reported, so that a bad override does not hide the job's other problems."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
+            cfg = compose(store.PRIMARY_CONFIG, overrides=accepted)
+        findings, _ = validate(to_job(cfg, Path(cfg.output_dir)))
+        found = findings.problems
+    except JobProblems as exc:
+        found = exc.problems
+    except COMPOSITION_ERRORS:
+        return []
+    return [p for p in found if p.field not in reported]
 
 
 def main() -> None:
@@ -119,8 +137,11 @@ def main() -> None:
         _hydra_entry()
     except COMPOSITION_ERRORS as exc:
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
-        problems = diagnose_overrides(overrides) or [problem_from_exception(exc)]
-        exit_with_problems(problems)
+        problems, accepted = diagnose_overrides(overrides)
+        if not problems:  # the fault is in a config file, not in an override
+            exit_with_problems([problem_from_exception(exc)])
+        reported = {p.field.split("=")[0] for p in problems}
+        exit_with_problems(problems + problems_beside(accepted, reported))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from launcher.clusters import CLUSTERS
 from launcher.compose_errors import problem_from_exception
 from launcher.config.schema import JobConfig
+from launcher.dialect import resolve_dialect
 from launcher.problems import JobProblems, Problem
 from launcher.secrets import env_interpolation_message, env_interpolations, secret_field_message, secret_fields
 
@@ -47,6 +48,7 @@ def to_job(cfg: DictConfig, output_dir: Path) -> JobConfig:
         job: JobConfig = OmegaConf.to_object(body)
     except OmegaConfBaseException as exc:
         raise JobProblems([problem_from_exception(exc)]) from None
+    job = resolve_dialect(job)
     job.output_dir = str(output_dir.resolve())
     cluster = CLUSTERS.get(job.cluster.kind)  # an unknown kind is reported by validation
     if cluster:

@@ -11,6 +11,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from launcher.problems import Problem
 
+MOVED_KEYS = {"training.task": "task"}
+"""Keys of older releases and where they live now."""
 COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException,
                       OmegaConfBaseException)
 
@@ -44,9 +46,16 @@ def problem_from_exception(exc: BaseException, schema_cfg=None, override: str | 
     full_key = getattr(cause, "full_key", None) or ""
     if isinstance(cause, ConfigKeyError) or "not in" in str(cause):
         key = full_key or (override or "").split("=")[0].lstrip("+~")
+        if key in MOVED_KEYS:
+            value = (override or "").partition("=")[2] or "<value>"
+            return Problem(key, f"moved to the top level; write {MOVED_KEYS[key]}={value}")
         hint = _close_keys(key, schema_cfg) if schema_cfg is not None else ""
         return Problem(key or "config", f"no such key{hint}; see llm-launch --cfg job for the fields")
     if isinstance(cause, ValidationError):
+        choice = re.match(r"Invalid value '(.*)', expected one of \[(.*)\]", str(cause))
+        key = full_key or (override or "config").split("=")[0]
+        if choice:
+            return Problem(key, f"'{choice.group(1)}' is not one of {choice.group(2)}; set {key}=<one of those>")
         message = _first_line(str(cause))
         message = re.sub(r"\s*full_key:.*$", "", message)
         return Problem(full_key or override or "config", f"{message}; give a value of the field's type")

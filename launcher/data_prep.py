@@ -1,18 +1,25 @@
-"""The data-preparation settings a prepare job runs with: data_prep with its defaults filled in.
+"""A data-preparation job before it runs: its settings with the defaults filled in, and its plan.
 
 data_prep.seq_len, tokenizer_path and seed default to the training section's values, so a prepare
 job and the training job that reads its output agree on them; output.dir defaults to
-<output_dir>/data. Used by launcher.validate (to check what will run) and train.prepare (to run it).
+<output_dir>/data. Used by launcher.validate (to check and plan what will run) and by the
+dataprep entrypoint (to run it).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from launcher.config.schema import DataPrepConfig, JobConfig
+from launcher.config.schema import DataFilterConfig, DataPrepConfig, DedupConfig, JobConfig
+from launcher.topology import catalog_ranks_per_node
 
 DEFAULT_OUTPUT_SUBDIR = "data"
+CHARS_PER_TOKEN = 4
+"""Rough characters per token of English text with a Llama-style BPE tokenizer, for the plan's estimate."""
 
 
 def resolve_data_prep(job: JobConfig) -> DataPrepConfig:
@@ -23,3 +30,116 @@ def resolve_data_prep(job: JobConfig) -> DataPrepConfig:
     cfg.seed = cfg.seed if cfg.seed is not None else job.training.seed
     cfg.output.dir = cfg.output.dir or str(Path(job.output_dir) / DEFAULT_OUTPUT_SUBDIR)
     return cfg
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One input as the job will read it."""
+
+    name: str
+    format: str
+    path: str
+    share: float
+    """Its weight as a share of the mix."""
+    files: int | None
+    """Files found under path (local runs); None where the job's machine reads it."""
+    size_bytes: int | None
+    """Their total size; None where unknown."""
+
+
+@dataclass(frozen=True)
+class DataPrepPlan:
+    """What a prepare job resolves to: who works, what it reads, what it drops and what it writes."""
+
+    job_name: str
+    task: str
+    instance: str
+    accelerator: str
+    cluster: str
+    num_nodes: int
+    ranks_per_node: int
+    world_size: int
+    workers: int
+    """Processes reading, filtering and hashing on rank 0 (and tokenizer threads); 0 means every core."""
+    sources: list[SourcePlan]
+    filters: list[str]
+    """The active quality filters, one phrase each."""
+    dedup: str
+    seq_len: int
+    tokenizer_path: str
+    seed: int
+    shuffle: bool
+    output_dir: str
+    valid_fraction: float
+    shard_chars: int
+    input_bytes: int | None
+    """Size of every input, when all of them are local; None otherwise."""
+    max_shards: int | None
+    """Shards if nothing were dropped (input_bytes / shard_chars); None when the input size is unknown."""
+    max_tokens: int | None
+    """Tokens if nothing were dropped, at about 4 characters per token; None when the input size is unknown."""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for plan.json."""
+        return asdict(self)
+
+
+def _source_plan(source, share: float, local: bool) -> SourcePlan:
+    files = size = None
+    path = Path(source.path)
+    if local and path.exists():
+        from train.data.pipeline.read import list_files
+
+        found = list_files(path, source.format)
+        files, size = len(found), sum(f.stat().st_size for f in found)
+    return SourcePlan(source.name, str(source.format), source.path, share, files, size)
+
+
+def describe_filters(filters: DataFilterConfig) -> list[str]:
+    """The quality filters that will drop documents, one phrase each."""
+    active = [f"at least {filters.min_words} words" if filters.min_words else "",
+              f"at most {filters.max_words} words" if filters.max_words is not None else "",
+              f"mean word length {filters.min_mean_word_length:g} to {filters.max_mean_word_length:g}",
+              f"alphabetic words >= {filters.min_alpha_word_fraction:.0%}" if filters.min_alpha_word_fraction else "",
+              f"repeated lines <= {filters.max_duplicate_line_fraction:.0%}"
+              if filters.max_duplicate_line_fraction < 1 else "",
+              f"repeated {filters.ngram_size}-grams <= {filters.max_duplicate_ngram_fraction:.0%}"
+              if filters.max_duplicate_ngram_fraction < 1 else "",
+              f"language in {', '.join(filters.languages)} (score >= {filters.min_language_score:g})"
+              if filters.languages else "",
+              f"{len(filters.blocked_domains)} blocked domain(s) by {filters.url_field}"
+              if filters.blocked_domains else "",
+              f"required metadata {filters.required_metadata}" if filters.required_metadata else "",
+              f"blocked metadata {filters.blocked_metadata}" if filters.blocked_metadata else ""]
+    return [phrase for phrase in active if phrase]
+
+
+def describe_dedup(dedup: DedupConfig) -> str:
+    """Deduplication in one phrase."""
+    kinds = [kind for kind, on in (("exact", dedup.exact), (f"near (MinHash LSH, Jaccard >= {dedup.threshold:g}, "
+                                   f"{dedup.num_perm} permutations, {dedup.shingle_size}-word shingles)", dedup.near))
+             if on]
+    return f"{' + '.join(kinds)} by {dedup.granularity}" if kinds else "off"
+
+
+def make_data_prep_plan(job: JobConfig) -> DataPrepPlan:
+    """Resolve a prepare job's plan from its config (and, for local runs, the sizes of its inputs)."""
+    cfg = resolve_data_prep(job)
+    ranks = job.trainer.nproc_per_node or catalog_ranks_per_node(job.instance)
+    local = job.cluster.kind == "local"
+    total_weight = sum(s.weight for s in cfg.sources if s.weight > 0) or 1.0
+    sources = [_source_plan(s, max(s.weight, 0) / total_weight, local) for s in cfg.sources]
+    sizes = [s.size_bytes for s in sources]
+    input_bytes = sum(sizes) if sources and None not in sizes else None
+    return DataPrepPlan(
+        job_name=job.job_name, task=str(job.task), instance=job.instance.name,
+        accelerator=str(job.instance.accelerator), cluster=str(job.cluster.kind), num_nodes=job.trainer.num_nodes,
+        ranks_per_node=ranks,
+        world_size=job.trainer.num_nodes * ranks, workers=cfg.workers, sources=sources,
+        filters=describe_filters(cfg.filters), dedup=describe_dedup(cfg.dedup), seq_len=cfg.seq_len,
+        tokenizer_path=cfg.tokenizer_path, seed=cfg.seed, shuffle=cfg.shuffle, output_dir=cfg.output.dir,
+        valid_fraction=cfg.split.valid_fraction, shard_chars=cfg.output.shard_chars, input_bytes=input_bytes,
+        max_shards=None if input_bytes is None else max(1, math.ceil(input_bytes / cfg.output.shard_chars)),
+        max_tokens=None if input_bytes is None else input_bytes // CHARS_PER_TOKEN,
+    )

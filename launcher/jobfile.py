@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from launcher.config.schema import JobConfig
+from launcher.dialect import resolve_dialect
 from launcher.secrets import refuse_secrets
 
 JOB_FILE = "job.yaml"
@@ -39,6 +40,7 @@ def write_job(job: JobConfig, path: Path) -> Path:
 
 
 def read_job(path: str | Path) -> JobConfig:
-    """Load a job.yaml back into the typed JobConfig (the schema rejects unknown keys)."""
+    """Load a job.yaml back into the typed JobConfig (the schema rejects unknown keys), with the recipe dialect
+    resolved for its backend (launcher.dialect), as the launcher wrote it."""
     merged = OmegaConf.merge(OmegaConf.structured(JobConfig), OmegaConf.load(path))
-    return OmegaConf.to_object(merged)
+    return resolve_dialect(OmegaConf.to_object(merged))

@@ -79,3 +79,23 @@ def pretrained_problems(model_dir: Path) -> list[str]:
             problems.append(f"{path}: lacks {len(absent)} tensors {SAFETENSORS_INDEX} places in it (first: "
                             f"{absent[0]}); {REDOWNLOAD}")
     return problems
+
+
+def nxd_checkpoint_problems(model_dir: Path, job) -> list[str]:
+    """A Trainium job's model.pretrained_path: NxD shards (model/*.pt, as llm-launch-convert hf-to-nxd writes them)
+    in the job's layout (nxd_layout.json: tp, pp, KV replication, trn1/trn2), since NxD loads shards as they are."""
+    from train.neuron.nxd_config import layout_differences, layout_record
+
+    convert = ("run llm-launch-convert hf-to-nxd -i <Hugging Face folder> -o <dir> --job <job.yaml> and point "
+               "model.pretrained_path at <dir>")
+    if not any((model_dir / "model").glob("*.pt")):
+        return [f"{model_dir} holds no NxD shards (model/*.pt); the Trainium backend starts from an NxD checkpoint: "
+                f"{convert}"]
+    record = model_dir / "nxd_layout.json"
+    if not record.is_file():
+        return []
+    problem = _json_problem(record, convert)
+    if problem:
+        return [problem]
+    differ = layout_differences(json.loads(record.read_text(encoding="utf-8")), layout_record(job))
+    return [f"{model_dir} holds NxD shards with {differ}; {convert}"] if differ else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from launcher.data_prep import DataPrepPlan
 from launcher.memory import GIB
 from launcher.plan import Plan
 
@@ -49,6 +50,39 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def print_plan(plan: Plan, console: Console | None = None) -> None:
+def _size(size: int | None) -> str:
+    return "size known where the job runs" if size is None else f"{size / 1e6:,.1f} MB"
+
+
+def data_prep_table(plan: DataPrepPlan) -> Table:
+    """A prepare job's plan: workers, inputs, filters, deduplication and the expected output."""
+    table = Table(title=f"Plan for {plan.job_name} (data preparation)", show_header=False, title_justify="left")
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    cores = "every core" if plan.workers == 0 else f"{plan.workers} processes"
+    rows = [("job", f"prepare on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
+            ("workers", f"{plan.world_size} ranks = {plan.num_nodes} node(s) x {plan.ranks_per_node}; rank 0 reads, "
+                        f"filters and deduplicates on {cores}, then every rank tokenizes its share of the shards")]
+    for source in plan.sources:
+        files = "" if source.files is None else f", {source.files} file(s)"
+        rows.append((f"input {source.name}", f"{source.format} {source.path} ({_size(source.size_bytes)}{files}); "
+                                            f"{source.share:.0%} of the mix"))
+    rows += [("filters", "; ".join(plan.filters) or "none"),
+             ("dedup", plan.dedup),
+             ("mix", f"{'shuffled' if plan.shuffle else 'in reading order'}, seed {plan.seed}; "
+                     f"{plan.valid_fraction:.1%} of documents held out for validation")]
+    upper = ("" if plan.max_tokens is None else
+             f"; at most ~{plan.max_tokens:,} tokens in ~{plan.max_shards:,} shard(s) before filtering")
+    rows.append(("output", f"{plan.output_dir}: train/ and valid/ rows of {plan.seq_len} tokens "
+                           f"({plan.tokenizer_path}), manifest.json; shards of {plan.shard_chars:,} characters{upper}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    for warning in plan.warnings:
+        table.add_row("warning", f"[yellow]{warning}[/yellow]")
+    return table
+
+
+def print_plan(plan: Plan | DataPrepPlan, console: Console | None = None) -> None:
     """Print the plan table to the terminal."""
-    (console or Console()).print(plan_table(plan))
+    table = data_prep_table(plan) if isinstance(plan, DataPrepPlan) else plan_table(plan)
+    (console or Console()).print(table)

@@ -1,7 +1,7 @@
 """The tasks a job can run and the module torchrun starts for each, in one table.
 
-Every renderer (local, SageMaker, EKS, Slurm) takes the entrypoint from here, so adding a
-task is one row.
+Every renderer (local, SageMaker, EKS, Slurm) takes the entrypoint from here, and the schema's
+`task` choices are this table's keys, so adding a task is one row.
 """
 
 from __future__ import annotations
@@ -14,26 +14,33 @@ class Task:
     """One kind of job."""
 
     name: str
-    """Value of training.task."""
+    """Value of the job's `task`."""
     entrypoint: str
     """Python module started with `python -m <entrypoint> --job job.yaml` under torchrun."""
     trains_model: bool
-    """Whether model, batch and memory checks apply (a smoke test or data preparation has none)."""
+    """Whether the model, parallel layout, batch and memory apply (a smoke test or data preparation has none)."""
+    compiles: bool
+    """Whether it runs model steps that Neuron compiles, so that neuron.precompile may trace them first."""
+    sections: tuple[str, ...] = ()
+    """Job sections it reads besides the shared ones (instance, cluster, trainer); only these are checked."""
+
+
+MODEL_SECTIONS = ("model", "parallelism", "training", "neuron")
 
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("cpt", "train.cpt", trains_model=True),
-        Task("sft", "train.sft", trains_model=True),
-        Task("dpo", "train.dpo", trains_model=True),
-        Task("eval", "train.eval", trains_model=True),
-        Task("smoke", "train.smoke", trains_model=False),
-        Task("prepare", "train.prepare", trains_model=False),
+        Task("cpt", "train.cpt", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("sft", "train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("dpo", "train.dpo", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("eval", "train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
+        Task("smoke", "train.smoke", trains_model=False, compiles=False),
+        Task("prepare", "train.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
     )
 }
 
 
 def entrypoint(task: str) -> str:
-    """The module that runs training.task."""
+    """The module that runs the job's task."""
     return TASKS[task].entrypoint

@@ -91,6 +91,14 @@ class SlurmCluster:
             unavailable(f"the Slurm daemons did not start: {(done.stderr or done.stdout).strip()[-500:]}")
 
     def stop(self) -> None:
+        """Cancel what is left (a failed test's jobs), then stop the daemons: no job outlives its cluster."""
+        jobs = self.tool("squeue", "-h", "-o", "%i").stdout.split()
+        if jobs:
+            self.tool("scancel", *jobs)
+            try:
+                self.wait_idle(timeout=30)
+            except AssertionError:
+                pass
         subprocess.run(["bash", str(SCRIPT), "--stop", "--dir", str(self.root)], capture_output=True, timeout=60)
 
     def wait_idle(self, timeout: float = 120) -> None:

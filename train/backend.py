@@ -101,7 +101,7 @@ class Backend(ABC):
 
     @abstractmethod
     def load_for_eval(self) -> tuple[str, int | None]:
-        """For training.task=eval: load the model to evaluate (model.pretrained_path, else the newest checkpoint);
+        """For task=eval: load the model to evaluate (model.pretrained_path, else the newest checkpoint);
         returns (what was loaded, its training step or None)."""
 
     @abstractmethod

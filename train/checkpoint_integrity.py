@@ -1,7 +1,8 @@
 """Which checkpoint folders count, which one a job resumes from, and how old ones are retired.
 
-Only folders named exactly step_<8 digits> are checkpoints; step_N.tmp (a save in progress) and
-step_N.deleting (being pruned) are outside that namespace and never chosen. A checkpoint is intact when
+Only folders named exactly step_<8 digits> are checkpoints; step_N.tmp (a save in progress),
+step_N.deleting (being pruned) and step_N.damaged (a damaged checkpoint moved aside when a resumed run
+saves that step again) are outside that namespace and never chosen. A checkpoint is intact when
 - its trainer_state.json parses, and every file it lists under "files" (all the save wrote, recorded
   after every rank finished) is there with the recorded size and sampled hash (train/file_check.py), and
 - every shard file DCP's .metadata names exists and holds the bytes .metadata points into
@@ -28,6 +29,7 @@ TRAINER_STATE = "trainer_state.json"
 DCP_METADATA = ".metadata"
 STEP_DIR = re.compile(r"^step_\d{8}$")
 DELETING = ".deleting"
+DAMAGED = ".damaged"
 FILES_KEY = "files"
 """trainer_state.json key: {file name: {"bytes", "sampled_sha256"}} of everything the save wrote."""
 
@@ -86,6 +88,16 @@ def checkpoint_problem(folder: Path, *, sampled: bool = True) -> str | None:
         if found is not None:
             return f"{name}: {found.describe(record['bytes'])}"
     return _dcp_problem(folder)
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a folder out of the namespace, keeping it (step_N.damaged, .damaged-2, ...); returns the new path."""
+    target, n = folder.with_name(f"{folder.name}{DAMAGED}"), 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}{DAMAGED}-{n}")
+    os.replace(folder, target)
+    return target
 
 
 def write_latest(root: Path, folder: Path) -> None:

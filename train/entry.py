@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 from launcher.jobfile import read_job
+from launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
+from train.errors import JobError
+from train.lifeline import tie_rank_to_launcher
+from train.reporting import another_rank_reported, report
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
     """Read job.yaml, check it is a job for this entrypoint, and run it with the instance's backend.
 
     job_runner(job, job_path=..., precompile=...) runs the job: train.trainer.train unless given.
+    A problem of the job's input or state (JobError) ends it with one line from one rank, exit 2
+    (train/reporting.py).
     """
+    tie_rank_to_launcher()
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true",
@@ -20,18 +30,50 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
                              "under neuron_parallel_compile); writes no checkpoint, export or COMPLETE marker")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != task:
-        sys.exit(f"train.{task}: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != task:
+        sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start train.{job.task}")
     if args.precompile and not job.instance.accelerator.startswith("trainium"):
         sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
                  f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
     from train.accelerators import require_accelerators
-    from train.errors import JobError
 
     if job_runner is None:
         from train.trainer import train as job_runner
     try:
         require_accelerators(job)
-        job_runner(job, job_path=args.job, precompile=args.precompile)
+        with held_folders(job):
+            job_runner(job, job_path=args.job, precompile=args.precompile)
     except JobError as exc:
-        sys.exit(f"train.{task}: {exc}")
+        report(task, str(exc))
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | KeyboardInterrupt) or not another_rank_reported():
+            raise
+        sys.exit(2)  # this rank failed because the reporting rank is gone (DCP errors are BaseExceptions)
+
+
+@contextmanager
+def held_folders(job):
+    """Global rank 0 holds the output and checkpoint folders' locks while the job runs (launcher/run_lock.py)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    folders = [(job.output_dir, "output_dir")]
+    ckpt = job.training.checkpoint.dir
+    if ckpt and "://" not in ckpt and job.task in ("cpt", "sft"):
+        folders.append((ckpt, "training.checkpoint.dir"))
+    held_by_launcher = os.environ.get(HELD_BY_LAUNCHER_ENV)
+    locks = []
+    try:
+        for folder, what in folders:
+            if held_by_launcher and Path(held_by_launcher) == Path(folder):
+                continue
+            try:
+                locks.append(RunLock(Path(folder), what).acquire())
+            except FolderInUse as exc:
+                raise JobError(str(exc)) from None
+            if locks[-1].stale_note():
+                print(locks[-1].stale_note(), flush=True)
+        yield
+    finally:
+        for lock in locks:
+            lock.release()

@@ -27,6 +27,7 @@ from train.data.pipeline.manifest import MANIFEST_FILE
 from train.data.pipeline.packages import missing_packages
 from train.data.pipeline.process import available_cores
 from train.data.pipeline.run import OutputInUse, Ranks, prepare_data
+from train.lifeline import tie_rank_to_launcher
 
 BARRIER_TIMEOUT = timedelta(hours=48)
 """Ranks other than 0 wait this long for the plan (reading and deduplicating a large corpus takes hours)."""
@@ -44,12 +45,13 @@ def _ranks() -> Ranks:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
     parser = argparse.ArgumentParser(prog="python -m train.prepare", description="Run a data preparation job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)
     job = read_job(args.job)
-    if job.training.task != "prepare":
-        sys.exit(f"train.prepare: {args.job} is a '{job.training.task}' job; start train.{job.training.task}")
+    if job.task != "prepare":
+        sys.exit(f"train.prepare: {args.job} is a '{job.task}' job; start train.{job.task}")
     cfg = resolve_data_prep(job)
     missing = missing_packages(cfg)
     if missing:  # checked here, where the job runs (llm-launch checks them at plan time only for local jobs)

@@ -24,6 +24,7 @@ from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from train.accelerators import require_accelerators
 from train.distributed import start_process_group
 from train.errors import JobError
+from train.lifeline import tie_rank_to_launcher
 
 KIB, MIB = 1024, 1024 * 1024
 CPU_SIZES = (4 * KIB, 256 * KIB, 4 * MIB, 16 * MIB)
@@ -161,6 +162,7 @@ def run(job_path: str, precompile: bool) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
     parser = argparse.ArgumentParser(prog="python -m train.smoke", description="Allreduce smoke test.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true", help="trace the collectives only (Neuron compile)")

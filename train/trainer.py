@@ -42,10 +42,10 @@ class Trainer:
         self.backend.start()
         cfg, b = job.training, self.backend
         self.out_dir = Path(job.output_dir)
-        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile and cfg.task != "eval")
+        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile and job.task != "eval")
         broadcast = b.shares_objects_by_broadcast
         train_data = open_dataset(cfg.data.train_path, job, b.is_main, object_broadcast=broadcast) \
-            if cfg.task != "eval" else None
+            if job.task != "eval" else None
         valid_data = open_dataset(cfg.data.valid_path, job, b.is_main, object_broadcast=broadcast)
         self.batches = StepBatches(train_data, seed=cfg.seed, global_batch=cfg.global_batch_size,
                                    micro_batch=cfg.micro_batch_size, dp_rank=b.dp_rank, dp_size=b.dp_size) \
@@ -134,7 +134,7 @@ class Trainer:
         return result
 
     def evaluate_only(self) -> dict:
-        """training.task=eval: the validation loss of model.pretrained_path or the newest checkpoint (eval.json)."""
+        """task=eval: the validation loss of model.pretrained_path or the newest checkpoint (eval.json)."""
         source, step = self.backend.load_for_eval()
         loss = self.backend.evaluate(self.held_out)
         result = {"model": source, "checkpoint_step": step, "val_loss": loss, "val_ppl": math.exp(min(loss, 50)),

@@ -1,39 +1,56 @@
 """Typed schema of a job: the structured configs Hydra composes into.
 
 Every YAML file under conf/ and recipes/ is merged onto these dataclasses, so a misspelled
-key or a value of the wrong type fails at composition with its full key path. Choices
-(strings from a fixed set) are checked by launcher.validate, which reports every problem
-at once. This module imports neither torch nor transformers: the training entrypoints
-read the same resolved job.yaml through it.
+key, a value of the wrong type or a choice outside its Enum fails at composition with its full
+key path. Each section checks its own ranges (`own_problems`, beside its fields); checks that
+span sections live in launcher.validate. This module imports neither torch nor transformers:
+the training entrypoints read the same resolved job.yaml through it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from omegaconf import MISSING
 
-ACCELERATOR_KINDS = ("cpu", "nvidia", "trainium1", "trainium2")
-CLUSTER_KINDS = ("local", "sagemaker", "eks", "slurm")
-ACTIONS = ("auto", "plan", "render", "submit", "status", "logs", "stop")
-MODEL_FAMILIES = ("llama", "mistral")
-DATA_PARALLEL_MODES = ("ddp", "fsdp", "hsdp", "zero1", "none")
-PIPELINE_SCHEDULES = ("gpipe", "1f1b", "interleaved_1f1b")
-ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
-PRECISIONS = ("bf16", "fp32")
-LR_SCHEDULES = ("cosine", "linear", "constant")
-OPTIMIZERS = ("adamw",)
-SAGEMAKER_INPUT_MODES = ("File", "FastFile", "Pipe")
+from launcher.config.checks import Checks, Section
+from launcher.tasks import TASKS
+
+
+def _choices(name: str, *values: str) -> type[StrEnum]:
+    """A StrEnum whose member names are the values users write (OmegaConf matches by name)."""
+    return StrEnum(name, [(value, value) for value in values])
+
+
+AcceleratorKind = _choices("AcceleratorKind", "cpu", "nvidia", "trainium1", "trainium2")
+ClusterKind = _choices("ClusterKind", "local", "sagemaker", "eks", "slurm")
+Action = _choices("Action", "auto", "plan", "render", "submit", "status", "logs", "stop")
+TaskName = _choices("TaskName", *TASKS)
+ModelFamily = _choices("ModelFamily", "llama", "mistral")
+DataParallel = _choices("DataParallel", "auto", "ddp", "fsdp", "hsdp", "zero1", "none")
+PipelineSchedule = _choices("PipelineSchedule", "gpipe", "1f1b", "interleaved_1f1b")
+ActivationCheckpointing = _choices("ActivationCheckpointing", "none", "selective", "full")
+Precision = _choices("Precision", "bf16", "fp32")
+LrSchedule = _choices("LrSchedule", "cosine", "linear", "constant")
+OptimizerName = _choices("OptimizerName", "adamw")
+SageMakerInputMode = _choices("SageMakerInputMode", "File", "FastFile", "Pipe")
+RdzvBackend = _choices("RdzvBackend", "c10d", "etcd")
+RestartPolicy = _choices("RestartPolicy", "Always", "OnFailure", "Never", "ExitCode")
+CleanPodPolicy = _choices("CleanPodPolicy", "All", "Running", "None")
+DataSourceFormat = _choices("DataSourceFormat", "jsonl", "parquet", "text", "html", "pdf", "docx")
+DedupGranularity = _choices("DedupGranularity", "document", "paragraph")
+PreferenceLoss = _choices("PreferenceLoss", "sigmoid", "ipo")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """Architecture of the model to train, as in its Hugging Face config.json."""
 
     name: str = MISSING
     """Short name used in job names, logs and the plan, e.g. llama3_8b."""
-    family: str = "llama"
+    family: ModelFamily = ModelFamily.llama
     """Architecture family; selects the transformers model class: llama or mistral."""
     source: str = ""
     """Where the numbers below come from (the published config.json), for the reader."""
@@ -64,9 +81,20 @@ class ModelConfig:
     pretrained_path: str | None = None
     """Hugging Face checkpoint folder to continue from; None starts from random weights."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                        intermediate_size=self.intermediate_size, num_layers=self.num_layers,
+                        num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
+                        head_dim=self.head_dim, max_position_embeddings=self.max_position_embeddings,
+                        sliding_window=self.sliding_window)
+        checks.positive(rope_theta=self.rope_theta, rms_norm_eps=self.rms_norm_eps)
+        if self.num_key_value_heads >= 1 and self.num_attention_heads % self.num_key_value_heads:
+            checks.error("num_key_value_heads", f"{self.num_key_value_heads} KV heads do not divide "
+                         f"{self.num_attention_heads} query heads")
+
 
 @dataclass
-class ParallelismConfig:
+class ParallelismConfig(Section):
     """How the model and the batch are split over ranks: one mesh of dp x tp x pp."""
 
     tp: int = 1
@@ -76,26 +104,39 @@ class ParallelismConfig:
     dp: int | None = None
     """Data-parallel degree wanted; None derives it as world / (tp x pp). When set, the node
     count must give exactly this degree, and the error says how many nodes that takes."""
-    data_parallel: str = "fsdp"
-    """Data-parallel strategy: ddp, fsdp (FSDP2 full shard), hsdp (shard within a node,
-    replicate across nodes), zero1 (Trainium optimizer sharding) or none."""
+    data_parallel: DataParallel = DataParallel.auto
+    """Data-parallel strategy. auto picks the backend's sharding: FSDP2 full shard on GPUs (and CPU),
+    ZeRO-1 on Trainium. Explicit: ddp (replicas, gradients all-reduced; both backends), fsdp (FSDP2 full
+    shard, GPU), hsdp (shard within a node, replicate across nodes, GPU), zero1 (optimizer state sharded,
+    Trainium) or none (no gradient sync: only where dp = 1)."""
     sequence_parallel: bool = False
     """Shard norms and dropout along the sequence (needs tp > 1)."""
-    pp_schedule: str = "1f1b"
+    pp_schedule: PipelineSchedule = PipelineSchedule["1f1b"]
     """Pipeline schedule: gpipe, 1f1b or interleaved_1f1b."""
     pp_microbatches: int | None = None
     """Microbatches per pipeline step; None uses the gradient-accumulation count."""
     virtual_pp: int = 1
     """Model chunks per pipeline rank (interleaved_1f1b needs more than 1)."""
-    activation_checkpointing: str = "none"
+    activation_checkpointing: ActivationCheckpointing = ActivationCheckpointing.none
     """Recompute activations in backward: none, selective or full."""
     kv_replicator: int | None = None
-    """Trainium only: how many times each KV head is replicated so that kv_heads x
-    kv_replicator = tp. None derives it from the model and tp."""
+    """How many times each KV head is replicated so that kv_heads x kv_replicator = tp when tp exceeds
+    the KV heads (Trainium). None derives it from the model and tp (1 on GPUs)."""
+
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, tp=self.tp, pp=self.pp, virtual_pp=self.virtual_pp, dp=self.dp,
+                        pp_microbatches=self.pp_microbatches, kv_replicator=self.kv_replicator)
+        interleaved = self.pp_schedule == PipelineSchedule["interleaved_1f1b"]
+        if interleaved and self.virtual_pp < 2:
+            checks.error("virtual_pp", "interleaved_1f1b needs virtual_pp of 2 or more")
+        if self.virtual_pp > 1 and not interleaved:
+            checks.error("pp_schedule", f"virtual_pp={self.virtual_pp} needs pp_schedule=interleaved_1f1b")
+        if self.sequence_parallel and self.tp == 1:
+            checks.error("sequence_parallel", "needs tp > 1; set parallelism.tp or sequence_parallel=false")
 
 
 @dataclass
-class InstanceConfig:
+class InstanceConfig(Section):
     """One entry of the instance catalog: what a node has, with a source for each figure."""
 
     name: str = MISSING
@@ -104,7 +145,7 @@ class InstanceConfig:
     """SageMaker InstanceType, e.g. ml.trn1.32xlarge; None where SageMaker has no such type."""
     eks_label: str | None = None
     """Value of node.kubernetes.io/instance-type on EKS nodes."""
-    accelerator: str = MISSING
+    accelerator: AcceleratorKind = MISSING
     """Accelerator kind: cpu, nvidia, trainium1 or trainium2."""
     accelerator_name: str = ""
     """Human name of the accelerator, e.g. H100 SXM or Trainium2."""
@@ -137,9 +178,21 @@ class InstanceConfig:
     sources: dict[str, str] = field(default_factory=dict)
     """Source of each hardware figure, keyed by field name."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, accelerators_per_node=self.accelerators_per_node,
+                        cores_per_accelerator=self.cores_per_accelerator)
+        checks.at_least(0, efa_interfaces=self.efa_interfaces)
+        checks.positive(device_memory_gib=self.device_memory_gib,
+                        bf16_tflops_per_accelerator=self.bf16_tflops_per_accelerator)
+        if self.accelerator == AcceleratorKind.trainium2:
+            if self.logical_core_config not in (None, 1, 2):
+                checks.error("logical_core_config", f"LNC must be 1 or 2 on trn2, got {self.logical_core_config}")
+        elif self.logical_core_config not in (None, 1):
+            checks.error("logical_core_config", "only trn2 has a logical core setting; leave it null")
+
 
 @dataclass
-class SageMakerClusterConfig:
+class SageMakerClusterConfig(Section):
     """What a SageMaker training job needs beyond the instance type."""
 
     role_arn: str | None = None
@@ -150,7 +203,7 @@ class SageMakerClusterConfig:
     """s3:// prefix synced with /opt/ml/checkpoints; reusing it resumes the run."""
     s3_code_uri: str | None = None
     """s3:// prefix the project's code is uploaded to before submission."""
-    input_mode: str = "FastFile"
+    input_mode: SageMakerInputMode = SageMakerInputMode.FastFile
     """Input mode of the data channels: File, FastFile or Pipe."""
     volume_size_gb: int = 512
     """EBS volume per instance in GB (checkpoints, compile cache)."""
@@ -173,12 +226,12 @@ class SageMakerClusterConfig:
     channels: dict[str, str] = field(default_factory=dict)
     """Input channels: name -> s3:// prefix, mounted at /opt/ml/input/data/<name>. Only channels that a
     training.data path (or model.pretrained_path) points into are sent with the job."""
-    code_channel_mode: str = "File"
+    code_channel_mode: SageMakerInputMode = SageMakerInputMode.File
     """Input mode of the 'code' channel that carries job.yaml (uploaded to s3_code_uri/<job name>/)."""
 
 
 @dataclass
-class EksClusterConfig:
+class EksClusterConfig(Section):
     """What a Kubeflow PyTorchJob on EKS needs."""
 
     namespace: str = "default"
@@ -191,19 +244,19 @@ class EksClusterConfig:
     """Service account of the pods (IRSA for S3 access)."""
     elastic: bool = False
     """Elastic worker-only job with rendezvous instead of Master and Worker."""
-    rdzv_backend: str = "c10d"
+    rdzv_backend: RdzvBackend = RdzvBackend.c10d
     """Elastic rendezvous backend: c10d or etcd."""
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     """Pod tolerations, as Kubernetes writes them."""
     hf_token_secret: str | None = None
     """Name of a Secret whose key 'token' holds a Hugging Face token (never the token itself)."""
-    restart_policy: str = "OnFailure"
+    restart_policy: RestartPolicy = RestartPolicy.OnFailure
     """Pod restartPolicy of every replica: Always, OnFailure, Never or ExitCode."""
     backoff_limit: int = 3
     """runPolicy.backoffLimit: pod restarts before the whole job is marked failed."""
     ttl_seconds_after_finished: int = 604800
     """runPolicy.ttlSecondsAfterFinished: the finished PyTorchJob is deleted after this (7 days)."""
-    clean_pod_policy: str = "Running"
+    clean_pod_policy: CleanPodPolicy = CleanPodPolicy.Running
     """runPolicy.cleanPodPolicy: All, Running (keep finished pods for their logs) or None."""
     etcd_image: str = "quay.io/coreos/etcd:v3.5.19"
     """Image of the etcd rendezvous server (rdzv_backend=etcd; run with --enable-v2)."""
@@ -212,7 +265,7 @@ class EksClusterConfig:
 
 
 @dataclass
-class SlurmClusterConfig:
+class SlurmClusterConfig(Section):
     """What an sbatch script on HyperPod or ParallelCluster needs."""
 
     partition: str | None = None
@@ -250,10 +303,10 @@ class SlurmClusterConfig:
 
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(Section):
     """Where the job runs and what that place needs."""
 
-    kind: str = "local"
+    kind: ClusterKind = ClusterKind.local
     """local (torchrun on this machine), sagemaker, eks or slurm."""
     image: str | None = None
     """Container image with this project installed; required for sagemaker and eks."""
@@ -268,7 +321,7 @@ class ClusterConfig:
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(Section):
     """How many nodes and processes run the job."""
 
     num_nodes: int = 1
@@ -278,12 +331,17 @@ class TrainerConfig:
     assumed_mfu: float = 0.40
     """Model FLOPs utilisation assumed for the plan's throughput, time and cost estimates."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, num_nodes=self.num_nodes, nproc_per_node=self.nproc_per_node)
+        if not 0 < self.assumed_mfu <= 1:
+            checks.error("assumed_mfu", f"must be in (0, 1], got {self.assumed_mfu}; e.g. 0.4")
+
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Section):
     """AdamW and gradient clipping."""
 
-    name: str = "adamw"
+    name: OptimizerName = OptimizerName.adamw
     """Optimizer; adamw is the one supported."""
     lr: float = 3e-4
     """Peak learning rate."""
@@ -298,21 +356,30 @@ class OptimizerConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.positive(lr=self.lr, eps=self.eps)
+        checks.at_least(0, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        checks.fraction(open_high=True, beta1=self.beta1, beta2=self.beta2)
+
 
 @dataclass
-class ScheduleConfig:
+class ScheduleConfig(Section):
     """Learning-rate schedule: linear warm-up, then decay."""
 
-    name: str = "cosine"
+    name: LrSchedule = LrSchedule.cosine
     """Decay after warm-up: cosine, linear or constant."""
     warmup_steps: int = 100
     """Steps of linear warm-up from 0 to the peak."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(0, warmup_steps=self.warmup_steps)
+        checks.fraction(min_lr_ratio=self.min_lr_ratio)
+
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(Section):
     """When and where checkpoints are written."""
 
     dir: str | None = None
@@ -324,9 +391,13 @@ class CheckpointConfig:
     resume: bool = True
     """Resume from the latest complete checkpoint in dir when there is one."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(0, every_n_steps=self.every_n_steps)
+        checks.at_least(1, keep_last=self.keep_last)
+
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Training and validation data and the tokenizer."""
 
     train_path: str = MISSING
@@ -341,9 +412,13 @@ class DataConfig:
     """Keep attention inside each packed document (positions restart after every EOS). Without
     pipeline parallelism only; on GPUs it trades the flash kernel for a masked one."""
 
+    def own_problems(self, checks: Checks) -> None:
+        if not self.text_field:
+            checks.error("text_field", "must name the JSONL field holding the text, e.g. text")
+
 
 @dataclass
-class LoraConfig:
+class LoraConfig(Section):
     """Low-rank adapters (peft LoRA): train small adapters instead of every weight."""
 
     enabled: bool = False
@@ -358,12 +433,20 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Names of the linear layers that get adapters."""
 
+    def own_problems(self, checks: Checks) -> None:
+        if self.enabled:
+            checks.at_least(1, rank=self.rank)
+            checks.positive(alpha=self.alpha)
+            checks.fraction(open_high=True, dropout=self.dropout)
+            if not self.target_modules:
+                checks.error("target_modules", "must name at least one linear layer, e.g. [q_proj, v_proj]")
+
 
 @dataclass
-class PreferenceConfig:
-    """Preference tuning (training.task=dpo): the loss over policy and reference log-probabilities (docs/dpo.md)."""
+class PreferenceConfig(Section):
+    """Preference tuning (task=dpo): the loss over policy and reference log-probabilities (docs/dpo.md)."""
 
-    loss: str = "sigmoid"
+    loss: PreferenceLoss = PreferenceLoss.sigmoid
     """sigmoid (DPO; with label_smoothing > 0, conservative DPO) or ipo."""
     beta: float = 0.1
     """Strength of the pull towards the reference model (the KL coefficient); > 0."""
@@ -372,14 +455,18 @@ class PreferenceConfig:
     length_normalized: bool = False
     """Average each response's log-probability over its tokens instead of summing (IPO's usual choice)."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.positive(beta=self.beta)
+        if not 0 <= self.label_smoothing < 0.5:
+            checks.error("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        elif self.label_smoothing > 0 and self.loss != PreferenceLoss.sigmoid:
+            checks.error("label_smoothing", "smooths the sigmoid loss only (conservative DPO); set it to 0 or "
+                         "loss=sigmoid")
+
 
 @dataclass
-class TrainingConfig:
-    """What one training run does: task, steps, batch, optimizer, checkpoints and data."""
-
-    task: str = "cpt"
-    """What the job runs: cpt (continual pre-training / pre-training), sft (supervised fine-tuning), or
-    another task of launcher.tasks.TASKS."""
+class TrainingConfig(Section):
+    """What one training run does (cpt, sft, eval): steps, batch, optimizer, checkpoints and data."""
     max_steps: int = MISSING
     """Optimizer steps to run."""
     seq_len: int = MISSING
@@ -388,7 +475,7 @@ class TrainingConfig:
     """Samples per optimizer step over all data-parallel ranks."""
     micro_batch_size: int = 1
     """Samples per forward pass on one rank."""
-    precision: str = "bf16"
+    precision: Precision = Precision.bf16
     """bf16 (mixed precision with fp32 master weights) or fp32."""
     seed: int = 1234
     """Seed for weights init, data order and dropout."""
@@ -412,11 +499,17 @@ class TrainingConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA fine-tuning (off: every weight trains)."""
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
-    """Preference tuning settings (training.task=dpo only)."""
+    """Preference tuning settings (task=dpo only)."""
+
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, max_steps=self.max_steps, seq_len=self.seq_len, global_batch_size=self.global_batch_size,
+                        micro_batch_size=self.micro_batch_size, log_every_n_steps=self.log_every_n_steps,
+                        eval_batches=self.eval_batches)
+        checks.at_least(0, eval_every_n_steps=self.eval_every_n_steps)
 
 
 @dataclass
-class NeuronConfig:
+class NeuronConfig(Section):
     """Trainium-only settings: the compile step, its cache and numerics (ignored on GPU and CPU)."""
 
     precompile: bool = False
@@ -436,20 +529,19 @@ class NeuronConfig:
     """Save NxD checkpoints with xser (one file per tensor: less host memory while saving, advised for
     70B-class jobs). llm-launch-convert reads only the plain torch.save layout, so leave it off to convert."""
 
-
-DATA_SOURCE_FORMATS = ("jsonl", "parquet", "text", "html", "pdf", "docx")
-DEDUP_GRANULARITIES = ("document", "paragraph")
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, precompile_steps=self.precompile_steps)
 
 
 @dataclass
-class DataSourceConfig:
+class DataSourceConfig(Section):
     """One input of data preparation: a file or a folder of files of one format."""
 
     name: str = MISSING
     """Short name of the source, used in the manifest and in mixing (e.g. domain, general)."""
     path: str = MISSING
     """A file, or a folder read recursively for files of the format (sorted by path, for determinism)."""
-    format: str = "jsonl"
+    format: DataSourceFormat = DataSourceFormat.jsonl
     """jsonl, parquet, text (one document per file), html, pdf or docx."""
     text_field: str = "text"
     """Field (JSONL key or Parquet column) holding the document text."""
@@ -459,9 +551,17 @@ class DataSourceConfig:
     """Share of the mixed corpus (normalised over all sources), measured in characters of kept text.
     The source that runs out first is used whole; the others are subsampled to their share."""
 
+    def own_problems(self, checks: Checks) -> None:
+        if not self.name:
+            checks.error("name", "must be a non-empty name, e.g. web")
+        if not self.weight > 0:
+            checks.error("weight", f"must be positive (a share of the mix), got {self.weight}")
+        if self.format in (DataSourceFormat.jsonl, DataSourceFormat.parquet) and not self.text_field:
+            checks.error("text_field", "must name the field holding the text, e.g. text")
+
 
 @dataclass
-class DataFilterConfig:
+class DataFilterConfig(Section):
     """Quality filters; each one that drops a document is counted in the manifest under its name."""
 
     min_words: int = 5
@@ -495,16 +595,33 @@ class DataFilterConfig:
     blocked_metadata: dict[str, str] = field(default_factory=dict)
     """Drop records whose field has exactly this value (e.g. {split: test}); JSONL/Parquet only."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.fraction(min_alpha_word_fraction=self.min_alpha_word_fraction,
+                        max_duplicate_line_fraction=self.max_duplicate_line_fraction,
+                        max_duplicate_ngram_fraction=self.max_duplicate_ngram_fraction,
+                        min_language_score=self.min_language_score)
+        checks.at_least(0, min_words=self.min_words)
+        checks.at_least(1, ngram_size=self.ngram_size)
+        if self.max_words is not None and self.max_words < self.min_words:
+            checks.error("max_words", f"{self.max_words} is below min_words {self.min_words}; raise it or set it "
+                         "to null")
+        if not 0 <= self.min_mean_word_length <= self.max_mean_word_length:
+            checks.error("min_mean_word_length", f"need 0 <= min ({self.min_mean_word_length}) <= "
+                         f"max_mean_word_length ({self.max_mean_word_length})")
+        if self.blocked_domains and not self.url_field:
+            checks.error("url_field", f"blocked_domains needs the record field holding the URL; set "
+                         f"{checks.key('url_field')}=url")
+
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Section):
     """Exact and near-duplicate removal; the first document of each cluster (in reading order) is kept."""
 
     exact: bool = True
     """Remove exact duplicates (SHA-256 of the normalised text)."""
     near: bool = True
     """Remove near duplicates with MinHash LSH (datasketch)."""
-    granularity: str = "document"
+    granularity: DedupGranularity = DedupGranularity.document
     """document (drop whole documents) or paragraph (drop repeated paragraphs, split on blank lines)."""
     threshold: float = 0.8
     """Estimated Jaccard similarity of word-shingle sets at or above which two units are duplicates."""
@@ -513,17 +630,26 @@ class DedupConfig:
     shingle_size: int = 5
     """Words per shingle."""
 
+    def own_problems(self, checks: Checks) -> None:
+        if not 0 < self.threshold <= 1:
+            checks.error("threshold", f"must be in (0, 1], got {self.threshold}; e.g. 0.8")
+        checks.at_least(16, num_perm=self.num_perm)
+        checks.at_least(1, shingle_size=self.shingle_size)
+
 
 @dataclass
-class DataSplitConfig:
+class DataSplitConfig(Section):
     """Train/validation split, by whole documents after mixing."""
 
     valid_fraction: float = 0.01
     """Share of documents held out for validation; 0 writes no validation split."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.fraction(open_high=True, valid_fraction=self.valid_fraction)
+
 
 @dataclass
-class DataOutputConfig:
+class DataOutputConfig(Section):
     """Where and how the packed shards are written."""
 
     dir: str | None = None
@@ -539,10 +665,13 @@ class DataOutputConfig:
     """Replace a finished dataset in dir that was prepared from other inputs or settings (its manifest's
     fingerprint differs); false refuses, so nothing is overwritten by accident."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, shard_chars=self.shard_chars)
+
 
 @dataclass
-class DataPrepConfig:
-    """Data preparation (training.task=prepare): raw documents to packed token shards and a manifest."""
+class DataPrepConfig(Section):
+    """Data preparation (task=prepare): raw documents to packed token shards and a manifest."""
 
     sources: list[DataSourceConfig] = field(default_factory=list)
     """Inputs and their mixing weights."""
@@ -565,14 +694,26 @@ class DataPrepConfig:
     shuffle: bool = True
     """Shuffle documents (seeded) after mixing, so sources interleave; false keeps reading order."""
 
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(0, workers=self.workers)
+        checks.at_least(2, seq_len=self.seq_len)
+        names = [source.name for source in self.sources]
+        for index, name in enumerate(names):
+            if name and names.count(name) > 1:
+                checks.error(f"sources[{index}].name", f"'{name}' names two sources; give each its own name")
+
 
 @dataclass
-class JobConfig:
+class JobConfig(Section):
     """A whole job: the root of the composed configuration and of job.yaml."""
 
     job_name: str = MISSING
     """Name of the job; the default output folder and remote job names derive from it."""
-    action: str = "auto"
+    task: TaskName = TaskName.cpt
+    """What the job runs (launcher.tasks.TASKS): cpt (continual pre-training, or pre-training from scratch),
+    sft (supervised fine-tuning), eval (held-out loss of a model), smoke (an allreduce over every rank) or
+    prepare (data preparation: raw documents to packed shards, reads only data_prep)."""
+    action: Action = Action.auto
     """plan, render, submit, or auto (submit for local runs, render for remote clusters)."""
     output_dir: str = MISSING
     """Folder for plan.json, job.yaml, rendered files and (local runs) checkpoints and metrics."""
@@ -587,8 +728,12 @@ class JobConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """Nodes and ranks."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    """The training run itself."""
+    """The training run itself (tasks that train or evaluate a model)."""
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     """Trainium compile and numerics settings."""
     data_prep: DataPrepConfig = field(default_factory=DataPrepConfig)
-    """Data preparation settings (used by training.task=prepare)."""
+    """Data preparation settings (task=prepare)."""
+
+    def own_problems(self, checks: Checks) -> None:
+        if not self.job_name or not all(c.isalnum() or c in "-_." for c in self.job_name):
+            checks.error("job_name", f"'{self.job_name}' must be non-empty letters, digits, '-', '_' or '.'")

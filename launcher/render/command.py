@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from launcher.config.schema import JobConfig
 from launcher.environment import is_trainium
-from launcher.tasks import entrypoint
+from launcher.tasks import TASKS, entrypoint
 from launcher.topology import topology_of
 
 TORCHRUN = "torchrun"
@@ -53,12 +53,12 @@ def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
     `<python> -m torch.distributed.run`, the same program)."""
     topo = topology_of(job)
     return [*launcher, f"--nnodes={topo.num_nodes}", f"--nproc_per_node={topo.ranks_per_node}", *rendezvous,
-            "-m", entrypoint(job.training.task), "--job", job_yaml]
+            "-m", entrypoint(job.task), "--job", job_yaml]
 
 
 def wants_precompile(job: JobConfig) -> bool:
-    """Whether a neuron_parallel_compile step runs before training."""
-    return job.neuron.precompile and is_trainium(job)
+    """Whether a neuron_parallel_compile step runs before training (only tasks that compile model steps)."""
+    return job.neuron.precompile and is_trainium(job) and TASKS[job.task].compiles
 
 
 def launch_steps(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),

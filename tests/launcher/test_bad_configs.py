@@ -16,7 +16,7 @@ HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$",
 ERROR_LINE = re.compile(r"^  error: (\S+): (.*)$", re.MULTILINE)
 
 P5_7B = "recipe=llama2_7b_sft_p5_fsdp"  # 2 x p5.48xlarge, FSDP, SageMaker
-TRN1_8B = "recipe=llama3_8b_cpt_trn1"  # 4 x trn1.32xlarge, tp 32, zero1, SageMaker
+TRN1_8B = "recipe=llama3_8b_cpt_trn1"  # 4 x trn1.32xlarge, tp 8, auto (zero1), SageMaker
 TRN1_70B = "recipe=llama2_70b_cpt_trn1"  # 32 x trn1.32xlarge, tp 8 x pp 8, zero1, SageMaker
 # The default recipe (tiny_llama_cpt): 2 CPU ranks, local cluster, shipped sample data.
 
@@ -62,7 +62,7 @@ CASES = [
          (TRN1_8B, "model.num_attention_heads=48", "model.num_key_value_heads=12", "parallelism.tp=16"),
          "parallelism.tp", "must divide the 12 KV heads or be a multiple of them"),
     Case("trainium_wrong_kv_replicator",
-         (TRN1_8B, "parallelism.kv_replicator=2"),
+         (TRN1_8B, "parallelism.tp=32", "parallelism.kv_replicator=2"),
          "parallelism.kv_replicator", "set parallelism.kv_replicator=4"),
     Case("gpu_kv_replicator_set",
          (P5_7B, "parallelism.kv_replicator=2"),
@@ -71,7 +71,7 @@ CASES = [
          (TRN1_70B, "model.num_layers=84"),
          "parallelism.pp", "pp=8 does not divide the 84 layers"),
     Case("trainium_vocab_not_divisible_by_tp",
-         (TRN1_8B, "model.vocab_size=128257"),
+         (TRN1_8B, "parallelism.tp=32", "model.vocab_size=128257"),
          "parallelism.tp", "vocab_size 128257 does not divide by tp=32"),
     Case("seq_len_above_max_positions",
          ("training.seq_len=4096",),
@@ -93,7 +93,7 @@ CASES = [
          (TRN1_8B, "model.num_attention_heads=64", "parallelism.tp=64"),
          "parallelism.tp", "tp=64 must stay within one node"),
     Case("world_not_divisible_by_tp_x_pp",
-         (TRN1_8B, "parallelism.pp=2", "trainer.num_nodes=3"),
+         (TRN1_8B, "parallelism.tp=32", "parallelism.pp=2", "trainer.num_nodes=3"),
          "trainer.num_nodes", "world size 96 (3 node(s) x 32 ranks) does not divide by tp x pp = 64"),
     Case("dp_needs_more_nodes",
          (TRN1_8B, "model=llama2_7b", "training.seq_len=4096", "parallelism.tp=8", "parallelism.dp=16",
@@ -133,7 +133,7 @@ CASES = [
          "trainer.num_nodes", "'abc' of type 'str' could not be converted to Integer"),
     Case("invalid_choice",
          ("parallelism.data_parallel=fsdp3",),
-         "parallelism.data_parallel", "'fsdp3' is not one of ddp, fsdp, hsdp, zero1, none"),
+         "parallelism.data_parallel", "'fsdp3' is not one of auto, ddp, fsdp, hsdp, zero1, none"),
     Case("negative_micro_batch",
          ("training.micro_batch_size=0",),
          "training.micro_batch_size", "must be at least 1, got 0"),

@@ -115,6 +115,22 @@ def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(
     assert not any(c.startswith("scancel") for c in calls)
 
 
+def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothing(tmp_path):
+    """Fake tools: a controller that does not answer (squeue retries for ~20 s first on a real one)."""
+    out, log = tmp_path / "fsx" / "out", tmp_path / "calls.log"
+    down = 'echo "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2; exit 1'
+    path = fake_tools(tmp_path / "bin", log, {"squeue": down, "scontrol": down, "sacct": "echo COMPLETED",
+                                              "scancel": ""})
+    out.mkdir(parents=True)
+    (out / "submissions.jsonl").write_text('{"cluster": "slurm", "job_id": "7", "log": "x"}\n')
+    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
+    for action in ("status", "stop"):
+        done = llm_launch(out, *common, f"action={action}", path=path)
+        assert done.returncode == 2 and done.stderr.strip() == ("llm-launch: squeue failed: slurm_load_jobs error: "
+                                                               "Unable to contact slurm controller (connect failure)")
+    assert log.read_text().splitlines() == ["squeue -h -t all -j 7 -o %T|%r"] * 2
+
+
 @pytest.mark.parametrize("field, value", [("cluster.slurm.partition", "'x\"; rm -rf / #'"),
                                           ("cluster.slurm.account", "'$(id)'")])
 def test_slurm_names_outside_the_slurm_alphabet_are_refused(tmp_path, field, value):

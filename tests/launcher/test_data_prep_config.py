@@ -1,5 +1,6 @@
 """A prepare job's config: composed from the recipe, checked with one line per problem before it runs."""
 
+from launcher import PROJECT_ROOT
 from launcher.validate import validate
 
 
@@ -12,7 +13,7 @@ def test_prepare_sample_recipe_is_valid_and_resolves_from_training(job_for):
     from launcher.data_prep import resolve_data_prep
 
     job = job_for("recipe=prepare_sample")
-    assert job.training.task == "prepare" and fields(job) == []
+    assert job.task == "prepare" and fields(job) == []
     prep = resolve_data_prep(job)
     assert prep.seq_len == 256 and prep.seed == job.training.seed
     assert prep.tokenizer_path == job.training.data.tokenizer_path
@@ -22,13 +23,12 @@ def test_prepare_sample_recipe_is_valid_and_resolves_from_training(job_for):
 
 def test_every_bad_setting_is_reported_together(job_for, tmp_path):
     job = job_for("recipe=prepare_sample", f"data_prep.sources.0.path={tmp_path}/none.jsonl",
-                  "data_prep.sources.0.weight=0", "data_prep.sources.0.format=xml",
-                  "data_prep.dedup.threshold=1.5", "data_prep.dedup.granularity=sentence",
+                  "data_prep.sources.0.weight=0", "data_prep.dedup.threshold=1.5",
                   "data_prep.filters.max_duplicate_line_fraction=2", "data_prep.split.valid_fraction=1",
                   "data_prep.filters.blocked_domains=[spam.com]", f"data_prep.tokenizer_path={tmp_path}")
     assert sorted(fields(job)) == sorted([
-        "data_prep.sources[0].path", "data_prep.sources[0].weight", "data_prep.sources[0].format",
-        "data_prep.dedup.threshold", "data_prep.dedup.granularity", "data_prep.filters.max_duplicate_line_fraction",
+        "data_prep.sources[0].path", "data_prep.sources[0].weight",
+        "data_prep.dedup.threshold", "data_prep.filters.max_duplicate_line_fraction",
         "data_prep.split.valid_fraction", "data_prep.filters.url_field", "data_prep.tokenizer_path"])
 
 
@@ -47,3 +47,45 @@ def test_cli_exits_2_with_one_line_per_problem(cli):
     errors = [line for line in result.stderr.splitlines() if line.strip().startswith("error:")]
     assert len(errors) == 2 and "Traceback" not in result.stderr
     assert any("data_prep.sources[0].weight" in e for e in errors)
+
+
+def test_bad_choices_and_bad_ranges_are_reported_together(cli):
+    result = cli("recipe=prepare_sample", "data_prep.sources.0.format=xml", "data_prep.dedup.granularity=sentence",
+                 "data_prep.sources.0.weight=-1", "data_prep.dedup.num_perm=4")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line.strip() for line in result.stderr.splitlines() if line.strip().startswith("error:")]
+    assert len(errors) == 4, result.stderr
+    assert any(e.startswith("error: data_prep.sources[0].format: 'xml' is not one of jsonl, parquet, text, html, "
+                            "pdf, docx; set ") for e in errors)
+    assert any(e.startswith("error: data_prep.dedup.granularity: 'sentence' is not one of document, paragraph")
+               for e in errors)
+    assert any(e.startswith("error: data_prep.dedup.num_perm: must be at least 16") for e in errors)
+
+
+def test_a_prepare_job_ignores_the_training_sections(job_for):
+    assert fields(job_for("recipe=prepare_sample", "training.micro_batch_size=0", "parallelism.tp=0")) == []
+
+
+def test_the_plan_of_a_prepare_job_has_inputs_filters_output_and_workers_but_no_training_rows(job_for):
+    import json
+
+    from launcher.data_prep import DataPrepPlan
+
+    findings, plan = validate(job_for("recipe=prepare_sample", "data_prep.dedup.near=false"))
+    assert findings.problems == [] and isinstance(plan, DataPrepPlan)
+    data = json.loads(json.dumps(plan.to_dict()))
+    assert not {"memory", "estimates", "max_steps", "global_batch_size", "samples_per_replica"} & set(data)
+    (source,) = data["sources"]
+    corpus_bytes = (PROJECT_ROOT / "data/sample/corpus/train.jsonl").stat().st_size
+    assert (source["name"], source["files"], source["size_bytes"], source["share"]) == ("kjv", 1, corpus_bytes, 1.0)
+    assert data["input_bytes"] == corpus_bytes and data["max_shards"] == -(-corpus_bytes // 400000)
+    assert "repeated 3-grams <= 50%" in data["filters"] and data["dedup"] == "exact by document"
+    assert (data["seq_len"], data["world_size"], data["valid_fraction"]) == (256, 2, 0.05)
+    assert data["output_dir"].endswith("/out/data")
+
+
+def test_the_cli_prints_the_prepare_plan_without_memory_or_cost(cli):
+    result = cli("recipe=prepare_sample")
+    assert result.returncode == 0, result.stderr
+    assert "data preparation" in result.stdout and "input kjv" in result.stdout and "workers" in result.stdout
+    assert "memory" not in result.stdout and "USD" not in result.stdout

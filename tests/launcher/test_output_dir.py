@@ -4,7 +4,7 @@
 def test_eval_into_a_training_runs_folder_is_refused(cli, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "job.yaml").write_text("training:\n  task: cpt\n")
-    result = cli("training.task=eval")
+    result = cli("task=eval")
     assert result.returncode == 2
-    assert "output_dir:" in result.stderr and "training.task=cpt job" in result.stderr
-    assert cli("training.task=cpt").returncode == 0  # the same task may resume or extend its run
+    assert "output_dir:" in result.stderr and "task=cpt job" in result.stderr
+    assert cli("task=cpt").returncode == 0  # the same task may resume or extend its run

@@ -12,13 +12,16 @@ import sys
 import textwrap
 
 import pytest
+from omegaconf import OmegaConf
 
 from launcher import PROJECT_ROOT
 from launcher.config import store
 from launcher.plan import Plan, make_plan
+from launcher.tasks import TASKS
 from launcher.validate import validate
 
 RECIPES = sorted(store.RECIPES_DIR.glob("*.yaml"))
+TRAINING_RECIPES = [p for p in RECIPES if TASKS[OmegaConf.load(p).get("task", "cpt")].trains_model]
 
 
 def plan_of(job) -> Plan:
@@ -42,8 +45,8 @@ def test_recipes_found():
     }
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_every_recipe_composes_validates_and_plans(recipe, job_for):
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
+def test_every_training_recipe_composes_validates_and_plans(recipe, job_for):
     job = job_for(f"recipe={recipe.stem}")
     findings, plan = validate(job)
     assert findings.problems == []
@@ -93,13 +96,13 @@ def test_llama2_7b_trn1_tp8_dp16_on_1_node_says_4_nodes(job_for):
     assert "set trainer.num_nodes=4" in nodes[0].message
 
 
-def test_two_p5_with_fsdp(job_for):
+def test_two_p5_with_tp8_and_fsdp_across_nodes(job_for):
     plan = plan_of(job_for("recipe=llama2_7b_sft_p5_fsdp"))
     assert (plan.num_nodes, plan.ranks_per_node) == (2, 8)
     assert plan.world_size == 16
-    assert plan.dp == 16
+    assert (plan.tp, plan.dp) == (8, 2)
     assert plan.data_parallel == "fsdp"
-    assert plan.gradient_accumulation == 64 // (2 * 16)
+    assert plan.gradient_accumulation == 64 // (2 * 2)
 
 
 @pytest.mark.parametrize("cluster", ["local", "slurm"])
@@ -177,7 +180,7 @@ def test_memory_falls_as_tp_grows(job_for, base, tps):
 
 @pytest.mark.parametrize(
     ("recipe", "world", "dp"),
-    [("llama2_70b_cpt_trn1", 1024, 16), ("llama2_7b_sft_p5_fsdp", 16, 16), ("tiny_llama_cpt", 2, 2)],
+    [("llama2_70b_cpt_trn1", 1024, 16), ("llama2_7b_sft_p5_fsdp", 16, 2), ("tiny_llama_cpt", 2, 2)],
 )
 def test_cli_plan_writes_plan_json(cli, tmp_path, recipe, world, dp):
     result = cli(f"recipe={recipe}")
@@ -226,3 +229,65 @@ def test_cli_plan_never_imports_torch_or_transformers(tmp_path, recipe):
     assert result.returncode == 0, result.stderr
     assert "NO-HEAVY-IMPORTS" in result.stdout
     assert (out / "plan.json").is_file()
+
+
+# --- one dialect: every training recipe plans on a GPU and on a Trainium type -------------------------
+
+
+def _portable_instances(job) -> tuple[str, str]:
+    """A GPU type and a Trainium type of the recipe's scale: this machine's recipes try single-node types."""
+    return ("local_gpu", "ml.trn1.2xlarge") if job.cluster.kind == "local" else ("ml.p5.48xlarge", "ml.trn1.32xlarge")
+
+
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
+def test_every_training_recipe_plans_on_a_gpu_and_on_a_trainium_type_by_changing_instance(recipe, job_for):
+    gpu, trainium = _portable_instances(job_for(f"recipe={recipe.stem}"))
+    for instance, sharded in ((gpu, "fsdp"), (trainium, "zero1")):
+        job = job_for(f"recipe={recipe.stem}", f"instance={instance}")
+        plan = plan_of(job)
+        assert plan.instance == instance and plan.memory.fits
+        assert plan.data_parallel in (sharded, "ddp")  # auto became the backend's sharding; ddp runs on both
+        if instance.startswith("ml.trn"):
+            assert job.parallelism.kv_replicator * job.model.num_key_value_heads >= job.parallelism.tp
+
+
+def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replication_on_trainium(job_for, tmp_path):
+    from launcher.config.schema import ParallelismConfig
+    from launcher.jobfile import read_job, write_job
+
+    assert ParallelismConfig().data_parallel == "auto"
+    gpu = job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.p5.48xlarge")
+    trn = job_for("recipe=llama3_8b_cpt_trn1", "parallelism.tp=32")
+    assert (gpu.parallelism.data_parallel, gpu.parallelism.kv_replicator) == ("fsdp", None)
+    assert (trn.parallelism.data_parallel, trn.parallelism.kv_replicator) == ("zero1", 4)  # 8 KV heads x 4 = tp 32
+    written = read_job(write_job(trn, tmp_path / "job.yaml"))  # what the training engine reads
+    assert (written.parallelism.data_parallel, written.parallelism.kv_replicator) == ("zero1", 4)
+    assert "data_parallel: zero1" in (tmp_path / "job.yaml").read_text()
+
+
+def test_explicit_modes_are_checked_against_the_backend(job_for):
+    findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "parallelism.data_parallel=hsdp"))
+    assert [(p.field, "GPU strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
+    findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.p5.48xlarge",
+                                   "parallelism.data_parallel=ddp"))
+    assert findings.problems == []
+
+
+def test_none_is_refused_where_replicas_would_train_apart_and_allowed_at_dp_1(job_for):
+    findings, _ = validate(job_for("parallelism.data_parallel=none"))  # 2 CPU ranks: dp 2
+    assert [p.field for p in findings.problems] == ["parallelism.data_parallel"]
+    assert "training apart" in findings.problems[0].message
+    findings, plan = validate(job_for("parallelism.data_parallel=none", "trainer.nproc_per_node=1",
+                                      "training.global_batch_size=4"))
+    assert findings.problems == [] and plan.dp == 1
+
+
+def test_memory_error_names_the_smallest_node_count_that_fits(job_for):
+    base = ("recipe=llama2_7b_sft_p5_fsdp", "model=llama3_70b", "parallelism=sharded", "trainer.num_nodes=1",
+            "training.micro_batch_size=1")
+    findings, _ = validate(job_for(*base))
+    (memory,) = [p for p in findings.problems if p.field == "memory"]
+    nodes = int(memory.message.split("trainer.num_nodes=")[1].split()[0])
+    assert nodes > 1
+    assert make_plan(job_for(*base, f"trainer.num_nodes={nodes}")).memory.fits
+    assert not make_plan(job_for(*base, f"trainer.num_nodes={nodes - 1}")).memory.fits

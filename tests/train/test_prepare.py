@@ -11,8 +11,8 @@ from train.data.packed import PackedDataset
 from train.data.prepare import load_fast_tokenizer
 
 
-def launch(out_dir, *overrides):
-    command = [sys.executable, "-m", "launcher.cli", "recipe=prepare_sample", f"output_dir={out_dir}", *overrides]
+def launch(out_dir, *overrides, recipe="prepare_sample"):
+    command = [sys.executable, "-m", "launcher.cli", f"recipe={recipe}", f"output_dir={out_dir}", *overrides]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
 
 
@@ -35,8 +35,8 @@ def test_prepare_sample_recipe_writes_shards_a_cpt_job_can_read(tmp_path):
     assert (rows == eos).sum() >= split["documents"] - split["shards"]  # a shard's tail (remainder) may hold one
     assert tokenizer.decode(train.row(0).tolist()).strip()
 
-    plan = launch(tmp_path / "cpt", "training.task=cpt", f"training.data.train_path={summary['train_path']}",
-                  f"training.data.valid_path={summary['valid_path']}", "action=plan")
+    plan = launch(tmp_path / "cpt", f"training.data.train_path={summary['train_path']}",
+                  f"training.data.valid_path={summary['valid_path']}", "action=plan", recipe="tiny_llama_cpt")
     assert plan.returncode == 0, plan.stderr[-2000:]
 
     again = launch(tmp_path)

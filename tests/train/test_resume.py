@@ -1,6 +1,7 @@
 """Interrupted runs lose nothing: SIGTERM checkpoints and stops, a rerun resumes exactly (also after SIGKILL,
-from the last complete checkpoint),
-and a different layout (another data-parallel degree) resumes the same checkpoint.
+from the last complete checkpoint, or the one before when that one is damaged), and a different layout
+(another data-parallel degree) resumes the same checkpoint. A second run on a running job's folder is
+refused; a killed llm-launch leaves no rank behind.
 
 Warm-up (10 steps in the tiny recipe) covers every step these runs take, so the learning
 rate at a step does not depend on max_steps and runs of different lengths compare step
@@ -8,6 +9,7 @@ for step.
 """
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -40,10 +42,16 @@ def _wait_for_step(out, step, proc, timeout=300):
 def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_path, command, launch, records):
     proc = subprocess.Popen(command(tmp_path, *RUN), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_step(tmp_path, 2, proc)
+    second = launch(tmp_path, *RUN)  # the same folder while the first run trains
+    assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
+    (error,) = [line for line in second.stderr.splitlines() if line.startswith("  error:")]
+    assert f"error: output_dir: {tmp_path} is in use by a running job (pid {proc.pid} on " in error
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, output[-3000:]
     assert "stopped by SIGTERM after step" in output
+    assert output.strip().splitlines()[-1].startswith("llm-launch: stopped by signal 15")  # the last line is ours
+    assert "Traceback" not in output and "SignalException" not in output
     assert not (tmp_path / "COMPLETE").exists()
     saved = (tmp_path / "checkpoints" / "latest").read_text().strip()
     stopped_at = int(saved.removeprefix("step_"))
@@ -68,19 +76,56 @@ def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path
         assert curve[step]["loss"] == pytest.approx(reference[step]["loss"], rel=1e-5), step
 
 
-def test_killed_outright_the_rerun_resumes_from_the_last_complete_checkpoint(reference, tmp_path, command, launch,
-                                                                             records):
-    import os
+def _job_processes(out) -> list[int]:
+    """Live processes started for the job in out (torchrun and ranks name its job.yaml)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if str(out / "job.yaml").encode() in cmdline and b"State:\tZ" not in _status(entry):
+            found.append(int(entry))
+    return found
 
-    proc = subprocess.Popen(command(tmp_path, *RUN[:1], "training.checkpoint.every_n_steps=2"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_for_step(tmp_path, 3, proc)
-    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the node is gone
+
+def _status(pid) -> bytes:
+    try:
+        return open(f"/proc/{pid}/status", "rb").read()
+    except OSError:
+        return b"State:\tZ"
+
+
+def _tree(out) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+
+
+def test_killed_outright_the_rerun_resumes_from_the_last_intact_checkpoint(reference, tmp_path, command, launch,
+                                                                           records):
+    run = ["training.max_steps=8", "training.checkpoint.every_n_steps=2"]
+    proc = subprocess.Popen(command(tmp_path, *run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    _wait_for_step(tmp_path, 5, proc)
+    assert _job_processes(tmp_path)
+    os.killpg(proc.pid, signal.SIGKILL)  # llm-launch's process group only: the ranks are in sessions of their own
+    killed = time.monotonic()
     proc.wait(timeout=60)
+    while _job_processes(tmp_path) and time.monotonic() - killed < 2.0:
+        time.sleep(0.05)
+    assert _job_processes(tmp_path) == [], "a rank outlived llm-launch by more than 2 s"
+    after_kill = _tree(tmp_path)
+    time.sleep(1.0)
+    assert _tree(tmp_path) == after_kill  # nothing was written after the kill
     assert not (tmp_path / "COMPLETE").exists()
 
-    resumed = launch(tmp_path, *RUN[:1], "training.checkpoint.every_n_steps=2")
+    checkpoints = tmp_path / "checkpoints"
+    latest = checkpoints / (checkpoints / "latest").read_text().strip()
+    shard = next(latest.glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:-64])  # the newest checkpoint is damaged: the one before is used
+    resumed = launch(tmp_path, *run)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stdout
-    losses = {step: r["loss"] for step, r in records(tmp_path).items()}  # a step logged twice keeps the rerun's
-    assert losses == {step: r["loss"] for step, r in reference.items()}
+    assert "ended without releasing it; taken over" in resumed.stdout  # the killed run's lock
+    assert f"{latest} is damaged ({shard.name}: " in resumed.stdout
+    assert (checkpoints / f"{latest.name}.damaged").is_dir()  # moved aside when the rerun saved that step again
+    losses = {step: r["loss"] for step, r in records(tmp_path).items() if step <= 6}  # a step logged twice keeps
+    assert losses == {step: r["loss"] for step, r in reference.items()}  # the rerun's; warm-up covers 8 steps

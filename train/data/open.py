@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -16,11 +17,11 @@ def _pack(source: Path, job: JobConfig) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
     data, cache = job.training.data, Path(job.output_dir) / "data"
     try:
-        if job.training.task == "dpo":
+        if job.task == "dpo":
             from train.data.dpo import prepare_dpo
 
             return prepare_dpo(source, Path(data.tokenizer_path), job.training.seq_len, cache)
-        if job.training.task == "sft":
+        if job.task == "sft":
             from train.data.sft import prepare_sft
 
             return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
@@ -28,6 +29,19 @@ def _pack(source: Path, job: JobConfig) -> Path:
                               job.model.vocab_size)
     except ValueError as exc:  # the packers' word on the corpus: a missing field, no valid record
         raise JobError(str(exc)) from None
+
+
+PACKING_WAIT = timedelta(hours=24)
+"""How long the other ranks wait for rank 0 to pack a corpus. The default group's collective timeout
+(10 minutes on NCCL, 30 on gloo) is shorter than packing a large corpus takes."""
+_patient: list = []
+
+
+def _patient_group():
+    """A gloo group over every rank with a long timeout, made once (every rank calls this, in the same order)."""
+    if not _patient:
+        _patient.append(dist.new_group(backend="gloo", timeout=PACKING_WAIT))
+    return _patient[0]
 
 
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
@@ -43,15 +57,16 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
     source = Path(path)
     if not (source / INDEX_FILE).is_file():
         if object_broadcast:
+            group = _patient_group()  # made before packing: the other ranks wait in the broadcast, not here
             shared = [str(_pack(source, job)) if is_main else None]
-            dist.broadcast_object_list(shared, src=0)
+            dist.broadcast_object_list(shared, src=0, group=group)
             source = Path(shared[0])
         else:
             if is_main:
                 _pack(source, job)
             dist.barrier()
             source = _pack(source, job)
-    if job.training.task == "dpo":
+    if job.task == "dpo":
         from train.data.dpo import PairRows, PreferenceDataset
 
         return PairRows(PreferenceDataset.open(source))

@@ -16,7 +16,7 @@ from train.backend import Backend, StepResult, global_target_tokens, regroup_row
 from train.data.loader import Rows
 from train.distributed import shutdown
 from train.errors import JobError
-from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, save_checkpoint
+from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, resume_from, save_checkpoint
 from train.gpu.engine import Batch, Engine, global_sum
 from train.gpu.export import export_hf_from_checkpoint
 from train.gpu.grad_clip import clip_gradients
@@ -53,7 +53,7 @@ class GpuBackend(Backend):
     def build(self, *, document_eos: int | None = None) -> None:
         cfg = self.job.training
         self.engine = Engine(self.job, self.ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
-        self.preference = PreferenceObjective(self.job, self.ctx, self.engine) if cfg.task == "dpo" else None
+        self.preference = PreferenceObjective(self.job, self.ctx, self.engine) if self.job.task == "dpo" else None
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
         opt = cfg.optimizer
@@ -138,7 +138,8 @@ class GpuBackend(Backend):
                                rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
 
     def resume(self) -> int:
-        latest = find_latest(self.ckpt_root) if self.job.training.checkpoint.resume else None
+        resume = self.job.training.checkpoint.resume
+        latest = resume_from(self.ckpt_root, is_main=self.is_main) if resume else None
         if latest is None:
             return 0
         state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,

@@ -33,6 +33,7 @@ from train.backend import Backend, StepResult, global_target_tokens, regroup_row
 from train.data.loader import Rows
 from train.errors import JobError
 from train.loss import target_count, unshifted_labels
+from train.neuron.nxd_config import layout_differences, layout_record
 from train.neuron.runtime import require_neuron
 
 NXD_LAYOUT_FILE = "nxd_layout.json"
@@ -60,22 +61,13 @@ def pretrained_tag(path: str) -> tuple[str, str]:
     return str(folder.parent), folder.name
 
 
-def layout_record(job) -> dict:
-    """The job's NxD shard layout as nxd_layout.json holds it (tp, pp, virtual_pp, kv_replicator, hw, fused_qkv)."""
-    from train.convert.spec import layout_of_job
-
-    layout = layout_of_job(job)
-    return {k: getattr(layout, k) for k in layout.__dataclass_fields__}
-
-
 def check_resume_layout(job, ckpt_dir: str) -> None:
     """Refuse to resume from NxD checkpoints written in another layout: NxD loads shards as they are, so a
     different tp, pp or KV replication would load the wrong slices (the GPU backend's DCP reshards instead)."""
     expected = layout_record(job)
     for path in sorted(Path(ckpt_dir).glob(f"step_*/{NXD_LAYOUT_FILE}")):
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != expected:
-            differ = ", ".join(f"{k}={found.get(k)} (this job: {v})" for k, v in expected.items() if found.get(k) != v)
+        differ = layout_differences(json.loads(path.read_text(encoding="utf-8")), expected)
+        if differ:
             raise JobError(f"{path.parent} was written with {differ}; an NxD checkpoint resumes only in its own "
                            "layout: convert it (llm-launch-convert nxd-to-hf, then hf-to-nxd --job for this job) and "
                            "start from it as model.pretrained_path, or use another training.checkpoint.dir")

@@ -14,8 +14,6 @@ from launcher.problems import Findings
 K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 K8S_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 K8S_QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
-CLEAN_POD_POLICIES = ("All", "Running", "None")
 
 
 def check_eks(job: JobConfig, out: Findings) -> None:
@@ -23,11 +21,6 @@ def check_eks(job: JobConfig, out: Findings) -> None:
     eks, inst = job.cluster.eks, job.instance
     if inst.accelerator != "cpu" and not inst.eks_label:
         out.error("instance", f"{inst.name} has no EKS node label; pick a catalog instance type")
-    if eks.restart_policy not in RESTART_POLICIES:
-        out.error("cluster.eks.restart_policy", f"'{eks.restart_policy}' is not one of {', '.join(RESTART_POLICIES)}")
-    if eks.clean_pod_policy not in CLEAN_POD_POLICIES:
-        out.error("cluster.eks.clean_pod_policy", f"'{eks.clean_pod_policy}' is not one of "
-                  f"{', '.join(CLEAN_POD_POLICIES)}")
     for key, value in (("cluster.eks.backoff_limit", eks.backoff_limit),
                        ("cluster.eks.ttl_seconds_after_finished", eks.ttl_seconds_after_finished)):
         if not 0 <= value < 2**31:

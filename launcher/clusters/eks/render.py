@@ -121,7 +121,7 @@ def pod_template(job: JobConfig) -> dict[str, Any]:
 
 
 def _replica(job: JobConfig, replicas: int) -> dict[str, Any]:
-    return {"replicas": replicas, "restartPolicy": job.cluster.eks.restart_policy, "template": pod_template(job)}
+    return {"replicas": replicas, "restartPolicy": str(job.cluster.eks.restart_policy), "template": pod_template(job)}
 
 
 def pytorchjob(job: JobConfig) -> dict[str, Any]:
@@ -132,10 +132,10 @@ def pytorchjob(job: JobConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "nprocPerNode": str(topo.ranks_per_node),
         "runPolicy": {"backoffLimit": eks.backoff_limit, "ttlSecondsAfterFinished": eks.ttl_seconds_after_finished,
-                      "cleanPodPolicy": eks.clean_pod_policy},
+                      "cleanPodPolicy": str(eks.clean_pod_policy)},
     }
     if eks.elastic:
-        elastic: dict[str, Any] = {"rdzvBackend": eks.rdzv_backend, "minReplicas": nodes, "maxReplicas": nodes,
+        elastic: dict[str, Any] = {"rdzvBackend": str(eks.rdzv_backend), "minReplicas": nodes, "maxReplicas": nodes,
                                    "maxRestarts": eks.backoff_limit}
         if eks.rdzv_backend == "etcd":
             elastic.update(rdzvHost=etcd_name(job), rdzvPort=ETCD_PORT)

@@ -15,6 +15,7 @@ from launcher.clusters.local.run import run_local
 from launcher.config.schema import JobConfig
 from launcher.plan import Plan
 from launcher.problems import Findings
+from launcher.run_lock import in_use
 
 
 def _absolute(path: str | None) -> str | None:
@@ -31,12 +32,13 @@ def check_output_dir(job: JobConfig, out: Findings) -> None:
     import yaml
 
     try:
-        task = (yaml.safe_load(previous.read_text(encoding="utf-8")) or {}).get("training", {}).get("task")
+        previous_job = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return
-    if task and task != job.training.task:
-        out.error("output_dir", f"{job.output_dir} holds a training.task={task} job whose files this "
-                  f"{job.training.task} job would replace; set output_dir=<another folder>")
+    task = previous_job.get("task") or previous_job.get("training", {}).get("task")  # older job.yaml files
+    if task and task != job.task:
+        out.error("output_dir", f"{job.output_dir} holds a task={task} job whose files this "
+                  f"{job.task} job would replace; set output_dir=<another folder>")
 
 
 class LocalCluster(Cluster):
@@ -66,6 +68,9 @@ class LocalCluster(Cluster):
             out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
                       "cluster=sagemaker, eks or slurm")
         check_output_dir(job, out)
+        busy = in_use(Path(job.output_dir), "output_dir")
+        if busy:
+            out.error("output_dir", busy)
 
     def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:
         return render_local(job, plan, out_dir, job_yaml)

@@ -25,7 +25,7 @@ def torchrun_command(job: JobConfig, plan: Plan, job_yaml: Path) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run",
         "--standalone", f"--nproc_per_node={plan.ranks_per_node}",
-        "-m", entrypoint(job.training.task), "--job", str(job_yaml),
+        "-m", entrypoint(job.task), "--job", str(job_yaml),
     ]
 
 

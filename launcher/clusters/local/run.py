@@ -3,6 +3,15 @@
 torchrun's exit code alone is not trusted: on gloo a finished run occasionally aborts
 during interpreter shutdown. The training job writes COMPLETE (a JSON summary) as its very last
 act; its presence is success.
+
+The runner owns the job's processes: it holds the output folder's lock for the job's lifetime
+(launcher/run_lock.py), starts torchrun in a process group of its own that dies with the runner
+(PR_SET_PDEATHSIG; each rank does the same towards torchrun and watches the runner, train/lifeline.py),
+and hands SIGTERM and Ctrl-C to the ranks themselves, so they checkpoint and stop while torchrun sees
+them finish normally (a signal to torchrun makes it print a SignalException traceback). A second
+Ctrl-C kills the job at once. Whatever way the runner ends, no rank outlives it.
+A job that reports a problem of its input or state (one `train.<task>: ...` line, exit 2) ends the
+command with that line; what the ranks print after it goes to train.log only.
 """
 
 from __future__ import annotations
@@ -15,19 +24,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launcher.clusters.base import RunFailed
+from launcher.clusters.base import RunFailed, RunnerError
 from launcher.clusters.local.render import torchrun_command, worker_threads
 from launcher.config.schema import JobConfig
 from launcher.jobfile import COMPLETE_MARKER
 from launcher.plan import Plan
+from launcher.processes import child_pids, die_with_parent
+from launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
 
 TRAIN_LOG = "train.log"
 JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
 """How an entrypoint reports a job it cannot run (train/entry.py): one line, its module name first."""
+LAUNCHER_PID_ENV = "LLM_LAUNCH_PID"
+"""Tells the ranks which process to live and die with (train/lifeline.py)."""
 
 
 class LocalRunFailed(RunFailed):
     """The job ended without writing its completion marker."""
+
+
+class JobRefused(RunnerError):
+    """The job stopped on a problem of its input or state, reported in one line (exit 2)."""
 
 
 def read_marker(out_dir: Path) -> dict | None:
@@ -38,23 +55,69 @@ def read_marker(out_dir: Path) -> dict | None:
         return None
 
 
-def _forward_stop_signals(proc: subprocess.Popen) -> list[int]:
-    """Pass SIGTERM and SIGINT on to torchrun, which hands them to the ranks: they checkpoint and stop.
-    Returns the list the received signal numbers are appended to."""
-    received: list[int] = []
+class JobProcesses:
+    """torchrun and its ranks, signalled by the runner."""
 
-    def forward(signum, frame):
-        received.append(signum)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+    def __init__(self, command: list[str], env: dict[str, str]):
+        runner = os.getpid()
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True, preexec_fn=lambda: die_with_parent(runner))
+        self.received: list[int] = []
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    return received
+    def ranks(self) -> list[int]:
+        return child_pids(self.proc.pid)
+
+    def _signal_ranks(self, signum: int) -> None:
+        for pid in self.ranks():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the ranks and torchrun's process group (nothing more is written)."""
+        if self.proc.poll() is not None:
+            return
+        self._signal_ranks(signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def forward_stop_signals(self) -> None:
+        """SIGTERM or a first Ctrl-C: the ranks checkpoint and stop. A second Ctrl-C: kill at once."""
+
+        def forward(signum, frame):
+            self.received.append(signum)
+            if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
+                self.kill()
+            else:
+                self._signal_ranks(signal.SIGTERM)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, forward)
+
+
+def _hold_output_dir(out_dir: Path) -> RunLock:
+    try:
+        lock = RunLock(out_dir, "output_dir").acquire()
+    except FolderInUse as exc:
+        raise RunnerError(str(exc)) from None
+    if lock.stale_note():
+        print(f"llm-launch: {lock.stale_note()}", flush=True)
+    return lock
 
 
 def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
     """Run torchrun, tee its output to train.log, and return the completion summary."""
+    lock = _hold_output_dir(out_dir)
+    try:
+        return _run(job, plan, out_dir, job_yaml)
+    finally:
+        lock.release()
+
+
+def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
     done = read_marker(out_dir)
     if done and done.get("step") == job.training.max_steps:
         print(f"llm-launch: {out_dir} already holds a completed run of {done['step']} steps; nothing to do "
@@ -63,28 +126,42 @@ def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict
     marker = out_dir / COMPLETE_MARKER
     marker.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1")
+    env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir)})
     command = torchrun_command(job, plan, job_yaml)
     print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
     with open(out_dir / TRAIN_LOG, "ab") as log:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        stopped = _forward_stop_signals(proc)
-        assert proc.stdout is not None
-        job_error = None
-        for line in proc.stdout:
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-            log.write(line)
-            if job_error is None and JOB_ERROR_LINE.match(line):
-                job_error = line.decode("utf-8", "replace").strip()
-        returncode = proc.wait()
+        job_processes = JobProcesses(command, env)
+        try:
+            job_processes.forward_stop_signals()
+            job_error, returncode = _follow(job_processes.proc, log)
+        finally:
+            job_processes.kill()  # nothing outlives the runner, whatever ended it
     summary = read_marker(out_dir)
-    if summary is None and stopped:
-        raise LocalRunFailed(f"stopped by signal {stopped[0]}; the job saved a checkpoint if it could; run the same "
-                             "command again to resume")
+    if summary is None and job_error:
+        raise JobRefused(job_error)
+    if summary is None and job_processes.received:
+        raise LocalRunFailed(f"stopped by signal {job_processes.received[0]}; the job saved a checkpoint if it could; "
+                             "run the same command again to resume")
     if summary is None:
-        cause = f": {job_error}" if job_error else f" (torchrun exit code {returncode})"
-        raise LocalRunFailed(f"training did not complete{cause}; see {out_dir / TRAIN_LOG}")
+        raise LocalRunFailed(f"training did not complete (torchrun exit code {returncode}); see {out_dir / TRAIN_LOG}")
     if returncode != 0:
         print(f"llm-launch: torchrun exited with {returncode} after the job wrote its completion marker "
               "(a known gloo shutdown abort); the run is complete", file=sys.stderr)
     return summary
+
+
+def _follow(proc: subprocess.Popen, log) -> tuple[str | None, int]:
+    """Echo and log the job's output until it ends; after a job error line, log only.
+
+    Returns (the job error line without its train.<task> prefix, or None; torchrun's exit code).
+    """
+    assert proc.stdout is not None
+    job_error = None
+    for line in proc.stdout:
+        log.write(line)
+        if job_error is None and JOB_ERROR_LINE.match(line):
+            job_error = line.decode("utf-8", "replace").strip().split(": ", 1)[1]
+        if job_error is None:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+    return job_error, proc.wait()

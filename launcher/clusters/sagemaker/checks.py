@@ -65,7 +65,7 @@ def check_locations(job: JobConfig, out: Findings) -> None:
         if not CHANNEL_NAME.fullmatch(name) or name == "code":
             out.error(f"cluster.sagemaker.channels.{name}", "channel names are 1-64 of A-Z a-z 0-9 . - _ and "
                       "'code' is reserved for job.yaml")
-    trains = TASKS[job.training.task].trains_model
+    trains = TASKS[job.task].trains_model
     data = job.training.data
     for key, path in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path),
                       ("training.data.tokenizer_path", data.tokenizer_path),

@@ -65,7 +65,7 @@ def input_channels(job: JobConfig, training_job_name: str) -> list[dict[str, Any
 def hyperparameters(job: JobConfig, container_job_yaml: str) -> dict[str, str]:
     """Shown in the console for the reader; the entry script reads job.yaml only. Values are strings."""
     topo = topology_of(job)
-    return {"job_yaml": container_job_yaml, "task": job.training.task, "model": job.model.name,
+    return {"job_yaml": container_job_yaml, "task": job.task, "model": job.model.name,
             "num_nodes": str(topo.num_nodes), "nproc_per_node": str(topo.ranks_per_node)}
 
 

@@ -103,6 +103,15 @@ def sbatch_header(job: JobConfig) -> list[str]:
     return lines
 
 
+def shutdown_lines(job: JobConfig) -> list[str]:
+    """torchrun kills its workers 30 s after passing on SIGTERM unless told otherwise
+    (https://docs.pytorch.org/docs/stable/elastic/run.html); Slurm's own grace is what limits the save."""
+    slurm = job.cluster.slurm
+    grace = max(slurm.signal_before_s, slurm.kill_wait_s)
+    return ["# Workers may take the whole grace Slurm gives after SIGTERM to save a checkpoint.",
+            f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={grace}"]
+
+
 def sbatch_script(job: JobConfig, job_yaml: str) -> str:
     """The whole batch script."""
     port = job.cluster.slurm.rendezvous_port or rendezvous_port(job)
@@ -112,7 +121,7 @@ def sbatch_script(job: JobConfig, job_yaml: str) -> str:
     lines = ["#!/bin/bash", *sbatch_header(job),
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
              "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir)),
-             *environment_lines(job), *HEAD_LINES,
+             *environment_lines(job), *shutdown_lines(job), *HEAD_LINES,
              shell_command([*srun_prefix(job), "bash", "-c", step])]
     return "\n".join(lines) + "\n"
 

@@ -2,14 +2,16 @@
 
 squeue and scontrol know a job until MinJobAge (300 s by default) after it ended; only sacct
 knows it after that, and only where accounting storage is configured
-(https://slurm.schedmd.com/slurm.conf.html#OPT_MinJobAge). Each tool that fails or prints
-nothing hands over to the next.
+(https://slurm.schedmd.com/slurm.conf.html#OPT_MinJobAge). Once squeue says "Invalid job id",
+each tool that fails or prints nothing hands over to the next.
 """
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
+from launcher.clusters.base import RunnerError
 from launcher.clusters.tools import tool_output
 
 ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
@@ -52,7 +54,14 @@ def key_values(text: str) -> dict[str, str]:
 
 
 def _from_squeue(squeue: str, job_id: str) -> JobState | None:
-    lines = tool_output([squeue, "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"]).splitlines()
+    """squeue's answer; None once it no longer knows the job. An unreachable controller is an error: the
+    job may well be running, so no other source may answer for it."""
+    done = subprocess.run([squeue, "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True,
+                          check=False, timeout=60)
+    if done.returncode and "Invalid job id" not in done.stderr:
+        lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        raise RunnerError(f"squeue failed: {lines[-1] if lines else f'exit code {done.returncode}'}")
+    lines = done.stdout.strip().splitlines()
     if not lines or "|" not in lines[0]:
         return None
     state, reason = lines[0].split("|", 1)

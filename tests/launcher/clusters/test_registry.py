@@ -14,7 +14,7 @@ CLUSTER_CONFIGS = sorted((PROJECT_ROOT / "conf" / "cluster").glob("*.yaml"))
 
 def test_every_shipped_cluster_config_names_a_registered_kind():
     kinds = {yaml.safe_load(path.read_text(encoding="utf-8"))["kind"] for path in CLUSTER_CONFIGS}
-    assert kinds == set(CLUSTERS) == set(schema.CLUSTER_KINDS)
+    assert kinds == set(CLUSTERS) == {str(kind) for kind in schema.ClusterKind}
     assert all(CLUSTERS[kind].kind == kind for kind in CLUSTERS)
 
 

@@ -1,4 +1,4 @@
-"""Preference tuning (training.task=dpo) end to end on the tiny Llama, 2 gloo processes.
+"""Preference tuning (task=dpo) end to end on the tiny Llama, 2 gloo processes.
 
 The reference's log-probabilities are checked against the base model run independently through
 transformers on the same pairs; the loss against the sigmoid formula of those log-probabilities.

@@ -57,7 +57,7 @@ def test_eval_of_the_export_in_a_pipeline_equals_the_runs_own_validation(trained
     import json
 
     final_val = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()][-1]["val_loss"]
-    result = launch(tmp_path, "training.task=eval", f"model.pretrained_path={trained / 'hf_model'}",
+    result = launch(tmp_path, "task=eval", f"model.pretrained_path={trained / 'hf_model'}",
                         "parallelism.pp=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval.json").read_text())

@@ -8,7 +8,8 @@ import pytest
 from conftest import recipe_job
 
 from train.errors import JobError
-from train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout, layout_record
+from train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout
+from train.neuron.nxd_config import layout_record
 
 
 def _checkpoint(root, step: int, layout: dict) -> None:
@@ -26,7 +27,7 @@ def test_resume_in_the_same_layout_is_accepted(tmp_path):
 def test_resume_in_another_layout_is_refused_naming_what_differs(tmp_path):
     written = recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")
     _checkpoint(tmp_path, 100, layout_record(written))
-    job = recipe_job("llama3_8b_cpt_trn1")  # tp 32
+    job = recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")
     with pytest.raises(JobError) as refused:
         check_resume_layout(job, str(tmp_path))
     message = str(refused.value)

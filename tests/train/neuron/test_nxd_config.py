@@ -9,7 +9,7 @@ from train.neuron.nxd_config import NxdSettings, PipelineSettings, nxd_settings
 
 
 def test_llama3_8b_trn1():
-    job = recipe_job("llama3_8b_cpt_trn1")
+    job = recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")  # NxDT's hf_llama3_8B_config layout
     assert nxd_settings(job) == NxdSettings(
         tensor_parallel_size=32, pipeline_parallel_size=1, data_parallel_size=4, sequence_parallel=True,
         zero_one_enabled=True, grad_clipping=True, max_grad_norm=1.0, activation_checkpoint="decoder_layer",
@@ -65,7 +65,46 @@ def test_fp32_and_no_clipping():
 
 
 def test_eval_task_plans_on_trainium():
-    """training.task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
-    job = recipe_job("llama3_8b_cpt_trn1", "training.task=eval")
+    """task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
+    job = recipe_job("llama3_8b_cpt_trn1", "task=eval")
     findings, _ = validate(job)
     assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []
+
+
+def _pretrained_errors(tmp_path, layout: dict | None, *overrides: str) -> list[str]:
+    """Plan problems about model.pretrained_path for a trn1 job run here (where its files are checked) pointed at
+    a folder shaped like hf-to-nxd's output
+    (layout None: a Hugging Face folder instead)."""
+    import json
+
+    folder = tmp_path / "pretrained"
+    (folder / "model").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    if layout is None:
+        (folder / "model.safetensors").write_bytes(b"")
+    else:
+        (folder / "model" / "dp_rank_00_tp_rank_00_pp_rank_00.pt").write_bytes(b"")
+        (folder / "nxd_layout.json").write_text(json.dumps(layout))
+    job = recipe_job("llama3_8b_cpt_trn1", "cluster=local", f"model.pretrained_path={folder}", *overrides)
+    findings, _ = validate(job)
+    return [str(p) for p in findings.problems if "model.pretrained_path" in str(p)]
+
+
+def test_trainium_pretrained_path_is_an_nxd_checkpoint_in_the_jobs_layout(tmp_path):
+    from train.neuron.nxd_config import layout_record
+
+    assert _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")),
+                              "parallelism.tp=32") == []
+
+
+def test_trainium_pretrained_path_in_another_layout_is_refused(tmp_path):
+    from train.neuron.nxd_config import layout_record
+
+    errors = _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")),
+                                "parallelism.tp=32")
+    assert len(errors) == 1 and "tp=8 (this job: 32)" in errors[0] and "hf-to-nxd" in errors[0], errors
+
+
+def test_trainium_pretrained_path_to_a_hugging_face_folder_names_the_conversion(tmp_path):
+    errors = _pretrained_errors(tmp_path, None)
+    assert len(errors) == 1 and "holds no NxD shards" in errors[0] and "hf-to-nxd" in errors[0], errors

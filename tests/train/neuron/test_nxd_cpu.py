@@ -168,10 +168,10 @@ def _to_nxd(hf: Path, out: Path, tp: int) -> Path:
 
 
 def test_eval_task_on_trainium_equals_the_gpu_evaluation_of_the_same_weights(gpu_trained, tmp_path):
-    """training.task=eval on the Neuron backend: the GPU run's export, converted to NxD tp 2 shards, has the
+    """task=eval on the Neuron backend: the GPU run's export, converted to NxD tp 2 shards, has the
     validation loss the GPU run measured on the same held-out rows (one validation code path, two backends)."""
     pretrained = _to_nxd(gpu_trained / "hf_model", tmp_path / "nxd" / "pretrained", tp=2)
-    job = _render(tmp_path / "eval", "training.task=eval", "parallelism.tp=2", f"model.pretrained_path={pretrained}")
+    job = _render(tmp_path / "eval", "task=eval", "parallelism.tp=2", f"model.pretrained_path={pretrained}")
     proc = _torchrun(tmp_path, "eval", job)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())

@@ -78,12 +78,30 @@ def test_fsdp2_with_recompute_reproduces_ddp(straight, tmp_path):
         assert fsdp[step] == pytest.approx(reference[step], rel=1e-5, abs=1e-6)
 
 
-def test_a_job_error_is_reported_in_one_line_by_the_runner(tmp_path):
+def _truncated_shard(tmp_path):
     from train.data.packed import write_packed
 
-    write_packed(tmp_path / "rows8", [[5, 6, 7]] * 40, seq_len=8, eos_id=1, vocab_size=2048)
-    result = launch(tmp_path / "out", "training.max_steps=1", f"training.data.train_path={tmp_path / 'rows8'}")
-    assert result.returncode == 1
+    data = tmp_path / "packed"
+    write_packed(data, [list(range(5, 300))] * 40, seq_len=256, eos_id=1, vocab_size=2048)
+    shard = data / "shard_00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    return data, f"{shard}: "
+
+
+def _corpus_with_bad_utf8(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(b'{"text": "In the beginning"}\n' * 30 + b'{"text": "caf\xe9"}\n')
+    return corpus, f"{corpus}:31: not valid UTF-8"
+
+
+@pytest.mark.parametrize("bad_data", [_truncated_shard, _corpus_with_bad_utf8], ids=["truncated-shard", "bad-utf8"])
+def test_bad_data_ends_in_one_line_naming_the_file_exit_2(tmp_path, bad_data):
+    """Every rank meets the truncated shard; only rank 0 packs the corpus while the other waits. Either way the
+    command ends with the one line, printed once; the other rank's end is in train.log only."""
+    path, named = bad_data(tmp_path)
+    result = launch(tmp_path / "out", "training.max_steps=1", f"training.data.train_path={path}")
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("llm-launch: training did not complete: train.cpt: ")
-    assert "holds rows of 8 tokens but training.seq_len is 256" in last
+    assert last.startswith(f"llm-launch: {named}"), output[-3000:]
+    assert output.count(named) == 1 and "Traceback" not in output and "ChildFailedError" not in output

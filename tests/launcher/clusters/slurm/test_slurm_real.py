@@ -65,10 +65,10 @@ def submitted(cluster, out: Path, *overrides: str, path: str | None = None) -> s
     return match.group(1)
 
 
-def ended(cluster, out: Path, *overrides: str) -> str:
-    """The status line once the job has ended."""
-    return wait_for(lambda: (line := status(cluster, out, *overrides)) and state_of(line) in ENDED and line,
-                    f"the job in {out.name} to end")
+def ended(cluster, out: Path, job_id: str, *overrides: str) -> str:
+    """llm-launch's status line once squeue says the job has ended."""
+    wait_for(lambda: slurm_state(cluster, job_id) in ENDED, f"job {job_id} to end")
+    return status(cluster, out, *overrides)
 
 
 def status(cluster, out: Path, *overrides: str) -> str:
@@ -88,6 +88,12 @@ def wait_for(predicate, what: str, timeout: float = 240):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def slurm_state(cluster, job_id: str) -> str:
+    """squeue's word for a job, '' once Slurm has forgotten it: cheap polling between assertions."""
+    done = cluster.tool("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T")
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def state_of(line: str) -> str:
     return line.split(": ", 1)[1].split(" ")[0]
 
@@ -103,48 +109,56 @@ def losses(out: Path) -> dict[int, float]:
 
 
 def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path):
-    """Job A (40 steps) holds the node; job B (20 steps, submitted from a shell without the venv on PATH)
-    waits PENDING, runs once A is stopped, and completes; A, stopped after a checkpoint, is resubmitted
-    and resumes bit for bit (its losses equal B's, step for step)."""
+    """Job A (100 steps, long enough to be stopped on a fast machine) holds the node; job B (20 steps,
+    submitted from a shell without the venv on PATH) waits PENDING, runs once A is stopped, and completes;
+    A, stopped by SIGTERM (which saves a checkpoint), is resubmitted and resumes bit for bit (its losses
+    equal B's, step for step). Waiting polls squeue; every state asserted is the one llm-launch prints."""
     long_run, short_run = tmp_path / "long", tmp_path / "short"
-    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=40", "training.checkpoint.every_n_steps=2"]
+    a_args = [*TINY, "job_name=cpt-long", "training.max_steps=100", "training.checkpoint.every_n_steps=0"]
     b_args = [*TINY, "job_name=cpt-short", "training.max_steps=20", "training.checkpoint.every_n_steps=10"]
     a_id = submitted(plain, long_run, *a_args)
-    wait_for(lambda: state_of(status(plain, long_run, *a_args)) == "RUNNING", "job A to run")
+    wait_for(lambda: slurm_state(plain, a_id) == "RUNNING", "job A to run")
+    assert status(plain, long_run, *a_args) == f"{a_id}: RUNNING"
     b_id = submitted(plain, short_run, *b_args, path="/usr/bin:/bin")
+    wait_for(lambda: plain.tool("squeue", "-h", "-j", b_id, "-o", "%r").stdout.strip() not in ("", "None"),
+             "the scheduler to give job B its pending reason")
     pending = status(plain, short_run, *b_args)
     assert re.fullmatch(rf"{b_id}: PENDING \((Resources|Priority)\)", pending), pending
 
-    wait_for(lambda: (long_run / "checkpoints" / "latest").exists() or "Traceback" in log_of(long_run, a_id),
-             "job A's first checkpoint")
+    wait_for(lambda: (long_run / "metrics.jsonl").exists() and max(losses(long_run), default=0) >= 2
+             or slurm_state(plain, a_id) != "RUNNING",
+             "job A's second step")
     stop = cli(plain, long_run, *a_args, action="stop")
     assert stop.returncode == 0 and f"cancelled Slurm job {a_id}" in stop.stdout, stop.stderr
-    assert state_of(ended(plain, long_run, *a_args)) == "CANCELLED"
+    wait_for(lambda: slurm_state(plain, a_id) in ENDED, "job A to end")
+    assert status(plain, long_run, *a_args) == f"{a_id}: CANCELLED"
     again = cli(plain, long_run, *a_args, action="stop")
     assert again.returncode == 0 and f"Slurm job {a_id} had already ended (CANCELLED)" in again.stdout
     log_a = log_of(long_run, a_id)
     assert "stopped by SIGTERM after step" in log_a, log_a[-3000:]
     saved = (long_run / "checkpoints" / "latest").read_text().strip()
     stopped_at = int(saved.removeprefix("step_"))
-    assert 2 <= stopped_at < 40
+    assert 2 <= stopped_at < 100
 
-    seen = set()
-    wait_for(lambda: seen.add(state_of(status(plain, short_run, *b_args))) or "COMPLETED" in seen, "job B to end")
-    assert "RUNNING" in seen, seen
+    wait_for(lambda: slurm_state(plain, b_id) != "PENDING", "job B to start")
+    assert status(plain, short_run, *b_args) == f"{b_id}: RUNNING"
+    wait_for(lambda: slurm_state(plain, b_id) in ENDED, "job B to end")
+    assert status(plain, short_run, *b_args) == f"{b_id}: COMPLETED", log_of(short_run, b_id)[-3000:]
     assert (short_run / "COMPLETE").exists()
     assert sorted(p.name for p in (short_run / "checkpoints").glob("step_*")) == ["step_00000010", "step_00000020"]
     logs = cli(plain, short_run, *b_args, action="logs")
     assert logs.returncode == 0 and "step=20 loss=" in logs.stdout
 
     a2_id = submitted(plain, long_run, *a_args)
-    assert state_of(ended(plain, long_run, *a_args)) == "COMPLETED", log_of(long_run, a2_id)[-3000:]
+    wait_for(lambda: slurm_state(plain, a2_id) in ENDED, "the resubmitted job A to end")
+    assert status(plain, long_run, *a_args) == f"{a2_id}: COMPLETED", log_of(long_run, a2_id)[-3000:]
     assert f"resumed from {long_run / 'checkpoints' / saved}" in log_of(long_run, a2_id)
     reference, resumed = losses(short_run), losses(long_run)
     assert {s: resumed[s] for s in reference} == reference  # bit for bit: the same steps, stopped or not
 
-    # Slurm forgets a finished job after MinJobAge; status still answers from the job's output folder.
-    gone = wait_for(lambda: plain.tool("squeue", "-h", "-t", "all", "-j", b_id).returncode != 0 and
-                    status(plain, short_run, *b_args), "Slurm to purge job B", timeout=150)
+    # Slurm forgets a finished job after MinJobAge; status still answers, from the job's output folder.
+    wait_for(lambda: slurm_state(plain, b_id) == "", "Slurm to forget job B", timeout=150)
+    gone = status(plain, short_run, *b_args)
     assert gone.startswith(f"{b_id}: COMPLETED (") and "no longer known to Slurm" in gone, gone
 
 
@@ -168,7 +182,7 @@ def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolv
     job_id = submitted(odd, out, *args)
     warnings = json.loads((out / "plan.json").read_text())["warnings"]
     assert any("longer than the cluster's KillWait of 9 s" in w for w in warnings), warnings  # asked at submit
-    line = ended(odd, out, *args)
+    line = ended(odd, out, job_id, *args)
     log = log_of(out, job_id)
     assert state_of(line) == "COMPLETED", log[-3000:]
     assert "rendezvous on node-a1 at 127.0.0.1" in log
@@ -182,7 +196,7 @@ def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, 
     out = tmp_path / "gpu"
     args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT]
     job_id = submitted(odd, out, *args)
-    assert state_of(ended(odd, out, *args)) == "FAILED"
+    assert state_of(ended(odd, out, job_id, *args)) == "FAILED"
     log = log_of(out, job_id)
     refusals = sorted(re.findall(r"train\.smoke: instance ml\.g5\.12xlarge has 4 NVIDIA GPU\(s\) per node but rank "
                                  r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\)",

@@ -62,6 +62,8 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
         assert precompile == ["neuron_parallel_compile", *train[1:], "--precompile"]
     assert ("#SBATCH --gpus-per-node=8" in script) == ("instance=ml.p5.48xlarge" in overrides)
     assert ("#SBATCH --signal=TERM@300" in script) == ("cluster.slurm.signal_before_s=0" not in overrides)
+    grace = 30 if "cluster.slurm.signal_before_s=0" in overrides else 300  # KillWait, or the signal's lead
+    assert f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={grace}" in script.splitlines()
     path_line = f"export PATH={shlex.quote(python.rsplit('/', 1)[0])}:\"${{PATH}}\""
     assert (path_line in script.splitlines()) == (not container)
     if container:

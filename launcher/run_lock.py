@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from train.lifeline import process_alive
+from launcher.processes import process_alive
 
 LOCK_FILE = ".llm-launch.lock"
+HELD_BY_LAUNCHER_ENV = "LLM_LAUNCH_HOLDS_LOCK"
+"""Set by the local runner to the folder whose lock it holds for the job, so the job does not take it twice."""
 
 
 class FolderInUse(Exception):
@@ -48,9 +50,11 @@ class RunLock:
         self.folder, self.what = Path(folder), what
         self.path = self.folder / LOCK_FILE
         self.fd: int | None = None
+        self.stale: dict | None = None
+        """The record a holder that died without releasing left behind (the lock was taken over)."""
 
-    def acquire(self) -> RunLock:
-        """Take the lock or raise FolderInUse."""
+    def _locked_fd(self) -> int:
+        """An open descriptor of the lock file holding the flock, or FolderInUse."""
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -67,6 +71,12 @@ class RunLock:
                     and process_alive(int(holder.get("pid", 0))):
                 os.close(fd)
                 raise _in_use(self.folder, holder, self.what) from None
+        return fd
+
+    def acquire(self) -> RunLock:
+        """Take the lock (noting a holder that died without releasing it) or raise FolderInUse."""
+        fd = self._locked_fd()
+        self.stale = _holder(self.path) or None
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
                   "command": " ".join(sys.argv)[:300]}
         os.ftruncate(fd, 0)
@@ -74,8 +84,26 @@ class RunLock:
         self.fd = fd
         return self
 
+    def stale_note(self) -> str | None:
+        """One line when the lock was taken over from a run that died holding it, else None."""
+        if not self.stale:
+            return None
+        return (f"{self.folder}: the run that held it (pid {self.stale.get('pid', '?')} on "
+                f"{self.stale.get('host', '?')}) ended without releasing it; taken over")
+
     def release(self) -> None:
         if self.fd is not None:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
+
+
+def in_use(folder: Path, what: str) -> str | None:
+    """Why folder cannot be taken now (a live run holds it), or None; takes and changes nothing."""
+    if not (Path(folder) / LOCK_FILE).is_file():
+        return None
+    try:
+        os.close(RunLock(folder, what)._locked_fd())
+    except FolderInUse as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,59 @@
+"""One recipe dialect for GPU and Trainium: the intent a recipe names, mapped to what its backend runs.
+
+A recipe says `parallelism.data_parallel: auto` (the default) and leaves `kv_replicator` null; the
+launcher turns them into the backend's choice when the job is composed, so plan.json, job.yaml and
+the training engine all see the concrete mode:
+
+* data_parallel auto: FSDP2 full shard on GPUs and CPU (torch engine), ZeRO-1 on Trainium (NxD).
+  https://pytorch.org/docs/stable/distributed.fsdp.fully_shard.html and
+  https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/neuronx-distributed/index.html
+* kv_replicator null on Trainium: tp / kv_heads when tp is a multiple of the KV heads (each rank then holds
+  one KV head), else 1. GPUs never replicate KV heads.
+
+Explicit values stay as written and are checked against the backend by launcher.validate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from launcher.config.schema import DataParallel, JobConfig
+
+TORCH_MODES = (DataParallel.ddp, DataParallel.fsdp, DataParallel.hsdp, DataParallel.none)
+"""What the GPU (torch) engine runs."""
+NXD_MODES = (DataParallel.ddp, DataParallel.zero1, DataParallel.none)
+"""What the Neuron (NxD) engine runs."""
+
+
+def on_trainium(job: JobConfig) -> bool:
+    """Whether the job runs on the Neuron backend."""
+    return job.instance.accelerator.startswith("trainium")
+
+
+def backend_modes(job: JobConfig) -> tuple[DataParallel, ...]:
+    """The explicit data_parallel values the job's backend runs."""
+    return NXD_MODES if on_trainium(job) else TORCH_MODES
+
+
+def data_parallel_of(job: JobConfig) -> DataParallel:
+    """The concrete data-parallel mode: auto becomes the backend's sharding."""
+    mode = job.parallelism.data_parallel
+    if mode != DataParallel.auto:
+        return mode
+    return DataParallel.zero1 if on_trainium(job) else DataParallel.fsdp
+
+
+def kv_replicator_of(job: JobConfig) -> int | None:
+    """The KV replication factor: as set, else derived on Trainium (tp / kv_heads when that is whole), None on GPUs."""
+    par, kv = job.parallelism, job.model.num_key_value_heads
+    if par.kv_replicator is not None or not on_trainium(job):
+        return par.kv_replicator
+    if kv >= 1 and par.tp > kv and par.tp % kv == 0:
+        return par.tp // kv
+    return 1
+
+
+def resolve_dialect(job: JobConfig) -> JobConfig:
+    """The job with data_parallel and kv_replicator made concrete for its backend (idempotent)."""
+    parallelism = replace(job.parallelism, data_parallel=data_parallel_of(job), kv_replicator=kv_replicator_of(job))
+    return replace(job, parallelism=parallelism)
