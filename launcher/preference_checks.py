@@ -28,11 +28,8 @@ def _first_record_fields(path: Path) -> set[str] | None:
 def check_preference_job(job: JobConfig, out: Findings, *, local_paths: bool) -> None:
     """What a dpo job needs: a pretrained model, a backend and layout that run it, and preference records."""
     if job.model.pretrained_path is None:
-        out.error("model.pretrained_path", "task=dpo tunes a pretrained model against itself as the reference; set "
-                  "model.pretrained_path to a Hugging Face folder")
-    if job.instance.accelerator.startswith("trainium"):
-        out.error("task", "dpo runs on the GPU backend only (the NxD backend has no reference model yet); use a GPU "
-                  "instance or task=sft")
+        out.warn("model.pretrained_path", "task=dpo without a pretrained model tunes random weights against a random "
+                 "reference; set model.pretrained_path to the Hugging Face folder of the model to align")
     if job.parallelism.pp > 1:
         out.error("parallelism.pp", "dpo needs each pair's chosen and rejected sequences on one stage to compare "
                   "them; use parallelism.pp=1 (tp and fsdp shard the model instead)")

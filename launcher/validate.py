@@ -302,6 +302,15 @@ def section_problems(job: JobConfig) -> list[Problem]:
     return found
 
 
+def _check_task_backend(job: JobConfig, out: Findings) -> None:
+    """The task table says which training backends run a task (launcher/tasks.py)."""
+    backend = "neuron" if job.instance.accelerator.startswith("trainium") else "gpu"
+    runs_on = TASKS[job.task].backends
+    if backend not in runs_on:
+        out.error("task", f"{job.task} runs on the {' and '.join(runs_on)} backend only, not on {job.instance.name} "
+                  f"({backend}); use an instance of that backend (docs/{job.task}.md says why)")
+
+
 def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
     """Check the job and, once its sections' own values are sound, plan it; None if they are not.
 
@@ -319,6 +328,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
         _check_local_paths(job, out)
     if job.task == "prepare":
         _check_data_prep(job, out)
+    _check_task_backend(job, out)
     if job.task == "dpo":
         check_preference_job(job, out, local_paths=cluster.runs_here)
     if not sound:
