@@ -6,7 +6,7 @@ one process per device with the same world size and the same intra-op threads. E
 STEPS steps, in alternating rounds (engine, HF; then HF, engine; ...) for REPEATS rounds.
 
 Both sides are timed the same way: rank 0 stamps wall time and its process's CPU time at the end
-of every optimizer step (the engine: when Trainer._step returns; HF: on_step_end), so a step
+of every optimizer step (the engine: when GpuBackend.step returns; HF: on_step_end), so a step
 covers everything from the previous step's end to its own (the previous step's metrics and
 logging, reading its batches, forward, backward, clipping, the update and the loss all-reduce).
 The first WARMUP steps of each round are left out; medians over all rounds are reported. CPU
@@ -66,19 +66,19 @@ def run_engine(args, out_dir: Path) -> list[float]:
 
 ENGINE_SCRIPT = r'''
 import json, os, sys, time
-import train.trainer as trainer
+import train.gpu.backend as backend
 from train.entry import run_entrypoint
 
 stamps = []
-original = trainer.Trainer._step
+original = backend.GpuBackend.step
 
-def timed(self, step):
+def timed(self, *args, **kwargs):
     """Stamp the end of every optimizer step, as the HF side's on_step_end does."""
-    result = original(self, step)
+    result = original(self, *args, **kwargs)
     stamps.append((time.perf_counter(), time.process_time()))
     return result
 
-trainer.Trainer._step = timed
+backend.GpuBackend.step = timed
 run_entrypoint(sys.argv[1], ["--job", sys.argv[2]])
 if int(os.environ.get("RANK", 0)) == 0:
     json.dump(stamps, open(sys.argv[3], "w"))

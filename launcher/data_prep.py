@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.config.schema import DataFilterConfig, DataPrepConfig, DedupConfig, JobConfig
+from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
 
 DEFAULT_OUTPUT_SUBDIR = "data"
@@ -30,6 +31,22 @@ def resolve_data_prep(job: JobConfig) -> DataPrepConfig:
     cfg.seed = cfg.seed if cfg.seed is not None else job.training.seed
     cfg.output.dir = cfg.output.dir or str(Path(job.output_dir) / DEFAULT_OUTPUT_SUBDIR)
     return cfg
+
+
+def input_paths(job: JobConfig) -> list[tuple[str, str | None]]:
+    """(key, path) of every input the job's task reads: data_prep's sources and tokenizer for a prepare job, the
+    training data, tokenizer and pretrained checkpoint for tasks that train (none for a smoke test). Clusters map
+    these into the job's container (SageMaker input channels)."""
+    if job.task == "prepare":
+        key = "data_prep.tokenizer_path" if job.data_prep.tokenizer_path else "training.data.tokenizer_path"
+        tokenizer = job.data_prep.tokenizer_path or job.training.data.tokenizer_path
+        return [*((f"data_prep.sources[{i}].path", s.path) for i, s in enumerate(job.data_prep.sources)),
+                (key, tokenizer)]
+    if not TASKS[job.task].trains_model:
+        return []
+    data = job.training.data
+    return [("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path),
+            ("training.data.tokenizer_path", data.tokenizer_path), ("model.pretrained_path", job.model.pretrained_path)]
 
 
 @dataclass(frozen=True)
@@ -89,7 +106,7 @@ def _source_plan(source, share: float, local: bool) -> SourcePlan:
     files = size = None
     path = Path(source.path)
     if local and path.exists():
-        from train.data.pipeline.read import list_files
+        from dataprep.read import list_files
 
         found = list_files(path, source.format)
         files, size = len(found), sum(f.stat().st_size for f in found)

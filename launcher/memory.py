@@ -2,7 +2,8 @@
 
 The figures are estimates for the pre-submit check, not measurements. Rules:
 
-* Training state follows shared/reference/instances.md section 6. GPU and CPU keep fp32
+* Training state follows the mixed-precision accounting of ZeRO (https://arxiv.org/abs/1910.02054)
+  as each backend keeps it (docs/plan.md). GPU and CPU keep fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp.
   FSDP also holds two gathered layers (the one computing and the one prefetched) at the

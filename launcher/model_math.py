@@ -61,8 +61,8 @@ def flops_per_token(model: ModelConfig, seq_len: int) -> float:
     Q head dim and T the sequence length. The first term is the forward and backward
     matmuls (2 + 4 FLOPs per parameter per token); the second is attention's score and
     value matmuls, forward and backward, with no discount for the causal mask and no
-    recompute counted. This is torchtitan's formula (peers.md section 3.4), so our MFU
-    compares directly with its published numbers.
+    recompute counted. This is torchtitan's formula (get_num_flop_per_token,
+    https://github.com/pytorch/torchtitan), so our MFU compares directly with its published numbers.
     """
     counts = param_counts(model)
     attention = 12 * model.num_layers * model.num_attention_heads * head_dim(model) * seq_len

@@ -38,7 +38,7 @@ TASKS: dict[str, Task] = {
         Task("dpo", "train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("gpu",)),
         Task("eval", "train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
         Task("smoke", "train.smoke", trains_model=False, compiles=False),
-        Task("prepare", "train.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
+        Task("prepare", "dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
     )
 }
 

@@ -8,7 +8,6 @@ so one bad value does not cascade into a page of follow-on errors.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from launcher.clusters import cluster_of
 from launcher.config.checks import Checks
 from launcher.config.schema import DataParallel, JobConfig
+from launcher.data_inputs import check_data_inputs, tokenizer_size
 from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
 from launcher.dialect import backend_modes
 from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
@@ -118,51 +118,13 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
 
 
-def _tokenizer_size(tokenizer_dir: Path) -> int | None:
-    path = tokenizer_dir / "tokenizer.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ids = list(data.get("model", {}).get("vocab", {}).values()) + [t["id"] for t in data.get("added_tokens", [])]
-    return max(ids) + 1 if ids else None
-
-
-def _first_jsonl_record(path: Path) -> dict | None:
-    """The first record of a JSONL file, or None when it has none that parses as an object."""
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    record = json.loads(line)
-                    return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _check_text_field(job: JobConfig, out: Findings) -> None:
-    """A pre-training JSONL corpus must carry the text field the job reads."""
-    data = job.training.data
-    for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is None or not value.endswith(".jsonl") or not Path(value).is_file():
-            continue
-        record = _first_jsonl_record(Path(value))
-        if record is not None and data.text_field not in record:
-            fields = ", ".join(sorted(record)) or "none"
-            out.error("training.data.text_field", f"'{data.text_field}' is not a field of {key}'s records (they have "
-                      f"{fields}); set training.data.text_field=<one of those>")
-            return
-
-
 def _check_local_paths(job: JobConfig, out: Findings) -> None:
     """Data and tokenizer must exist where the job runs here (remote paths are checked by the job)."""
     data = job.training.data
     for key, value in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path)):
-        if value is not None and not Path(value).exists():
-            out.error(key, f"{value} does not exist; point it at packed shards or a .jsonl/.txt corpus")
-    if job.task == "cpt":
-        _check_text_field(job, out)
+        if value is not None and not value.startswith("s3://") and not Path(value).exists():
+            out.error(key, f"{value} does not exist; point it at packed shards, a save_to_disk folder, Parquet, "
+                      "JSONL or a .txt corpus")
     tokenizer = Path(data.tokenizer_path)
     if not (tokenizer / "tokenizer.json").is_file():
         out.error("training.data.tokenizer_path", f"{tokenizer} has no tokenizer.json; point it at a Hugging Face "
@@ -171,7 +133,7 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
         for message in problems:
             out.error("training.data.tokenizer_path", message)
     else:
-        size = _tokenizer_size(tokenizer)
+        size = tokenizer_size(tokenizer)
         if size is not None and size > job.model.vocab_size:
             out.error("model.vocab_size", f"{job.model.vocab_size} is smaller than the tokenizer's {size} tokens; "
                       "use a model whose vocab covers the tokenizer")
@@ -187,10 +149,21 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
             out.error("model.pretrained_path", message)
 
 
+def _check_tracking(job: JobConfig, out: Findings) -> None:
+    """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
+    from train.tracking import tracking_problems
+
+    for key, message in tracking_problems(job):
+        if job.tracking.required:
+            out.error(key, message)
+        else:
+            out.warn(key, f"{message}; the job trains without it (tracking.required=false)")
+
+
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from train.data.pipeline.packages import missing_packages
+    from dataprep.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
@@ -326,6 +299,9 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
         _check_seq_len(job, out)
     if trains_model and cluster.runs_here:
         _check_local_paths(job, out)
+        _check_tracking(job, out)
+    if trains_model and job.task != "eval":
+        check_data_inputs(job, out, runs_here=cluster.runs_here)
     if job.task == "prepare":
         _check_data_prep(job, out)
     _check_task_backend(job, out)

@@ -68,3 +68,31 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield _cluster
     for cluster in clusters.values():
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto_server (with its front, tests/moto_endpoint.py) for the whole session."""
+    from moto_endpoint import MotoEndpoint
+
+    endpoint = MotoEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """The moto endpoint, emptied, with this test's environment pointing every AWS client at it."""
+    moto_server.reset()
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_server
+
+
+@pytest.fixture(scope="session")
+def sample_inputs(tmp_path_factory):
+    """The shipped sample written as users write data: save_to_disk folders, Parquet, JSONL (tests/sample_inputs.py)."""
+    from sample_inputs import write_inputs
+
+    return write_inputs(tmp_path_factory.mktemp("sample-inputs"))

@@ -19,7 +19,6 @@ from launcher.model_math import mfu
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "metrics.json"
-TENSORBOARD_DIR = "tensorboard"
 
 
 def _finite(record: dict) -> dict:
@@ -27,36 +26,53 @@ def _finite(record: dict) -> dict:
 
 
 class MetricsLog:
-    """Appends metric records to metrics.jsonl and TensorBoard, and echoes a short line to stdout."""
+    """Appends metric records to metrics.jsonl and every tracker of the job (TensorBoard, MLflow, W&B:
+    train/tracking), and echoes a short line to stdout. Both training backends write through it.
 
-    def __init__(self, out_dir: Path, enabled: bool):
+    Every rank checks the job's trackers before training (a missing client or unreachable server is one
+    JobError line on every rank, or a warning with tracking.required=false); the rank that writes metrics
+    (enabled) opens their runs. Without a job (tools, tests), TensorBoard alone."""
+
+    def __init__(self, out_dir: Path, enabled: bool, *, job=None, plan: dict | None = None):
         self.enabled = enabled
         self.path = out_dir / METRICS_FILE
-        self._board = None
+        self.trackers: list = []
+        self.sidecars: list = []
+        """Objects with a record() -> dict whose figures join every training record (neuron-monitor)."""
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
-            from torch.utils.tensorboard import SummaryWriter
+        if job is not None:
+            from train.tracking import start_trackers
 
-            self._board = SummaryWriter(str(out_dir / TENSORBOARD_DIR))
+            self.trackers = start_trackers(job, plan or {}, out_dir, open_runs=enabled)
+        elif enabled:
+            from train.tracking import tensorboard_tracker
+
+            self.trackers = [tensorboard_tracker.start(None, {}, out_dir)]
 
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
+        if "loss" in record:
+            for sidecar in self.sidecars:
+                record = {**record, **sidecar.record()}
         clean = _finite(record)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(clean) + "\n")
-        step = clean["step"]
-        for key, value in clean.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._board.add_scalar(f"{'val' if key.startswith('val_') else 'train'}/{key}", value, step)
+        for tracker in self.trackers:
+            tracker.log(clean, clean["step"])
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in clean.items() if v is not None)
         print(shown, flush=True)
 
-    def close(self) -> None:
-        if self._board is not None:
-            self._board.close()
-            self._board = None
+    def close(self, summary_path: Path | None = None) -> None:
+        """End every tracker's run, recording the summary (metrics.json) when the run finished."""
+        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path is not None else None
+        for sidecar in self.sidecars:
+            sidecar.close()
+        for tracker in self.trackers:
+            tracker.finish(summary)
+        self.trackers, self.sidecars = [], []
 
 
 @dataclass

@@ -42,7 +42,9 @@ class Trainer:
         self.backend.start()
         cfg, b = job.training, self.backend
         self.out_dir = Path(job.output_dir)
-        self.metrics = MetricsLog(self.out_dir, b.is_main and not precompile and job.task != "eval")
+        records = not precompile and job.task != "eval"
+        self.metrics = MetricsLog(self.out_dir, b.is_main and records, job=job if records else None,
+                                  plan=self.plan.to_dict())
         broadcast = b.shares_objects_by_broadcast
         train_data = open_dataset(cfg.data.train_path, job, b.is_main, object_broadcast=broadcast) \
             if job.task != "eval" else None
@@ -65,9 +67,10 @@ class Trainer:
         self.metrics.write({"step": step, "val_loss": val_loss, **figures})
         return val_loss
 
-    def _finish(self, result: dict | None) -> None:
-        """Close the metrics, write the marker last (rank 0) and leave the process group."""
-        self.metrics.close()
+    def _finish(self, result: dict | None, summary_path: Path | None = None) -> None:
+        """Close the metrics (and the trackers' runs, with metrics.json when the run finished), write the marker
+        last (rank 0) and leave the process group."""
+        self.metrics.close(summary_path)
         self.backend.barrier()
         if result is not None and self.backend.is_main:
             write_text_atomic(self.out_dir / COMPLETE_MARKER, json.dumps(result) + "\n")
@@ -127,10 +130,9 @@ class Trainer:
         result = {"step": cfg.max_steps, "loss": loss, "val_loss": val_loss, "backend": b.name, **exported,
                   "metrics": str(self.metrics.path), "checkpoints": cfg.checkpoint.dir,
                   "elapsed_s": round(time.perf_counter() - started, 2), "world_size": b.world_size}
-        if b.is_main:
-            summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
-                          elapsed_s=result["elapsed_s"])
-        self._finish(result)
+        summary_path = summary.write(self.out_dir, final_loss=loss, val_loss=val_loss, steps=cfg.max_steps,
+                                     elapsed_s=result["elapsed_s"]) if b.is_main else None
+        self._finish(result, summary_path)
         return result
 
     def evaluate_only(self) -> dict:

@@ -2,8 +2,9 @@
 
 One node runs `torchrun --nnodes N --nproc_per_node P <rendezvous> -m <entrypoint> --job <job.yaml>`.
 With neuron.precompile on Trainium, `neuron_parallel_compile <that same command> --precompile` runs first
-(same topology, so the cache it fills is the one training reads; neuron.md section 8); the compile
-cache is never deleted. Commands are argument lists; shell renderers quote every part with shlex,
+(same topology, so the cache it fills is the one training reads; the compile cache is never deleted):
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/frameworks/torch/torch-neuronx/api-reference-guide/training/pytorch-neuron-parallel-compile.html
+Commands are argument lists; shell renderers quote every part with shlex,
 except ShellExpr pieces, which the renderer itself wrote (variable expansions such as "${HEAD_NODE}").
 """
 
@@ -26,7 +27,8 @@ TRAINIUM_PORT = 41000
 GPU_PORT = 29500
 """torchrun's default master port."""
 TRAINIUM_OPEN_FILES = 65535
-"""ulimit -n for Trainium jobs ("Too many open files" with 32 processes, neuron.md section 10)."""
+"""ulimit -n for Trainium jobs: 32 processes per node exhaust the default open-files limit ("Too many open files"; see
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/frameworks/torch/torch-neuronx/training-troubleshooting.html)."""
 
 
 OPEN_FILES_LINE = f'ulimit -n {TRAINIUM_OPEN_FILES} 2>/dev/null || ulimit -n "$(ulimit -Hn)"'

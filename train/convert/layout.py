@@ -2,7 +2,8 @@
 
 Shared by the converter (HF <-> NxD files) and the Neuron backend (pipeline cuts), and kept free
 of file I/O so every rule can be tested on its own. The rules are those of NxD 2.29's checkpoint
-converter and GQA layer (shared/reference/neuron.md sections 3.6, 3.7 and 6):
+converter and GQA layer (neuronx_distributed/modules/qkv_linear.py and scripts/checkpoint_converter.py in
+https://github.com/aws-neuron/neuronx-distributed; docs/trainium.md):
 
 * Column-parallel weights (embedding, lm_head, q/k/v, gate/up) are split on dim 0 and
   row-parallel ones (o_proj, down_proj) on dim 1, in TP-rank order.

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.read import iter_jsonl
+from dataprep.report import Tally
 from train.data.packed import read_index
-from train.data.pipeline.read import iter_jsonl
-from train.data.pipeline.report import Tally
 from train.data.prepare import fingerprint
 from train.data.sft import encode_sft_example, load_hf_tokenizer, pad_id_of, tokenizer_files
 

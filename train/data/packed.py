@@ -98,8 +98,12 @@ def write_packed(
     vocab_size: int,
     rows_per_shard: int = 65536,
     metadata: dict | None = None,
+    whole_rows: bool = False,
 ) -> dict:
-    """Write token documents as a packed dataset; atomic (a temporary folder, then a rename)."""
+    """Write token documents as a packed dataset; atomic (a temporary folder, then a rename).
+
+    With whole_rows, each document is already one row of exactly seq_len tokens (pre-tokenized data) and
+    is written as it is, with no EOS added."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -116,7 +120,7 @@ def write_packed(
         current.clear()
 
     try:
-        for row in packer.rows(documents):
+        for row in (_whole_rows(documents, seq_len, packer) if whole_rows else packer.rows(documents)):
             current.append(row)
             rows_total += 1
             if len(current) == rows_per_shard:
@@ -130,6 +134,14 @@ def write_packed(
                        documents=packer.documents, metadata=metadata)
     _publish(tmp, out_dir, index)
     return index
+
+
+def _whole_rows(rows: Iterable[list[int]], seq_len: int, packer: RowPacker) -> Iterator[np.ndarray]:
+    for row in rows:
+        if len(row) != seq_len:
+            raise ValueError(f"a row of {len(row)} tokens among rows of {seq_len}")
+        packer.documents += 1
+        yield np.asarray(row, dtype=np.int64)
 
 
 def make_index(*, seq_len: int, dtype: np.dtype, eos_id: int, shards: list[dict], remainder_tokens: int,

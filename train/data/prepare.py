@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,6 +126,26 @@ def load_fast_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, int]:
     return tokenizer, eos_id
 
 
+def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], progress: PackingProgress | None = None
+                 ) -> Iterator[list[int]]:
+    """Token ids of each text, encoded ENCODE_BATCH at a time by the fast tokenizer (no special tokens)."""
+
+    def encode(batch: list[str]) -> Iterator[list[int]]:
+        for enc in tokenizer.encode_batch(batch, add_special_tokens=False):
+            if progress is not None:
+                progress.packed(len(enc.ids))
+            yield enc.ids
+
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == ENCODE_BATCH:
+            yield from encode(batch)
+            batch = []
+    if batch:
+        yield from encode(batch)
+
+
 def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Path, text_field: str,
                    vocab_size: int) -> Path:
     """Return a packed dataset for corpus, writing it under cache_root unless a current copy exists."""
@@ -135,23 +155,8 @@ def prepare_corpus(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: 
         return out
     tokenizer, eos_id = load_fast_tokenizer(tokenizer_dir)
     progress = PackingProgress(corpus)
-
-    def encode(batch: list[str]) -> Iterator[list[int]]:
-        for enc in tokenizer.encode_batch(batch, add_special_tokens=False):
-            progress.packed(len(enc.ids))
-            yield enc.ids
-
-    def documents() -> Iterator[list[int]]:
-        batch: list[str] = []
-        for text in iter_texts(corpus, text_field, progress):
-            batch.append(text)
-            if len(batch) == ENCODE_BATCH:
-                yield from encode(batch)
-                batch = []
-        if batch:
-            yield from encode(batch)
-
-    index = write_packed(out, documents(), seq_len=seq_len, eos_id=eos_id, vocab_size=vocab_size,
+    documents = encode_texts(tokenizer, iter_texts(corpus, text_field, progress), progress)
+    index = write_packed(out, documents, seq_len=seq_len, eos_id=eos_id, vocab_size=vocab_size,
                          metadata={"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key})
     progress.finish(index)
     return out

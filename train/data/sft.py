@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.read import iter_jsonl
+from dataprep.report import Tally
 from train.data.packed import INDEX_FILE, write_masked_packed
-from train.data.pipeline.read import iter_jsonl
-from train.data.pipeline.report import Tally
 from train.data.prepare import fingerprint
 
 ROLES = ("system", "user", "assistant")
@@ -191,15 +191,6 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def encoded_records(corpus: Path, tokenizer, tally: Tally) -> Iterator[tuple[list[int], list[int]]]:
-    """(ids, mask) of each valid record of a JSONL file; bad lines and records are counted in tally."""
-    for where, record in iter_jsonl(corpus, tally):
-        try:
-            yield encode_sft_example(record, tokenizer)
-        except BadRecord as exc:
-            tally.add(exc.kind, where, str(exc))
-
-
 def tokenizer_files(tokenizer_dir: Path) -> list[Path]:
     """Files besides tokenizer.json that change how records render (chat template, special tokens)."""
     return [tokenizer_dir / name for name in ("tokenizer_config.json", "chat_template.jinja",
@@ -214,26 +205,42 @@ def prepare_sft(corpus: Path, tokenizer_dir: Path, seq_len: int, cache_root: Pat
     out = Path(cache_root) / f"{corpus.stem}-sft-seq{seq_len}-{key}"
     if (out / INDEX_FILE).is_file():
         return out
-    tokenizer = load_hf_tokenizer(tokenizer_dir)
     tally = Tally()
+    pack_sft_records(out, iter_jsonl(corpus, tally), tokenizer_dir, seq_len, vocab_size, tally,
+                     {"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key})
+    return out
+
+
+def pack_sft_records(out: Path, records: Iterable[tuple[str, object]], tokenizer_dir: Path, seq_len: int,
+                     vocab_size: int, tally: Tally, metadata: dict) -> dict:
+    """Write (place, record) pairs as a packed, loss-masked dataset in out; bad records are counted in tally
+    and skipped (one printed line names the first); no valid record at all raises ValueError."""
+    tokenizer = load_hf_tokenizer(tokenizer_dir)
     packer = SftPacker(seq_len, pad_id_of(tokenizer))
     template = "chat_template" if getattr(tokenizer, "chat_template", None) else "default"
+    source = metadata.get("source", out.name)
 
-    def metadata() -> dict:
+    def encoded() -> Iterator[tuple[list[int], list[int]]]:
+        for where, record in records:
+            try:
+                yield encode_sft_example(record, tokenizer)
+            except BadRecord as exc:
+                tally.add(exc.kind, where, str(exc))
+
+    def index_fields() -> dict:
         if packer.examples == 0:
-            raise ValueError(f"{corpus} holds no valid SFT record ({tally.total} bad: {sorted(tally.counts)}); see "
+            raise ValueError(f"{source} holds no valid SFT record ({tally.total} bad: {sorted(tally.counts)}); see "
                              "train/data/sft.py for the record formats")
-        return {"source": str(corpus), "tokenizer": str(tokenizer_dir), "fingerprint": key, "template": template,
-                "documents": packer.examples,
+        return {**metadata, "template": template, "documents": packer.examples,
                 **packer.stats(), "bad_records": {"total": tally.total, "kinds": tally.to_dict()}}
 
-    write_masked_packed(out, packer.rows(encoded_records(corpus, tokenizer, tally)), seq_len=seq_len,
-                        eos_id=tokenizer.eos_token_id, pad_id=packer.pad_id, vocab_size=vocab_size, metadata=metadata)
+    index = write_masked_packed(out, packer.rows(encoded()), seq_len=seq_len, eos_id=tokenizer.eos_token_id,
+                                pad_id=packer.pad_id, vocab_size=vocab_size, metadata=index_fields)
     if tally.total:
         first = min((e for examples in tally.examples.values() for e in examples), key=lambda e: _line_of(e["where"]))
-        print(f"{corpus}: skipped {tally.total} bad records (e.g. {first['where']}: {first.get('detail', '')}); "
+        print(f"{source}: skipped {tally.total} bad records (e.g. {first['where']}: {first.get('detail', '')}); "
               f"counts by kind in {out / INDEX_FILE} (bad_records)", flush=True)
-    return out
+    return index
 
 
 def _line_of(where: str) -> int:

@@ -34,12 +34,22 @@ def apply_compile(stage: CausalLMStage) -> None:
 
 
 def _shard(stage: CausalLMStage, ctx: Dist, bf16: bool, data_parallel: str) -> None:
-    """FSDP2 per decoder layer, then the stage's remaining parameters (embedding, norm, head)."""
+    """FSDP2 per decoder layer, then the stage's remaining parameters (embedding, norm, head).
+
+    Parameters are freed after forward and gathered again for backward, except where backward
+    needs them at once: the last layer (backward starts there), and under pipeline parallelism
+    every layer (each micro-batch's forward and backward would gather them again), as torchtitan
+    does (https://github.com/pytorch/torchtitan, its Llama parallelize; reshard_after_forward:
+    https://pytorch.org/docs/stable/distributed.fsdp.fully_shard.html).
+    """
     mesh = ctx.mesh["dp_replicate", "dp_shard"] if data_parallel in ("hsdp", "ddp") else ctx.mesh["dp_shard"]
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
-    for layer in stage.model.layers.values():
-        fully_shard(layer, mesh=mesh, mp_policy=policy)
-    fully_shard(stage, mesh=mesh, mp_policy=policy)
+    pipelined = ctx.pp_size > 1
+    layers = list(stage.model.layers.values())
+    for index, layer in enumerate(layers):
+        fully_shard(layer, mesh=mesh, mp_policy=policy,
+                    reshard_after_forward=not pipelined and index < len(layers) - 1)
+    fully_shard(stage, mesh=mesh, mp_policy=policy, reshard_after_forward=not pipelined)
 
 
 def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
@@ -66,7 +76,12 @@ def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> 
     it is built, so it wraps the stage only once the weights are loaded."""
     if par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx):
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group())
+        # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in and out each
+        # step); broadcast_buffers off: the only buffers are rotary tables, the same on every rank,
+        # and broadcasting them cost a collective before every forward.
+        # https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html
+        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
+                                       gradient_as_bucket_view=True, broadcast_buffers=False)
     return stage
 
 

@@ -10,8 +10,8 @@ import re
 
 from launcher.clusters.sagemaker.paths import data_channel_of
 from launcher.config.schema import JobConfig
+from launcher.data_prep import input_paths
 from launcher.problems import Findings
-from launcher.tasks import TASKS
 
 MAX_RUNTIME_HOURS = 28 * 24
 MAX_KEEP_ALIVE_S = 21600
@@ -65,16 +65,12 @@ def check_locations(job: JobConfig, out: Findings) -> None:
         if not CHANNEL_NAME.fullmatch(name) or name == "code":
             out.error(f"cluster.sagemaker.channels.{name}", "channel names are 1-64 of A-Z a-z 0-9 . - _ and "
                       "'code' is reserved for job.yaml")
-    trains = TASKS[job.task].trains_model
-    data = job.training.data
-    for key, path in (("training.data.train_path", data.train_path), ("training.data.valid_path", data.valid_path),
-                      ("training.data.tokenizer_path", data.tokenizer_path),
-                      ("model.pretrained_path", job.model.pretrained_path)):
+    for key, path in input_paths(job):
         channel = data_channel_of(path)
         if channel and channel not in sm.channels:
             out.error(key, f"{path} reads input channel '{channel}', which cluster.sagemaker.channels does not "
                       f"define; set cluster.sagemaker.channels.{channel}=s3://<bucket>/<prefix>")
-        elif path and not channel and trains:
+        elif path and not channel:
             out.warn(key, f"{path} is not under /opt/ml/input/data/<channel>; the image must already hold it")
 
 

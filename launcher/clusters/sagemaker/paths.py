@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from launcher.config.schema import JobConfig
+from launcher.data_prep import input_paths
 
 CODE_CHANNEL = "code"
 """Input channel that carries job.yaml into a SageMaker container."""
@@ -39,6 +40,5 @@ def data_channel_of(path: str | None) -> str | None:
 
 def used_channels(job: JobConfig) -> list[str]:
     """Data channels the job's paths read, sorted."""
-    data = job.training.data
-    paths = (data.train_path, data.valid_path, data.tokenizer_path, job.model.pretrained_path)
+    paths = [path for _, path in input_paths(job)]
     return sorted({c for c in (data_channel_of(p) for p in paths) if c and c != CODE_CHANNEL})

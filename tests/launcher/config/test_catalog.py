@@ -2,7 +2,7 @@
 
 Every entry must merge onto InstanceConfig, carry its catalog key as `name`, use SageMaker
 instance types that botocore's service model knows, and give a source for every hardware figure
-it sets (shared/reference/instances.md section 7).
+it sets.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ EXPECTED_KEYS = {
     "ml.g5.48xlarge",
 }
 
-# Ranks per node that instances.md sections 4 and 5 require (trn2 at its default LNC=2).
+# Ranks per node: one per GPU or (logical) NeuronCore; trn2 at its default LNC=2
+# (https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-features/logical-neuroncore-config.html).
 SINGLE_NODE_TYPES = {"ml.trn1.2xlarge"}
 """Catalog types without EFA (validation refuses multi-node jobs on them)."""
 EXPECTED_RANKS = {"ml.trn1.2xlarge": 2, "ml.trn1.32xlarge": 32, "ml.trn1n.32xlarge": 32, "ml.trn2.48xlarge": 64}

@@ -1,4 +1,5 @@
-"""The TP/PP placement rules of neuron.md sections 3.7 and 6, checked on their own numbers."""
+"""The TP/PP placement rules of NxD's checkpoint converter and GQA layer (train/convert/layout.py), checked on
+their own numbers."""
 
 from __future__ import annotations
 

@@ -94,6 +94,27 @@ c.run(args)
         assert differing == []
 
 
+@pytest.mark.parametrize("tp,pp,m", [(2, 1, 1), (4, 2, 2)])
+def test_nxd_converter_reads_our_shards_back_to_the_full_model(tiny, tmp_path, tp, pp, m):
+    """NxD's loader (its converter's plain torch.load of each shard) reads what hf-to-nxd writes: shards
+    that hold only their own bytes and no CRC32."""
+    _ours(tiny, tmp_path / "ours", tp, pp, m, "trn1", False)
+    script = f"""
+import sys; sys.path.insert(0, {TOOLS!r}); import nxd_cpu
+from neuronx_distributed.scripts.checkpoint_converter import CheckpointConverterBase
+c = CheckpointConverterBase()
+args = c.get_arg_parser().parse_args(["--input_dir", {str(tmp_path / 'ours' / 'model')!r}, "--output_dir",
+    {str(tmp_path / 'full')!r}, "--config", {str(tiny / 'config.json')!r}, "--tp_size", "{tp}", "--pp_size", "{pp}",
+    "--kv_size_multiplier", "{m}", "--qkv_linear", "True", "--hw_backend", "trn1", "--convert_to_full_state"])
+c.run(args)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, env=_env(), cwd=tmp_path, capture_output=True)
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)  # NxD names the file
+    original = torch.load(tiny.parent / "full.pt", weights_only=True)
+    assert full.keys() == original.keys()
+    assert all(torch.equal(full[k], original[k]) for k in original)
+
+
 @pytest.mark.parametrize("tp,m,hw", [(2, 1, "trn1"), (4, 2, "trn1"), (4, 2, "trn2"), (8, 4, "trn2")])
 def test_our_model_on_nxd_layers_equals_hf(tiny, tmp_path, tp, m, hw):
     """trn2 replicates KV heads in blocked order, trn1 interleaved: the converter writes the order the GQA

@@ -2,7 +2,7 @@
 
 import unicodedata
 
-from train.data.pipeline.normalize import normalize_text, paragraphs
+from dataprep.normalize import normalize_text, paragraphs
 
 
 def test_nfc_composes_characters():

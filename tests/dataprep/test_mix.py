@@ -2,7 +2,7 @@
 
 import pytest
 
-from train.data.pipeline.mix import Doc, mix, split
+from dataprep.mix import Doc, mix, split
 
 
 def source(index: int, count: int, size: int = 100) -> list[Doc]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.read import list_files
 from launcher.config.schema import DataPrepConfig
 from launcher.jobfile import write_text_atomic
 from train.data.packed import INDEX_FILE, make_index
-from train.data.pipeline.read import list_files
 
 PIPELINE_VERSION = 1
 MANIFEST_FILE = "manifest.json"

@@ -3,14 +3,14 @@
 import pytest
 from pipeline_helpers import chapters
 
-from launcher.config.schema import DataFilterConfig
-from train.data.pipeline.filters import (
+from dataprep.filters import (
     FILTER_ORDER,
     QualityFilters,
     duplicate_line_fraction,
     duplicate_ngram_fraction,
     url_is_blocked,
 )
+from launcher.config.schema import DataFilterConfig
 
 GOOD = chapters(1)[0]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataprep.report import Tally
 from launcher.config.schema import DedupConfig
-from train.data.pipeline.report import Tally
 
 MINHASH_SEED = 1
 LSH_WEIGHTS = (0.1, 0.9)

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pipeline_helpers import chapters
 
+from dataprep.process import process_items
+from dataprep.read import iter_items
+from dataprep.report import Tally
 from launcher.config.schema import DataFilterConfig, DataSourceConfig, DedupConfig
-from train.data.pipeline.process import process_items
-from train.data.pipeline.read import iter_items
-from train.data.pipeline.report import Tally
 
 VERSES = chapters(1)[0].split("\n")[:6]
 

@@ -1,4 +1,6 @@
-"""Data preparation: raw documents to packed token shards, a manifest, and a train/valid split.
+"""Data preparation, a job kind of its own (task=prepare): raw documents to packed token shards, a manifest,
+and a train/valid split. It reads only the job's data_prep section (launcher.data_prep fills its defaults and
+plans it); the training engine reads its output (train/data/packed.py).
 
 Stages, one module each:
     read.py          list input files and turn them into work items (JSONL, Parquet, text; HTML, PDF and
@@ -11,6 +13,7 @@ Stages, one module each:
     tokenize_pack.py tokenize one work unit with a Hugging Face fast tokenizer and write it as a shard
     manifest.py      the fingerprint of a run, per-split index.json and manifest.json
     run.py           the whole pipeline: plan (stages up to the split) then build shards, resumably
+    packages.py      the optional pip packages a job's settings need, checked where the job runs
 
-Entry point as a job: train/prepare.py (python -m train.prepare --job job.yaml).
+Entry point as a job: dataprep/prepare.py (python -m dataprep.prepare --job job.yaml).
 """

@@ -22,11 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from launcher.config.schema import DataPrepConfig
-from launcher.jobfile import write_text_atomic
-from train.data.packed import INDEX_FILE, token_dtype
-from train.data.pipeline.dedup import Deduplicator
-from train.data.pipeline.manifest import (
+from dataprep.dedup import Deduplicator
+from dataprep.manifest import (
     MANIFEST_FILE,
     run_fingerprint,
     split_summary,
@@ -34,11 +31,14 @@ from train.data.pipeline.manifest import (
     write_manifest,
     write_split_index,
 )
-from train.data.pipeline.mix import Doc, mix, split
-from train.data.pipeline.process import available_cores, process_items
-from train.data.pipeline.read import Item, iter_items
-from train.data.pipeline.report import Tally
-from train.data.pipeline.tokenize_pack import build_shard, finished_shard, plan_units, shard_name, write_unit
+from dataprep.mix import Doc, mix, split
+from dataprep.process import available_cores, process_items
+from dataprep.read import Item, iter_items
+from dataprep.report import Tally
+from dataprep.tokenize_pack import build_shard, finished_shard, plan_units, shard_name, write_unit
+from launcher.config.schema import DataPrepConfig
+from launcher.jobfile import write_text_atomic
+from train.data.packed import INDEX_FILE, token_dtype
 from train.data.prepare import load_fast_tokenizer
 
 SPLITS = ("train", "valid")

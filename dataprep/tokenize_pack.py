@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.mix import Doc
 from launcher.jobfile import write_text_atomic
 from train.data.packed import pack_documents
-from train.data.pipeline.mix import Doc
 from train.file_check import sampled_sha256
 
 ENCODE_BATCH = 512

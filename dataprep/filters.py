@@ -65,7 +65,7 @@ class LanguageFilter:
     """langdetect, seeded so that detection is deterministic; imported only when languages are set."""
 
     def __init__(self, languages: list[str], min_score: float):
-        from train.data.pipeline.extract import require
+        from dataprep.extract import require
 
         langdetect = require("langdetect", "langdetect")
         langdetect.DetectorFactory.seed = 0

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pipeline_helpers import TOKENIZER, chapters, kjv_source, prep_config, write_jsonl
 
+from dataprep.run import OutputInUse, prepare_data
+from dataprep.tokenize_pack import read_unit
 from launcher.config.schema import DataSourceConfig
 from train.data.packed import PackedDataset
-from train.data.pipeline.run import OutputInUse, prepare_data
-from train.data.pipeline.tokenize_pack import read_unit
 from train.data.prepare import load_fast_tokenizer
 
 

@@ -2,9 +2,9 @@
 
 from pipeline_helpers import chapters
 
+from dataprep.dedup import Deduplicator, MinHasher, Unit, digest
+from dataprep.normalize import paragraphs
 from launcher.config.schema import DedupConfig
-from train.data.pipeline.dedup import Deduplicator, MinHasher, Unit, digest
-from train.data.pipeline.normalize import paragraphs
 
 
 def units(text: str, cfg: DedupConfig) -> list[Unit]:

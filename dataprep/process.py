@@ -11,12 +11,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataprep.dedup import MinHasher, Unit, digest
+from dataprep.extract import EXTRACTORS, extract_file
+from dataprep.filters import QualityFilters
+from dataprep.normalize import normalize_text, paragraphs
+from dataprep.read import Item
 from launcher.config.schema import DataFilterConfig, DedupConfig
-from train.data.pipeline.dedup import MinHasher, Unit, digest
-from train.data.pipeline.extract import EXTRACTORS, extract_file
-from train.data.pipeline.filters import QualityFilters
-from train.data.pipeline.normalize import normalize_text, paragraphs
-from train.data.pipeline.read import Item
 
 CHUNKSIZE = 32
 

@@ -1,0 +1,130 @@
+"""Files of a data input, wherever they are: a local file or folder, or an s3:// object or prefix.
+
+S3 is read through Amazon's S3 connector for PyTorch (s3torchconnector,
+https://github.com/awslabs/s3-connector-for-pytorch): its readers are seekable file objects that
+fetch bytes as they are read, so a Parquet footer or the first batch of an Arrow file costs a few
+ranged GETs and a whole file streams without landing on disk. AWS_ENDPOINT_URL, when set, is the
+endpoint (path-style addressing), as for boto3.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+S3_EXTRA_HINT = "pip install 'llm-launch[s3]'"
+
+
+class StoreError(ValueError):
+    """An input that cannot be listed or read; the message names it and the fix."""
+
+
+class LocalStore:
+    """A local file, or a folder read recursively."""
+
+    def __init__(self, location: str | Path):
+        self.location = str(location)
+        self.root = Path(location)
+
+    def exists(self) -> bool:
+        return self.root.exists()
+
+    def is_file(self) -> bool:
+        return self.root.is_file()
+
+    def files(self) -> list[str]:
+        """Names of the files, relative to the folder (the file itself: its own name), sorted."""
+        if self.root.is_file():
+            return [""]
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+
+    def open(self, name: str, random_access: bool = False) -> BinaryIO:
+        return (self.root / name if name else self.root).open("rb")
+
+    def where(self, name: str) -> str:
+        return str(self.root / name) if name else self.location
+
+    def version(self, name: str) -> str:
+        """What changes when the file does: its size and modification time."""
+        stat = (self.root / name if name else self.root).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _s3_client(region: str):
+    try:
+        from s3torchconnector import S3ClientConfig
+        from s3torchconnector._s3client import S3Client
+    except ImportError:
+        raise StoreError(f"s3:// data is read with s3torchconnector; {S3_EXTRA_HINT}") from None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    return S3Client(region, endpoint=endpoint, s3client_config=S3ClientConfig(force_path_style=bool(endpoint)))
+
+
+class S3Store:
+    """An s3://bucket/key object, or every object under s3://bucket/prefix/."""
+
+    def __init__(self, uri: str, region: str = ""):
+        self.location = uri.rstrip("/")
+        self.bucket, _, self.key = self.location.removeprefix("s3://").partition("/")
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.client = _s3_client(region)
+        self._listing: dict | None = None
+
+    def _list(self) -> dict:
+        """name -> the connector's ObjectInfo (key, size, etag) of the object itself ('') or of every object
+        under the prefix."""
+        if self._listing is None:
+            found: dict = {}
+            try:
+                for page in self.client.list_objects(self.bucket, self.key):
+                    for item in page.object_info:
+                        if item.key == self.key:
+                            found[""] = item
+                        elif item.key.startswith(f"{self.key}/" if self.key else ""):
+                            name = item.key[len(self.key) + 1 if self.key else 0:]
+                            if name and not name.endswith("/"):
+                                found[name] = item
+            except Exception as exc:  # the connector raises its own S3Exception for every AWS failure
+                raise StoreError(f"{self.location}: cannot list it ({_first_line(exc)}); check the URI, the "
+                                 "credentials and the region") from None
+            self._listing = {"": found[""]} if "" in found else found
+        return self._listing
+
+    def exists(self) -> bool:
+        return bool(self._list())
+
+    def is_file(self) -> bool:
+        return "" in self._list()
+
+    def files(self) -> list[str]:
+        return sorted(self._list())
+
+    def open(self, name: str, random_access: bool = False) -> BinaryIO:
+        """A reader of the object; random_access fetches only the ranges read (a Parquet footer, a row group),
+        otherwise the object streams from where reading starts."""
+        from s3torchconnector import S3ReaderConstructor
+
+        info = self._list()[name]
+        constructor = S3ReaderConstructor.range_based() if random_access else S3ReaderConstructor.sequential()
+        return self.client.get_object(self.bucket, info.key, object_info=info, reader_constructor=constructor)
+
+    def where(self, name: str) -> str:
+        return f"{self.location}/{name}" if name else self.location
+
+    def version(self, name: str) -> str:
+        info = self._list()[name]
+        return f"{info.size}:{info.etag}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def open_store(location: str, region: str = "") -> LocalStore | S3Store:
+    """The store of a training.data path: an s3:// URI or a local path."""
+    if location.startswith("s3://"):
+        return S3Store(location, region)
+    return LocalStore(location)
