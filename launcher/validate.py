@@ -306,7 +306,7 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
         _check_data_prep(job, out)
     _check_task_backend(job, out)
     if job.task == "dpo":
-        check_preference_job(job, out, local_paths=cluster.runs_here)
+        check_preference_job(job, out)
     if not sound:
         return out, None
     if job.task == "prepare":

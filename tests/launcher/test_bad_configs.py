@@ -44,7 +44,7 @@ CASES = [
     Case("dpo_with_pipeline", (DPO, "parallelism.pp=2", "parallelism.tp=1"), "parallelism.pp", "one stage"),
     Case("dpo_on_trainium", (DPO, "instance=ml.trn1.2xlarge"), "task", "gpu backend only"),
     Case("dpo_on_sft_records", (DPO, "training.data.train_path=${project_root:}/data/sample/sft/train.jsonl"),
-         "training.data.train_path", "prompt, chosen and rejected"),
+         "training.data.train_path", "dpo reads prompt, chosen and rejected"),
     # --- training engine limits
     Case("mistral_rows_longer_than_its_sliding_window",
          ("recipe=mistral_7b_sft_g5", "training.seq_len=8192"),
