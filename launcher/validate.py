@@ -83,6 +83,9 @@ def _check_seq_len(job: JobConfig, out: Findings) -> None:
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
+    if job.neuron.monitor and not trainium:
+        out.error("neuron.monitor", f"neuron-monitor watches NeuronCores; {inst.name} has none: use a Trainium "
+                  "instance or set neuron.monitor=false")
     if par.data_parallel not in backend_modes(job):
         if trainium:
             out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "

@@ -159,11 +159,12 @@ def first_batch(store: LocalStore | S3Store, layout: Layout, name: str, rows: in
         return records
 
 
-def describe(location: str, text_field: str, region: str = "") -> InputInfo:
-    """Layout, schema and first-row facts of a data input; raises StoreError naming what is wrong."""
+def describe(location: str, text_field: str, region: str = "", *, plan_time: bool = False) -> InputInfo:
+    """Layout, schema and first-row facts of a data input; raises StoreError naming what is wrong.
+    plan_time reads S3 through boto3 (no torch), else through s3torchconnector."""
     from train.data.store import open_store
 
-    store = open_store(location, region)
+    store = open_store(location, region, plan_time=plan_time)
     if not store.exists():
         raise StoreError(f"{location} does not exist")
     layout, files = _layout(store, store.files())
