@@ -67,7 +67,7 @@ def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None
             continue  # missing local paths are named by the path check; remote folders by the job
         location = remote or path
         try:
-            info = describe(location, data.text_field, job.cluster.region)
+            info = describe(location, data.text_field, job.cluster.region, plan_time=True)
         except StoreError as exc:
             if remote is None:
                 out.error(key, str(exc))

@@ -124,7 +124,10 @@ def estimate_memory(job: JobConfig, topo: Topology, grad_accum: int, capacity_by
         if job.parallelism.data_parallel in ("fsdp", "hsdp") and shard > 1:
             weights += 2 * compute_bytes * param_counts(job.model).per_layer / topo.tp
 
-    tokens = job.training.seq_len * job.training.micro_batch_size
+    if job.task == "dpo" and not job.training.lora.enabled and not trainium:
+        weights += 4 * params / shard  # the frozen reference copy, sharded like the policy
+    sequences = job.training.micro_batch_size * (2 if job.task == "dpo" else 1)  # dpo: chosen + rejected
+    tokens = job.training.seq_len * sequences
     layers_per_stage = math.ceil(job.model.num_layers / topo.pp)
     plain, layer_input = _activation_elements_per_token_layer(job, topo.tp)
     mode = job.parallelism.activation_checkpointing

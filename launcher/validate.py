@@ -21,6 +21,7 @@ from launcher.dialect import backend_modes
 from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from launcher.memory import GIB
 from launcher.plan import Plan, make_plan
+from launcher.preference_checks import check_preference_job
 from launcher.problems import Findings, Problem
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node
@@ -82,6 +83,9 @@ def _check_seq_len(job: JobConfig, out: Findings) -> None:
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
     trainium = acc.startswith("trainium")
+    if job.neuron.monitor and not trainium:
+        out.error("neuron.monitor", f"neuron-monitor watches NeuronCores; {inst.name} has none: use a Trainium "
+                  "instance or set neuron.monitor=false")
     if par.data_parallel not in backend_modes(job):
         if trainium:
             out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "
@@ -287,6 +291,15 @@ def section_problems(job: JobConfig) -> list[Problem]:
     return found
 
 
+def _check_task_backend(job: JobConfig, out: Findings) -> None:
+    """The task table says which training backends run a task (launcher/tasks.py)."""
+    backend = "neuron" if job.instance.accelerator.startswith("trainium") else "gpu"
+    runs_on = TASKS[job.task].backends
+    if backend not in runs_on:
+        out.error("task", f"{job.task} runs on the {' and '.join(runs_on)} backend only, not on {job.instance.name} "
+                  f"({backend}); use an instance of that backend (docs/{job.task}.md says why)")
+
+
 def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
     """Check the job and, once its sections' own values are sound, plan it; None if they are not.
 
@@ -309,6 +322,9 @@ def validate(job: JobConfig) -> tuple[Findings, Plan | DataPrepPlan | None]:
         _check_starting_weights(job, cluster.runs_here, out)
     if job.task == "prepare":
         _check_data_prep(job, out)
+    _check_task_backend(job, out)
+    if job.task == "dpo":
+        check_preference_job(job, out)
     if not sound:
         return out, None
     if job.task == "prepare":

@@ -45,10 +45,22 @@ class MetricsLog:
             from train.tracking import start_trackers
 
             self.trackers = start_trackers(job, plan or {}, out_dir, open_runs=enabled)
+            if job.neuron.monitor and job.instance.accelerator.startswith("trainium"):
+                self._start_neuron_monitor(enabled)
         elif enabled:
             from train.tracking import tensorboard_tracker
 
             self.trackers = [tensorboard_tracker.start(None, {}, out_dir)]
+
+    def _start_neuron_monitor(self, enabled: bool) -> None:
+        """neuron-monitor beside training (train/neuron/monitor.py): every rank checks the tool, rank 0 runs it."""
+        from train.errors import JobError
+        from train.neuron.monitor import NeuronMonitor, missing_tool
+
+        if why := missing_tool():
+            raise JobError(why)
+        if enabled:
+            self.sidecars.append(NeuronMonitor())
 
     def write(self, record: dict) -> None:
         if not self.enabled:

@@ -31,7 +31,20 @@ class Case:
     """Problems the header must report; None where the rule cannot be isolated."""
 
 
+DPO = "recipe=tiny_llama_dpo"
 CASES = [
+    # --- preference tuning (task=dpo)
+    Case("dpo_beta_zero", (DPO, "training.preference.beta=0"), "training.preference.beta", "must be positive"),
+    Case("dpo_label_smoothing_half", (DPO, "training.preference.label_smoothing=0.5"),
+         "training.preference.label_smoothing", "[0, 0.5)"),
+    Case("dpo_label_smoothing_with_ipo",
+         (DPO, "training.preference.loss=ipo", "training.preference.label_smoothing=0.1"),
+         "training.preference.label_smoothing", "sigmoid loss only"),
+    Case("dpo_unknown_loss", (DPO, "training.preference.loss=hinge"), "training.preference.loss", "sigmoid, ipo"),
+    Case("dpo_with_pipeline", (DPO, "parallelism.pp=2", "parallelism.tp=1"), "parallelism.pp", "one stage"),
+    Case("dpo_on_trainium", (DPO, "instance=ml.trn1.2xlarge"), "task", "gpu backend only"),
+    Case("dpo_on_sft_records", (DPO, "training.data.train_path=${project_root:}/data/sample/sft/train.jsonl"),
+         "training.data.train_path", "dpo reads prompt, chosen and rejected"),
     # --- training engine limits
     Case("mistral_rows_longer_than_its_sliding_window",
          ("recipe=mistral_7b_sft_g5", "training.seq_len=8192"),
@@ -42,6 +55,9 @@ CASES = [
     Case("tied_embeddings_across_pipeline_stages",
          ("parallelism.pp=2", "model.tie_word_embeddings=true"),
          "parallelism.pp", "tied input and output embeddings"),
+    Case("neuron_monitor_without_neuroncores",
+         ("neuron.monitor=true",),
+         "neuron.monitor", "neuron-monitor watches NeuronCores; local_cpu has none"),
     Case("corpus_records_lack_the_text_field",
          ("training.data.text_field=body",),
          "training.data.text_field", "'body' is not a field of training.data.train_path's records"),

@@ -48,7 +48,7 @@ def describe_input(path: str, job: JobConfig) -> InputInfo | None:
         raise JobError(str(exc)) from None
     if info.layout is Layout.TEXT:
         return None
-    own_kind = Schema.SFT if job.task == "sft" else Schema.TEXT
+    own_kind = {"sft": Schema.SFT, "dpo": Schema.PREFERENCE}.get(job.task, Schema.TEXT)
     if info.layout is Layout.JSONL and info.files == [""] and not path.startswith("s3://") \
             and info.schema is own_kind:
         return None
@@ -61,6 +61,10 @@ def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
     try:
         if info is not None:
             return pack_input(info, job, cache, job.cluster.region)
+        if job.task == "dpo":
+            from train.data.dpo import prepare_dpo
+
+            return prepare_dpo(source, Path(data.tokenizer_path), job.training.seq_len, cache)
         if job.task == "sft":
             from train.data.sft import prepare_sft
 
@@ -152,6 +156,10 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                 _pack(source, job, info)
             dist.barrier()
             source = _pack(source, job, info)
+    if job.task == "dpo":
+        from train.data.dpo import PairRows, PreferenceDataset
+
+        return PairRows(PreferenceDataset.open(source))
     try:
         dataset = PackedDataset.open(source)
     except PackedDataError as exc:

@@ -9,8 +9,10 @@ endpoint (path-style addressing), as for boto3.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import BinaryIO
 
 S3_EXTRA_HINT = "pip install 'llm-launch[s3]'"
@@ -118,13 +120,86 @@ class S3Store:
         return f"{info.size}:{info.etag}"
 
 
+class _RangedObject(io.RawIOBase):
+    """A seekable reader of one S3 object through boto3 ranged GETs (plan time: no torch, no connector)."""
+
+    def __init__(self, client, bucket: str, key: str, size: int):
+        self.client, self.bucket, self.key, self.size, self.position = client, bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence] + offset
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.size or not len(buffer):
+            return 0
+        end = min(self.size, self.position + len(buffer)) - 1
+        data = self.client.get_object(Bucket=self.bucket, Key=self.key,
+                                      Range=f"bytes={self.position}-{end}")["Body"].read()
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+class BotoS3Store(S3Store):
+    """The same store read through boto3, for the launcher's plan-time checks (importing the connector
+    imports torch, which planning never does)."""
+
+    def __init__(self, uri: str, region: str = ""):
+        import boto3
+
+        self.location = uri.rstrip("/")
+        self.bucket, _, self.key = self.location.removeprefix("s3://").partition("/")
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.client = boto3.session.Session(region_name=region).client("s3")
+        self._listing = None
+
+    def _list(self) -> dict:
+        if self._listing is None:
+            found: dict = {}
+            try:
+                pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.key)
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        info = SimpleNamespace(key=item["Key"], size=item["Size"], etag=item.get("ETag", ""))
+                        if item["Key"] == self.key:
+                            found[""] = info
+                        elif item["Key"].startswith(f"{self.key}/" if self.key else ""):
+                            name = item["Key"][len(self.key) + 1 if self.key else 0:]
+                            if name and not name.endswith("/"):
+                                found[name] = info
+            except Exception as exc:  # botocore's ClientError, NoCredentialsError, EndpointConnectionError
+                raise StoreError(f"{self.location}: cannot list it ({_first_line(exc)}); check the URI, the "
+                                 "credentials and the region") from None
+            self._listing = {"": found[""]} if "" in found else found
+        return self._listing
+
+    def open(self, name: str, random_access: bool = False) -> BinaryIO:
+        info = self._list()[name]
+        return io.BufferedReader(_RangedObject(self.client, self.bucket, info.key, info.size), buffer_size=1 << 20)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-def open_store(location: str, region: str = "") -> LocalStore | S3Store:
-    """The store of a training.data path: an s3:// URI or a local path."""
+def open_store(location: str, region: str = "", *, plan_time: bool = False) -> LocalStore | S3Store:
+    """The store of a training.data path: an s3:// URI or a local path (plan_time: S3 through boto3)."""
     if location.startswith("s3://"):
+        if plan_time:
+            try:
+                return BotoS3Store(location, region)
+            except ImportError:
+                raise StoreError(f"checking {location} needs boto3; pip install 'llm-launch[aws]'") from None
         return S3Store(location, region)
     return LocalStore(location)

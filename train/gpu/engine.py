@@ -8,6 +8,7 @@ data parallelism averages them, are the global mean whatever the layout.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,8 @@ from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrai
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits, targets) of one micro-batch -> its summed loss (next-token cross-entropy unless a task says otherwise)."""
 
 
 def _sync_context(module: torch.nn.Module, sync: bool):
@@ -38,11 +41,12 @@ def _sync_context(module: torch.nn.Module, sync: bool):
 class Engine:
     """Builds, parallelises and runs this rank's part of the model."""
 
-    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int):
+    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, frozen: bool = False):
+        """frozen: a model that never trains (a preference reference): no gradients, no data-parallel wrapper."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
-        lora = cfg.lora.enabled
+        lora = cfg.lora.enabled and not frozen
         # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the
         # layers they wrap, so a LoRA job loads its base model whole first.
         pretrained = job.model.pretrained_path if not lora else None
@@ -50,6 +54,8 @@ class Engine:
             hf_model = load_pretrained(job.model.pretrained_path)
         else:
             hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained))
+        if frozen:
+            hf_model.requires_grad_(False)
         if lora:
             apply_lora(hf_model, cfg.lora, cfg.seed)
             if ctx.is_main:
@@ -66,7 +72,7 @@ class Engine:
         if pretrained:
             self._materialise(job)
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
-        modules = [replicate_stage(stage, par, ctx) for stage in stages]
+        modules = list(stages) if frozen else [replicate_stage(stage, par, ctx) for stage in stages]
         self.modules = modules
         self.is_last_stage = any(s.is_last for s in stages)
         self.pipelined = ctx.pp_size > 1
@@ -100,9 +106,10 @@ class Engine:
             return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, batches: list[Batch], scale: float) -> torch.Tensor:
+    def train_step(self, batches: list[Batch], scale: float,
+                   objective: Objective = summed_cross_entropy) -> torch.Tensor:
         """Forward and backward over this rank's micro-batches; returns the summed loss it computed
-        (zero on ranks without the last stage)."""
+        (zero on ranks without the last stage). objective applies without pipeline parallelism."""
         self.loss.scale = scale
         total = torch.zeros((), device=self.ctx.device)
         if self.pipelined:
@@ -121,13 +128,13 @@ class Engine:
         for i, (inputs, targets) in enumerate(batches):
             inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
             with _sync_context(module, i == len(batches) - 1), self._autocast():
-                summed = summed_cross_entropy(module(inputs), targets)
+                summed = objective(module(inputs), targets)
             (summed * scale).backward()
             total += summed.detach()
         return total
 
     @torch.no_grad()
-    def eval_loss(self, batches: list[Batch]) -> torch.Tensor:
+    def eval_loss(self, batches: list[Batch], objective: Objective = summed_cross_entropy) -> torch.Tensor:
         """Summed validation loss of this rank's batches (zero on ranks without the last stage)."""
         for module in self.modules:
             module.eval()
@@ -147,7 +154,7 @@ class Engine:
             for inputs, targets in batches:
                 with self._autocast():
                     logits = self.modules[0](inputs.to(self.ctx.device))
-                total += summed_cross_entropy(logits, targets.to(self.ctx.device))
+                total += objective(logits, targets.to(self.ctx.device))
         for module in self.modules:
             module.train()
         return total

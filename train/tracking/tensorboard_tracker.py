@@ -28,7 +28,7 @@ class TensorBoardTracker:
 
     def log(self, record: dict, step: int) -> None:
         for key, value in numbers(record).items():
-            group = "val" if key.startswith("val_") else "device" if key.startswith("neuron_") else "train"
+            group = "val" if key.startswith("val_") else "device" if key.startswith("neuron") else "train"
             self.writer.add_scalar(f"{group}/{key}", value, step)
         self.last_step = step
 
