@@ -168,8 +168,9 @@ def resume(work: Path, gpu: bool, quick: bool) -> dict:
                                                                           "training.precision=fp32"]
     common = [*model, *device, "trainer.nproc_per_node=1", "parallelism=fsdp", "training.seq_len=1024" if gpu
               else "training.seq_len=256", "training.global_batch_size=8", "training.micro_batch_size=4",
-              "training.log_every_n_steps=1", "training.eval_every_n_steps=0", "training.schedule.warmup_steps=2",
-              "training.checkpoint.every_n_steps=10"]
+              "training.log_every_n_steps=1", "training.eval_every_n_steps=0",
+              # warm-up over every step: a step's learning rate must not depend on max_steps (10 or 20)
+              "training.schedule.warmup_steps=20", "training.checkpoint.every_n_steps=10"]
     base = work / "resume_base"
     launch([*common, "training.max_steps=5", f"output_dir={base}"], work / "resume_base.log", timeout=150)
     start = [*common, f"model.pretrained_path={base / 'hf_model'}"]

@@ -32,7 +32,10 @@ def is_trainium(job: JobConfig) -> bool:
 
 
 def compile_cache_url(job: JobConfig, shared_storage: str | None) -> str:
-    """NEURON_COMPILE_CACHE_URL: the job's setting, else the cluster's shared storage, else the node-local default.
+    """NEURON_COMPILE_CACHE_URL: the job's setting, else the cluster's persistent storage (a shared file system,
+    or SageMaker's output prefix in S3, which the Neuron cache reads and writes directly:
+    https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-features/neuron-caching.html),
+    else the node-local default, which every job starts empty.
 
     Always rendered (some peers write a null value into the environment instead).
     Jobs only ever add to this cache; nothing rendered by llm-launch deletes it.

@@ -91,12 +91,16 @@ class MemoryEstimate:
 
 @dataclass(frozen=True)
 class Workload:
-    """What the memory estimate reads besides the layout: model, sequence, precision and accelerator."""
+    """What the memory estimate reads besides the layout: model, sequence, precision, accelerator, task."""
 
     model: ModelConfig
     seq_len: int
     precision: str
     accelerator: str
+    preference: bool = False
+    """A preference (dpo) job: chosen and rejected sequences, and a frozen reference model."""
+    lora: bool = False
+    """LoRA adapters (a dpo job's reference is then the base model itself)."""
 
 
 def _stage_params(work: Workload, layout: Layout) -> float:
@@ -172,7 +176,10 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
             if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
                 gradients = 4 * params
 
-    tokens = work.seq_len * layout.micro_batch_size
+    if work.preference and not work.lora and not work.accelerator.startswith("trainium"):
+        weights += 4 * params / shard  # the frozen reference copy (fp32, sharded like the policy)
+    # A preference (dpo) micro-batch holds chosen and rejected sequences.
+    tokens = work.seq_len * layout.micro_batch_size * (2 if work.preference else 1)
     layers_per_stage = math.ceil(work.model.num_layers / layout.topology.pp)
     plain, layer_input = _activation_elements_per_token_layer(work.model, layout)
     mode = layout.activation_checkpointing

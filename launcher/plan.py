@@ -122,7 +122,8 @@ def rank_capacity_bytes(job: JobConfig, ranks_per_node: int) -> float:
 
 def workload_of(job: JobConfig) -> Workload:
     """What the memory estimate reads from a job besides its layout."""
-    return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator)
+    return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator,
+                    preference=job.task == "dpo", lora=job.training.lora.enabled)
 
 
 def estimate_job_memory(job: JobConfig, layout: Layout) -> MemoryEstimate:

@@ -23,6 +23,8 @@ class Task:
     """Whether it runs model steps that Neuron compiles, so that neuron.precompile may trace them first."""
     sections: tuple[str, ...] = ()
     """Job sections it reads besides the shared ones (instance, cluster, trainer); only these are checked."""
+    backends: tuple[str, ...] = ("gpu", "neuron")
+    """Training backends that run it (train.backend.BACKENDS); others are refused at plan time."""
 
 
 MODEL_SECTIONS = ("model", "parallelism", "training", "neuron")
@@ -33,6 +35,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task("cpt", "train.cpt", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
         Task("sft", "train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("dpo", "train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("gpu",)),
         Task("eval", "train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
         Task("smoke", "train.smoke", trains_model=False, compiles=False),
         Task("prepare", "dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),

@@ -21,6 +21,7 @@ from launcher.dialect import backend_modes
 from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from launcher.memory import GIB, MemoryEstimate
 from launcher.plan import Plan, make_plan
+from launcher.preference_checks import check_preference_job
 from launcher.problems import Findings, Problem
 from launcher.tasks import TASKS
 from launcher.topology import catalog_ranks_per_node, layout_of
@@ -332,6 +333,21 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
                   "layout with parallelism.data_parallel=fsdp or use plan.memory=estimate")
 
 
+def _check_starting_weights(job: JobConfig, runs_here: bool, out: Findings) -> None:
+    """Fine-tuning random weights learns nothing useful; continual pre-training them is pre-training from scratch."""
+    if job.model.pretrained_path:
+        return
+    hint = ("set model.pretrained_path=<Hugging Face model folder> (SageMaker: /opt/ml/input/data/model with "
+            "cluster.sagemaker.channels.model=s3://<bucket>/<model prefix>)")
+    if job.training.lora.enabled:
+        return  # _check_backend: an error for paid clusters, a warning here
+    if job.task == "sft":
+        out.warn("model.pretrained_path", f"not set: this fine-tunes randomly initialised weights; {hint}")
+    elif job.task == "cpt" and not runs_here:
+        out.warn("model.pretrained_path", f"not set: this pre-trains {job.model.name} from random weights, not "
+                 f"continues a trained model; {hint}, unless training from scratch is the intent")
+
+
 def section_problems(job: JobConfig) -> list[Problem]:
     """Each section's own range checks, for the root and the sections the job's task reads."""
     checks = Checks("")
@@ -340,6 +356,15 @@ def section_problems(job: JobConfig) -> list[Problem]:
     for name in (*SHARED_SECTIONS, *TASKS[job.task].sections):
         found += getattr(job, name).problems(name)
     return found
+
+
+def _check_task_backend(job: JobConfig, out: Findings) -> None:
+    """The task table says which training backends run a task (launcher/tasks.py)."""
+    backend = "neuron" if job.instance.accelerator.startswith("trainium") else "gpu"
+    runs_on = TASKS[job.task].backends
+    if backend not in runs_on:
+        out.error("task", f"{job.task} runs on the {' and '.join(runs_on)} backend only, not on {job.instance.name} "
+                  f"({backend}); use an instance of that backend (docs/{job.task}.md says why)")
 
 
 def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Findings, Plan | DataPrepPlan | None]:
@@ -363,8 +388,13 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_tracking(job, out)
     if trains_model and job.task != "eval":
         check_data_inputs(job, out, runs_here=cluster.runs_here)
+    if trains_model:
+        _check_starting_weights(job, cluster.runs_here, out)
     if job.task == "prepare":
         _check_data_prep(job, out)
+    _check_task_backend(job, out)
+    if job.task == "dpo":
+        check_preference_job(job, out)
     if not sound:
         return out, None
     if job.task == "prepare":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,6 +40,8 @@ class StepResult:
     """The learning rate this step used (read before the scheduler advanced)."""
     stop: bool
     """Whether any rank voted to stop (the vote travels with the loss in one collective)."""
+    figures: dict[str, float] = field(default_factory=dict)
+    """Task-specific means over the global batch logged beside the loss (preference rewards and accuracy)."""
 
 
 class Backend(ABC):
@@ -114,6 +116,10 @@ class Backend(ABC):
     def measures_accelerator_memory(self) -> bool:
         """Whether memory_gib is an accelerator's allocator peak, comparable with the plan's estimate."""
         return False
+
+    def evaluation_figures(self) -> dict[str, float]:
+        """Task-specific means of the last evaluate() (preference rewards and accuracy), logged with val_loss."""
+        return {}
 
     @abstractmethod
     def barrier(self) -> None:

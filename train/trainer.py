@@ -62,7 +62,10 @@ class Trainer:
 
     def _evaluate_and_log(self, step: int) -> float:
         val_loss = self.backend.evaluate(self.held_out)
-        self.metrics.write({"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
+        figures = {f"val_{name}": value for name, value in self.backend.evaluation_figures().items()}
+        if not figures:  # a token cross-entropy; preference tasks report rewards and accuracy instead
+            figures = {"val_ppl": math.exp(min(val_loss, 50))}
+        self.metrics.write({"step": step, "val_loss": val_loss, **figures})
         return val_loss
 
     def _finish(self, result: dict | None, summary_path: Path | None = None) -> None:
@@ -95,6 +98,7 @@ class Trainer:
                                  tokens=tokens_per_step, elapsed_s=elapsed, world_size=b.world_size,
                                  flops_per_token=self.plan.flops_per_token,
                                  peak_tflops=self.plan.estimates.peak_tflops_per_rank, memory_gib=b.memory_gib())
+            record.update(result.figures)
             summary.add_step(record, first=step == start_step)
             if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
                 self.metrics.write(record)

@@ -44,7 +44,8 @@ class Cluster(ABC):
         """Add every problem of the cluster settings, and of the job on this cluster, to out."""
 
     def shared_storage(self, job: JobConfig) -> str | None:
-        """The file system every node of the job shares, if the cluster has one."""
+        """Storage every node of the job shares and that outlives it (a file system, or an s3:// prefix), if any:
+        the default home of the Neuron compile cache."""
         return None
 
     def container_job(self, job: JobConfig) -> JobConfig:

@@ -45,6 +45,7 @@ GradientSync = _choices("GradientSync", "every_microbatch", "last_microbatch")
 MemoryMode = _choices("MemoryMode", "estimate", "traced")
 PriceSource = _choices("PriceSource", "catalog", "aws")
 SuggestRanking = _choices("SuggestRanking", "step_time", "cost")
+PreferenceLoss = _choices("PreferenceLoss", "sigmoid", "ipo")
 
 
 @dataclass
@@ -428,6 +429,10 @@ class DataConfig(Section):
     document_masking: bool = False
     """Keep attention inside each packed document (positions restart after every EOS). Without
     pipeline parallelism only; on GPUs it trades the flash kernel for a masked one."""
+    pack_dir: str | None = None
+    """Folder a JSONL or text corpus is packed into at job start; None means <output_dir>/data (SageMaker:
+    /opt/ml/input/packed, on each instance's own volume, never uploaded with the model). Nodes may share
+    it or each have their own: each distinct copy is packed once (docs/data.md)."""
 
     def own_problems(self, checks: Checks) -> None:
         if not self.text_field:
@@ -468,6 +473,28 @@ class LoraConfig(Section):
 
 
 @dataclass
+class PreferenceConfig(Section):
+    """Preference tuning (task=dpo): the loss over policy and reference log-probabilities (docs/dpo.md)."""
+
+    loss: PreferenceLoss = PreferenceLoss.sigmoid
+    """sigmoid (DPO; with label_smoothing > 0, conservative DPO) or ipo."""
+    beta: float = 0.1
+    """Strength of the pull towards the reference model (the KL coefficient); > 0."""
+    label_smoothing: float = 0.0
+    """Conservative DPO: the assumed probability that a pair's preference label is flipped, in [0, 0.5)."""
+    length_normalized: bool = False
+    """Average each response's log-probability over its tokens instead of summing (IPO's usual choice)."""
+
+    def own_problems(self, checks: Checks) -> None:
+        checks.positive(beta=self.beta)
+        if not 0 <= self.label_smoothing < 0.5:
+            checks.error("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        elif self.label_smoothing > 0 and self.loss != PreferenceLoss.sigmoid:
+            checks.error("label_smoothing", "smooths the sigmoid loss only (conservative DPO); set it to 0 or "
+                         "loss=sigmoid")
+
+
+@dataclass
 class TrainingConfig(Section):
     """What one training run does (cpt, sft, eval): steps, batch, optimizer, checkpoints and data."""
     max_steps: int = MISSING
@@ -501,6 +528,8 @@ class TrainingConfig(Section):
     """Data and tokenizer."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA fine-tuning (off: every weight trains)."""
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    """Preference tuning settings (task=dpo only)."""
 
     def own_problems(self, checks: Checks) -> None:
         checks.at_least(1, max_steps=self.max_steps, seq_len=self.seq_len, global_batch_size=self.global_batch_size,

@@ -8,6 +8,7 @@ and the master, then runs the job's steps (launcher.render.command) with a stati
 Hosts arrive sorted as text (algo-1, algo-10, algo-11, ..., algo-2). Every node orders them the same
 way here, numerically by their trailing number, so node ranks follow algo-N and the master is algo-1;
 any consistent order would do, as long as all nodes use the same one.
+MASTER_PORT in the container's environment (torchrun's own variable) overrides the rendezvous port.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def node_steps(job_yaml: str, env: dict[str, str], resource_config: Path = RESOU
         raise HostsError(f"the job has {len(hosts)} hosts but job.yaml plans trainer.num_nodes="
                          f"{job.trainer.num_nodes}")
     rank, master = node_place(hosts, current)
-    return launch_steps(job, job_yaml, static_rendezvous(master, rank, rendezvous_port(job)))
+    port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT", "").isdigit() else rendezvous_port(job)
+    return launch_steps(job, job_yaml, static_rendezvous(master, rank, port))
 
 
 def main(argv: list[str] | None = None) -> None:

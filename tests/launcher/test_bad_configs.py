@@ -36,6 +36,7 @@ class Case:
     """Problems the header must report; None where the rule cannot be isolated."""
 
 
+DPO = "recipe=tiny_llama_dpo"
 CASES = [
     # --- issue 13: mistakes users make that used to get through
     Case("virtual_pipeline_without_a_pipeline",
@@ -98,6 +99,18 @@ CASES = [
     Case("job_name_with_a_newline_stays_one_line",
          ("job_name='evil\n  error: forged: line'",),
          "job_name", "'evil\\n  error: forged: line' must be"),
+    # --- preference tuning (task=dpo)
+    Case("dpo_beta_zero", (DPO, "training.preference.beta=0"), "training.preference.beta", "must be positive"),
+    Case("dpo_label_smoothing_half", (DPO, "training.preference.label_smoothing=0.5"),
+         "training.preference.label_smoothing", "[0, 0.5)"),
+    Case("dpo_label_smoothing_with_ipo",
+         (DPO, "training.preference.loss=ipo", "training.preference.label_smoothing=0.1"),
+         "training.preference.label_smoothing", "sigmoid loss only"),
+    Case("dpo_unknown_loss", (DPO, "training.preference.loss=hinge"), "training.preference.loss", "sigmoid, ipo"),
+    Case("dpo_with_pipeline", (DPO, "parallelism.pp=2", "parallelism.tp=1"), "parallelism.pp", "one stage"),
+    Case("dpo_on_trainium", (DPO, "instance=ml.trn1.2xlarge"), "task", "gpu backend only"),
+    Case("dpo_on_sft_records", (DPO, "training.data.train_path=${project_root:}/data/sample/sft/train.jsonl"),
+         "training.data.train_path", "dpo reads prompt, chosen and rejected"),
     # --- training engine limits
     Case("mistral_rows_longer_than_its_sliding_window",
          ("recipe=mistral_7b_sft_g5", "training.seq_len=8192"),

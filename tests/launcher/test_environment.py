@@ -13,7 +13,8 @@ from launcher.environment import NEURON_LOCAL_CACHE, backend_environment
 
 INSTANCES = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "instance").glob("ml.*.yaml"))
 GPU_ONLY = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")
-RDMA = {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"}
+RDMA = {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.p5en.48xlarge",
+        "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"}
 
 
 def environment_of(job: JobConfig) -> dict[str, str]:
@@ -31,7 +32,7 @@ def test_environment_per_instance_type(job_for, instance):
     if "trn" in instance:
         assert not [k for k in env if k.startswith(GPU_ONLY)]
         assert env["NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "1"
-        assert env["NEURON_COMPILE_CACHE_URL"] == NEURON_LOCAL_CACHE
+        assert env["NEURON_COMPILE_CACHE_URL"] == "s3://example-bucket-111122223333/llm-launch/output/neuron_cache"
         assert "--model-type=transformer" in env["NEURON_CC_FLAGS"]
         assert ("NEURON_LOGICAL_NC_CONFIG" in env) == ("trn2" in instance)
     else:
@@ -63,6 +64,7 @@ def test_cc_flags_precision_and_rounding(job_for):
     (("cluster=eks", "cluster.eks.pvc_name=null"), NEURON_LOCAL_CACHE),
     (("cluster=slurm", "cluster.slurm.shared_dir=/lustre"), "/lustre/neuron_cache"),
     (("cluster=sagemaker", "neuron.compile_cache_url=s3://my-bucket/neuron-cache"), "s3://my-bucket/neuron-cache"),
+    (("cluster=sagemaker", "cluster.sagemaker.s3_output_uri=s3://my-bucket/out/"), "s3://my-bucket/out/neuron_cache"),
     (("cluster=slurm", "neuron.compile_cache_url=/fsx/cache-2.30"), "/fsx/cache-2.30"),
 ])
 def test_compile_cache_location(job_for, overrides, expected):

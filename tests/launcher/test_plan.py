@@ -241,14 +241,22 @@ def _portable_instances(job) -> tuple[str, str]:
 
 @pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
 def test_every_training_recipe_plans_on_a_gpu_and_on_a_trainium_type_by_changing_instance(recipe, job_for):
-    gpu, trainium = _portable_instances(job_for(f"recipe={recipe.stem}"))
-    for instance, sharded in ((gpu, "fsdp"), (trainium, "zero1")):
+    job = job_for(f"recipe={recipe.stem}")
+    gpu, trainium = _portable_instances(job)
+    backends = TASKS[job.task].backends  # a task the Neuron backend does not run is refused there (test below)
+    for instance, sharded in [(gpu, "fsdp")] + ([(trainium, "zero1")] if "neuron" in backends else []):
         job = job_for(f"recipe={recipe.stem}", f"instance={instance}")
         plan = plan_of(job)
         assert plan.instance == instance and plan.memory.fits
         assert plan.data_parallel in (sharded, "ddp")  # auto became the backend's sharding; ddp runs on both
         if instance.startswith("ml.trn"):
             assert job.parallelism.kv_replicator * job.model.num_key_value_heads >= job.parallelism.tp
+
+
+def test_a_task_is_refused_on_a_backend_that_does_not_run_it(job_for):
+    findings, _ = validate(job_for("recipe=tiny_llama_dpo", "instance=ml.trn1.2xlarge"))
+    assert [p.field for p in findings.problems] == ["task"]
+    assert "dpo runs on the gpu backend only" in findings.problems[0].message
 
 
 def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replication_on_trainium(job_for, tmp_path):

@@ -27,6 +27,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dataprep.read import iter_jsonl
 from dataprep.report import Tally
 from train.data.packed import read_index
@@ -163,3 +165,41 @@ class PreferenceDataset:
             lines.seek(self._offsets[i])
             record = json.loads(lines.readline())
         return PreferencePair(record["prompt_ids"], record["chosen_ids"], record["rejected_ids"])
+
+
+class PairRows:
+    """Preference pairs as the rows the step sampler hands out (train.data.loader.StepBatches).
+
+    Row i is pair i as a [2, seq_len] array: prompt + chosen, then prompt + rejected, padded with the
+    tokenizer's pad id; its loss mask marks the response tokens. One "row" per pair keeps a pair's two
+    sequences in the same micro-batch, so training.global_batch_size counts pairs.
+    """
+
+    has_loss_mask = True
+
+    def __init__(self, pairs: PreferenceDataset):
+        self.pairs, self.path, self.index = pairs, pairs.path, pairs.index
+        self.seq_len = int(pairs.index["seq_len"])
+        self.pad_id = int(pairs.index["pad_id"])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _spans(self, i: int) -> tuple[PreferencePair, list[tuple[int, int]]]:
+        pair = self.pairs[i]
+        start = len(pair.prompt_ids)
+        return pair, [(start, start + len(pair.chosen_ids)), (start, start + len(pair.rejected_ids))]
+
+    def row(self, i: int) -> np.ndarray:
+        pair, spans = self._spans(i)
+        out = np.full((2, self.seq_len), self.pad_id, dtype=np.int64)
+        for side, (response, (_, end)) in enumerate(zip((pair.chosen_ids, pair.rejected_ids), spans, strict=True)):
+            out[side, :end] = pair.prompt_ids + response
+        return out
+
+    def row_mask(self, i: int) -> np.ndarray:
+        _, spans = self._spans(i)
+        mask = np.zeros((2, self.seq_len), dtype=np.uint8)
+        for side, (start, end) in enumerate(spans):
+            mask[side, start:end] = 1
+        return mask

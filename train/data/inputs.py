@@ -197,8 +197,15 @@ def input_problems(info: InputInfo, *, task: str, seq_len: int, vocab_size: int,
     if info.schema is Schema.UNKNOWN:
         return [f"{where} ({info.layout.value}) has columns {columns}: none is input_ids, '{text_field}' "
                 "(training.data.text_field), messages, instruction/output or prompt/chosen/rejected"]
+    if task == "dpo":
+        if info.schema is not Schema.PREFERENCE:
+            return [f"{where} holds {info.schema.value} records ({columns}); dpo reads prompt, chosen and rejected"]
+        if info.layout is Layout.JSONL and info.files == [""] and not where.startswith("s3://"):
+            return []
+        return [f"{where} holds preference pairs as {info.layout.value}; dpo reads them from one local JSONL file "
+                "for now: write the records as JSONL on the training node's disk"]
     if info.schema is Schema.PREFERENCE:
-        return [f"{where} holds preference pairs (prompt, chosen, rejected), which no task trains on yet; "
+        return [f"{where} holds preference pairs (prompt, chosen, rejected); train them with task=dpo (docs/dpo.md); "
                 "cpt reads text or input_ids, sft reads messages or instruction/output"]
     if info.schema is Schema.SFT and task != "sft":
         return [f"{where} holds SFT records ({columns}); train them with recipe=tiny_llama_sft or "

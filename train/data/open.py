@@ -1,7 +1,17 @@
-"""Opens a job's training or validation data: packed shards as they are, a raw corpus packed first."""
+"""Opens a job's training or validation data: packed shards as they are, a raw corpus packed first.
+
+A raw corpus is packed at job start into training.data.pack_dir (default <output_dir>/data). That
+folder may be shared by every node or private to each (node-local scratch on SageMaker); which one
+is found out at run time (train.shared_dir). Each distinct copy is packed once, by the lowest rank
+that sees it, while the others wait; packing is deterministic, so every node gets the same rows.
+Every rank then reports the fingerprint of what it opened and a mismatch between nodes stops the job
+with one line naming them (a data channel that differs between nodes, for instance).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +24,16 @@ from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from train.data.prepare import prepare_corpus
 from train.data.store import StoreError
 from train.errors import JobError
+from train.shared_dir import ranks_sharing
+
+READ_CHUNK = 1 << 20
+NODE_LOCAL_FIELDS = ("source", "tokenizer")
+"""index.json fields that name local paths: left out of the fingerprint."""
+
+
+def pack_root(job: JobConfig) -> Path:
+    """Where a raw corpus is packed for this job."""
+    return Path(job.training.data.pack_dir or Path(job.output_dir) / "data")
 
 
 def describe_input(path: str, job: JobConfig) -> InputInfo | None:
@@ -28,7 +48,7 @@ def describe_input(path: str, job: JobConfig) -> InputInfo | None:
         raise JobError(str(exc)) from None
     if info.layout is Layout.TEXT:
         return None
-    own_kind = Schema.SFT if job.task == "sft" else Schema.TEXT
+    own_kind = {"sft": Schema.SFT, "dpo": Schema.PREFERENCE}.get(job.task, Schema.TEXT)
     if info.layout is Layout.JSONL and info.files == [""] and not path.startswith("s3://") \
             and info.schema is own_kind:
         return None
@@ -37,10 +57,14 @@ def describe_input(path: str, job: JobConfig) -> InputInfo | None:
 
 def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
     """Pack a raw corpus for this job: plain text for pre-training, prompt/answer records for SFT."""
-    data, cache = job.training.data, Path(job.output_dir) / "data"
+    data, cache = job.training.data, pack_root(job)
     try:
         if info is not None:
             return pack_input(info, job, cache, job.cluster.region)
+        if job.task == "dpo":
+            from train.data.dpo import prepare_dpo
+
+            return prepare_dpo(source, Path(data.tokenizer_path), job.training.seq_len, cache)
         if job.task == "sft":
             from train.data.sft import prepare_sft
 
@@ -64,13 +88,51 @@ def _patient_group():
     return _patient[0]
 
 
+def content_fingerprint(folder: Path, index: dict, *, rows: bool) -> str:
+    """Hash of a packed folder: its index (less local paths) and, with rows, every shard's bytes."""
+    digest = hashlib.sha256(json.dumps({k: v for k, v in index.items() if k not in NODE_LOCAL_FIELDS},
+                                       sort_keys=True).encode())
+    if rows:
+        for shard in index["shards"]:
+            for name in (shard["file"], shard.get("mask_file")):
+                if name:
+                    with (folder / name).open("rb") as data:
+                        while chunk := data.read(READ_CHUNK):
+                            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _agree(folder: Path, fingerprint: str) -> None:
+    """Every rank's fingerprint must be the same; otherwise one error naming the ranks that differ."""
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, fingerprint)
+    if len(set(everyone)) > 1:
+        groups: dict[str, list[int]] = {}
+        for rank, value in enumerate(everyone):
+            groups.setdefault(value, []).append(rank)
+        shown = "; ".join(f"ranks {ranks} read {value}" for value, ranks in groups.items())
+        raise JobError(f"nodes see different data in {folder}: {shown}; give every node the same data "
+                       "(S3DataDistributionType FullyReplicated on SageMaker)")
+
+
+def _packed_on_every_copy(source: Path, job: JobConfig, info: InputInfo | None) -> tuple[Path, int]:
+    """Pack source once per distinct copy of the pack folder (the lowest rank seeing it packs);
+    returns this rank's packed folder and the number of copies."""
+    sharing = ranks_sharing(pack_root(job))
+    rank = dist.get_rank()
+    group = _patient_group()  # made before packing: the other ranks wait in the gather, not here
+    packed = str(_pack(source, job, info)) if sharing[0] == rank else None
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, packed, group=group)
+    return Path(everyone[sharing[0]]), sum(p is not None for p in everyone)
+
+
 def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
                  object_broadcast: bool = True) -> PackedDataset | None:
-    """Open packed shards, packing a raw corpus first on rank 0 while the others wait.
+    """Open packed shards, packing a raw corpus first, and check every rank opened the same rows.
 
-    The packed copy's folder is shared by broadcasting it (gloo, nccl), or, where a group cannot
-    broadcast objects (XLA on Neuron), by a barrier after which every rank asks the packer again:
-    it returns the current copy without packing.
+    Where a group cannot exchange objects (XLA on Neuron), rank 0 packs, and after a barrier every
+    rank asks the packer again: it returns the current copy without packing (one shared folder).
     """
     if path is None:
         return None
@@ -84,21 +146,31 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
         if reads_in_place(info, job.training.seq_len):
             return _arrow_rows(info, job)
     source = Path(path)
-    if info is not None or not (source / INDEX_FILE).is_file():
+    prepacked = info is None and (source / INDEX_FILE).is_file()
+    copies = 0
+    if not prepacked:
         if object_broadcast:
-            group = _patient_group()  # made before packing: the other ranks wait in the broadcast, not here
-            shared = [str(_pack(source, job, info)) if is_main else None]
-            dist.broadcast_object_list(shared, src=0, group=group)
-            source = Path(shared[0])
+            source, copies = _packed_on_every_copy(source, job, info)
         else:
             if is_main:
                 _pack(source, job, info)
             dist.barrier()
             source = _pack(source, job, info)
+    if job.task == "dpo":
+        from train.data.dpo import PairRows, PreferenceDataset
+
+        return PairRows(PreferenceDataset.open(source))
     try:
         dataset = PackedDataset.open(source)
     except PackedDataError as exc:
         raise JobError(str(exc)) from None
+    if object_broadcast:
+        fingerprint = content_fingerprint(source, dataset.index, rows=not prepacked)
+        _agree(source, fingerprint)
+        if copies and dist.get_rank() == 0:
+            where = "one folder every node shares" if copies == 1 else f"{copies} node-local copies"
+            print(f"data: {path} packed into {source.name} on {where}; fingerprint {fingerprint} on every rank",
+                  flush=True)
     if dataset.seq_len != job.training.seq_len:
         raise JobError(f"{source} holds rows of {dataset.seq_len} tokens but training.seq_len is "
                        f"{job.training.seq_len}")

@@ -16,12 +16,14 @@ from train.data.loader import Rows
 from train.distributed import shutdown
 from train.errors import JobError
 from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, resume_from, save_checkpoint
+from train.gpu.checkpoint_store import S3Prefix, open_store
 from train.gpu.engine import Batch, Engine, global_sum
-from train.gpu.export import export_hf_from_checkpoint
+from train.gpu.export import export_hf_from_model
 from train.gpu.grad_clip import clip_gradients
 from train.gpu.mesh import Dist, init_distributed
 from train.gpu.optimizer import build_optimizer
-from train.loss import next_token_targets, target_count
+from train.gpu.preference import PreferenceObjective, pair_batch
+from train.loss import next_token_targets, summed_cross_entropy, target_count
 from train.metrics import device_memory_gib
 from train.schedule import build_scheduler
 
@@ -44,13 +46,14 @@ class GpuBackend(Backend):
             raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
                            "engine runs ddp, fsdp or hsdp")
         self.ctx: Dist = init_distributed(self.job, self.plan)
-        self.ckpt_root = Path(self.job.training.checkpoint.dir)
+        self.ckpt_root = open_store(self.job.training.checkpoint.dir, self.job.cluster.region)
         ctx = self.ctx
         self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
 
     def build(self, *, document_eos: int | None = None) -> None:
         cfg = self.job.training
         self.engine = Engine(self.job, self.ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
+        self.preference = PreferenceObjective(self.job, self.ctx, self.engine) if self.job.task == "dpo" else None
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
         self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer)
@@ -59,25 +62,41 @@ class GpuBackend(Backend):
     def _dp_sum(self, value) -> float:
         return global_sum(value, self.ctx, group=self.ctx.dp_mesh.get_group())
 
+    def _objective(self, rows: list[Rows]):
+        """(batches, what each micro-batch's loss is summed over in the global batch, objective, figure names)."""
+        if self.preference is not None:  # pairs weigh the same: the count is the global batch's pairs
+            batches = [pair_batch(r) for r in rows]
+            self.preference.prepare(batches)
+            return batches, float(sum(len(ids) // 2 for ids, _ in batches) * self.ctx.dp_size), self.preference
+        batches = to_batches(rows)
+        tokens = global_target_tokens([t for _, t in batches], self._dp_sum, self.ctx.dp_size,
+                                      masked=any(mask is not None for _, mask in rows))
+        return batches, tokens, summed_cross_entropy
+
     def step(self, rows: list[Rows], *, stop_vote: bool) -> StepResult:
         ctx = self.ctx
-        batches = to_batches(rows)
-        tokens = global_target_tokens([t for _, t in batches], self._dp_sum, ctx.dp_size,
-                                      masked=any(mask is not None for _, mask in rows))
-        summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens))
+        batches, tokens, objective = self._objective(rows)
+        summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens), objective=objective)
         grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
                                    ctx.mesh.get_group("pp") if ctx.pp_size > 1 else None)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        # One collective for both: the loss (counted once per replica) and the stop votes.
-        reported = summed.detach().float() if self.engine.reports_loss() else torch.zeros((), device=ctx.device)
-        both = torch.stack([reported.to(ctx.device), torch.tensor(float(stop_vote), device=ctx.device)])
-        dist.all_reduce(both)
-        return StepResult(loss=float(both[0]) / max(1.0, tokens), grad_norm=grad_norm, lr=lr, stop=bool(both[1] > 0))
+        # One collective for all: the loss and task figures (counted once per replica) and the stop votes.
+        reports = self.engine.reports_loss()
+        reported = summed.detach().float() if reports else torch.zeros((), device=ctx.device)
+        figures = self.preference.sums if self.preference is not None else {}
+        values = [float(reported), float(stop_vote)] + [v if reports else 0.0 for v in figures.values()]
+        summed_all = torch.tensor(values, device=ctx.device, dtype=torch.float64)
+        dist.all_reduce(summed_all)
+        means = {name: float(v) / max(1.0, tokens) for name, v in zip(figures, summed_all[2:].tolist(), strict=True)}
+        return StepResult(loss=float(summed_all[0]) / max(1.0, tokens), grad_norm=grad_norm, lr=lr,
+                          stop=bool(summed_all[1] > 0), figures=means)
 
     def evaluate(self, rows: list[Rows]) -> float:
+        if self.preference is not None:
+            return self._evaluate_pairs(rows)
         batches = to_batches(rows)
         if self.engine.pipelined:
             batches = regroup_rows(batches, self.job.training.global_batch_size // self.ctx.dp_size)
@@ -87,6 +106,24 @@ class GpuBackend(Backend):
         total = global_sum(summed, self.ctx)
         count = self._dp_sum(sum(target_count(t) for _, t in batches))
         return total / max(1.0, count)
+
+    def _evaluate_pairs(self, rows: list[Rows]) -> float:
+        """Mean pair loss of the held-out pairs, with the preference figures kept for evaluation_figures()."""
+        batches = [pair_batch(r) for r in rows]
+        self.preference.prepare(batches)
+        summed = self.engine.eval_loss(batches, objective=self.preference)
+        reports = self.engine.reports_loss()
+        values = [float(summed), sum(len(ids) // 2 for ids, _ in batches)] if reports else [0.0, 0.0]
+        values += [v if reports else 0.0 for v in self.preference.sums.values()]
+        totals = torch.tensor(values, device=self.ctx.device, dtype=torch.float64)
+        dist.all_reduce(totals)
+        pairs = max(1.0, float(totals[1]))
+        self._eval_figures = {name: float(v) / pairs
+                              for name, v in zip(self.preference.sums, totals[2:].tolist(), strict=True)}
+        return float(totals[0]) / pairs
+
+    def evaluation_figures(self) -> dict[str, float]:
+        return dict(getattr(self, "_eval_figures", {}))
 
     def save(self, step: int, *, loss: float) -> Path:
         cfg = self.job.training.checkpoint
@@ -98,8 +135,10 @@ class GpuBackend(Backend):
         latest = resume_from(self.ckpt_root, is_main=self.is_main) if resume else None
         if latest is None:
             return 0
-        state = load_checkpoint(latest, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                                rank=self.ctx.rank)
+        on_s3 = isinstance(self.ckpt_root, S3Prefix)
+        state = load_checkpoint(latest.rsplit("/", 1)[1] if on_s3 else latest, self.engine.checkpoint_module(),
+                                self.optimizer, self.scheduler, rank=self.ctx.rank,
+                                store=self.ckpt_root if on_s3 else None)
         if self.is_main:
             print(f"resumed from {latest} at step {state['step']}", flush=True)
         return state["step"]
@@ -108,14 +147,17 @@ class GpuBackend(Backend):
         source = self.job.model.pretrained_path
         if source is not None:  # the Engine loaded it when it was built
             return source, None
-        checkpoint = find_latest(self.ckpt_root)
+        checkpoint = None if isinstance(self.ckpt_root, S3Prefix) else find_latest(self.ckpt_root)
         if checkpoint is None:
             raise JobError(f"no model to evaluate: {self.ckpt_root} holds no complete checkpoint and "
                            "model.pretrained_path is not set")
         return str(checkpoint), load_model_weights(checkpoint, self.engine.checkpoint_module())["step"]
 
     def export(self, out_dir: Path, job_path: str) -> dict:
-        hf_dir = export_hf_from_checkpoint(find_latest(self.ckpt_root), self.job, out_dir, is_main=self.is_main)
+        ctx = self.ctx  # gathered in memory: no shard needs to be on rank 0's disk
+        hf_dir = export_hf_from_model(self.engine.checkpoint_module(), self.job, out_dir, is_main=self.is_main,
+                                      keep=ctx.dp_rank == 0 and ctx.coordinate("tp") == 0,
+                                      gather_stages=ctx.pp_size > 1)
         return {"hf_model": str(hf_dir)}
 
     def memory_gib(self) -> float | None:

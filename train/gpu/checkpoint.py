@@ -14,11 +14,20 @@ trainer_state.json, renames the folder and only then points `latest` at it, so a
 leaves the previous checkpoint intact and findable. Checkpoints beyond the newest keep_last are then
 renamed out of the namespace and deleted. Which checkpoint counts as complete, and which one a job
 resumes from, is train/checkpoint_integrity.py's rule.
+
+Nodes may share the folder or each have their own (SageMaker's /opt/ml/checkpoints): which ranks see
+which copy is found out at run time (train.shared_dir), and each copy's owner (its lowest rank) does
+what rank 0 does above for its copy, after adding DCP's .metadata where rank 0 did not write it. On
+per-node disks each node thus holds its own ranks' shards; SageMaker's checkpoint sync merges them
+under one S3 prefix and gives every node the whole prefix back at restart. A resume uses the newest
+checkpoint intact on every rank, agreed between all ranks (docs/multinode.md). The dir may also be an
+s3:// prefix, written straight through s3torchconnector (train.gpu.checkpoint_store).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -34,8 +43,10 @@ from train.checkpoint_integrity import (
     DCP_METADATA,
     FILES_KEY,
     LATEST,
+    STEP_DIR,
     TRAINER_STATE,
     NoUsableCheckpoint,
+    checkpoint_problem,
     prune,
     record_files,
     resume_point,
@@ -44,6 +55,8 @@ from train.checkpoint_integrity import (
     write_latest,
 )
 from train.errors import JobError
+from train.gpu.checkpoint_store import S3Prefix
+from train.shared_dir import ranks_sharing
 
 __all__ = ["DCP_METADATA", "LATEST", "TRAINER_STATE", "find_latest", "load_checkpoint", "load_model_weights",
            "resume_from", "save_checkpoint", "step_dir_name"]
@@ -65,20 +78,55 @@ def find_latest(root: Path) -> Path | None:
         return None
 
 
-def resume_from(root: Path, *, is_main: bool) -> Path | None:
-    """The checkpoint a job resumes from; rank 0 says in one line what it passed over and why.
+def resume_from(root: Path | S3Prefix, *, is_main: bool) -> Path | str | None:
+    """The checkpoint a job resumes from, agreed by every rank (collective); rank 0 says in one line what it
+    passed over and why.
 
-    JobError when checkpoints are there and none is intact (training.checkpoint.resume=false starts over).
+    JobError when checkpoints are there and none is intact on every rank (training.checkpoint.resume=false
+    starts over).
     """
+    if isinstance(root, S3Prefix):
+        name = _agreed(root, _complete_on_s3(root), None, None)
+        return root.path(name) if name else None
     try:
-        point = resume_point(root)
+        point, error = resume_point(root), None
     except NoUsableCheckpoint as exc:
-        raise JobError(str(exc)) from None
-    if is_main and point.message():
+        point, error = None, str(exc)
+    chosen = point.folder.name if point is not None and point.folder is not None else None
+    intact = [p.name for p in step_folders(root) if checkpoint_problem(p) is None]
+    name = _agreed(root, intact, chosen, error)
+    if is_main and point is not None and point.message() and name == chosen:
         print(point.message(), flush=True)
-    if point.folder is not None:
-        _refuse_a_save_that_cannot_fit(root, point.folder)
-    return point.folder
+    if name is None:
+        return None
+    _refuse_a_save_that_cannot_fit(root, root / name)
+    return root / name
+
+
+def _agreed(root, intact: list[str], chosen: str | None, error: str | None) -> str | None:
+    """The checkpoint every rank can resume from: each rank's own choice when they agree, else the newest
+    one intact on every rank (nodes with their own disks may hold different ones)."""
+    everyone: list = [(chosen, intact, error)]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (chosen, intact, error))
+    choices = {c for c, _, _ in everyone}
+    if len(choices) == 1 and None not in choices:
+        return choices.pop()
+    common = set.intersection(*(set(names) for _, names, _ in everyone))
+    if common:
+        return max(common)
+    errors = [e for _, _, e in everyone if e]
+    if errors:
+        raise JobError(errors[0])
+    held = {rank: names[-1] for rank, (_, names, _) in enumerate(everyone) if names}
+    if held:
+        lacking = [rank for rank, (_, names, _) in enumerate(everyone) if not names]
+        raise JobError(f"no checkpoint in {root} is whole on every rank (ranks {lacking} have none; newest held: "
+                       f"{held}); give every node the whole checkpoint prefix (SageMaker copies "
+                       "cluster.sagemaker.s3_checkpoint_uri to every node at start) or set "
+                       "training.checkpoint.resume=false to start over")
+    return None
 
 
 def _refuse_a_save_that_cannot_fit(root: Path, previous: Path) -> None:
@@ -117,16 +165,33 @@ def _no_space(root: Path, step: int, tmp: Path) -> JobError:
                     "training.checkpoint.dir to a larger disk, then run the job again to resume")
 
 
-def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
-                    extra: dict | None = None) -> Path:
+_OWNERS: dict[str, tuple[bool, bool]] = {}
+
+
+def _ownership(root: Path) -> tuple[bool, bool]:
+    """(this rank owns its copy of root, some copy lacks rank 0's files): probed once per folder (collective)."""
+    key = str(root)
+    if key not in _OWNERS:
+        sharing = ranks_sharing(root)
+        with_rank0 = [sharing if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(with_rank0, src=0)
+        _OWNERS[key] = (sharing[0] == dist.get_rank(), len(with_rank0[0]) < dist.get_world_size())
+    return _OWNERS[key]
+
+
+def save_checkpoint(root: Path | S3Prefix, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
+                    extra: dict | None = None) -> Path | str:
     """Save a complete checkpoint of step (collective: every rank calls it).
 
     A full disk ends the job with one line (JobError) and the previous checkpoints untouched.
     """
+    if isinstance(root, S3Prefix):
+        return _save_to_s3(root, step, model, optimizer, scheduler, rank=rank, keep_last=keep_last, extra=extra)
+    owner, copies = _ownership(root)
     final = root / step_dir_name(step)
     tmp = root / f"{step_dir_name(step)}.tmp"
     try:
-        if rank == 0:
+        if owner:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         dist.barrier()
@@ -134,7 +199,12 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, *, rank:
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
         torch.save(torch.get_rng_state(), tmp / f"rng_rank{rank}.pt")
         dist.barrier()
-        if rank == 0:
+        if copies:  # DCP's coordinator (rank 0) wrote .metadata into its own copy only
+            metadata = [(tmp / DCP_METADATA).read_bytes() if rank == 0 else None]
+            dist.broadcast_object_list(metadata, src=0)
+            if owner and rank != 0:
+                (tmp / DCP_METADATA).write_bytes(metadata[0])
+        if owner:
             state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {}), FILES_KEY: record_files(tmp)}
             (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
             if final.exists():  # a damaged copy this run resumed around: kept, out of the way
@@ -150,8 +220,47 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, *, rank:
     return final
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int) -> dict:
-    """Restore model, optimizer, scheduler and this rank's RNG from a checkpoint; returns its trainer state."""
+def _complete_on_s3(store: S3Prefix) -> list[str]:
+    """Checkpoints of an S3 prefix with their metadata, trainer state and every shard, oldest first."""
+    complete = []
+    for name in store.names():
+        files = store.files(name) if STEP_DIR.match(name) else set()
+        if {DCP_METADATA, TRAINER_STATE} <= files:
+            metadata = store.storage_reader(name).read_metadata()
+            if {info.relative_path for info in (metadata.storage_data or {}).values()} <= files:
+                complete.append(name)
+    return complete
+
+
+def _save_to_s3(store: S3Prefix, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
+                extra: dict | None) -> str:
+    """S3 has no rename: the trainer state, then `latest` (one PUT each), written last, make the save complete."""
+    name = step_dir_name(step)
+    if rank == 0:
+        store.remove(name)  # the debris of an earlier attempt at this step
+    dist.barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, **store.dcp_target(name))
+    buffer = io.BytesIO()
+    torch.save(torch.get_rng_state(), buffer)
+    store.write_bytes(f"{name}/rng_rank{rank}.pt", buffer.getvalue())
+    dist.barrier()
+    if rank == 0:
+        state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {})}
+        store.write_text(f"{name}/{TRAINER_STATE}", json.dumps(state, indent=2) + "\n")
+        store.write_text(LATEST, name)
+        for old in _complete_on_s3(store)[:-keep_last] if keep_last > 0 else []:
+            store.remove(old)
+    dist.barrier()
+    return store.path(name)
+
+
+def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int, store: S3Prefix | None = None
+                    ) -> dict:
+    """Restore model, optimizer, scheduler and this rank's RNG from a checkpoint (a folder, or with store, the
+    name of one under an S3 prefix); returns its trainer state."""
+    if store is not None:
+        return _load_from_s3(store, str(path), model, optimizer, scheduler, rank=rank)
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
     try:
@@ -167,6 +276,19 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int) -> di
     rng = path / f"rng_rank{rank}.pt"
     if rng.is_file():
         torch.set_rng_state(torch.load(rng))
+    return trainer_state
+
+
+def _load_from_s3(store: S3Prefix, name: str, model, optimizer, scheduler, *, rank: int) -> dict:
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, storage_reader=store.storage_reader(name))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trainer_state = json.loads(store.read_text(f"{name}/{TRAINER_STATE}"))
+    scheduler.load_state_dict(trainer_state["scheduler"])
+    rng = store.read_bytes(f"{name}/rng_rank{rank}.pt")
+    if rng is not None:
+        torch.set_rng_state(torch.load(io.BytesIO(rng)))
     return trainer_state
 
 

@@ -8,6 +8,7 @@ data parallelism averages them, are the global mean whatever the layout.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,8 @@ from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrai
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits, targets) of one micro-batch -> its summed loss (next-token cross-entropy unless a task says otherwise)."""
 
 
 def _sync_context(module: torch.nn.Module, sync: bool):
@@ -38,16 +41,18 @@ def _sync_context(module: torch.nn.Module, sync: bool):
 class Engine:
     """Builds, parallelises and runs this rank's part of the model."""
 
-    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, init_weights: bool = True):
-        """init_weights=False leaves the parallelised stages on the meta device until materialise() gives
-        them storage without values (the memory trace calls it under fake tensors)."""
+    def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, frozen: bool = False,
+                 init_weights: bool = True):
+        """frozen: a model that never trains (a preference reference): no gradients, no data-parallel wrapper.
+        init_weights=False leaves the parallelised stages on the meta device until materialise() gives them
+        storage without values (the memory trace calls it under fake tensors)."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
         # every_microbatch reduce-scatters each micro-batch's gradients (torchtitan's choice: FSDP keeps
         # them sharded); last_microbatch syncs once per step and FSDP holds unsharded gradients until then.
         self.sync_every_microbatch = par.gradient_sync == "every_microbatch"
-        lora = cfg.lora.enabled
+        lora = cfg.lora.enabled and not frozen
         # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the
         # layers they wrap, so a LoRA job loads its base model whole first.
         pretrained = job.model.pretrained_path if not lora and init_weights else None
@@ -55,6 +60,8 @@ class Engine:
             hf_model = load_pretrained(job.model.pretrained_path)
         else:
             hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights)
+        if frozen:
+            hf_model.requires_grad_(False)
         if lora:
             apply_lora(hf_model, cfg.lora, cfg.seed)
             if ctx.is_main:
@@ -62,18 +69,16 @@ class Engine:
                 print(f"LoRA: training {trainable:,} of {total:,} parameters", flush=True)
         stages = build_stages(hf_model, pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
         self.stage_ids = stage_indices(pp_rank=ctx.pp_rank, pp_size=ctx.pp_size, virtual_pp=par.virtual_pp)
-        on_meta = bool(pretrained) or not init_weights
         for stage in stages:
-            if not on_meta:
+            if not pretrained and init_weights:
                 stage.to(ctx.device)
             parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
         self.stages = stages
         self.model = rank_model(stages)
         if pretrained:
             self.materialise(job)
-        if pretrained:
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
-        modules = [replicate_stage(stage, par, ctx) for stage in stages]
+        modules = list(stages) if frozen else [replicate_stage(stage, par, ctx) for stage in stages]
         self.modules = modules
         self.is_last_stage = any(s.is_last for s in stages)
         self.pipelined = ctx.pp_size > 1
@@ -107,9 +112,10 @@ class Engine:
             return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, batches: list[Batch], scale: float) -> torch.Tensor:
+    def train_step(self, batches: list[Batch], scale: float,
+                   objective: Objective = summed_cross_entropy) -> torch.Tensor:
         """Forward and backward over this rank's micro-batches; returns the summed loss it computed
-        (zero on ranks without the last stage)."""
+        (zero on ranks without the last stage). objective applies without pipeline parallelism."""
         self.loss.scale = scale
         total = torch.zeros((), device=self.ctx.device)
         if self.pipelined:
@@ -125,23 +131,23 @@ class Engine:
                 total += value.detach().float() / scale
             return total
         for i, (inputs, targets) in enumerate(batches):
-            total += self.train_microbatch(inputs, targets, scale, last=i == len(batches) - 1)
+            total += self.train_microbatch(inputs, targets, scale, last=i == len(batches) - 1, objective=objective)
         return total
 
-    def train_microbatch(self, inputs: torch.Tensor, targets: torch.Tensor, scale: float, *,
-                         last: bool) -> torch.Tensor:
+    def train_microbatch(self, inputs: torch.Tensor, targets: torch.Tensor, scale: float, *, last: bool,
+                         objective: Objective = summed_cross_entropy) -> torch.Tensor:
         """Forward and backward of one micro-batch (single-stage models); returns its summed loss.
 
         Gradients sync every micro-batch, or only on the last one under gradient_sync=last_microbatch.
         """
         inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
         with _sync_context(self.modules[0], self.sync_every_microbatch or last), self._autocast():
-            summed = summed_cross_entropy(self.modules[0](inputs), targets)
+            summed = objective(self.modules[0](inputs), targets)
         (summed * scale).backward()
         return summed.detach()
 
     @torch.no_grad()
-    def eval_loss(self, batches: list[Batch]) -> torch.Tensor:
+    def eval_loss(self, batches: list[Batch], objective: Objective = summed_cross_entropy) -> torch.Tensor:
         """Summed validation loss of this rank's batches (zero on ranks without the last stage)."""
         for module in self.modules:
             module.eval()
@@ -161,7 +167,7 @@ class Engine:
             for inputs, targets in batches:
                 with self._autocast():
                     logits = self.modules[0](inputs.to(self.ctx.device))
-                total += summed_cross_entropy(logits, targets.to(self.ctx.device))
+                total += objective(logits, targets.to(self.ctx.device))
         for module in self.modules:
             module.train()
         return total

@@ -1,8 +1,10 @@
-"""Writes a checkpoint's model as a Hugging Face folder (config, safetensors weights, tokenizer).
+"""Writes a model as a Hugging Face folder (config, safetensors weights, tokenizer).
 
-The engine's checkpoints hold the model under Hugging Face parameter names whatever the
-layout (FSDP shards, tensor or pipeline slices), so rank 0 reads the full tensors back from
-the checkpoint on its own, with no collective, into a fresh transformers model.
+The engine's modules and checkpoints hold the model under Hugging Face parameter names whatever
+the layout (FSDP shards, tensor or pipeline slices). At the end of training the ranks gather the
+trained model's full tensors to rank 0 (export_hf_from_model): no shard has to be on rank 0's disk,
+which it is not when nodes keep checkpoints on their own disks. The converter reads a checkpoint
+folder on its own, with no collective (model_from_checkpoint).
 """
 
 from __future__ import annotations
@@ -23,23 +25,60 @@ from train.model import hf_config
 HF_DIR = "hf_model"
 
 
-def model_from_checkpoint(checkpoint: Path, model: ModelConfig, lora: LoraConfig | None = None) -> torch.nn.Module:
-    """A transformers model (fp32, CPU) holding the weights of an engine checkpoint; LoRA adapters merged."""
+def _fresh_model(model: ModelConfig, lora: LoraConfig | None) -> torch.nn.Module:
+    """A transformers model (fp32, CPU) of the job's architecture, with adapters where the job trains them."""
     from transformers import AutoModelForCausalLM
 
     fresh = AutoModelForCausalLM.from_config(hf_config(model), dtype=torch.float32)
     if lora is not None and lora.enabled:
         apply_lora(fresh, lora, seed=0)
+    return fresh
+
+
+def _filled(fresh: torch.nn.Module, weights: dict[str, torch.Tensor], model: ModelConfig,
+            lora: LoraConfig | None) -> torch.nn.Module:
+    """fresh holding weights (Hugging Face names); LoRA adapters merged."""
+    if model.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    fresh.load_state_dict(weights, strict=not model.tie_word_embeddings)
+    if model.tie_word_embeddings:
+        fresh.tie_weights()
+    return merge_lora(fresh) if lora is not None and lora.enabled else fresh
+
+
+def model_from_checkpoint(checkpoint: Path, model: ModelConfig, lora: LoraConfig | None = None) -> torch.nn.Module:
+    """A transformers model (fp32, CPU) holding the weights of an engine checkpoint; LoRA adapters merged."""
+    fresh = _fresh_model(model, lora)
     state = {"model": fresh.state_dict()}
     if model.tie_word_embeddings:
         state["model"].pop("lm_head.weight", None)
     with warnings.catch_warnings():  # DCP warns that it loads in one process, which is the intent
         warnings.simplefilter("ignore", UserWarning)
         dcp.load(state, checkpoint_id=str(checkpoint), no_dist=True)
-    fresh.load_state_dict(state["model"], strict=not model.tie_word_embeddings)
-    if model.tie_word_embeddings:
-        fresh.tie_weights()
-    return merge_lora(fresh) if lora is not None and lora.enabled else fresh
+    return _filled(fresh, state["model"], model, lora)
+
+
+def gather_full_weights(module: torch.nn.Module, *, keep: bool, gather_stages: bool) -> dict[str, torch.Tensor]:
+    """This rank's part of the model as full fp32 CPU tensors, on rank 0 (collective).
+
+    Sharded and tensor-parallel parameters are gathered one tensor at a time (each DTensor's own
+    mesh); ranks with keep (one per model part: data- and tensor-parallel rank 0) hold the result.
+    With pipeline stages, every stage's part is then sent to rank 0. Nothing is read from disk, so
+    the checkpoint's shards may be spread over the nodes' own disks.
+    """
+    from torch.distributed.tensor import DTensor
+
+    part: dict[str, torch.Tensor] = {}
+    for key, value in module.state_dict().items():
+        if isinstance(value, DTensor):
+            value = value.full_tensor()
+        if keep:
+            part[key] = value.detach().to("cpu", torch.float32, copy=True)
+    if not gather_stages:
+        return part
+    parts: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(part, parts, dst=0)
+    return {k: v for p in parts or [] for k, v in (p or {}).items()}
 
 
 def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path) -> Path:
@@ -61,11 +100,13 @@ def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path) ->
     return final
 
 
-def export_hf_from_checkpoint(checkpoint: Path, job: JobConfig, out_dir: Path, *, is_main: bool) -> Path:
-    """Rank 0 exports the checkpoint to <out_dir>/hf_model while the other ranks wait (collective)."""
+def export_hf_from_model(module: torch.nn.Module, job: JobConfig, out_dir: Path, *, is_main: bool, keep: bool,
+                         gather_stages: bool) -> Path:
+    """Export the trained model held in memory to <out_dir>/hf_model (collective; rank 0 writes)."""
     final = out_dir / HF_DIR
+    weights = gather_full_weights(module, keep=keep, gather_stages=gather_stages)
     if is_main:
-        model = model_from_checkpoint(checkpoint, job.model, job.training.lora)
+        model = _filled(_fresh_model(job.model, job.training.lora), weights, job.model, job.training.lora)
         write_hf_folder(model, job.training.data.tokenizer_path, final)
     dist.barrier()
     return final

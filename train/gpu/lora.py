@@ -8,6 +8,8 @@ plain model that loads with from_pretrained.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from launcher.config.schema import LoraConfig
@@ -40,3 +42,18 @@ def trainable_parameter_count(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters."""
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: torch.nn.Module):
+    """Run model as its base model: every LoRA adapter off inside the block (a preference reference)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)

@@ -100,7 +100,10 @@ class NeuronBackend(Backend):
         # Initialises NxD's parallel state (TP, PP and DP groups) as well.
         self.nxd_config = neuronx_distributed_config(**self.settings.nxd_kwargs(
             decoder_layer_cls=DecoderLayer, core_attention_cls=CoreAttention, leaf_module_cls=[RMSNorm]))
-        self.ckpt_dir = str(Path(self.job.training.checkpoint.dir))
+        # An s3:// dir is handed to NxD as it is: its checkpoint storage reads and writes S3 itself.
+        ckpt = self.job.training.checkpoint.dir
+        self.on_s3 = ckpt.startswith("s3://")
+        self.ckpt_dir = ckpt.rstrip("/") if self.on_s3 else str(Path(ckpt))
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.dp_size = parallel_state.get_data_parallel_size()
@@ -136,7 +139,8 @@ class NeuronBackend(Backend):
 
         if not (self.job.training.checkpoint.resume and has_checkpoint(self.ckpt_dir)):
             return False
-        check_resume_layout(self.job, self.ckpt_dir)
+        if not self.on_s3:  # the layout files of an S3 prefix are not read back here
+            check_resume_layout(self.job, self.ckpt_dir)
         return True
 
     def _counts_loss(self) -> bool:
@@ -229,11 +233,21 @@ class NeuronBackend(Backend):
         save_checkpoint(self.ckpt_dir, tag_of(step), model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, user_content={"step": step, "loss": loss},
                         use_xser=self.job.neuron.checkpoint_xser, num_kept_ckpts=cfg.keep_last)
-        folder = Path(self.ckpt_dir) / tag_of(step)
+        folder = self._tag_path(step)
         if self.is_main:
-            write_text_atomic(folder / NXD_LAYOUT_FILE, json.dumps(layout_record(self.job)) + "\n")
+            text = json.dumps(layout_record(self.job)) + "\n"
+            if self.on_s3:
+                from neuronx_distributed.trainer.checkpoint_storage import create_checkpoint_storage
+
+                create_checkpoint_storage(self.ckpt_dir).save_text(text, f"{tag_of(step)}/{NXD_LAYOUT_FILE}")
+            else:
+                write_text_atomic(folder / NXD_LAYOUT_FILE, text)
         self.dist.barrier()
         return folder
+
+    def _tag_path(self, step: int):
+        """Where the checkpoint of step lies: a folder, or an s3:// prefix (a string)."""
+        return f"{self.ckpt_dir}/{tag_of(step)}" if self.on_s3 else Path(self.ckpt_dir) / tag_of(step)
 
     def resume(self) -> int:
         if not self._resumable():
@@ -261,7 +275,7 @@ class NeuronBackend(Backend):
         return self.ckpt_dir, int((content or {}).get("step", 0)) or None
 
     def export(self, out_dir: Path, job_path: str) -> dict:
-        final = Path(self.ckpt_dir) / tag_of(self.job.training.max_steps)
+        final = self._tag_path(self.job.training.max_steps)
         par = self.job.parallelism
         return {"final_checkpoint": str(final), "tp": par.tp, "pp": par.pp, "dp": self.dp_size,
                 "export": " ".join(shlex.quote(str(a)) for a in (

@@ -5,9 +5,9 @@
 Writes, next to this script:
     train.jsonl, valid.jsonl  instruction records ({instruction, input?, output}) and chat records
                               ({messages: [...]}) about the books, chapters and verses of the corpus
-    preference.jsonl          preference records ({prompt, chosen, rejected}): the right verse is chosen,
-                              the first verse of another chapter rejected
-Deterministic: the records follow the corpus order; every 10th record goes to valid.jsonl.
+    preference.jsonl,         preference records ({prompt, chosen, rejected}), one per chapter: the right
+    preference_valid.jsonl    verse is chosen, the first verse of the chapter seven on rejected
+Deterministic: the records follow the corpus order; every 10th record goes to the valid file.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def records(chaps: list[tuple[str, list[str]]]) -> list[dict]:
 
 def preferences(chaps: list[tuple[str, list[str]]]) -> list[dict]:
     out = []
-    for (chapter, verses), (_, other) in zip(chaps[::15], chaps[7::15], strict=False):
+    for (chapter, verses), (_, other) in zip(chaps, chaps[7:], strict=False):
+        if verses[0] == other[0]:  # many chapters open alike ("And the LORD spake unto Moses, saying,")
+            continue
         out.append({"prompt": f"What is the first verse of {chapter}?", "chosen": verses[0], "rejected": other[0]})
     return out
 
@@ -83,7 +85,9 @@ def main() -> None:
     rows = records(chaps)
     write(HERE / "train.jsonl", [r for i, r in enumerate(rows) if i % 10 != 9])
     write(HERE / "valid.jsonl", [r for i, r in enumerate(rows) if i % 10 == 9])
-    write(HERE / "preference.jsonl", preferences(chaps))
+    pairs = preferences(chaps)
+    write(HERE / "preference.jsonl", [r for i, r in enumerate(pairs) if i % 10 != 9])
+    write(HERE / "preference_valid.jsonl", [r for i, r in enumerate(pairs) if i % 10 == 9])
     print(f"{len(rows)} SFT records ({sum(1 for i in range(len(rows)) if i % 10 == 9)} valid), "
           f"{len(preferences(chaps))} preference records")
 

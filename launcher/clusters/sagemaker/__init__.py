@@ -35,6 +35,9 @@ class SageMakerCluster(RemoteCluster):
                 ("cluster.sagemaker.s3_code_uri", sm.s3_code_uri),
                 *((f"cluster.sagemaker.channels.{name}", sm.channels.get(name)) for name in used_channels(job))]
 
+    def shared_storage(self, job: JobConfig) -> str | None:
+        return job.cluster.sagemaker.s3_output_uri
+
     def container_job(self, job: JobConfig) -> JobConfig:
         return container_job(job)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-from launcher.clusters.sagemaker.paths import data_channel_of
+from launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, data_channel_of
+from launcher.clusters.sagemaker.render import JOB_TAG, build_request
+from launcher.clusters.sagemaker.request_model import partition_of, request_problems, sagemaker_regions
 from launcher.config.schema import JobConfig
 from launcher.data_prep import input_paths
 from launcher.problems import Findings
@@ -87,7 +89,9 @@ def check_limits(job: JobConfig, out: Findings) -> None:
         out.error("cluster.sagemaker.tags", f"at most {MAX_USER_TAGS} tags (llm-launch adds one)")
     if sm.volume_size_gb < 1:
         out.error("cluster.sagemaker.volume_size_gb", f"must be at least 1, got {sm.volume_size_gb}")
-    if sm.s3_checkpoint_uri and job.instance.accelerator.startswith("trainium") and job.trainer.num_nodes > 1:
+    direct_to_s3 = (job.training.checkpoint.dir or "").startswith("s3://")
+    if sm.s3_checkpoint_uri and job.instance.accelerator.startswith("trainium") and job.trainer.num_nodes > 1 \
+            and not direct_to_s3:
         # Each instance syncs its own /opt/ml/checkpoints with S3:
         # https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html
         out.warn("cluster.sagemaker.s3_checkpoint_uri", "NxD checkpoints assume one folder shared by all nodes; "
@@ -95,8 +99,77 @@ def check_limits(job: JobConfig, out: Findings) -> None:
                  "training.checkpoint.dir for multi-node Trainium")
 
 
+REQUEST_KEYS = (  # CreateTrainingJob member path prefix -> the config key that sets it
+    ("TrainingJobName", "job_name"), ("RoleArn", "cluster.sagemaker.role_arn"),
+    ("AlgorithmSpecification.TrainingImage", "cluster.image"),
+    ("AlgorithmSpecification.TrainingInputMode", "cluster.sagemaker.input_mode"),
+    ("OutputDataConfig", "cluster.sagemaker.s3_output_uri"),
+    ("CheckpointConfig", "cluster.sagemaker.s3_checkpoint_uri"), ("VpcConfig.Subnets", "cluster.sagemaker.subnets"),
+    ("VpcConfig.SecurityGroupIds", "cluster.sagemaker.security_group_ids"),
+    ("ResourceConfig.VolumeSizeInGB", "cluster.sagemaker.volume_size_gb"),
+    ("ResourceConfig.KeepAlivePeriodInSeconds", "cluster.sagemaker.keep_alive_seconds"),
+    ("ResourceConfig.InstanceCount", "trainer.num_nodes"), ("ResourceConfig.InstanceType", "instance"),
+    ("StoppingCondition.MaxRuntimeInSeconds", "cluster.sagemaker.max_runtime_hours"),
+    ("StoppingCondition.MaxWaitTimeInSeconds", "cluster.sagemaker.max_wait_hours"),
+    ("RetryStrategy", "cluster.sagemaker.max_retry_attempts"), ("InputDataConfig", "cluster.sagemaker.channels"),
+    ("Environment", "neuron"), ("HyperParameters", "job_name"),
+)
+WARM_POOLS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html#train-warm-pools-considerations"
+TAGS_DOC = "https://docs.aws.amazon.com/tag-editor/latest/userguide/best-practices-and-strats.html"
+
+
+def _config_key(path: str, tag_keys: list[str]) -> str:
+    if path.startswith("Tags["):
+        index = int(path[5:path.index("]")])
+        return f"cluster.sagemaker.tags.{tag_keys[index]}" if index < len(tag_keys) else "cluster.sagemaker.tags"
+    for prefix, key in REQUEST_KEYS:
+        if path.startswith(prefix):
+            return key
+    return "cluster.sagemaker"
+
+
+def check_api_rules(job: JobConfig, out: Findings) -> None:
+    """What CreateTrainingJob would refuse, found without an account: botocore's service model (patterns,
+    lengths, enums, ranges) on the request this job renders, the regions botocore knows, and AWS's documented
+    rules on tags and warm pools. Each problem names the config key that sets the value."""
+    sm = job.cluster.sagemaker
+    if sm.keep_alive_seconds and sm.use_spot:
+        out.error("cluster.sagemaker.keep_alive_seconds", f"warm pools do not work with managed spot training "
+                  f"({WARM_POOLS_DOC}); set it to 0 or cluster.sagemaker.use_spot=false")
+    for key in sorted(sm.tags):
+        if key.lower().startswith("aws:"):
+            out.error(f"cluster.sagemaker.tags.{key}", f"the aws: prefix is reserved for AWS ({TAGS_DOC}); "
+                      "rename the tag")
+    try:
+        regions = sagemaker_regions()
+        problems = request_problems(build_request(container_job(job), CONTAINER_JOB_YAML))
+    except ImportError:
+        out.warn("cluster.sagemaker", "botocore is not installed, so the request is not checked against the "
+                 "SageMaker API until submission; pip install 'llm-launch[aws]'")
+        return
+    if job.cluster.region not in regions:
+        out.error("cluster.region", f"'{job.cluster.region}' is not a region where botocore knows SageMaker "
+                  f"(e.g. us-east-1, us-west-2, eu-west-1); check `cluster.region`")
+    partition = partition_of(job.cluster.region)
+    role_partition = (sm.role_arn or "").split(":")[1] if (sm.role_arn or "").count(":") >= 2 else None
+    if partition and role_partition and role_partition.startswith("aws") and role_partition != partition:
+        out.error("cluster.sagemaker.role_arn", f"the role is in partition '{role_partition}' but region "
+                  f"{job.cluster.region} is in '{partition}'; use a role of the region's partition "
+                  f"(arn:{partition}:iam::<account>:role/<name>)")
+    reported = {p.field for p in out.problems}
+    tag_keys = sorted({**sm.tags, JOB_TAG: job.job_name})
+    by_key: dict[str, list[str]] = {}
+    for path, message in problems:
+        by_key.setdefault(_config_key(path, tag_keys), []).append(f"{path}: {message}")
+    for key, messages in by_key.items():
+        if key not in reported:
+            out.error(key, f"CreateTrainingJob would refuse it ({'; '.join(messages)}, per botocore's SageMaker "
+                      "service model)")
+
+
 def check_sagemaker(job: JobConfig, out: Findings) -> None:
     """Every SageMaker check."""
     check_required(job, out)
     check_locations(job, out)
     check_limits(job, out)
+    check_api_rules(job, out)

@@ -19,14 +19,22 @@ MODEL_DIR = "/opt/ml/model"
 """Uploaded to OutputDataConfig.S3OutputPath when the job ends."""
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """CheckpointConfig.LocalPath: synced with s3_checkpoint_uri during the job."""
+PACK_DIR = "/opt/ml/input/packed"
+"""Node-local scratch for packing a raw corpus at start: on the instance's own ML storage volume
+(VolumeSizeInGB), outside MODEL_DIR, so it is never uploaded with the model
+(https://docs.aws.amazon.com/sagemaker/latest/dg/model-train-storage.html)."""
 CONTAINER_JOB_YAML = f"{DATA_ROOT}/{CODE_CHANNEL}/job.yaml"
 
 
 def container_job(job: JobConfig) -> JobConfig:
-    """A copy of the job writing its output and checkpoints where SageMaker uploads and syncs them."""
+    """A copy of the job writing its output and checkpoints where SageMaker uploads and syncs them.
+
+    An s3:// training.checkpoint.dir is the user's choice and is kept: the job writes there directly."""
     job = copy.deepcopy(job)
     job.output_dir = MODEL_DIR
-    job.training.checkpoint.dir = CHECKPOINT_DIR
+    if not (job.training.checkpoint.dir or "").startswith("s3://"):
+        job.training.checkpoint.dir = CHECKPOINT_DIR
+    job.training.data.pack_dir = job.training.data.pack_dir or PACK_DIR
     return job
 
 

@@ -92,7 +92,7 @@ def build_request(job: JobConfig, container_job_yaml: str) -> dict[str, Any]:
         "InputDataConfig": input_channels(job, name),
         "OutputDataConfig": {"S3OutputPath": sm.s3_output_uri, "CompressionType": "NONE"},
         "StoppingCondition": stopping,
-        "Environment": backend_environment(job, None),
+        "Environment": backend_environment(job, sm.s3_output_uri),  # the compile cache persists there
         "HyperParameters": hyperparameters(job, container_job_yaml),
         "Tags": [{"Key": k, "Value": v} for k, v in sorted({**sm.tags, JOB_TAG: job.job_name}.items())],
     }

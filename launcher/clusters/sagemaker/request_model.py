@@ -85,8 +85,34 @@ def _walk(shape, value: Any, path: str, errors: list[str]) -> None:
             errors.append(f"{path}: expected true or false, got {value!r}")
 
 
+def request_problems(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """(member path, what is wrong) for every way the request breaks the CreateTrainingJob service model."""
+    return [tuple(e.split(": ", 1)) if ": " in e else (e, e) for e in request_errors(request)]
+
+
 def request_errors(request: dict[str, Any]) -> list[str]:
     """Every way the request breaks the CreateTrainingJob service model (empty when it is valid)."""
     errors: list[str] = []
     _walk(_input_shape(), request, "", errors)
     return errors
+
+
+@lru_cache(maxsize=1)
+def sagemaker_regions() -> frozenset[str]:
+    """Regions where botocore's endpoint data has SageMaker, in every partition (aws, aws-cn, aws-us-gov, ...)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return frozenset(region for partition in session.get_available_partitions()
+                     for region in session.get_available_regions("sagemaker", partition))
+
+
+def partition_of(region: str) -> str | None:
+    """The ARN partition of a region botocore knows (aws, aws-cn, ...), or None."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    for partition in session.get_available_partitions():
+        if region in session.get_available_regions("sagemaker", partition):
+            return partition
+    return None

@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from launcher.aws_errors import aws_error_line, one_line
 from launcher.clusters.base import RunnerError
 from launcher.clusters.records import utc_now
 from launcher.clusters.sagemaker.render import NAME_SUFFIX_FORMAT, REQUEST_FILE, code_prefix, named_for_submission
@@ -21,30 +22,34 @@ from launcher.jobfile import JOB_FILE, write_text_atomic
 SUBMITTED_REQUEST = "sagemaker_request.{name}.json"
 """The exact request sent, kept next to the rendered one."""
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TAIL_LINES = 100
+"""Lines action=logs shows: the newest, across the instances' streams."""
 INSTALL_HINT = "pip install 'llm-launch[aws]'"
 
 
 def make_session(region: str):
-    """A boto3 session for the job's region (tests replace this to stub the clients)."""
+    """A boto3 session for the job's region; a profile or config file it cannot use is one line."""
     try:
         import boto3
     except ImportError:
         raise RunnerError(f"boto3 is not installed; {INSTALL_HINT}") from None
-    return boto3.session.Session(region_name=region)
+    return _call("starting an AWS session", boto3.session.Session, where={"region": region}, region_name=region)
 
 
-def _aws_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
+def client(session, service: str, region: str):
+    """A client of one AWS service (a malformed ~/.aws/config surfaces here, as one line)."""
+    return _call(f"creating the {service} client", session.client, where={"region": region}, service_name=service)
 
-    return BotoCoreError, ClientError
 
-
-def _call(what: str, fn, **kwargs):
-    """One AWS call; its failures become one line (AWS messages carry no credentials)."""
+def _call(what: str, fn, *, where: dict[str, str] | None = None, **kwargs):
+    """One AWS call; its failures become one line saying what to do (launcher.aws_errors)."""
     try:
         return fn(**kwargs)
-    except _aws_errors() as exc:
-        raise RunnerError(f"{what} failed: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:
+        line = aws_error_line(what, exc, **(where or {}))
+        if line is None:
+            raise
+        raise RunnerError(line) from None
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -69,42 +74,78 @@ def submission_request(job: JobConfig, out_dir: Path, now: datetime) -> dict:
 
 def submit(job: JobConfig, out_dir: Path, now: datetime | None = None) -> dict:
     request = submission_request(job, out_dir, now or utc_now())
-    name = request["TrainingJobName"]
-    session = make_session(job.cluster.region)
+    name, region = request["TrainingJobName"], job.cluster.region
+    session = make_session(region)
     bucket, key = split_s3(code_prefix(job, name) + JOB_FILE)
     body = (out_dir / JOB_FILE).read_bytes()
-    _call("uploading job.yaml", session.client("s3").put_object, Bucket=bucket, Key=key, Body=body)
-    response = _call("CreateTrainingJob", session.client("sagemaker").create_training_job, **request)
+    _call("uploading job.yaml", client(session, "s3", region).put_object,
+          where={"region": region, "bucket": bucket, "key": "cluster.sagemaker.s3_code_uri"},
+          Bucket=bucket, Key=key, Body=body)
+    response = _call("CreateTrainingJob", client(session, "sagemaker", region).create_training_job,
+                     where={"region": region}, **request)
     write_text_atomic(out_dir / SUBMITTED_REQUEST.format(name=name), json.dumps(request, indent=2, sort_keys=True)
                       + "\n")
-    print(f"llm-launch: submitted SageMaker training job {name} in {job.cluster.region}")
-    return {"name": name, "arn": response.get("TrainingJobArn", ""), "region": job.cluster.region}
+    print(f"llm-launch: submitted SageMaker training job {name} in {region}")
+    return {"name": name, "arn": response.get("TrainingJobArn", ""), "region": region}
+
+
+def _client_for(record: dict, service: str):
+    return client(make_session(record["region"]), service, record["region"])
 
 
 def status(record: dict, out_dir: Path) -> None:
-    client = make_session(record["region"]).client("sagemaker")
-    job = _call("DescribeTrainingJob", client.describe_training_job, TrainingJobName=record["name"])
+    job = _call("DescribeTrainingJob", _client_for(record, "sagemaker").describe_training_job,
+                where={"region": record["region"]}, TrainingJobName=record["name"])
     line = f"{record['name']}: {job['TrainingJobStatus']} ({job.get('SecondaryStatus', '')})"
     if job.get("FailureReason"):
-        line += f": {job['FailureReason']}"
+        line += f": {one_line(job['FailureReason'])}"
     print(line)
 
 
-def logs(record: dict, out_dir: Path) -> None:
-    client = make_session(record["region"]).client("logs")
-    streams = _call("DescribeLogStreams", client.describe_log_streams, logGroupName=LOG_GROUP,
-                    logStreamNamePrefix=f"{record['name']}/")
-    names = sorted(s["logStreamName"] for s in streams.get("logStreams", []))
-    if not names:
-        print(f"llm-launch: no logs yet for {record['name']} (action=status shows where it is)")
-    for stream in names:
-        events = _call("GetLogEvents", client.get_log_events, logGroupName=LOG_GROUP, logStreamName=stream,
-                       startFromHead=True)
-        for event in events.get("events", []):
-            print(f"[{stream}] {event['message']}")
+def _log_streams(logs_client, record: dict) -> list[str] | None:
+    """The job's log streams (one per instance), or None while its log group does not exist yet."""
+    from botocore.exceptions import ClientError
+
+    streams: list[str] = []
+    try:
+        pages = logs_client.get_paginator("describe_log_streams").paginate(
+            logGroupName=LOG_GROUP, logStreamNamePrefix=f"{record['name']}/")
+        for page in pages:
+            streams += [s["logStreamName"] for s in page.get("logStreams", [])]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise RunnerError(aws_error_line("DescribeLogStreams", exc, region=record["region"])) from None
+    except Exception as exc:
+        line = aws_error_line("DescribeLogStreams", exc, region=record["region"])
+        if line is None:
+            raise
+        raise RunnerError(line) from None
+    return sorted(streams)
+
+
+def logs(record: dict, out_dir: Path, lines: int = TAIL_LINES) -> None:
+    """The newest lines of every instance's log, oldest first, as `aws logs tail` shows them."""
+    logs_client = _client_for(record, "logs")
+    streams = _log_streams(logs_client, record)
+    if not streams:
+        print(f"llm-launch: no logs yet for {record['name']} (the instances have not started writing; "
+              "action=status shows where the job is)")
+        return
+    events: list[tuple[int, str, str]] = []
+    for stream in streams:
+        newest = _call("GetLogEvents", logs_client.get_log_events, where={"region": record["region"]},
+                       logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=False, limit=lines)
+        events += [(e["timestamp"], stream, e["message"]) for e in newest.get("events", [])]
+    events.sort(key=lambda e: e[0])
+    for _, stream, message in events[-lines:]:
+        print(f"[{stream.removeprefix(record['name'] + '/')}] {message.rstrip()}")
+    print(f"llm-launch: the newest {min(lines, len(events))} lines of {len(streams)} log stream(s) in {LOG_GROUP}; "
+          f"follow them with: aws logs tail {LOG_GROUP} --log-stream-name-prefix {record['name']}/ --follow "
+          f"--region {record['region']}")
 
 
 def stop(record: dict, out_dir: Path) -> None:
-    client = make_session(record["region"]).client("sagemaker")
-    _call("StopTrainingJob", client.stop_training_job, TrainingJobName=record["name"])
+    _call("StopTrainingJob", _client_for(record, "sagemaker").stop_training_job, where={"region": record["region"]},
+          TrainingJobName=record["name"])
     print(f"llm-launch: stopping {record['name']}")

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import boto3
 import pytest
 import torch
 import torch.distributed as dist
@@ -10,6 +11,9 @@ import torch.distributed as dist
 from train.errors import JobError
 from train.gpu import checkpoint
 from train.gpu.checkpoint import find_latest, load_checkpoint, resume_from, save_checkpoint
+from train.gpu.checkpoint_store import open_store
+
+REGION = "us-west-2"
 
 
 @pytest.fixture()
@@ -215,3 +219,28 @@ ls "$CKPT" > "$OUT/after_second.ls"
     assert (tmp_path / "second.rc").read_text().strip() == "2", second[-3000:]
     assert second.strip().splitlines()[-1].startswith(f"llm-launch: no space left on {ckpt} for the next checkpoint: ")
     assert (tmp_path / "after_second.ls").read_text().split() == ["latest", "step_00000001"]
+
+
+def test_save_resume_and_keep_last_straight_to_s3(aws, single_rank_group):
+    """s3torchconnector's DCP writer and reader against moto_server (tests/moto_endpoint.py)."""
+    s3 = boto3.session.Session(region_name=REGION).client("s3")
+    s3.create_bucket(Bucket="ckpt", CreateBucketConfiguration={"LocationConstraint": REGION})
+    store = open_store("s3://ckpt/runs/one", REGION)
+    assert resume_from(store, is_main=True) is None
+    model, optimizer, scheduler = _training_state(0)
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.add_(step)
+        save_checkpoint(store, step, model, optimizer, scheduler, rank=0, keep_last=2)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ckpt", Prefix="runs/one/")["Contents"]}
+    assert "runs/one/latest" in keys
+    assert {k.split("/")[2] for k in keys if k.count("/") > 2} == {"step_00000002", "step_00000003"}
+    assert {"runs/one/step_00000003/.metadata", "runs/one/step_00000003/trainer_state.json",
+            "runs/one/step_00000003/rng_rank0.pt"} <= keys
+    assert resume_from(store, is_main=True) == "s3://ckpt/runs/one/step_00000003"
+
+    fresh, fresh_opt, fresh_sched = _training_state(99)
+    state = load_checkpoint("step_00000003", fresh, fresh_opt, fresh_sched, rank=0, store=store)
+    assert state["step"] == 3
+    assert torch.equal(fresh.weight, model.weight)
+    assert fresh_opt.state_dict()["state"][0]["exp_avg"].equal(optimizer.state_dict()["state"][0]["exp_avg"])

@@ -19,7 +19,7 @@ COMBOS = ([("llama3_8b_cpt_trn1", i) for i in TRN] + [("llama2_70b_cpt_trn1", i)
           + [("llama2_7b_sft_p5_fsdp", i) for i in GPU[2:]] + [("mistral_7b_sft_g5", i) for i in GPU[1:]]
           + [("smoke_allreduce", i) for i in TRN + GPU])
 EXTRAS = ["cluster.sagemaker.use_spot=true", "cluster.sagemaker.max_wait_hours=240",
-          "cluster.sagemaker.keep_alive_seconds=1800", "cluster.sagemaker.max_retry_attempts=3",
+          "cluster.sagemaker.max_retry_attempts=3",
           "cluster.sagemaker.subnets=[subnet-0abc]", "cluster.sagemaker.security_group_ids=[sg-0abc]",
           "+cluster.sagemaker.tags={team: ml-research, cost-center: '1234'}"]
 NAME = regex.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -44,7 +44,6 @@ def test_request_passes_the_service_model(job_for, recipe, instance, render_job)
         assert request["EnableManagedSpotTraining"] is True
         assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] >= request["StoppingCondition"][
             "MaxRuntimeInSeconds"]
-        assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 1800
         assert request["RetryStrategy"] == {"MaximumRetryAttempts": 3}
         assert request["VpcConfig"] == {"Subnets": ["subnet-0abc"], "SecurityGroupIds": ["sg-0abc"]}
         assert {"Key": "cost-center", "Value": "1234"} in request["Tags"]
@@ -105,3 +104,28 @@ def test_submission_refuses_a_request_the_api_would_reject(job_for, tmp_path, re
 
     with pytest.raises(RunnerError, match="VolumeSizeInGB"):
         submission_request(remote, tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_an_s3_checkpoint_dir_is_the_users_choice_and_is_kept(job_for, render_job, tmp_path):
+    from launcher.jobfile import read_job
+    from launcher.validate import validate
+
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "training.checkpoint.dir=s3://my-bucket/nxd")
+    findings, _ = validate(job)
+    assert not [w for w in findings.warnings if "NxD checkpoints assume" in w]
+    container, files = render_job(job, tmp_path)
+    assert read_job(files[0]).training.checkpoint.dir == "s3://my-bucket/nxd"
+    assert read_job(files[0]).training.data.pack_dir == "/opt/ml/input/packed"
+    default, _ = render_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker"), tmp_path / "default")
+    assert default.training.checkpoint.dir == "/opt/ml/checkpoints"
+    findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker"))
+    assert [w for w in findings.warnings if "NxD checkpoints assume" in w]
+
+
+def test_a_warm_pool_is_rendered_without_spot(job_for, render_job):
+    job = job_for("recipe=smoke_allreduce", "cluster=sagemaker", "instance=ml.p5.48xlarge", "action=render",
+                  "cluster.sagemaker.keep_alive_seconds=1800")
+    _, files = render_job(job)
+    request = json.loads(files[-1].read_text())
+    assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 1800 and "EnableManagedSpotTraining" not in request
+    assert request["Environment"]["FI_EFA_USE_DEVICE_RDMA"] == "1"

@@ -1,13 +1,19 @@
-"""SageMaker submission with fake credentials: botocore's Stubber captures what reaches the API."""
+"""SageMaker submission, status, logs and stop against a real HTTP endpoint: moto_server (tests/moto_endpoint.py).
+
+moto has no StopTrainingJob; the endpoint's front answers it as SageMaker does (tests/moto_endpoint.py).
+The faults (5xx HTML pages, throttling, an expired token) are sent by that front as AWS sends them.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 
 from launcher.clusters import manage
 from launcher.clusters.base import RunnerError
@@ -16,92 +22,136 @@ from launcher.clusters.sagemaker import runner as sagemaker
 from launcher.clusters.sagemaker.request_model import request_errors
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+REGION = "us-west-2"
 REAL = ["cluster.image=123456789012.dkr.ecr.us-west-2.amazonaws.com/llm-launch:trainium1-0.1.0",
-        "cluster.region=us-west-2",
+        f"cluster.region={REGION}",
         "cluster.sagemaker.role_arn=arn:aws:iam::123456789012:role/Trainer",
         "cluster.sagemaker.s3_output_uri=s3://my-bucket/out",
         "cluster.sagemaker.s3_checkpoint_uri=s3://my-bucket/ckpt/run1",
         "cluster.sagemaker.s3_code_uri=s3://my-bucket/code",
         "cluster.sagemaker.channels.train=s3://my-bucket/data/train",
         "cluster.sagemaker.channels.tokenizer=s3://my-bucket/data/tok"]
+RECORD = {"cluster": "sagemaker", "name": "job-1", "region": REGION}
+HTML_503 = ("<!doctype html>\n<html><head><title>503 Service Unavailable</title><style>p {}</style></head>\n"
+            "<body><h1>Service Unavailable</h1>\n<p>Back-end server is at capacity</p></body></html>")
 
 
-class StubSession:
-    """Hands out stubbed clients, like boto3.Session.client."""
-
-    def __init__(self, region: str):
-        session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
-                                        aws_secret_access_key="testing", aws_session_token="testing")
-        self.clients = {name: session.client(name) for name in ("s3", "sagemaker", "logs")}
-        self.stubs = {name: Stubber(client) for name, client in self.clients.items()}
-
-    def client(self, name):
-        return self.clients[name]
+def boto(service: str):
+    return boto3.session.Session(region_name=REGION).client(service)
 
 
 @pytest.fixture
-def stub(monkeypatch):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, "testing")
-    session = StubSession("us-west-2")
-    monkeypatch.setattr(sagemaker, "make_session", lambda region: session)
-    return session
-
-
-def test_submit_uploads_job_yaml_and_sends_the_rendered_request(job_for, render_job, tmp_path, stub):
+def submitted(aws, job_for, tmp_path, render_job):
+    """A job submitted to moto: (job as the container sees it, record)."""
+    boto("s3").create_bucket(Bucket="my-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
     job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
-    remote_job, files = render_job(job, tmp_path)
-    rendered = json.loads(files[-1].read_text())
+    container_job, files = render_job(job, tmp_path)
+    record = sagemaker.submit(container_job, tmp_path, now=NOW)
+    append_record(tmp_path, {"cluster": "sagemaker", **record})
+    return container_job, record, files
+
+
+def test_submit_uploads_job_yaml_and_creates_the_rendered_training_job(submitted, tmp_path):
+    _, record, files = submitted
     name = "llama3-8b-cpt-trn1-20260304050607"
-    expected = {**rendered, "TrainingJobName": name}
-    expected["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://my-bucket/code/{name}/"
-    assert request_errors(expected) == []
-    stub.stubs["s3"].add_response("put_object", {}, {"Bucket": "my-bucket", "Key": f"code/{name}/job.yaml",
-                                                     "Body": (tmp_path / "job.yaml").read_bytes()})
-    arn = f"arn:aws:sagemaker:us-west-2:123456789012:training-job/{name}"
-    stub.stubs["sagemaker"].add_response("create_training_job", {"TrainingJobArn": arn}, expected)
-    with stub.stubs["s3"], stub.stubs["sagemaker"]:
-        record = sagemaker.submit(remote_job, tmp_path, now=NOW)
-        stub.stubs["sagemaker"].assert_no_pending_responses()
-    assert record == {"name": name, "arn": arn, "region": "us-west-2"}
-    assert json.loads((tmp_path / f"sagemaker_request.{name}.json").read_text()) == expected
+    assert record["name"] == name and record["arn"].endswith(f":training-job/{name}")
+    rendered = json.loads(files[-1].read_text())
+    sent = json.loads((tmp_path / f"sagemaker_request.{name}.json").read_text())
+    assert request_errors(sent) == []
+    assert sent["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://my-bucket/code/{name}/"
     assert rendered["TrainingJobName"] == "llama3-8b-cpt-trn1"  # the rendered file is left as rendered
+    described = boto("sagemaker").describe_training_job(TrainingJobName=name)
+    assert described["RoleArn"] == sent["RoleArn"]
+    assert described["ResourceConfig"]["InstanceCount"] == 4
+    assert described["AlgorithmSpecification"]["TrainingImage"] == sent["AlgorithmSpecification"]["TrainingImage"]
+    uploaded = boto("s3").get_object(Bucket="my-bucket", Key=f"code/{name}/job.yaml")["Body"].read()
+    assert uploaded == (tmp_path / "job.yaml").read_bytes()
 
 
-def test_status_logs_and_stop_of_a_recorded_job(tmp_path, stub, capsys):
-    record = {"cluster": "sagemaker", "name": "job-1", "region": "us-west-2"}
-    append_record(tmp_path, record)
-    sm, logs = stub.stubs["sagemaker"], stub.stubs["logs"]
-    sm.add_response("describe_training_job", {
-        "TrainingJobName": "job-1", "TrainingJobArn": "arn:aws:sagemaker:us-west-2:1:training-job/job-1",
-        "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "FailureReason": "AlgorithmError: boom",
-        "ModelArtifacts": {"S3ModelArtifacts": "s3://b/o"}, "AlgorithmSpecification": {"TrainingInputMode": "File"},
-        "ResourceConfig": {"VolumeSizeInGB": 1}, "StoppingCondition": {}, "CreationTime": NOW},
-        {"TrainingJobName": "job-1"})
-    logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": "job-1/algo-1-1"}]},
-                      {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "job-1/"})
-    logs.add_response("get_log_events", {"events": [{"timestamp": 1, "message": "step=1 loss=2.5"}]},
-                      {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": "job-1/algo-1-1",
-                       "startFromHead": True})
-    sm.add_response("stop_training_job", {}, {"TrainingJobName": "job-1"})
-    with sm, logs:
-        for action in ("status", "logs", "stop"):
-            manage(action, tmp_path)
-    out = capsys.readouterr().out
-    assert "job-1: Failed (Failed): AlgorithmError: boom" in out
-    assert "[job-1/algo-1-1] step=1 loss=2.5" in out
-    assert "stopping job-1" in out
+def test_status_and_stop_of_the_submitted_job(submitted, tmp_path, capsys, aws):
+    _, record, _ = submitted
+    manage("status", tmp_path)
+    assert capsys.readouterr().out.startswith(f"{record['name']}: ")
+    manage("stop", tmp_path)
+    assert f"stopping {record['name']}" in capsys.readouterr().out
+    assert aws.stopped == [record["name"]]
+    append_record(tmp_path, {**RECORD, "name": "no-such-job"})
+    with pytest.raises(RunnerError, match="StopTrainingJob failed: ValidationException: Requested resource not found"):
+        manage("stop", tmp_path)
 
 
-def test_aws_errors_become_one_line(tmp_path, stub):
-    append_record(tmp_path, {"cluster": "sagemaker", "name": "job-1", "region": "us-west-2"})
-    stub.stubs["sagemaker"].add_client_error("describe_training_job", "ValidationException",
-                                             "Requested resource not found.")
-    with stub.stubs["sagemaker"], pytest.raises(RunnerError) as caught:
+def test_logs_say_no_logs_yet_before_the_group_exists_then_show_the_newest_lines(aws, tmp_path, capsys):
+    append_record(tmp_path, RECORD)
+    manage("logs", tmp_path)
+    assert "no logs yet for job-1" in capsys.readouterr().out
+
+    logs = boto("logs")
+    logs.create_log_group(logGroupName=sagemaker.LOG_GROUP)
+    manage("logs", tmp_path)
+    assert "no logs yet for job-1" in capsys.readouterr().out
+    start = int(time.time() * 1000) - 10_000_000
+    for host, offset in (("algo-1-1700000000", 0), ("algo-2-1700000000", 1)):
+        stream = f"job-1/{host}"
+        logs.create_log_stream(logGroupName=sagemaker.LOG_GROUP, logStreamName=stream)
+        events = [{"timestamp": start + 10 * i + offset, "message": f"{host[:6]} line {i}"} for i in range(300)]
+        logs.put_log_events(logGroupName=sagemaker.LOG_GROUP, logStreamName=stream, logEvents=events)
+    manage("logs", tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    shown = out[:-1]
+    assert len(shown) == sagemaker.TAIL_LINES
+    assert shown[-1] == "[algo-2-1700000000] algo-2 line 299"  # the newest line last
+    assert shown[-2] == "[algo-1-1700000000] algo-1 line 299"
+    assert "[algo-1-1700000000] algo-1 line 0" not in out  # never the start of a long job
+    assert out[-1].startswith("llm-launch: the newest 100 lines of 2 log stream(s)")
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (("DescribeTrainingJob", 503, HTML_503, "text/html"),
+     "AWS had an internal error (HTTP 503); run it again later (503 Service Unavailable Service Unavailable "
+     "Back-end server is at capacity)"),
+    (("DescribeTrainingJob", 400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+      "application/x-amz-json-1.1"), "AWS is throttling these requests after 1 retries; wait a minute"),
+    (("DescribeTrainingJob", 400, json.dumps({"__type": "ExpiredTokenException",
+                                              "message": "The security token included in the request is expired"}),
+      "application/x-amz-json-1.1"), "the AWS credentials have expired; run `aws sso login`"),
+])
+def test_aws_failures_are_one_line_naming_the_fix(aws, tmp_path, monkeypatch, fault, expected):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    append_record(tmp_path, RECORD)
+    aws.fail(*fault)
+    with pytest.raises(RunnerError) as caught:
         manage("status", tmp_path)
-    assert "\n" not in str(caught.value) and "Requested resource not found" in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith("DescribeTrainingJob failed: ") and "\n" not in message
+    assert expected in message
+    assert "<" not in message
 
 
-def test_manage_without_a_submission_says_so(tmp_path):
-    with pytest.raises(RunnerError, match="no submission recorded"):
-        manage("status", tmp_path)
+def test_a_missing_bucket_names_the_config_key(aws, job_for, tmp_path, render_job):
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
+    container_job, _ = render_job(job, tmp_path)
+    with pytest.raises(RunnerError) as caught:
+        sagemaker.submit(container_job, tmp_path, now=NOW)
+    assert str(caught.value).startswith("uploading job.yaml failed: S3 bucket 'my-bucket' does not exist")
+    assert "check `cluster.sagemaker.s3_code_uri`" in str(caught.value)
+
+
+BAD_CONFIG = "[profile broken\nregion = us-west-2\n"
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ({"AWS_PROFILE": "nobody"}, "AWS profile 'nobody' is not in ~/.aws/config or ~/.aws/credentials"),
+    ({"AWS_CONFIG_FILE": "{bad}"}, "cannot parse the AWS config file"),
+])
+def test_bad_aws_config_ends_the_command_with_one_line_and_exit_2(aws, tmp_path, setup, expected):
+    (tmp_path / "config").write_text(BAD_CONFIG)
+    append_record(tmp_path, RECORD)
+    env = {**aws.env(), "PATH": "/usr/bin:/bin"}
+    env.update({k: v.format(bad=tmp_path / "config") for k, v in setup.items()})
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "recipe=llama3_8b_cpt_trn1", "cluster=sagemaker",
+                           *REAL, f"output_dir={tmp_path}", "action=status"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr

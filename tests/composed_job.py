@@ -1,0 +1,20 @@
+"""Compose a job in-process exactly as the CLI does (Hydra's compose API, then typed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from launcher.compose import to_job
+from launcher.config import store
+from launcher.config.schema import JobConfig
+
+
+def compose_job(overrides: list[str], output_dir: Path) -> JobConfig:
+    """Compose conf/job.yaml with Hydra's compose API and type it as the CLI does."""
+    store.register()
+    store.register_recipes()
+    with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
+        cfg = compose(store.PRIMARY_CONFIG, overrides=list(overrides))
+    return to_job(cfg, output_dir)
