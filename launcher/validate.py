@@ -325,6 +325,9 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
     if job.instance.accelerator.startswith("trainium"):
         out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
                   "plan.memory=estimate")
+    elif job.task == "dpo":
+        out.error("plan.memory", "traced runs a cpt/sft step; a dpo step (reference forward, paired sequences) is "
+                  "not traced yet; use plan.memory=estimate")
     elif par.pp > 1:
         out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
                   "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")

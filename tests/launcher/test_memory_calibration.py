@@ -24,8 +24,9 @@ TOLERANCE = 0.10
 
 def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
     covered = {tuple(entry["overrides"]) for entry in TRACED.values()}
-    gpu_recipes = [p.stem for p in sorted(store.RECIPES_DIR.glob("*.yaml"))
-                   if job_for(f"recipe={p.stem}").instance.accelerator == "nvidia"]
+    jobs = {p.stem: job_for(f"recipe={p.stem}") for p in sorted(store.RECIPES_DIR.glob("*.yaml"))}
+    # DPO's step (a reference forward, paired sequences) is not what the trace runs: plan.memory=traced refuses it.
+    gpu_recipes = [name for name, job in jobs.items() if job.instance.accelerator == "nvidia" and job.task != "dpo"]
     assert gpu_recipes
     for recipe in gpu_recipes:
         assert (f"recipe={recipe}",) in covered, f"{recipe} has no traced peak: run bench/traced_memory.py"
