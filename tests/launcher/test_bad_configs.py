@@ -70,7 +70,7 @@ CASES = [
          ("training.lora.enabled=true", "training.lora.target_modules=[q_proj,qkv_proj]"),
          "training.lora.target_modules", "qkv_proj: no such layer"),
     Case("lora_on_random_weights_in_a_paid_run",
-         (P5_7B, "training.lora.enabled=true"),
+         (P5_7B, "training.lora.enabled=true", "model.pretrained_path=null"),
          "model.pretrained_path", "LoRA adapts a trained model", count=None),
     Case("eval_without_a_model",
          ("task=eval",),
