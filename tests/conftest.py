@@ -10,12 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from composed_job import compose_job
 from slurm_cluster import SlurmCluster, ensure_installed
 
 from launcher import PROJECT_ROOT
-from launcher.compose import to_job
-from launcher.config import store
 from launcher.config.schema import JobConfig
 
 QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
@@ -74,15 +72,6 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield _cluster
     for cluster in clusters.values():
         cluster.stop()
-
-
-def compose_job(overrides: list[str], output_dir: Path) -> JobConfig:
-    """Compose conf/job.yaml with Hydra's compose API and type it as the CLI does."""
-    store.register()
-    store.register_recipes()
-    with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
-        cfg = compose(store.PRIMARY_CONFIG, overrides=list(overrides))
-    return to_job(cfg, output_dir)
 
 
 def run_cli(args: list[str], output_dir: Path, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
