@@ -51,8 +51,8 @@ def test_preference_pairs_sft_records_and_foreign_token_ids_are_refused(sample_i
 
     preference = PROJECT_ROOT / "data" / "sample" / "sft" / "preference.jsonl"
     assert _problems(job_for, f"{TRAIN}={preference}") == [
-        f"{TRAIN}: {preference} holds preference pairs (prompt, chosen, rejected), which no task trains on "
-        "yet; cpt reads text or input_ids, sft reads messages or instruction/output"]
+        f"{TRAIN}: {preference} holds preference pairs (prompt, chosen, rejected); train them with task=dpo "
+        "(docs/dpo.md); cpt reads text or input_ids, sft reads messages or instruction/output"]
     assert "holds SFT records" in _problems(job_for, f"{TRAIN}={sample_inputs.sft_saved}")[0]
     datasets.Dataset.from_dict({"input_ids": [[5] * (SEQ_LEN - 1) + [4000]]}).save_to_disk(str(tmp_path / "foreign"))
     problems = _problems(job_for, f"{TRAIN}={tmp_path / 'foreign'}", f"training.seq_len={SEQ_LEN}")

@@ -39,13 +39,24 @@ def _wait_for_step(out, step, proc, timeout=300):
     raise AssertionError(f"step {step} never logged")
 
 
+def test_a_second_run_on_a_running_jobs_folder_is_refused(tmp_path, command, launch):
+    long_run = ["training.max_steps=500", "training.checkpoint.every_n_steps=0"]  # still training when checked
+    proc = subprocess.Popen(command(tmp_path, *long_run), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_step(tmp_path, 1, proc)
+        second = launch(tmp_path, *long_run)
+        assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
+        (error,) = [line for line in second.stderr.splitlines() if line.startswith("  error:")]
+        assert f"error: output_dir: {tmp_path} is in use by a running job (pid {proc.pid} on " in error
+        assert proc.poll() is None, "the refused second run must leave the first one training"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+
+
 def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_path, command, launch, records):
     proc = subprocess.Popen(command(tmp_path, *RUN), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_step(tmp_path, 2, proc)
-    second = launch(tmp_path, *RUN)  # the same folder while the first run trains
-    assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
-    (error,) = [line for line in second.stderr.splitlines() if line.startswith("  error:")]
-    assert f"error: output_dir: {tmp_path} is in use by a running job (pid {proc.pid} on " in error
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, output[-3000:]
