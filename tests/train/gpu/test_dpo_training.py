@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 import torch
@@ -20,18 +19,8 @@ DPO = ["recipe=tiny_llama_dpo", "training.eval_every_n_steps=0", "training.log_e
 
 
 @pytest.fixture(scope="module")
-def base_model(tmp_path_factory):
-    from launcher.config.schema import ModelConfig
-    from train.model import build_model
-
-    folder = tmp_path_factory.mktemp("base")
-    model = build_model(ModelConfig(name="tiny_llama", vocab_size=2048, hidden_size=256, intermediate_size=1024,
-                                    num_layers=4, num_attention_heads=8, num_key_value_heads=4,
-                                    max_position_embeddings=2048), seed=5)
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SAMPLE / "tokenizer" / name, folder / name)
-    return folder
+def base_folder(base_model):
+    return base_model[0]
 
 
 def base_logps_of_step(run_dir, base_folder, step: int) -> dict[str, float]:
@@ -66,10 +55,10 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_reference_is_the_base_model_and_the_loss_is_the_sigmoid_of_the_margin(variant, base_model, tmp_path,
+def test_reference_is_the_base_model_and_the_loss_is_the_sigmoid_of_the_margin(variant, base_folder, tmp_path,
                                                                                  launch, records):
     extra = VARIANTS[variant]
-    result = launch(tmp_path, *DPO, f"model.pretrained_path={base_model}",
+    result = launch(tmp_path, *DPO, f"model.pretrained_path={base_folder}",
                     "training.max_steps=3", "training.checkpoint.every_n_steps=0", "training.optimizer.lr=2e-3",
                     *extra)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -79,7 +68,7 @@ def test_reference_is_the_base_model_and_the_loss_is_the_sigmoid_of_the_margin(v
     assert first["logps_chosen"] == pytest.approx(first["ref_logps_chosen"], abs=1e-4)
     last = steps[3]
     assert last["logps_chosen"] != pytest.approx(last["ref_logps_chosen"], abs=1e-3)  # the policy moved
-    expected = base_logps_of_step(tmp_path, base_model, 3)
+    expected = base_logps_of_step(tmp_path, base_folder, 3)
     assert last["ref_logps_chosen"] == pytest.approx(expected["ref_logps_chosen"], rel=1e-4)
     assert last["ref_logps_rejected"] == pytest.approx(expected["ref_logps_rejected"], rel=1e-4)
     assert last["reward_margin"] == pytest.approx(last["rewards_chosen"] - last["rewards_rejected"], abs=1e-6)
@@ -87,18 +76,18 @@ def test_reference_is_the_base_model_and_the_loss_is_the_sigmoid_of_the_margin(v
     if variant.startswith("lora"):
         from safetensors.torch import load_file
 
-        base = load_file(base_model / "model.safetensors")
+        base = load_file(base_folder / "model.safetensors")
         exported = load_file(tmp_path / "hf_model" / "model.safetensors")
         assert set(exported) == set(base)  # merged: a plain model
         assert torch.equal(exported["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # frozen
 
 
-def test_rewards_rise_and_a_resumed_run_is_bit_exact(base_model, tmp_path, launch, records):
+def test_rewards_rise_and_a_resumed_run_is_bit_exact(base_folder, tmp_path, launch, records):
     # 16 pairs of the shipped sample, 2 steps an epoch: 20 steps see each pair 10 times. Warm-up covers
     # every step, so the learning rate of a step does not depend on max_steps (10 or 20).
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join((SAMPLE / "sft" / "preference.jsonl").read_text().splitlines(keepends=True)[:16]))
-    common = [*DPO, f"model.pretrained_path={base_model}", "training.checkpoint.every_n_steps=10",
+    common = [*DPO, f"model.pretrained_path={base_folder}", "training.checkpoint.every_n_steps=10",
               f"training.data.train_path={pairs}", "training.optimizer.lr=1e-3", "training.schedule.warmup_steps=20"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     result = launch(whole, *common, "training.max_steps=20", "training.eval_every_n_steps=20")

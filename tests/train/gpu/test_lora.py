@@ -1,27 +1,8 @@
 """LoRA trains only the adapters: the base weights in the checkpoint are the pretrained ones, and the
 export folds the trained adapters into a plain model."""
 
-import shutil
 
-import pytest
 import torch
-
-from launcher import PROJECT_ROOT
-
-
-@pytest.fixture(scope="module")
-def base_model(tmp_path_factory):
-    from launcher.config.schema import ModelConfig
-    from train.model import build_model
-
-    folder = tmp_path_factory.mktemp("base")
-    model = build_model(ModelConfig(name="tiny_llama", vocab_size=2048, hidden_size=256, intermediate_size=1024,
-                                    num_layers=4, num_attention_heads=8, num_key_value_heads=4,
-                                    max_position_embeddings=2048), seed=5)
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(PROJECT_ROOT / "data" / "sample" / "tokenizer" / name, folder / name)
-    return folder, {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def test_lora_trains_only_the_adapters_and_exports_them_merged(base_model, tmp_path, launch):
