@@ -66,7 +66,7 @@ def test_fp32_and_no_clipping():
 
 def test_eval_task_plans_on_trainium():
     """task=eval runs on the Neuron backend (the loop's evaluate over NxD), so the plan accepts it."""
-    job = recipe_job("llama3_8b_cpt_trn1", "task=eval")
+    job = recipe_job("llama3_8b_cpt_trn1", "task=eval", "training.data.valid_path=/opt/ml/input/data/train/valid.jsonl")
     findings, _ = validate(job)
     assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []
 
