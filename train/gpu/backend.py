@@ -22,7 +22,7 @@ from train.gpu.export import export_hf_from_model
 from train.gpu.grad_clip import clip_gradients
 from train.gpu.mesh import Dist, init_distributed
 from train.gpu.optimizer import build_optimizer
-from train.gpu.preference import PreferenceObjective, pair_batch
+from train.gpu.preference import FIGURES, PreferenceObjective, pair_batch
 from train.loss import next_token_targets, summed_cross_entropy, target_count
 from train.metrics import device_memory_gib
 from train.schedule import build_scheduler
@@ -54,6 +54,8 @@ class GpuBackend(Backend):
         cfg = self.job.training
         self.engine = Engine(self.job, self.ctx, pipeline_microbatches=self.plan.pipeline_microbatches)
         self.preference = PreferenceObjective(self.job, self.ctx, self.engine) if self.job.task == "dpo" else None
+        self.eval_figures: dict[str, float] = {}
+        """Preference figures of the last evaluate() (empty for token cross-entropy tasks)."""
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
         self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer)
@@ -63,7 +65,7 @@ class GpuBackend(Backend):
         return global_sum(value, self.ctx, group=self.ctx.dp_mesh.get_group())
 
     def _objective(self, rows: list[Rows]):
-        """(batches, what each micro-batch's loss is summed over in the global batch, objective, figure names)."""
+        """(batches, the step's divisor: the global batch's target tokens or pairs, the objective)."""
         if self.preference is not None:  # pairs weigh the same: the count is the global batch's pairs
             batches = [pair_batch(r) for r in rows]
             self.preference.prepare(batches)
@@ -83,16 +85,24 @@ class GpuBackend(Backend):
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        # One collective for all: the loss and task figures (counted once per replica) and the stop votes.
-        reports = self.engine.reports_loss()
-        reported = summed.detach().float() if reports else torch.zeros((), device=ctx.device)
-        figures = self.preference.sums if self.preference is not None else {}
-        values = [float(reported), float(stop_vote)] + [v if reports else 0.0 for v in figures.values()]
-        summed_all = torch.tensor(values, device=ctx.device, dtype=torch.float64)
-        dist.all_reduce(summed_all)
-        means = {name: float(v) / max(1.0, tokens) for name, v in zip(figures, summed_all[2:].tolist(), strict=True)}
-        return StepResult(loss=float(summed_all[0]) / max(1.0, tokens), grad_norm=grad_norm, lr=lr,
-                          stop=bool(summed_all[1] > 0), figures=means)
+        figures = self.preference.sums if self.preference is not None else None
+        loss, *figure_sums, votes = self._job_sums([summed, figures], votes=float(stop_vote))
+        count = max(1.0, tokens)
+        means = {name: v / count for name, v in zip(FIGURES, figure_sums, strict=True)} if figure_sums else {}
+        return StepResult(loss=loss / count, grad_norm=grad_norm, lr=lr, stop=votes > 0, figures=means)
+
+    def _job_sums(self, counted: list[torch.Tensor | float | None], votes: float = 0.0) -> list[float]:
+        """One all-reduce over the job: the counted values (losses, pair counts, preference figure sums) from the
+        ranks whose loss counts once per replica (last stage, first tp rank), then every rank's stop votes."""
+        device = self.ctx.device
+        parts = [torch.as_tensor(v, dtype=torch.float64, device=device).detach().reshape(-1)
+                 for v in counted if v is not None]
+        own = torch.cat(parts)
+        if not self.engine.reports_loss():
+            own = torch.zeros_like(own)
+        totals = torch.cat([own, torch.tensor([votes], dtype=torch.float64, device=device)])
+        dist.all_reduce(totals)
+        return totals.tolist()
 
     def evaluate(self, rows: list[Rows]) -> float:
         if self.preference is not None:
@@ -112,18 +122,14 @@ class GpuBackend(Backend):
         batches = [pair_batch(r) for r in rows]
         self.preference.prepare(batches)
         summed = self.engine.eval_loss(batches, objective=self.preference)
-        reports = self.engine.reports_loss()
-        values = [float(summed), sum(len(ids) // 2 for ids, _ in batches)] if reports else [0.0, 0.0]
-        values += [v if reports else 0.0 for v in self.preference.sums.values()]
-        totals = torch.tensor(values, device=self.ctx.device, dtype=torch.float64)
-        dist.all_reduce(totals)
-        pairs = max(1.0, float(totals[1]))
-        self._eval_figures = {name: float(v) / pairs
-                              for name, v in zip(self.preference.sums, totals[2:].tolist(), strict=True)}
-        return float(totals[0]) / pairs
+        pairs = float(sum(len(ids) // 2 for ids, _ in batches))
+        loss, pairs, *figure_sums, _ = self._job_sums([summed, pairs, self.preference.sums])
+        pairs = max(1.0, pairs)
+        self.eval_figures = {name: v / pairs for name, v in zip(FIGURES, figure_sums, strict=True)}
+        return loss / pairs
 
     def evaluation_figures(self) -> dict[str, float]:
-        return dict(getattr(self, "_eval_figures", {}))
+        return dict(self.eval_figures)
 
     def save(self, step: int, *, loss: float) -> Path:
         cfg = self.job.training.checkpoint

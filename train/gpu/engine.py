@@ -107,7 +107,8 @@ class Engine:
         """The parameters that train (all of them, or the adapters of a LoRA job)."""
         return [p for module in self.modules for p in module.parameters() if p.requires_grad]
 
-    def _autocast(self):
+    def compute_precision(self):
+        """bf16 autocast where FSDP2 does not cast the parameters itself (GPU, bf16); otherwise nothing."""
         if self.autocast:
             return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -122,7 +123,7 @@ class Engine:
             inputs = torch.cat([b[0] for b in batches]).to(self.ctx.device)
             targets = torch.cat([b[1] for b in batches]).to(self.ctx.device)
             losses: list[torch.Tensor] = []
-            with self._autocast():
+            with self.compute_precision():
                 if self.stage_ids[0] == 0:
                     self.schedule.step(inputs, target=targets, losses=losses)
                 else:
@@ -141,7 +142,7 @@ class Engine:
         Gradients sync every micro-batch, or only on the last one under gradient_sync=last_microbatch.
         """
         inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
-        with _sync_context(self.modules[0], self.sync_every_microbatch or last), self._autocast():
+        with _sync_context(self.modules[0], self.sync_every_microbatch or last), self.compute_precision():
             summed = objective(self.modules[0](inputs), targets)
         (summed * scale).backward()
         return summed.detach()
@@ -157,7 +158,7 @@ class Engine:
             for inputs, targets in batches:
                 losses: list[torch.Tensor] = []
                 inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
-                with self._autocast():
+                with self.compute_precision():
                     if self.stage_ids[0] == 0:
                         self.schedule.eval(inputs, target=targets, losses=losses)
                     else:
@@ -165,7 +166,7 @@ class Engine:
                 total += sum(v.float() for v in losses) if losses else 0.0
         else:
             for inputs, targets in batches:
-                with self._autocast():
+                with self.compute_precision():
                     logits = self.modules[0](inputs.to(self.ctx.device))
                 total += objective(logits, targets.to(self.ctx.device))
         for module in self.modules:

@@ -39,7 +39,8 @@ class PreferenceObjective:
     def __init__(self, job: JobConfig, ctx: Dist, policy: Engine):
         self.cfg, self.ctx, self.policy = job.training.preference, ctx, policy
         self.reference = None if job.training.lora.enabled else Engine(job, ctx, pipeline_microbatches=1, frozen=True)
-        self.sums = dict.fromkeys(FIGURES, 0.0)
+        self.sums = torch.zeros(len(FIGURES), dtype=torch.float64, device=ctx.device)
+        """This rank's sums of FIGURES over the pairs since prepare(), kept on the device (no sync per micro-batch)."""
         self._references: list[torch.Tensor] = []
 
     def _reference_context(self):
@@ -50,7 +51,7 @@ class PreferenceObjective:
         engine = self.reference or self.policy
         was_training = engine.stages[0].training
         engine.stages[0].eval()
-        with self._reference_context(), engine._autocast():
+        with self._reference_context(), engine.compute_precision():
             logits = engine.stages[0](inputs.to(self.ctx.device))
         engine.stages[0].train(was_training)
         return sequence_logps(logits, targets.to(self.ctx.device), mean=self.cfg.length_normalized)
@@ -58,7 +59,7 @@ class PreferenceObjective:
     def prepare(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Reference log-probabilities of every micro-batch of the step, before the policy's passes."""
         self._references = [self._reference_logps(inputs, targets) for inputs, targets in batches]
-        self.sums = dict.fromkeys(FIGURES, 0.0)
+        self.sums = torch.zeros_like(self.sums)
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed pair losses of the next micro-batch (the engine calls it once per micro-batch, in order)."""
@@ -66,7 +67,7 @@ class PreferenceObjective:
         policy = sequence_logps(logits, targets, mean=self.cfg.length_normalized)
         pairs = len(policy) // 2
         logps = PairLogps(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:])
-        for name, value in preference_sums(logps, beta=self.cfg.beta).items():
-            self.sums[name] += float(value.detach())
+        figures = preference_sums(logps, beta=self.cfg.beta)
+        self.sums += torch.stack([figures[name].detach().double() for name in FIGURES])
         return preference_losses(logps, loss=self.cfg.loss, beta=self.cfg.beta,
                                  label_smoothing=self.cfg.label_smoothing).sum()
