@@ -18,3 +18,8 @@ def compose_job(overrides: list[str], output_dir: Path) -> JobConfig:
     with initialize_config_dir(str(store.CONF_DIR), version_base="1.3"):
         cfg = compose(store.PRIMARY_CONFIG, overrides=list(overrides))
     return to_job(cfg, output_dir)
+
+
+def recipe_job(recipe: str, *overrides: str, output_dir: Path = Path("/tmp/llm-launch-test")) -> JobConfig:
+    """A shipped recipe with overrides, composed as `llm-launch recipe=...` composes it."""
+    return compose_job([f"recipe={recipe}", *overrides], output_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import recipe_job
+from composed_job import recipe_job
 
 from train.errors import JobError
 from train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import recipe_job
+from composed_job import recipe_job
 
 from launcher import PROJECT_ROOT
 from launcher.jobfile import write_job

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import recipe_job
+from composed_job import recipe_job
 
 from launcher.validate import validate
 from train.neuron.nxd_config import NxdSettings, PipelineSettings, nxd_settings

@@ -192,7 +192,8 @@ def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolv
 
 def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, tmp_path):
     """The fake GPUs reach the step as CUDA_VISIBLE_DEVICES; torch finds no CUDA device behind them,
-    so every rank stops with one line and the job fails instead of training on CPU."""
+    so a rank stops with one line and the job fails instead of training on CPU. torchrun
+    SIGTERMs the other ranks once the first one exits, so how many ranks print first is a race."""
     out = tmp_path / "gpu"
     args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT]
     job_id = submitted(odd, out, *args)
@@ -201,7 +202,7 @@ def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, 
     refusals = sorted(re.findall(r"train\.smoke: instance ml\.g5\.12xlarge has 4 NVIDIA GPU\(s\) per node but rank "
                                  r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\)",
                                  log))
-    assert refusals == ["0", "1", "2", "3"], log[-3000:]
+    assert refusals and set(refusals) <= {"0", "1", "2", "3"}, log[-3000:]
     assert not (out / "COMPLETE").exists()
 
 
