@@ -11,7 +11,9 @@ nxd-to-hf, copy, ...; medians over --repeats rounds):
 The primary time is the work itself as each process reports it (the copy loop; the converter's own
 "in X s", from after its imports to the last byte written), so the ratio compares moving bytes, not
 starting Python; the whole process's wall and CPU seconds are shown beside it. The page cache is
-warmed by one read of the input first; the machine's load averages are printed with each round.
+warmed by one read of the input first, and every command starts with nothing dirty in it (os.sync()
+before each, so no command pays for writing back the one before); the machine's load averages are
+printed with each round.
 Usage: python bench/convert.py [--tp 8] [--repeats 3] [--threads N] [--keep DIR]
 """
 
@@ -175,6 +177,7 @@ def main() -> None:
             for name, (command, _, output) in rows.items():
                 if output is not None:
                     shutil.rmtree(output, ignore_errors=True)
+                os.sync()
                 samples[name].append(measure(command))
             after = os.getloadavg()
             print(f"round {round_index + 1}: load average {before[0]:.1f} {before[1]:.1f} {before[2]:.1f} before, "

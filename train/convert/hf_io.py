@@ -6,8 +6,9 @@ reader memory-maps each file and hands out tensors that own exactly their bytes 
 (torch.frombuffer): a dim-0 slice is zero-copy and a writer given it writes only those bytes.
 The writer follows save_pretrained's layout (model.safetensors, or model-0000i-of-0000N.safetensors
 plus model.safetensors.index.json) and streams: every header is known from the plan, so each
-tensor's bytes go to their place in the file as they arrive, from any number of threads, and
-nothing but the tensors in hand is held in memory.
+tensor's bytes go to their place in the file as they arrive (tensors, or byte ranges of other
+files copied in the kernel), from any number of threads, and nothing but the tensors in hand is
+held in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from train.convert.filecopy import FileRange, RangeCopier, write_at
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -54,6 +57,19 @@ class StoredTensor:
         for size in self.shape:
             count *= size
         return count
+
+    @property
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.element_size
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one index along dim 0 (all of it for a scalar)."""
+        return (self.numel // self.shape[0] if self.shape and self.shape[0] else 1) * self.element_size
 
 
 def read_header(path: Path) -> dict[str, StoredTensor]:
@@ -162,18 +178,13 @@ class PlannedTensor:
         return count * torch.empty((), dtype=self.dtype).element_size()
 
 
-def tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    """The bytes of a tensor (only its own, even when it views a larger storage), without a copy."""
-    flat = tensor.detach().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-
-
 class SafetensorsFileWriter:
     """One safetensors file: the header from the plan first, then each tensor at its offset, in any
-    order and from any thread (os.pwrite)."""
+    order and from any thread (os.pwrite, or os.copy_file_range for byte ranges of other files)."""
 
-    def __init__(self, path: Path, planned: list[PlannedTensor]):
+    def __init__(self, path: Path, planned: list[PlannedTensor], copier: RangeCopier | None = None):
         self.path = path
+        self.copier = copier or RangeCopier()
         header: dict[str, object] = {"__metadata__": {"format": "pt"}}
         offset = 0
         self._where: dict[str, tuple[PlannedTensor, int]] = {}
@@ -186,28 +197,21 @@ class SafetensorsFileWriter:
         encoded += b" " * (-len(encoded) % HEADER_ALIGNMENT)
         self._base = 8 + len(encoded)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._pwrite(struct.pack("<Q", len(encoded)) + encoded, 0)
+        write_at(self._fd, struct.pack("<Q", len(encoded)) + encoded, 0)
         self._unwritten = set(self._where)
         self._lock = threading.Lock()
 
-    def _pwrite(self, data: memoryview | bytes, offset: int) -> None:
-        view = memoryview(data)
-        while view.nbytes:
-            done = os.pwrite(self._fd, view, offset)
-            view, offset = view[done:], offset + done
-
-    def write(self, key: str, parts: list[torch.Tensor]) -> None:
-        """Write one planned tensor, given as parts whose bytes, in order, make it up."""
+    def write(self, key: str, parts: list[torch.Tensor | FileRange]) -> None:
+        """Write one planned tensor, given as parts whose bytes, in order, make it up (tensors of its
+        dtype, or ranges of other files that hold its bytes)."""
         item, offset = self._where[key]
-        size = sum(part.numel() * part.element_size() for part in parts)
-        if size != item.nbytes or any(part.dtype != item.dtype for part in parts):
-            raise ValueError(f"{key}: got {size} bytes of {parts[0].dtype if parts else None}, planned "
+        tensors = [part for part in parts if isinstance(part, torch.Tensor)]
+        size = sum(part.nbytes if isinstance(part, FileRange) else part.numel() * part.element_size()
+                   for part in parts)
+        if size != item.nbytes or any(part.dtype != item.dtype for part in tensors):
+            raise ValueError(f"{key}: got {size} bytes of {tensors[0].dtype if tensors else 'file ranges'}, planned "
                              f"{item.shape} {item.dtype}")
-        position = self._base + offset
-        for part in parts:
-            data = tensor_bytes(part)
-            self._pwrite(data, position)
-            position += data.nbytes
+        self.copier.write(parts, self._fd, self._base + offset)
         with self._lock:
             self._unwritten.discard(key)
 
@@ -225,8 +229,10 @@ class ShardedSafetensorsWriter:
     and write the tensors from any threads.
     """
 
-    def __init__(self, out_dir: Path, planned: list[PlannedTensor], max_shard_bytes: int):
+    def __init__(self, out_dir: Path, planned: list[PlannedTensor], max_shard_bytes: int,
+                 copier: RangeCopier | None = None):
         self.out_dir = out_dir
+        self.copier = copier or RangeCopier()
         groups: list[list[PlannedTensor]] = [[]]
         size = 0
         for item in planned:
@@ -245,7 +251,7 @@ class ShardedSafetensorsWriter:
         self._done: set[str] = set()
 
     def open_file(self, name: str) -> SafetensorsFileWriter:
-        return SafetensorsFileWriter(self.out_dir / name, self.files[name])
+        return SafetensorsFileWriter(self.out_dir / name, self.files[name], self.copier)
 
     def add(self, key: str, tensor: torch.Tensor) -> None:
         """Write the next tensor of the plan (files are opened and closed as the plan moves on)."""

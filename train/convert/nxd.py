@@ -1,22 +1,25 @@
 """Hugging Face safetensors <-> NxD sharded checkpoints (model/dp_rank_00_tp_rank_XX_pp_rank_YY.pt).
 
-Both directions read memory-mapped files and copy each byte at most once on its way out: a
-range of rows is written straight from the input's mapping, while column slices (o_proj,
-down_proj), several ranges, gate/up fusion and casts are assembled once in reusable scratch
-memory. Pages are dropped from memory as soon as they are written, so the process holds about
-one shard per thread, never the model.
+Both directions know every output byte's place before writing: hf-to-nxd writes each shard's
+torch.save archive with its records' space reserved (write_skeleton), nxd-to-hf plans the
+safetensors header. Most bytes are then whole rows of an input tensor, contiguous in the input
+file, and move file to file inside the kernel (train.convert.filecopy): row slices of q/k/v,
+gate/up, embeddings and lm_head, and each TP rank's rows on the way back. Column slices
+(o_proj, down_proj) and casts are assembled once in reusable scratch memory from the
+memory-mapped input and written with pwrite; their pages are dropped once read, so memory stays
+at a few tensors per thread, never a shard or the model. Writes run on `threads` threads.
 
-hf-to-nxd writes each shard from one of `threads` threads as a torch.save zip archive (what
-NxD's loader and torch.load(weights_only=True) read), without the per-record CRC32: torch.load
-does not check it and computing it cost more than the write itself.
-
-nxd-to-hf writes each HF tensor at its offset in its safetensors file, from `threads` threads.
-Replicated tensors (norms, and K/V heads under KV replication) must agree on every rank; where
-they do not, the check names the replication order found (trn1 interleaved, trn2 blocked).
+The archives are what NxD's loader and torch.load(weights_only=True, mmap=True) read, written
+without the per-record CRC32 (torch.load does not check it; computing it cost more than the
+write). Replicated tensors (norms, and K/V heads under KV replication) must agree on every
+rank; where they do not, the check names the replication order found (trn1 interleaved, trn2
+blocked).
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -28,7 +31,8 @@ from pathlib import Path
 import torch
 from torch.utils.serialization import config as serialization_config
 
-from train.convert.hf_io import PlannedTensor, SafetensorsReader, ShardedSafetensorsWriter
+from train.convert.filecopy import FileRange, RangeCopier
+from train.convert.hf_io import PlannedTensor, SafetensorsFileWriter, SafetensorsReader, ShardedSafetensorsWriter
 from train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, nxd_shard_name
 from train.convert.mapping import LM_HEAD, ShardTensor, hf_shapes, shard_tensor_shape, shard_tensors
 from train.convert.pages import Scratch, release_mapped
@@ -62,17 +66,14 @@ class ConversionStats:
     _held: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def wrote(self, nbytes: int, progress: Progress | None, count: int = 1) -> None:
+    def wrote(self, nbytes: int, progress: Progress | None, count: int = 1, read: int = 0) -> None:
+        """Count tensors written (nbytes of data) and the bytes of input read for them."""
         with self._lock:
             self.tensors += count
             self.bytes_written += nbytes
+            self.bytes_read += read
         if progress:
             progress(nbytes)
-
-    def finished_file(self, bytes_read: int = 0) -> None:
-        with self._lock:
-            self.files += 1
-            self.bytes_read += bytes_read
 
     def hold(self, nbytes: int) -> None:
         """Count tensor bytes taken (positive) or released (negative)."""
@@ -83,18 +84,6 @@ class ConversionStats:
 
 def shard_path(model_dir: Path, tp_rank: int, pp_rank: int) -> Path:
     return model_dir / nxd_shard_name(tp_rank, pp_rank)
-
-
-def _owns_its_bytes(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor itself when its storage is exactly its bytes, else a copy that is.
-
-    torch.save writes a tensor's whole storage: a slice that views a larger tensor would carry
-    all of it into the file.
-    """
-    nbytes = tensor.numel() * tensor.element_size()
-    if tensor.is_contiguous() and tensor.storage_offset() == 0 and tensor.untyped_storage().nbytes() == nbytes:
-        return tensor
-    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 def _parallel(tasks: list[Callable[[], None]], threads: int) -> None:
@@ -114,65 +103,121 @@ def _scratch(local: threading.local) -> Scratch:
     return local.scratch
 
 
-def _assemble(reader: SafetensorsReader, tensor: ShardTensor, full: dict[str, tuple[int, ...]],
-              dtype: torch.dtype | None, scratch: Scratch) -> tuple[torch.Tensor, bool]:
-    """One shard tensor and whether it is a view of the mapped input (else a copy in scratch).
+def write_skeleton(path: Path, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, int]:
+    """A torch.save archive of the named tensors with every record's space reserved but not written;
+    returns the file offset where each tensor's bytes go.
 
-    A single row range is the input's own bytes; anything else (column slices, several ranges,
-    gate and up fused, a cast) is copied once, straight to its place in a scratch tensor.
+    torch.serialization.skip_data writes the zip's headers and leaves each storage's bytes as a
+    hole, and loading the archive to the meta device tags each storage with its offset
+    (https://docs.pytorch.org/tutorials/unstable/gpu_direct_storage.html). The tensors handed to
+    torch.save are allocated but never touched, so they cost no memory.
     """
+    state = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in specs.items()}
+    with serialization_config.patch({"save.compute_crc32": False}), torch.serialization.skip_data():
+        torch.save(state, path)
+    del state
+    reserved = torch.load(path, map_location="meta", weights_only=True)
+    return {key: reserved[key].untyped_storage()._checkpoint_offset for key in specs}
+
+
+def _file_ranges(reader: SafetensorsReader, tensor: ShardTensor, dtype: torch.dtype,
+                 fds: dict[Path, int]) -> list[FileRange] | None:
+    """The shard tensor as byte ranges of the input files when it is whole rows of inputs stored in
+    its dtype, else None."""
+    if tensor.cat_dim != 0:
+        return None
+    out = []
+    for piece in tensor.pieces:
+        stored = reader.stored[piece.hf_key]
+        if piece.dim != 0 or not stored.shape or stored.dtype != dtype:
+            return None
+        for start, stop in piece.ranges or ((0, stored.shape[0]),):
+            out.append(FileRange(fds[stored.path], stored.offset + start * stored.row_bytes,
+                                 (stop - start) * stored.row_bytes))
+    return out
+
+
+def _assemble(reader: SafetensorsReader, tensor: ShardTensor, full: dict[str, tuple[int, ...]],
+              dtype: torch.dtype | None, scratch: Scratch) -> torch.Tensor:
+    """One shard tensor copied once, straight to its place in scratch memory, from the mapped input
+    (column slices, a cast)."""
     first = tensor.pieces[0]
-    source_dtype = reader.dtype(first.hf_key)
-    if (len(tensor.pieces) == 1 and first.dim == 0 and (first.ranges is None or len(first.ranges) == 1)
-            and dtype in (None, source_dtype)):
-        start, stop = first.ranges[0] if first.ranges else (0, full[first.hf_key][0])
-        return reader.rows(first.hf_key, start, stop), True
-    value = scratch.take(shard_tensor_shape(tensor, full), dtype or source_dtype)
+    value = scratch.take(shard_tensor_shape(tensor, full), dtype or reader.dtype(first.hf_key))
     position = 0
     for piece in tensor.pieces:
         source = reader.whole(piece.hf_key)
         for start, stop in piece.ranges or ((0, source.shape[piece.dim]),):
             part = source.narrow(piece.dim, start, stop - start)
             value.narrow(tensor.cat_dim, position, stop - start).copy_(part)
-            release_mapped(part)  # copied: its pages (for a column slice, all the tensor's) can go now
             position += stop - start
-    return value, False
+    return value
 
 
 def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layout: ShardLayout, *,
               dtype: torch.dtype | None = None, progress: Progress | None = None,
-              threads: int = 1) -> ConversionStats:
-    """Write every shard of layout under out_dir/model/ from the HF checkpoint reader reads."""
+              threads: int = 1, copier: RangeCopier | None = None) -> ConversionStats:
+    """Write every shard of layout under out_dir/model/ from the HF checkpoint reader reads.
+
+    Every shard's archive is written first with its records' space reserved (write_skeleton);
+    then, one HF tensor at a time and from `threads` threads, its bytes go to every shard that
+    holds a part: row ranges file to file (copier), column slices and casts assembled once in
+    scratch memory from the mapped input, whose pages are released when the tensor is done.
+    """
     model_dir = out_dir / MODEL_SUBDIR
     model_dir.mkdir(parents=True, exist_ok=True)
-    with_lm_head = LM_HEAD in reader.stored
     full = hf_shapes(shape)
+    copier = copier or RangeCopier()
     stats = ConversionStats()
+    plans = {(t, p): shard_tensors(shape, layout, t, p, LM_HEAD in reader.stored)
+             for p in range(layout.pp) for t in range(layout.tp)}
+
+    def out_dtype(tensor: ShardTensor) -> torch.dtype:
+        return dtype or reader.dtype(tensor.pieces[0].hf_key)
+
+    offsets = {rank: write_skeleton(shard_path(model_dir, *rank),
+                                    {t.nxd_key: (shard_tensor_shape(t, full), out_dtype(t)) for t in tensors})
+               for rank, tensors in plans.items()}
+    # One task per HF tensor (with the tensors fused after it): each is read once for every rank.
+    by_source: dict[str, list[tuple[tuple[int, int], ShardTensor]]] = {}
+    for rank, tensors in plans.items():
+        for tensor in tensors:
+            by_source.setdefault(tensor.pieces[0].hf_key, []).append((rank, tensor))
     local = threading.local()
+    outputs: dict[tuple[int, int], int] = {}
+    inputs: dict[Path, int] = {}
 
-    def write_shard(tp_rank: int, pp_rank: int) -> None:
+    def fill(placements: list[tuple[tuple[int, int], ShardTensor]]) -> None:
         scratch = _scratch(local)
-        state: dict[str, torch.Tensor] = {}
-        mapped: list[torch.Tensor] = []
-        for tensor in shard_tensors(shape, layout, tp_rank, pp_rank, with_lm_head):
-            value, is_view = _assemble(reader, tensor, full, dtype, scratch)
-            state[tensor.nxd_key] = _owns_its_bytes(value)
-            if is_view:
-                mapped.append(value)
-        held = sum(t.numel() * t.element_size() for t in state.values())
-        stats.hold(held)
-        torch.save(state, shard_path(model_dir, tp_rank, pp_rank))
-        stats.wrote(held, progress, len(state))
-        stats.finished_file(held)
-        for value in mapped:
-            release_mapped(value)
-        del state, mapped
-        scratch.reset()
-        stats.hold(-held)
+        mapped: dict[str, int] = {}  # HF tensors read through the mapping: their pages are held until done
+        for rank, tensor in placements:
+            count = math.prod(shard_tensor_shape(tensor, full))
+            parts = _file_ranges(reader, tensor, out_dtype(tensor), inputs)
+            held = 0
+            if parts is None:
+                for key in {piece.hf_key for piece in tensor.pieces} - mapped.keys():
+                    mapped[key] = reader.stored[key].nbytes
+                    stats.hold(mapped[key])
+                parts = [_assemble(reader, tensor, full, dtype, scratch)]
+                held = parts[0].numel() * parts[0].element_size()
+                stats.hold(held)
+            nbytes = copier.write(parts, outputs[rank], offsets[rank][tensor.nxd_key])
+            stats.wrote(nbytes, progress, read=count * reader.stored[tensor.pieces[0].hf_key].element_size)
+            scratch.reset()
+            stats.hold(-held)
+        for key, nbytes in mapped.items():  # read for every rank: its pages can go now
+            release_mapped(reader.whole(key))
+            stats.hold(-nbytes)
 
-    tasks = [partial(write_shard, t, p) for p in range(layout.pp) for t in range(layout.tp)]
-    with serialization_config.patch({"save.compute_crc32": False}):
-        _parallel(tasks, threads)
+    try:
+        for path in {stored.path for stored in reader.stored.values()}:
+            inputs[path] = os.open(path, os.O_RDONLY)
+        for rank in plans:
+            outputs[rank] = os.open(shard_path(model_dir, *rank), os.O_WRONLY)
+        _parallel([partial(fill, placements) for placements in by_source.values()], threads)
+    finally:
+        for fd in [*inputs.values(), *outputs.values()]:
+            os.close(fd)
+    stats.files = len(plans)
     return stats
 
 
@@ -181,12 +226,32 @@ def find_model_dir(path: Path) -> Path:
     return path / MODEL_SUBDIR if (path / MODEL_SUBDIR).is_dir() else path
 
 
-def load_shard(path: Path) -> dict[str, torch.Tensor]:
-    """One shard's tensors, memory-mapped (a {"model": ...} wrapper is unwrapped)."""
-    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+def load_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int | None]]:
+    """One shard's tensors as views of the memory-mapped file (a {"model": ...} wrapper is unwrapped),
+    and the file offset of each contiguous tensor's bytes (None where they are not contiguous).
+
+    The archive is read to the meta device, which tags every storage with its offset in the file
+    (https://docs.pytorch.org/tutorials/unstable/gpu_direct_storage.html); the tensors are then
+    those bytes of a private mapping, as torch.load(mmap=True) would give them.
+    """
+    state = torch.load(path, map_location="meta", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
-    return state
+    with path.open("rb") as raw:  # private (copy-on-write): writable, as frombuffer wants; never written
+        mapping = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_COPY) if os.fstat(raw.fileno()).st_size else None
+    tensors, offsets = {}, {}
+    for key, meta in state.items():
+        if not isinstance(meta, torch.Tensor):
+            continue
+        storage, size = meta.untyped_storage(), meta.element_size()
+        if storage.nbytes() == 0 or mapping is None:
+            tensors[key], offsets[key] = torch.empty(meta.shape, dtype=meta.dtype), None
+            continue
+        flat = torch.frombuffer(mapping, dtype=meta.dtype, count=storage.nbytes() // size,
+                                offset=storage._checkpoint_offset)
+        tensors[key] = flat.as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        offsets[key] = (storage._checkpoint_offset + meta.storage_offset() * size) if meta.is_contiguous() else None
+    return tensors, offsets
 
 
 @dataclass
@@ -194,11 +259,15 @@ class MappedShards:
     """Shards memory-mapped by open_shards: private, never-written mappings whose pages may be released."""
 
     states: Shards
+    offsets: dict[tuple[int, int], dict[str, int | None]]
+    """Per shard, the file offset of each contiguous tensor's bytes (None where not contiguous)."""
+    paths: dict[tuple[int, int], Path]
 
 
 def open_shards(model_dir: Path, layout: ShardLayout) -> tuple[MappedShards, list[tuple[str, str]]]:
     """Memory-map every shard of the layout; also report missing files."""
-    shards, problems = {}, []
+    shards = MappedShards({}, {}, {})
+    problems = []
     for pp_rank in range(layout.pp):
         for tp_rank in range(layout.tp):
             path = shard_path(model_dir, tp_rank, pp_rank)
@@ -206,8 +275,10 @@ def open_shards(model_dir: Path, layout: ShardLayout) -> tuple[MappedShards, lis
                 problems.append((str(path), f"missing; a tp={layout.tp} pp={layout.pp} checkpoint has "
                                  f"{layout.tp * layout.pp} shards (check --tp/--pp)"))
                 continue
-            shards[(tp_rank, pp_rank)] = load_shard(path)
-    return MappedShards(shards), problems
+            rank = (tp_rank, pp_rank)
+            shards.states[rank], shards.offsets[rank] = load_shard(path)
+            shards.paths[rank] = path
+    return shards, problems
 
 
 def _with_lm_head(shards: Shards, layout: ShardLayout) -> bool:
@@ -245,24 +316,33 @@ class _Segment:
     stop: int
     rank: tuple[int, int]
     value: torch.Tensor
+    offset: int | None = None
+    """File offset of the segment's bytes in its shard when they are contiguous there."""
 
 
 def _piece_offset(tensor: ShardTensor, index: int, full: dict[str, tuple[int, ...]]) -> int:
     return sum(piece.length(full[piece.hf_key][piece.dim]) for piece in tensor.pieces[:index])
 
 
-def _segments(shards: Shards, shape: ModelShape, layout: ShardLayout) -> dict[str, tuple[int, list[_Segment]]]:
-    """For each HF key: the dim it is split on and every shard's segment of it, sorted by position."""
+def _segments(shards: Shards, shape: ModelShape, layout: ShardLayout,
+              offsets: dict[tuple[int, int], dict[str, int | None]] | None = None,
+              ) -> dict[str, tuple[int, list[_Segment]]]:
+    """For each HF key: the dim it is split on and every shard's segment of it, sorted by position
+    (with its file offset where offsets gives the shard tensor's and the segment is whole rows)."""
     full = hf_shapes(shape)
     out: dict[str, tuple[int, list[_Segment]]] = {}
     for rank, state in shards.items():
         for tensor in shard_tensors(shape, layout, rank[0], rank[1], _with_lm_head(shards, layout)):
             source = state[tensor.nxd_key]
+            base = (offsets or {}).get(rank, {}).get(tensor.nxd_key) if tensor.cat_dim == 0 and source.dim() else None
+            row_bytes = source[0].numel() * source.element_size() if base is not None else 0
             for index, piece in enumerate(tensor.pieces):
                 position = _piece_offset(tensor, index, full)
                 for start, stop in piece.ranges or ((0, full[piece.hf_key][piece.dim]),):
                     value = source.narrow(tensor.cat_dim, position, stop - start)
-                    out.setdefault(piece.hf_key, (piece.dim, []))[1].append(_Segment(start, stop, rank, value))
+                    offset = base + position * row_bytes if base is not None else None
+                    out.setdefault(piece.hf_key, (piece.dim, []))[1].append(
+                        _Segment(start, stop, rank, value, offset))
                     position += stop - start
     for _, segments in out.values():
         segments.sort(key=lambda s: (s.start, s.stop, s.rank[1], s.rank[0]))
@@ -310,14 +390,18 @@ def replica_problems(shards: Shards, shape: ModelShape, layout: ShardLayout) -> 
     return [("--hw", message)]
 
 
-def _hf_parts(dim: int, segments: list[_Segment], item: PlannedTensor, scratch: Scratch) -> list[torch.Tensor]:
-    """The HF tensor's bytes in order: row segments as they lie in the shards, column segments assembled."""
+def _hf_parts(dim: int, segments: list[_Segment], item: PlannedTensor, scratch: Scratch,
+              fds: dict[tuple[int, int], int]) -> list[torch.Tensor | FileRange]:
+    """The HF tensor's bytes in order: row segments as byte ranges of the shard files (or as they
+    lie in the mapped shards), column segments and casts assembled in scratch."""
     unique = [s for i, s in enumerate(segments) if i == 0 or (s.start, s.stop) != (segments[i - 1].start,
                                                                                  segments[i - 1].stop)]
     if [s.start for s in unique] != [0] + [s.stop for s in unique[:-1]] or unique[-1].stop != item.shape[dim]:
         raise ValueError(f"{item.key}: the shards leave parts unset or overlap; check --tp, --kv-replicator and --hw")
+    if dim == 0 and all(s.value.dtype == item.dtype and s.offset is not None for s in unique):
+        return [FileRange(fds[s.rank], s.offset, s.value.numel() * s.value.element_size()) for s in unique]
     if dim == 0 and all(s.value.dtype == item.dtype and s.value.is_contiguous() for s in unique):
-        return [s.value for s in unique]
+        return list(s.value for s in unique)
     value = scratch.take(item.shape, item.dtype)
     for s in unique:
         value.narrow(dim, s.start, s.stop - s.start).copy_(s.value)
@@ -326,30 +410,38 @@ def _hf_parts(dim: int, segments: list[_Segment], item: PlannedTensor, scratch: 
 
 def nxd_to_hf(shards: MappedShards, writer_dir: Path, shape: ModelShape, layout: ShardLayout, *,
               max_shard_bytes: int, dtype: torch.dtype | None = None, progress: Progress | None = None,
-              threads: int = 1) -> ConversionStats:
-    """Rebuild the HF tensors from memory-mapped shards and write them as safetensors, from `threads` threads."""
+              threads: int = 1, copier: RangeCopier | None = None) -> ConversionStats:
+    """Rebuild the HF tensors from memory-mapped shards and write them as safetensors, from `threads` threads:
+    whole-row segments file to file (copier), column segments and casts assembled in scratch."""
     full = hf_shapes(shape)
-    segments = _segments(shards.states, shape, layout)
+    segments = _segments(shards.states, shape, layout, shards.offsets)
     planned = [PlannedTensor(key, full[key], dtype or segments[key][1][0].value.dtype)
                for key in full if key in segments]
-    writer = ShardedSafetensorsWriter(writer_dir, planned, max_shard_bytes)
-    files = {name: writer.open_file(name) for name in writer.files}
+    writer = ShardedSafetensorsWriter(writer_dir, planned, max_shard_bytes, copier)
     stats = ConversionStats()
     local = threading.local()
+    files: dict[str, SafetensorsFileWriter] = {}
+    inputs: dict[tuple[int, int], int] = {}
 
     def write_tensor(item: PlannedTensor) -> None:
         scratch = _scratch(local)
         dim, pieces = segments[item.key]
-        parts = _hf_parts(dim, pieces, item, scratch)
+        parts = _hf_parts(dim, pieces, item, scratch, inputs)
         files[writer.file_of[item.key]].write(item.key, parts)
-        for piece in pieces:  # its pages are read: drop them (a neighbour that still needs one reads it again)
-            release_mapped(piece.value)
+        if not all(isinstance(part, FileRange) for part in parts):
+            for piece in pieces:  # read through the mapping: drop its pages (a neighbour's shared page comes back)
+                release_mapped(piece.value)
         scratch.reset()
-        stats.wrote(item.nbytes, progress)
+        stats.wrote(item.nbytes, progress, read=item.nbytes)
 
     try:
+        for rank, path in shards.paths.items():
+            inputs[rank] = os.open(path, os.O_RDONLY)
+        files.update((name, writer.open_file(name)) for name in writer.files)
         _parallel([partial(write_tensor, item) for item in planned], threads)
     finally:
+        for fd in inputs.values():
+            os.close(fd)
         for file in files.values():
             file.close()
     writer.finish(done=set(writer.files))

@@ -1,25 +1,92 @@
-"""Streaming: hf-to-nxd reads only each shard's slices (every byte it reads is a byte it writes)
-and holds one shard at a time, never the model."""
+"""Streaming: conversion reads each byte it writes once, moves whole rows file to file in the kernel
+(or through memory where the kernel refuses, with the same result), and holds a few tensors at a time,
+never a shard or the model."""
 
 from __future__ import annotations
 
+import errno
+import os
+
+import pytest
+import torch
+from convert_helpers import convert
+from safetensors.torch import load_file
+
+from train.convert.filecopy import RangeCopier
 from train.convert.hf_io import SafetensorsReader
-from train.convert.layout import ModelShape, ShardLayout
+from train.convert.layout import ModelShape, ShardLayout, nxd_shard_name
 from train.convert.mapping import hf_shapes
-from train.convert.nxd import hf_to_nxd
+from train.convert.nxd import hf_to_nxd, nxd_to_hf, open_shards
 
 SHAPE = ModelShape(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=4, num_heads=8,
                    num_kv_heads=2, head_dim=8)
 
 
-def test_reads_slices_and_holds_one_shard(tiny_hf, tmp_path):
+def _shards(folder, tp, pp=1):
+    return {(t, p): torch.load(folder / "model" / nxd_shard_name(t, p), weights_only=True)
+            for t in range(tp) for p in range(pp)}
+
+
+def _refuse(*args):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def test_reads_slices_moves_rows_in_the_kernel_and_holds_a_few_tensors(tiny_hf, tmp_path):
     folder, _ = tiny_hf
     model_bytes = sum(4 * a * (b[0] if b else 1) for a, *b in hf_shapes(SHAPE).values())
-    reader = SafetensorsReader(folder)
-    stats = hf_to_nxd(reader, tmp_path / "out", SHAPE, ShardLayout(tp=2, pp=2))
+    copier = RangeCopier()
+    stats = hf_to_nxd(SafetensorsReader(folder), tmp_path / "out", SHAPE, ShardLayout(tp=2, pp=2), copier=copier)
     assert stats.files == 4
     # Only slices are read: bytes read equal bytes written (norms are replicated, hence read per rank).
     assert stats.bytes_read == stats.bytes_written
     assert stats.bytes_written < model_bytes * 1.01
-    # One shard (about a quarter of the model here) is held at a time.
-    assert stats.peak_held_bytes < model_bytes * 0.3
+    # Row slices (embedding, lm_head, q/k/v, gate/up, norms) went file to file; o_proj and down_proj
+    # (column slices: 2 x 64 x 64 + 64 x 128 floats per layer) through memory.
+    column_bytes = SHAPE.num_layers * 4 * (64 * 64 + 64 * 128)
+    assert copier.in_kernel and copier.buffered_bytes == column_bytes
+    assert copier.kernel_bytes == stats.bytes_written - column_bytes
+    # At most one HF tensor and one shard tensor at a time: here the largest is the embedding (64 KiB).
+    assert stats.peak_held_bytes <= 2 * 256 * 64 * 4
+
+
+@pytest.mark.parametrize("dtype", [None, "bf16"])
+def test_without_copy_file_range_the_output_is_the_same(tiny_hf, tmp_path, monkeypatch, dtype):
+    folder, _ = tiny_hf
+    cast = ("--dtype", dtype) if dtype else ()
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "kernel", "--tp", 4, *cast) == 0
+    assert convert("nxd-to-hf", "-i", tmp_path / "kernel", "-o", tmp_path / "kernel-hf") == 0
+    monkeypatch.setattr(os, "copy_file_range", _refuse)
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "memory", "--tp", 4, *cast) == 0
+    assert convert("nxd-to-hf", "-i", tmp_path / "memory", "-o", tmp_path / "memory-hf") == 0
+    a, b = _shards(tmp_path / "kernel", 4), _shards(tmp_path / "memory", 4)
+    assert all(a[r].keys() == b[r].keys() and all(torch.equal(a[r][k], b[r][k]) for k in a[r]) for r in a)
+    original = load_file(folder / "model.safetensors")
+    for name in ("kernel-hf", "memory-hf"):
+        restored = load_file(tmp_path / name / "model.safetensors")
+        assert all(torch.equal(restored[k], v if dtype is None else v.to(torch.bfloat16)) for k, v in original.items())
+
+
+def test_nxd_to_hf_reads_shards_torch_save_wrote_with_views_and_a_wrapper(tiny_hf, tmp_path):
+    """Shards NxD's own save may write: {"model": ...}, CRC32 on, a transposed (non-contiguous) tensor and
+    tensors that view one storage at an offset. Rows that are not contiguous in the file go through memory."""
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 2) == 0
+    for rank in range(2):
+        path = tmp_path / "nxd" / "model" / nxd_shard_name(rank, 0)
+        state = torch.load(path, weights_only=True)
+        gate_up = state["model.layers.1.mlp.gate_up_proj.weight"]
+        state["model.layers.1.mlp.gate_up_proj.weight"] = gate_up.t().contiguous().t()
+        q, k = state["model.layers.2.self_attn.qkv_proj.weight_q"], state["model.layers.2.self_attn.qkv_proj.weight_k"]
+        joint = torch.cat([torch.zeros(3, 64), q, k])  # one storage: q at row 3, k after it
+        state["model.layers.2.self_attn.qkv_proj.weight_q"] = joint[3:3 + len(q)]
+        state["model.layers.2.self_attn.qkv_proj.weight_k"] = joint[3 + len(q):]
+        torch.save({"model": state}, path)
+    shards, problems = open_shards(tmp_path / "nxd" / "model", ShardLayout(tp=2))
+    assert not problems
+    assert shards.offsets[(0, 0)]["model.layers.1.mlp.gate_up_proj.weight"] is None  # not contiguous
+    copier = RangeCopier()
+    (tmp_path / "hf").mkdir()
+    nxd_to_hf(shards, tmp_path / "hf", SHAPE, ShardLayout(tp=2), max_shard_bytes=2**30, copier=copier)
+    restored, original = load_file(tmp_path / "hf" / "model.safetensors"), load_file(folder / "model.safetensors")
+    assert restored.keys() == original.keys() and all(torch.equal(restored[k], v) for k, v in original.items())
+    assert copier.kernel_bytes > 0
