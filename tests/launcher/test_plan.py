@@ -273,6 +273,17 @@ def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replicat
     assert "data_parallel: zero1" in (tmp_path / "job.yaml").read_text()
 
 
+def test_gradient_sync_auto_syncs_ddp_once_per_step_and_keeps_fsdp_gradients_sharded(job_for, tmp_path):
+    from launcher.jobfile import read_job, write_job
+
+    ddp = job_for("parallelism=ddp")
+    assert ddp.parallelism.gradient_sync == "last_microbatch"  # DDP's gradients are whole anyway
+    assert job_for("parallelism.data_parallel=fsdp").parallelism.gradient_sync == "every_microbatch"
+    explicit = job_for("parallelism=ddp", "parallelism.gradient_sync=every_microbatch")
+    assert explicit.parallelism.gradient_sync == "every_microbatch"  # a user's choice stays
+    assert read_job(write_job(ddp, tmp_path / "job.yaml")).parallelism.gradient_sync == "last_microbatch"
+
+
 def test_explicit_modes_are_checked_against_the_backend(job_for):
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "parallelism.data_parallel=hsdp"))
     assert [(p.field, "GPU strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
