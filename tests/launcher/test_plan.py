@@ -111,6 +111,12 @@ def test_cpu_node_type_plans_here_and_on_slurm(job_for, cluster):
     assert (plan.instance, plan.accelerator, plan.ranks_per_node, plan.world_size) == ("cpu", "cpu", 2, 2)
 
 
+def test_cpu_nodes_train_across_nodes_on_slurm_without_efa(job_for):
+    findings, plan = validate(job_for("instance=cpu", "cluster=slurm", "trainer.num_nodes=2",
+                                      "training.global_batch_size=16", "cluster.slurm.shared_dir=/shared"))
+    assert findings.problems == [] and plan.world_size == 4  # gloo over TCP: no EFA needed
+
+
 def test_trn2_ranks_follow_logical_core_config(job_for):
     default = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge"))
     assert default.logical_core_config == 2
