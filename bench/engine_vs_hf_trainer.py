@@ -17,6 +17,8 @@ CPU (default):  python bench/engine_vs_hf_trainer.py [--model tiny|33m]
 GPU (H100/H200): python bench/engine_vs_hf_trainer.py --gpu
   (--gpu: Llama 3 architecture of about 1B parameters, seq 2048, bf16, global batch 8, micro 2)
 MFU uses the plan's formula (launcher.model_math) and the instance's bf16 peak; none on CPU.
+--compile compiles both sides (the engine per layer, HF Trainer's torch_compile). BENCH_PROFILE=DIR writes
+rank 0's torch.profiler op table for steps 4-8 of each side to DIR (see StepProfile).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def engine_overrides(args, out_dir: Path) -> list[str]:
               "training.eval_every_n_steps=0", "training.checkpoint.every_n_steps=0", "training.data.valid_path=null",
               f"training.seq_len={args.seq_len}", f"training.global_batch_size={args.global_batch}",
               f"training.micro_batch_size={args.micro_batch}", "training.schedule.warmup_steps=5",
-              f"trainer.nproc_per_node={args.nproc}", f"parallelism={args.parallelism}"]
+              f"trainer.nproc_per_node={args.nproc}", f"parallelism={args.parallelism}",
+              f"training.compile={str(args.compile).lower()}"]
     if args.gpu:
         return [*GPU_MODEL, "instance=local_gpu", "training.precision=bf16", *common]
     return [*CPU_MODELS[getattr(args, "model", "tiny")][0], "training.precision=fp32", *common]
@@ -64,18 +67,47 @@ def run_engine(args, out_dir: Path) -> list[float]:
     return [r["step_time_s"] for r in records if "loss" in r]
 
 
-ENGINE_SCRIPT = r'''
+PROFILER = r'''
+import os, resource, torch
+class StepProfile:
+    """With BENCH_PROFILE=DIR: torch.profiler over steps 4-8 on rank 0; its op table (grouped by input shape
+    with BENCH_PROFILE_SHAPES=1) and the minor page faults per step are written to DIR/<side>.txt."""
+    def __init__(self, name):
+        self.name, self.steps, self.profiler, self.faults = name, 0, None, 0
+        self.folder = os.environ.get("BENCH_PROFILE") if int(os.environ.get("RANK", 0)) == 0 else None
+        self.shapes = bool(os.environ.get("BENCH_PROFILE_SHAPES"))
+    def step_ended(self):
+        self.steps += 1
+        if not self.folder:
+            return
+        if self.steps == 3:
+            self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                   record_shapes=self.shapes)
+            self.profiler.__enter__()
+        elif self.steps == 8 and self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults) / 5
+            table = self.profiler.key_averages(group_by_input_shape=self.shapes).table(
+                sort_by="self_cpu_time_total", row_limit=40)
+            with open(os.path.join(self.folder, self.name + ".txt"), "w") as out:
+                out.write(f"minor page faults per step: {faults:.0f}\n{table}")
+'''
+
+ENGINE_SCRIPT = PROFILER + r'''
 import json, os, sys, time
 import train.gpu.backend as backend
 from train.entry import run_entrypoint
 
 stamps = []
 original = backend.GpuBackend.step
+profile = StepProfile("engine")
 
 def timed(self, *args, **kwargs):
     """Stamp the end of every optimizer step, as the HF side's on_step_end does."""
     result = original(self, *args, **kwargs)
     stamps.append((time.perf_counter(), time.process_time()))
+    profile.step_ended()
     return result
 
 backend.GpuBackend.step = timed
@@ -93,8 +125,9 @@ def _torchrun(args, script: Path, *script_args: str, timeout: float | None = Non
     env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.nproc)))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     if done.returncode != 0:
-        first = done.stderr.find("Traceback")  # the root cause, before torchrun's summary
-        raise RuntimeError(f"{script.name} exited {done.returncode}: {done.stderr[first:first + 3000]}")
+        summary = done.stderr.find("Traceback (most recent call last):\n  File \"<frozen runpy>\"")
+        ranks = done.stderr[:summary] if summary > 0 else done.stderr  # the ranks' own output, before torchrun's
+        raise RuntimeError(f"{script.name} exited {done.returncode}: {ranks[-3000:]}")
 
 
 def _intervals(stamps_file: Path) -> list[tuple[float, float]]:
@@ -113,7 +146,7 @@ def timed_engine(args, out_dir: Path) -> list[tuple[float, float]]:
     return _intervals(out_dir / "step_stamps.json")
 
 
-HF_SCRIPT = r'''
+HF_SCRIPT = PROFILER + r'''
 import json, sys, time, torch
 from transformers import Trainer, TrainingArguments, TrainerCallback
 from launcher.jobfile import read_job
@@ -134,11 +167,12 @@ class Rows(torch.utils.data.Dataset):
 
 class StepTimes(TrainerCallback):
     """Wall and CPU time at the start and at every optimizer step's end."""
-    def __init__(self): self.stamps = []
+    def __init__(self): self.stamps, self.profile = [], StepProfile("hf")
     def on_train_begin(self, *a, **k): self.stamps.append((time.perf_counter(), time.process_time()))
     def on_step_end(self, *a, **k):
         if torch.cuda.is_available(): torch.cuda.synchronize()
         self.stamps.append((time.perf_counter(), time.process_time()))
+        self.profile.step_ended()
 
 world = int(__import__("os").environ.get("WORLD_SIZE", 1))
 model = build_model(job.model, cfg.seed)
@@ -150,7 +184,7 @@ arguments = TrainingArguments(
     adam_beta2=cfg.optimizer.beta2, adam_epsilon=cfg.optimizer.eps, max_grad_norm=cfg.optimizer.grad_clip,
     lr_scheduler_type="cosine", warmup_steps=cfg.schedule.warmup_steps, bf16=bf16, logging_steps=1,
     save_strategy="no", report_to=[], dataloader_drop_last=True, seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
-    ddp_backend="nccl" if torch.cuda.is_available() else "gloo", disable_tqdm=True)
+    ddp_backend="nccl" if torch.cuda.is_available() else "gloo", disable_tqdm=True, torch_compile=cfg.compile)
 timer = StepTimes()
 trainer = Trainer(model=model, args=arguments, train_dataset=Rows(), callbacks=[timer])
 trainer.train()
@@ -187,6 +221,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--nproc", type=int, default=None)
     parser.add_argument("--parallelism", default=None)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile on both sides (engine: training.compile, per layer; HF: torch_compile)")
     args = parser.parse_args()
     if args.gpu:
         args.seq_len, args.global_batch, args.micro_batch = 2048, 8, 2

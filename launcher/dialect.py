@@ -7,6 +7,10 @@ the training engine all see the concrete mode:
 * data_parallel auto: FSDP2 full shard on GPUs and CPU (torch engine), ZeRO-1 on Trainium (NxD).
   https://pytorch.org/docs/stable/distributed.fsdp.fully_shard.html and
   https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/neuronx-distributed/index.html
+* gradient_sync auto: last_microbatch under ddp (one all-reduce per step; DDP's gradients are whole on every
+  rank anyway, so skipping the sync costs no memory: torch's DistributedDataParallel.no_sync,
+  https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html), every_microbatch
+  under fsdp/hsdp/zero1 (gradients stay sharded).
 * kv_replicator null on Trainium: tp / kv_heads when tp is a multiple of the KV heads (each rank then holds
   one KV head), else 1. GPUs never replicate KV heads.
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from launcher.config.schema import DataParallel, JobConfig
+from launcher.config.schema import DataParallel, GradientSync, JobConfig
 
 TORCH_MODES = (DataParallel.ddp, DataParallel.fsdp, DataParallel.hsdp, DataParallel.none)
 """What the GPU (torch) engine runs."""
@@ -43,6 +47,14 @@ def data_parallel_of(job: JobConfig) -> DataParallel:
     return DataParallel.zero1 if on_trainium(job) else DataParallel.fsdp
 
 
+def gradient_sync_for(data_parallel: DataParallel | str, gradient_sync: GradientSync | str) -> GradientSync:
+    """The concrete gradient sync of a (concrete) data-parallel mode: auto syncs DDP once per step."""
+    if gradient_sync != GradientSync.auto:
+        return GradientSync(gradient_sync)
+    whole = data_parallel in (DataParallel.ddp, DataParallel.none)
+    return GradientSync.last_microbatch if whole else GradientSync.every_microbatch
+
+
 def kv_replicator_of(job: JobConfig) -> int | None:
     """The KV replication factor: as set, else derived on Trainium (tp / kv_heads when that is whole), None on GPUs."""
     par, kv = job.parallelism, job.model.num_key_value_heads
@@ -54,6 +66,8 @@ def kv_replicator_of(job: JobConfig) -> int | None:
 
 
 def resolve_dialect(job: JobConfig) -> JobConfig:
-    """The job with data_parallel and kv_replicator made concrete for its backend (idempotent)."""
-    parallelism = replace(job.parallelism, data_parallel=data_parallel_of(job), kv_replicator=kv_replicator_of(job))
+    """The job with data_parallel, gradient_sync and kv_replicator made concrete for its backend (idempotent)."""
+    data_parallel = data_parallel_of(job)
+    parallelism = replace(job.parallelism, data_parallel=data_parallel, kv_replicator=kv_replicator_of(job),
+                          gradient_sync=gradient_sync_for(data_parallel, job.parallelism.gradient_sync))
     return replace(job, parallelism=parallelism)

@@ -17,7 +17,8 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from launcher.config.schema import JobConfig
+from launcher.config.schema import GradientSync, JobConfig
+from launcher.dialect import gradient_sync_for
 from launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from launcher.plan import rank_capacity_bytes, workload_of
 from launcher.prices import Price, price_of
@@ -130,7 +131,7 @@ def candidates(job: JobConfig) -> Iterator[tuple[Layout, int]]:
                     for mbs, accum in _micro_batches(job, topo, pp, vpp):
                         for checkpointing in CHECKPOINTING_MODES:
                             yield Layout(topo, mode, vpp, schedule, None, tp > 1, checkpointing,
-                                         job.parallelism.gradient_sync, mbs), accum
+                                         gradient_sync_for(mode, GradientSync.auto), mbs), accum
 
 
 def _evaluate(job: JobConfig, work: Workload, layout: Layout, accum: int, price: Price) -> Suggestion | None:

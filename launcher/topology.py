@@ -107,6 +107,7 @@ class Layout:
         parts += [f"parallelism.data_parallel={self.data_parallel}",
                   f"parallelism.sequence_parallel={str(self.sequence_parallel).lower()}",
                   f"parallelism.activation_checkpointing={self.activation_checkpointing}",
+                  f"parallelism.gradient_sync={self.gradient_sync}",
                   f"training.micro_batch_size={self.micro_batch_size}"]
         return " ".join(parts)
 

@@ -51,7 +51,7 @@ class RemoteCluster(Cluster):
         if inst.accelerator == "cpu" and not self.runs_cpu_nodes:
             out.error("instance", f"{inst.name} is a CPU node type, which cluster={self.kind} does not run; pick a "
                       "catalog type such as instance=ml.p5.48xlarge or instance=ml.trn1.32xlarge")
-        if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0:
+        if job.trainer.num_nodes > 1 and inst.efa_interfaces == 0 and inst.accelerator != "cpu":  # gloo uses TCP
             out.error("trainer.num_nodes", f"{inst.name} has no EFA, so multi-node jobs fail on it; use one node or "
                       "an EFA instance type")
         if self.needs_image and not job.cluster.image:

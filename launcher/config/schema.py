@@ -41,7 +41,7 @@ RestartPolicy = _choices("RestartPolicy", "Always", "OnFailure", "Never", "ExitC
 CleanPodPolicy = _choices("CleanPodPolicy", "All", "Running", "None")
 DataSourceFormat = _choices("DataSourceFormat", "jsonl", "parquet", "text", "html", "pdf", "docx")
 DedupGranularity = _choices("DedupGranularity", "document", "paragraph")
-GradientSync = _choices("GradientSync", "every_microbatch", "last_microbatch")
+GradientSync = _choices("GradientSync", "auto", "every_microbatch", "last_microbatch")
 MemoryMode = _choices("MemoryMode", "estimate", "traced")
 PriceSource = _choices("PriceSource", "catalog", "aws")
 SuggestRanking = _choices("SuggestRanking", "step_time", "cost")
@@ -126,11 +126,12 @@ class ParallelismConfig(Section):
     """Model chunks per pipeline rank (interleaved_1f1b needs more than 1)."""
     activation_checkpointing: ActivationCheckpointing = ActivationCheckpointing.none
     """Recompute activations in backward: none, selective or full."""
-    gradient_sync: GradientSync = GradientSync.every_microbatch
+    gradient_sync: GradientSync = GradientSync.auto
     """GPU data parallelism under gradient accumulation: every_microbatch reduce-scatters (FSDP) or all-reduces
-    (DDP) each micro-batch's gradients, as torchtitan does, so FSDP gradients stay sharded; last_microbatch
+    (DDP) each micro-batch's gradients, so FSDP gradients stay sharded (torchtitan's choice); last_microbatch
     skips the sync until the step's last micro-batch: less traffic, but FSDP then holds the stage's whole
-    unsharded fp32 gradients on every rank while it accumulates (the plan counts them)."""
+    unsharded fp32 gradients on every rank while it accumulates (the plan counts them). auto (the default):
+    last_microbatch for ddp, whose gradients are whole on every rank anyway, every_microbatch for fsdp/hsdp."""
     kv_replicator: int | None = None
     """How many times each KV head is replicated so that kv_heads x kv_replicator = tp when tp exceeds
     the KV heads (Trainium). None derives it from the model and tp (1 on GPUs)."""

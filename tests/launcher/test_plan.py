@@ -111,6 +111,12 @@ def test_cpu_node_type_plans_here_and_on_slurm(job_for, cluster):
     assert (plan.instance, plan.accelerator, plan.ranks_per_node, plan.world_size) == ("cpu", "cpu", 2, 2)
 
 
+def test_cpu_nodes_train_across_nodes_on_slurm_without_efa(job_for):
+    findings, plan = validate(job_for("instance=cpu", "cluster=slurm", "trainer.num_nodes=2",
+                                      "training.global_batch_size=16", "cluster.slurm.shared_dir=/shared"))
+    assert findings.problems == [] and plan.world_size == 4  # gloo over TCP: no EFA needed
+
+
 def test_trn2_ranks_follow_logical_core_config(job_for):
     default = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge"))
     assert default.logical_core_config == 2
@@ -271,6 +277,17 @@ def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replicat
     written = read_job(write_job(trn, tmp_path / "job.yaml"))  # what the training engine reads
     assert (written.parallelism.data_parallel, written.parallelism.kv_replicator) == ("zero1", 4)
     assert "data_parallel: zero1" in (tmp_path / "job.yaml").read_text()
+
+
+def test_gradient_sync_auto_syncs_ddp_once_per_step_and_keeps_fsdp_gradients_sharded(job_for, tmp_path):
+    from launcher.jobfile import read_job, write_job
+
+    ddp = job_for("parallelism=ddp")
+    assert ddp.parallelism.gradient_sync == "last_microbatch"  # DDP's gradients are whole anyway
+    assert job_for("parallelism.data_parallel=fsdp").parallelism.gradient_sync == "every_microbatch"
+    explicit = job_for("parallelism=ddp", "parallelism.gradient_sync=every_microbatch")
+    assert explicit.parallelism.gradient_sync == "every_microbatch"  # a user's choice stays
+    assert read_job(write_job(ddp, tmp_path / "job.yaml")).parallelism.gradient_sync == "last_microbatch"
 
 
 def test_explicit_modes_are_checked_against_the_backend(job_for):

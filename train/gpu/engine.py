@@ -49,8 +49,8 @@ class Engine:
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
-        # every_microbatch reduce-scatters each micro-batch's gradients (torchtitan's choice: FSDP keeps
-        # them sharded); last_microbatch syncs once per step and FSDP holds unsharded gradients until then.
+        # every_microbatch reduce-scatters each micro-batch's gradients (FSDP keeps them sharded);
+        # last_microbatch syncs once per step (auto's choice under DDP; FSDP would hold unsharded gradients).
         self.sync_every_microbatch = par.gradient_sync == "every_microbatch"
         lora = cfg.lora.enabled and not frozen
         # Sharded loading after parallelisation needs the checkpoint's names; adapters rename the

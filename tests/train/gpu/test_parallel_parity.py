@@ -10,6 +10,8 @@ import pytest
 STEPS = ["training.max_steps=3", "training.checkpoint.every_n_steps=0", "training.micro_batch_size=2"]
 LAYOUTS = {
     "fsdp2": ["parallelism=fsdp"],
+    # 2 micro-batches per rank: gradient_sync=auto all-reduces once, on the last (DDP's no_sync before it)
+    "ddp_synced_once_per_step": ["parallelism=ddp"],
     "tp2_sequence_parallel": ["parallelism.tp=2", "parallelism.sequence_parallel=true"],
     "pp2_1f1b": ["parallelism.pp=2", "parallelism.pp_schedule=1f1b"],
     "pp2_interleaved": ["parallelism.pp=2", "parallelism.pp_schedule=interleaved_1f1b", "parallelism.virtual_pp=2"],
