@@ -16,6 +16,7 @@ import errno
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -32,6 +33,14 @@ class FileRange:
     fd: int
     offset: int
     nbytes: int
+
+
+Part = Any
+"""A FileRange, a tensor, or an object with nbytes and write_to(copier, fd, offset) (pages.AssembledRows)."""
+
+
+def part_bytes(part: Part) -> int:
+    return part.numel() * part.element_size() if isinstance(part, torch.Tensor) else part.nbytes
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
@@ -99,16 +108,19 @@ class RangeCopier:
             done += got
         self._count(0, source.nbytes)
 
-    def write(self, parts: list[torch.Tensor | FileRange], fd: int, offset: int) -> int:
-        """Each part's bytes in order from offset (file ranges copied, tensors written); returns the bytes."""
+    def write(self, parts: list[Part], fd: int, offset: int) -> int:
+        """Each part's bytes in order from offset (file ranges copied, tensors written, anything else
+        with nbytes and write_to(copier, fd, offset) asked to write itself); returns the bytes."""
         position = offset
         for part in parts:
             if isinstance(part, FileRange):
                 self.copy(part, fd, position)
-                position += part.nbytes
-            else:
+            elif isinstance(part, torch.Tensor):
                 data = tensor_bytes(part)
                 write_at(fd, data, position)
                 self._count(0, data.nbytes)
-                position += data.nbytes
+            else:
+                part.write_to(self, fd, position)
+            position += part_bytes(part)
         return position - offset
+

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from train.convert.filecopy import FileRange, RangeCopier, write_at
+from train.convert.filecopy import FileRange, Part, RangeCopier, part_bytes, write_at
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -201,15 +201,14 @@ class SafetensorsFileWriter:
         self._unwritten = set(self._where)
         self._lock = threading.Lock()
 
-    def write(self, key: str, parts: list[torch.Tensor | FileRange]) -> None:
-        """Write one planned tensor, given as parts whose bytes, in order, make it up (tensors of its
-        dtype, or ranges of other files that hold its bytes)."""
+    def write(self, key: str, parts: list[Part]) -> None:
+        """Write one planned tensor, given as parts whose bytes, in order, make it up (tensors or
+        assembled rows of its dtype, or ranges of other files that hold its bytes)."""
         item, offset = self._where[key]
-        tensors = [part for part in parts if isinstance(part, torch.Tensor)]
-        size = sum(part.nbytes if isinstance(part, FileRange) else part.numel() * part.element_size()
-                   for part in parts)
-        if size != item.nbytes or any(part.dtype != item.dtype for part in tensors):
-            raise ValueError(f"{key}: got {size} bytes of {tensors[0].dtype if tensors else 'file ranges'}, planned "
+        typed = [part for part in parts if not isinstance(part, FileRange)]
+        size = sum(part_bytes(part) for part in parts)
+        if size != item.nbytes or any(part.dtype != item.dtype for part in typed):
+            raise ValueError(f"{key}: got {size} bytes of {typed[0].dtype if typed else 'file ranges'}, planned "
                              f"{item.shape} {item.dtype}")
         self.copier.write(parts, self._fd, self._base + offset)
         with self._lock:

@@ -35,7 +35,7 @@ from train.convert.filecopy import FileRange, RangeCopier
 from train.convert.hf_io import PlannedTensor, SafetensorsFileWriter, SafetensorsReader, ShardedSafetensorsWriter
 from train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, nxd_shard_name
 from train.convert.mapping import LM_HEAD, ShardTensor, hf_shapes, shard_tensor_shape, shard_tensors
-from train.convert.pages import Scratch, release_mapped
+from train.convert.pages import AssembledRows, release_mapped
 
 MODEL_SUBDIR = "model"
 KV_ORDER = {"trn1": "interleaved (trn1: rank r holds KV head r mod kv_heads)",
@@ -97,12 +97,6 @@ def _parallel(tasks: list[Callable[[], None]], threads: int) -> None:
             future.result()
 
 
-def _scratch(local: threading.local) -> Scratch:
-    if not hasattr(local, "scratch"):
-        local.scratch = Scratch()
-    return local.scratch
-
-
 def write_skeleton(path: Path, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, int]:
     """A torch.save archive of the named tensors with every record's space reserved but not written;
     returns the file offset where each tensor's bytes go.
@@ -138,19 +132,13 @@ def _file_ranges(reader: SafetensorsReader, tensor: ShardTensor, dtype: torch.dt
 
 
 def _assemble(reader: SafetensorsReader, tensor: ShardTensor, full: dict[str, tuple[int, ...]],
-              dtype: torch.dtype | None, scratch: Scratch) -> torch.Tensor:
-    """One shard tensor copied once, straight to its place in scratch memory, from the mapped input
-    (column slices, a cast)."""
-    first = tensor.pieces[0]
-    value = scratch.take(shard_tensor_shape(tensor, full), dtype or reader.dtype(first.hf_key))
-    position = 0
-    for piece in tensor.pieces:
-        source = reader.whole(piece.hf_key)
-        for start, stop in piece.ranges or ((0, source.shape[piece.dim]),):
-            part = source.narrow(piece.dim, start, stop - start)
-            value.narrow(tensor.cat_dim, position, stop - start).copy_(part)
-            position += stop - start
-    return value
+              dtype: torch.dtype) -> AssembledRows:
+    """One shard tensor as views of the mapped input, to be copied once on its way out (column
+    slices, a cast)."""
+    sources = [reader.whole(piece.hf_key).narrow(piece.dim, start, stop - start)
+               for piece in tensor.pieces
+               for start, stop in piece.ranges or ((0, full[piece.hf_key][piece.dim]),)]
+    return AssembledRows(shard_tensor_shape(tensor, full), dtype, tensor.cat_dim, tuple(sources))
 
 
 def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layout: ShardLayout, *,
@@ -182,28 +170,21 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
     for rank, tensors in plans.items():
         for tensor in tensors:
             by_source.setdefault(tensor.pieces[0].hf_key, []).append((rank, tensor))
-    local = threading.local()
     outputs: dict[tuple[int, int], int] = {}
     inputs: dict[Path, int] = {}
 
     def fill(placements: list[tuple[tuple[int, int], ShardTensor]]) -> None:
-        scratch = _scratch(local)
         mapped: dict[str, int] = {}  # HF tensors read through the mapping: their pages are held until done
         for rank, tensor in placements:
             count = math.prod(shard_tensor_shape(tensor, full))
             parts = _file_ranges(reader, tensor, out_dtype(tensor), inputs)
-            held = 0
             if parts is None:
                 for key in {piece.hf_key for piece in tensor.pieces} - mapped.keys():
                     mapped[key] = reader.stored[key].nbytes
                     stats.hold(mapped[key])
-                parts = [_assemble(reader, tensor, full, dtype, scratch)]
-                held = parts[0].numel() * parts[0].element_size()
-                stats.hold(held)
+                parts = [_assemble(reader, tensor, full, out_dtype(tensor))]
             nbytes = copier.write(parts, outputs[rank], offsets[rank][tensor.nxd_key])
             stats.wrote(nbytes, progress, read=count * reader.stored[tensor.pieces[0].hf_key].element_size)
-            scratch.reset()
-            stats.hold(-held)
         for key, nbytes in mapped.items():  # read for every rank: its pages can go now
             release_mapped(reader.whole(key))
             stats.hold(-nbytes)
@@ -390,22 +371,17 @@ def replica_problems(shards: Shards, shape: ModelShape, layout: ShardLayout) -> 
     return [("--hw", message)]
 
 
-def _hf_parts(dim: int, segments: list[_Segment], item: PlannedTensor, scratch: Scratch,
-              fds: dict[tuple[int, int], int]) -> list[torch.Tensor | FileRange]:
+def _hf_parts(dim: int, segments: list[_Segment], item: PlannedTensor,
+              fds: dict[tuple[int, int], int]) -> list[FileRange | torch.Tensor | AssembledRows]:
     """The HF tensor's bytes in order: row segments as byte ranges of the shard files (or as they
-    lie in the mapped shards), column segments and casts assembled in scratch."""
+    lie in the mapped shards), column segments and casts assembled on the way out."""
     unique = [s for i, s in enumerate(segments) if i == 0 or (s.start, s.stop) != (segments[i - 1].start,
                                                                                  segments[i - 1].stop)]
     if [s.start for s in unique] != [0] + [s.stop for s in unique[:-1]] or unique[-1].stop != item.shape[dim]:
         raise ValueError(f"{item.key}: the shards leave parts unset or overlap; check --tp, --kv-replicator and --hw")
     if dim == 0 and all(s.value.dtype == item.dtype and s.offset is not None for s in unique):
         return [FileRange(fds[s.rank], s.offset, s.value.numel() * s.value.element_size()) for s in unique]
-    if dim == 0 and all(s.value.dtype == item.dtype and s.value.is_contiguous() for s in unique):
-        return list(s.value for s in unique)
-    value = scratch.take(item.shape, item.dtype)
-    for s in unique:
-        value.narrow(dim, s.start, s.stop - s.start).copy_(s.value)
-    return [value]
+    return [AssembledRows(item.shape, item.dtype, dim, tuple(s.value for s in unique))]
 
 
 def nxd_to_hf(shards: MappedShards, writer_dir: Path, shape: ModelShape, layout: ShardLayout, *,
@@ -419,19 +395,16 @@ def nxd_to_hf(shards: MappedShards, writer_dir: Path, shape: ModelShape, layout:
                for key in full if key in segments]
     writer = ShardedSafetensorsWriter(writer_dir, planned, max_shard_bytes, copier)
     stats = ConversionStats()
-    local = threading.local()
     files: dict[str, SafetensorsFileWriter] = {}
     inputs: dict[tuple[int, int], int] = {}
 
     def write_tensor(item: PlannedTensor) -> None:
-        scratch = _scratch(local)
         dim, pieces = segments[item.key]
-        parts = _hf_parts(dim, pieces, item, scratch, inputs)
+        parts = _hf_parts(dim, pieces, item, inputs)
         files[writer.file_of[item.key]].write(item.key, parts)
         if not all(isinstance(part, FileRange) for part in parts):
             for piece in pieces:  # read through the mapping: drop its pages (a neighbour's shared page comes back)
                 release_mapped(piece.value)
-        scratch.reset()
         stats.wrote(item.nbytes, progress, read=item.nbytes)
 
     try:
