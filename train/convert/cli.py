@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--fused-qkv", action=argparse.BooleanOptionalAction, default=None,
                              help="qkv_proj.weight_qkv instead of weight_q/_k/_v (default off)")
             sub.add_argument("--threads", type=_positive, default=default_threads(),
-                             help="writer threads, each writing whole output files (default: the CPUs, at most 8)")
+                             help="threads moving tensors into the output files (default: the CPUs, at most 8)")
         if name.endswith("-to-hf"):
             sub.add_argument("--max-shard-size", type=_size, default=_size(DEFAULT_MAX_SHARD),
                              help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD})")
@@ -332,7 +332,7 @@ COMMANDS = {"hf-to-nxd": run_hf_to_nxd, "nxd-to-hf": run_nxd_to_hf, "dcp-to-hf":
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # Conversion is memory-bound copying: torch's intra-op threads only add spinning (several times
-    # the CPU on a busy machine); the converters run their own threads, one per output file.
+    # the CPU on a busy machine); the converters run their own threads, one tensor at a time each.
     intra_op_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started = time.perf_counter()

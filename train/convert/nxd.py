@@ -22,6 +22,7 @@ import math
 import mmap
 import os
 import threading
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,7 @@ Shards = dict[tuple[int, int], dict[str, torch.Tensor]]
 
 
 def default_threads() -> int:
-    """Writer threads: one per output file, up to the CPUs this process may use (at most 8)."""
+    """Writer threads: one per CPU this process may use (at most 8), each moving one tensor at a time."""
     return max(1, min(8, len(os.sched_getaffinity(0))))
 
 
@@ -97,21 +98,78 @@ def _parallel(tasks: list[Callable[[], None]], threads: int) -> None:
             future.result()
 
 
-def write_skeleton(path: Path, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, int]:
+Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def write_skeleton(path: Path, spec: Spec, known: dict | None = None) -> dict[str, int]:
     """A torch.save archive of the named tensors with every record's space reserved but not written;
     returns the file offset where each tensor's bytes go.
 
     torch.serialization.skip_data writes the zip's headers and leaves each storage's bytes as a
     hole, and loading the archive to the meta device tags each storage with its offset
     (https://docs.pytorch.org/tutorials/unstable/gpu_direct_storage.html). The tensors handed to
-    torch.save are allocated but never touched, so they cost no memory.
+    torch.save are allocated but never touched, so they cost no memory. With `known` (a dict kept
+    across calls), an archive of the same tensors whose zip entries sit at the same places as one
+    read before reuses its offsets instead of being loaded again (the TP ranks of a stage).
     """
-    state = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in specs.items()}
+    state = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in spec.items()}
     with serialization_config.patch({"save.compute_crc32": False}), torch.serialization.skip_data():
         torch.save(state, path)
     del state
+    with zipfile.ZipFile(path) as archive:  # entry names (less the per-file folder), places and sizes
+        entries = tuple((info.filename.split("/", 1)[-1], info.header_offset, info.file_size)
+                        for info in archive.infolist())
+    signature = (tuple(spec.items()), entries)
+    if known is not None and signature in known:
+        return known[signature]
     reserved = torch.load(path, map_location="meta", weights_only=True)
-    return {key: reserved[key].untyped_storage()._checkpoint_offset for key in specs}
+    offsets = {key: reserved[key].untyped_storage()._checkpoint_offset for key in spec}
+    if known is not None:
+        known[signature] = offsets
+    return offsets
+
+
+class _Skeletons:
+    """The shards' archives (write_skeleton), written one after another on a thread of their own so
+    that filling the first shards overlaps writing the last ones (torch.save is Python-bound)."""
+
+    def __init__(self, model_dir: Path, specs: dict[tuple[int, int], Spec]):
+        self._model_dir = model_dir
+        self._specs = specs
+        self._done = {rank: threading.Event() for rank in specs}
+        self._written: dict[tuple[int, int], tuple[int, dict[str, int]]] = {}
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_all, name="nxd-skeletons", daemon=True)
+
+    def _write_all(self) -> None:
+        known: dict = {}
+        try:
+            for rank, spec in self._specs.items():
+                path = shard_path(self._model_dir, *rank)
+                offsets = write_skeleton(path, spec, known)
+                self._written[rank] = (os.open(path, os.O_WRONLY), offsets)
+                self._done[rank].set()
+        except BaseException as exc:  # handed to every thread that waits for a shard
+            self._failure = exc
+        finally:
+            for event in self._done.values():
+                event.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def ready(self, rank: tuple[int, int]) -> tuple[int, dict[str, int]]:
+        """The shard's open file and the offset of every tensor's bytes in it, once its archive exists."""
+        self._done[rank].wait()
+        if rank not in self._written:
+            raise RuntimeError(f"writing {nxd_shard_name(*rank)} failed: {self._failure!r}") from self._failure
+        return self._written[rank]
+
+    def close(self) -> None:
+        if self._thread.ident is not None:  # started
+            self._thread.join()
+        for fd, _ in self._written.values():
+            os.close(fd)
 
 
 def _file_ranges(reader: SafetensorsReader, tensor: ShardTensor, dtype: torch.dtype,
@@ -146,10 +204,11 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
               threads: int = 1, copier: RangeCopier | None = None) -> ConversionStats:
     """Write every shard of layout under out_dir/model/ from the HF checkpoint reader reads.
 
-    Every shard's archive is written first with its records' space reserved (write_skeleton);
-    then, one HF tensor at a time and from `threads` threads, its bytes go to every shard that
-    holds a part: row ranges file to file (copier), column slices and casts assembled once in
-    scratch memory from the mapped input, whose pages are released when the tensor is done.
+    Every shard's archive is written with its records' space reserved (write_skeleton, on a
+    thread of its own, shard after shard); meanwhile, one HF tensor at a time and from `threads`
+    threads, its bytes go to every shard that holds a part as soon as that shard's archive exists:
+    row ranges file to file (copier), column slices and casts copied once on their way out from
+    the mapped input, whose pages are released when the tensor is done.
     """
     model_dir = out_dir / MODEL_SUBDIR
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -162,16 +221,14 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
     def out_dtype(tensor: ShardTensor) -> torch.dtype:
         return dtype or reader.dtype(tensor.pieces[0].hf_key)
 
-    offsets = {rank: write_skeleton(shard_path(model_dir, *rank),
-                                    {t.nxd_key: (shard_tensor_shape(t, full), out_dtype(t)) for t in tensors})
-               for rank, tensors in plans.items()}
     # One task per HF tensor (with the tensors fused after it): each is read once for every rank.
     by_source: dict[str, list[tuple[tuple[int, int], ShardTensor]]] = {}
     for rank, tensors in plans.items():
         for tensor in tensors:
             by_source.setdefault(tensor.pieces[0].hf_key, []).append((rank, tensor))
-    outputs: dict[tuple[int, int], int] = {}
     inputs: dict[Path, int] = {}
+    skeletons = _Skeletons(model_dir, {rank: {t.nxd_key: (shard_tensor_shape(t, full), out_dtype(t)) for t in tensors}
+                                       for rank, tensors in plans.items()})
 
     def fill(placements: list[tuple[tuple[int, int], ShardTensor]]) -> None:
         mapped: dict[str, int] = {}  # HF tensors read through the mapping: their pages are held until done
@@ -183,7 +240,8 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
                     mapped[key] = reader.stored[key].nbytes
                     stats.hold(mapped[key])
                 parts = [_assemble(reader, tensor, full, out_dtype(tensor))]
-            nbytes = copier.write(parts, outputs[rank], offsets[rank][tensor.nxd_key])
+            fd, offsets = skeletons.ready(rank)
+            nbytes = copier.write(parts, fd, offsets[tensor.nxd_key])
             stats.wrote(nbytes, progress, read=count * reader.stored[tensor.pieces[0].hf_key].element_size)
         for key, nbytes in mapped.items():  # read for every rank: its pages can go now
             release_mapped(reader.whole(key))
@@ -192,11 +250,11 @@ def hf_to_nxd(reader: SafetensorsReader, out_dir: Path, shape: ModelShape, layou
     try:
         for path in {stored.path for stored in reader.stored.values()}:
             inputs[path] = os.open(path, os.O_RDONLY)
-        for rank in plans:
-            outputs[rank] = os.open(shard_path(model_dir, *rank), os.O_WRONLY)
+        skeletons.start()
         _parallel([partial(fill, placements) for placements in by_source.values()], threads)
     finally:
-        for fd in [*inputs.values(), *outputs.values()]:
+        skeletons.close()
+        for fd in inputs.values():
             os.close(fd)
     stats.files = len(plans)
     return stats

@@ -107,3 +107,39 @@ def test_rows_assembled_a_block_at_a_time_give_the_same_output(tiny_hf, tmp_path
     restored = load_file(tmp_path / "blocks-hf" / "model.safetensors")
     for key, value in load_file(folder / "model.safetensors").items():
         assert torch.equal(restored[key], value.to(torch.bfloat16).to(torch.float32)), key
+
+
+def test_a_shard_archive_that_cannot_be_written_fails_the_conversion_cleanly(tiny_hf, tmp_path, monkeypatch, capsys):
+    import train.convert.nxd as nxd
+
+    real = nxd.write_skeleton
+
+    def fail_on_rank_2(path, spec, known=None):
+        if "tp_rank_02" in path.name:
+            raise OSError(28, "No space left on device")
+        return real(path, spec, known)
+
+    folder, _ = tiny_hf
+    monkeypatch.setattr(nxd, "write_skeleton", fail_on_rank_2)
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 4, "--threads", 2) == 1
+    err = capsys.readouterr().err
+    assert "dp_rank_00_tp_rank_02_pp_rank_00.pt failed" in err and "No space left on device" in err
+    assert not (tmp_path / "nxd").exists() and not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_archives_laid_out_alike_share_their_offsets_and_others_do_not(tmp_path):
+    """The TP ranks of a stage hold the same tensors: their archives' offsets are read once. An archive whose
+    entries sit elsewhere (a much longer file name moves every header past torch's 64-byte padding) is read
+    on its own; every offset handed out is the one torch.load finds."""
+    from train.convert.nxd import write_skeleton
+
+    spec = {"a": ((3, 5), torch.float32), "b": ((7,), torch.bfloat16)}
+    known: dict = {}
+    paths = [tmp_path / "dp_rank_00_tp_rank_00_pp_rank_00.pt", tmp_path / "dp_rank_00_tp_rank_01_pp_rank_00.pt",
+             tmp_path / "dp_rank_00_tp_rank_100_pp_rank_00.pt", tmp_path / f"{'x' * 100}.pt"]
+    offsets = [write_skeleton(path, spec, known) for path in paths]
+    assert len(known) == 2 and offsets[0] == offsets[1] == offsets[2] != offsets[3]
+    for path, where in zip(paths, offsets, strict=True):
+        reserved = torch.load(path, map_location="meta", weights_only=True)
+        assert {k: reserved[k].untyped_storage()._checkpoint_offset for k in spec} == where
+        assert torch.load(path, weights_only=True, mmap=True)["a"].shape == (3, 5)
