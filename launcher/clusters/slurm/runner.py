@@ -10,7 +10,7 @@ from launcher.clusters.slurm.render import LOG_PATTERN, SCRIPT_FILE
 from launcher.clusters.slurm.state import JobState, job_state
 from launcher.clusters.tools import require_tool, run_tool
 from launcher.config.schema import JobConfig
-from launcher.jobfile import COMPLETE_MARKER
+from launcher.jobfile import COMPLETE_MARKER, JOB_FILE, read_job
 
 SLURM_HINT = "run llm-launch on a login node of the Slurm cluster (HyperPod or ParallelCluster)"
 LOG_TAIL_LINES = 200
@@ -37,12 +37,30 @@ def status(record: dict, out_dir: Path) -> None:
     job_id = record["job_id"]
     found = _state(job_id)
     if found:
-        print(f"{job_id}: {found.describe()}")
+        ended_early = found.ended and found.state != "COMPLETED"
+        print(f"{job_id}: {found.describe()}{_resume_hint(out_dir) if ended_early else ''}")
     elif (out_dir / COMPLETE_MARKER).exists():
         print(f"{job_id}: COMPLETED (no longer known to Slurm; {out_dir / COMPLETE_MARKER} says the run finished)")
     else:
         print(f"{job_id}: UNKNOWN (no longer known to Slurm, whose accounting (sacct) does not keep it, and "
               f"{out_dir} has no {COMPLETE_MARKER} marker: the job did not finish; see action=logs)")
+
+
+def _resume_hint(out_dir: Path) -> str:
+    """Where a job that ended before its last step left its newest checkpoint (time limit, scancel, a failure),
+    read from the `latest` pointer the trainer writes; '' when there is none or it is not on this machine."""
+    try:
+        checkpoints = read_job(out_dir / JOB_FILE).training.checkpoint.dir
+    except (OSError, ValueError, KeyError):  # no job.yaml here, or one this version cannot read: no hint, not an error
+        return ""
+    if "://" in checkpoints:
+        return ""
+    pointer = Path(checkpoints) / "latest"
+    try:
+        newest = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+    return f"; {Path(checkpoints) / newest} holds its newest checkpoint: submit the same command again to resume"
 
 
 def logs(record: dict, out_dir: Path) -> None:

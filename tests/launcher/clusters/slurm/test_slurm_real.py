@@ -131,14 +131,15 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     stop = cli(plain, long_run, *a_args, action="stop")
     assert stop.returncode == 0 and f"cancelled Slurm job {a_id}" in stop.stdout, stop.stderr
     wait_for(lambda: slurm_state(plain, a_id) in ENDED, "job A to end")
-    assert status(plain, long_run, *a_args) == f"{a_id}: CANCELLED"
-    again = cli(plain, long_run, *a_args, action="stop")
-    assert again.returncode == 0 and f"Slurm job {a_id} had already ended (CANCELLED)" in again.stdout
     log_a = log_of(long_run, a_id)
     assert "stopped by SIGTERM after step" in log_a, log_a[-3000:]
     saved = (long_run / "checkpoints" / "latest").read_text().strip()
     stopped_at = int(saved.removeprefix("step_"))
     assert 2 <= stopped_at < 100
+    assert status(plain, long_run, *a_args) == (f"{a_id}: CANCELLED; {long_run / 'checkpoints' / saved} holds its "
+                                                "newest checkpoint: submit the same command again to resume")
+    again = cli(plain, long_run, *a_args, action="stop")
+    assert again.returncode == 0 and f"Slurm job {a_id} had already ended (CANCELLED)" in again.stdout
 
     wait_for(lambda: slurm_state(plain, b_id) != "PENDING", "job B to start")
     assert status(plain, short_run, *b_args) == f"{b_id}: RUNNING"
