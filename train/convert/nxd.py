@@ -99,6 +99,10 @@ def _parallel(tasks: list[Callable[[], None]], threads: int) -> None:
 
 
 Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
+RECORD_ALIGNMENT = 4096
+"""Where each tensor's bytes start in a shard archive (torch.utils.serialization.config.save.storage_alignment,
+64 by default): a page boundary, so nxd-to-hf copies whole pages into the page-aligned safetensors data
+(train.convert.hf_io.DATA_ALIGNMENT) and the shards suit GPUDirect Storage, which needs 4 KiB."""
 
 
 def write_skeleton(path: Path, spec: Spec, known: dict | None = None) -> dict[str, int]:
@@ -113,7 +117,8 @@ def write_skeleton(path: Path, spec: Spec, known: dict | None = None) -> dict[st
     read before reuses its offsets instead of being loaded again (the TP ranks of a stage).
     """
     state = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in spec.items()}
-    with serialization_config.patch({"save.compute_crc32": False}), torch.serialization.skip_data():
+    with serialization_config.patch({"save.compute_crc32": False, "save.storage_alignment": RECORD_ALIGNMENT}), \
+            torch.serialization.skip_data():
         torch.save(state, path)
     del state
     with zipfile.ZipFile(path) as archive:  # entry names (less the per-file folder), places and sizes

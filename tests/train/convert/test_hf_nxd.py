@@ -5,6 +5,7 @@ equals the full model's logits."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 import torch
@@ -75,10 +76,15 @@ def test_each_shard_file_holds_only_its_own_bytes(tiny_hf, tmp_path, tp, threads
     for (tp_rank, _), state in _load_shards(tmp_path / "nxd", tp, 1).items():
         path = tmp_path / "nxd" / "model" / nxd_shard_name(tp_rank, 0)
         own = sum(t.numel() * t.element_size() for t in state.values())
-        overhead = path.stat().st_size - own  # zip headers, 64-byte record alignment, the pickled index
-        assert 0 < overhead < 8192 + 256 * len(state), (path.name, own, path.stat().st_size)
+        with zipfile.ZipFile(path) as archive:  # one record per tensor, each exactly its bytes
+            records = [info.file_size for info in archive.infolist() if "/data/" in info.filename]
+        assert len(records) == len(state) and sum(records) == own, path.name
+        overhead = path.stat().st_size - own  # zip headers, page-aligned records, the pickled index
+        assert 0 < overhead < 8192 + (4096 + 256) * len(state), (path.name, own, path.stat().st_size)
         loaded = torch.load(path, weights_only=True, mmap=True)  # torch.load reads files written without CRC32
         assert all(torch.equal(loaded[k], state[k]) for k in state)
+        assert all(loaded[k].untyped_storage().data_ptr() % 4096 == 0 for k in state)  # records start on pages
+
 
 def test_gate_up_fusion_is_per_rank_gate_then_up(tiny_hf, tmp_path):
     folder, model = tiny_hf
@@ -94,6 +100,9 @@ def test_output_loads_with_from_pretrained_and_matches(tiny_hf, tmp_path):
     assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf", "--max-shard-size", "40KB") == 0
     index = json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1  # sharded as save_pretrained shards
+    for name in set(index["weight_map"].values()):  # the header is padded so the data starts on a page
+        with (tmp_path / "hf" / name).open("rb") as handle:
+            assert (8 + int.from_bytes(handle.read(8), "little")) % 4096 == 0
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     ids = torch.arange(10).unsqueeze(0)
     with torch.no_grad():
