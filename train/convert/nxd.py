@@ -5,9 +5,10 @@ torch.save archive with its records' space reserved (write_skeleton), nxd-to-hf 
 safetensors header. Most bytes are then whole rows of an input tensor, contiguous in the input
 file, and move file to file inside the kernel (train.convert.filecopy): row slices of q/k/v,
 gate/up, embeddings and lm_head, and each TP rank's rows on the way back. Column slices
-(o_proj, down_proj) and casts are assembled once in reusable scratch memory from the
-memory-mapped input and written with pwrite; their pages are dropped once read, so memory stays
-at a few tensors per thread, never a shard or the model. Writes run on `threads` threads.
+(o_proj, down_proj) and casts are copied from the memory-mapped input into a small scratch
+buffer a block of rows at a time (train.convert.pages.AssembledRows) and written with pwrite;
+their pages are dropped once read, so memory stays at a few tensors per thread, never a shard or
+the model. Writes run on `threads` threads.
 
 The archives are what NxD's loader and torch.load(weights_only=True, mmap=True) read, written
 without the per-record CRC32 (torch.load does not check it; computing it cost more than the
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import struct
+import sys
 import threading
 import zipfile
 from collections.abc import Callable
@@ -61,7 +64,8 @@ class ConversionStats:
     bytes_read: int = 0
     """Bytes of tensor data read from the input."""
     peak_held_bytes: int = 0
-    """Most tensor bytes held at once over all threads (shards being assembled; mapped views included)."""
+    """Most input bytes held at once over all threads (HF tensors read through the mapping until every
+    rank has its part)."""
     files: int = 0
     """Files written."""
     _held: int = 0
@@ -121,9 +125,8 @@ def write_skeleton(path: Path, spec: Spec, known: dict | None = None) -> dict[st
             torch.serialization.skip_data():
         torch.save(state, path)
     del state
-    with zipfile.ZipFile(path) as archive:  # entry names (less the per-file folder), places and sizes
-        entries = tuple((info.filename.split("/", 1)[-1], info.header_offset, info.file_size)
-                        for info in archive.infolist())
+    # entry names (less the per-file folder), places and sizes
+    entries = tuple((info.filename.split("/", 1)[-1], info.header_offset, info.file_size) for info in _records(path))
     signature = (tuple(spec.items()), entries)
     if known is not None and signature in known:
         return known[signature]
@@ -270,6 +273,22 @@ def find_model_dir(path: Path) -> Path:
     return path / MODEL_SUBDIR if (path / MODEL_SUBDIR).is_dir() else path
 
 
+def _records(path: Path) -> list[zipfile.ZipInfo]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.infolist()
+
+
+def _stored_record(path: Path, info: zipfile.ZipInfo) -> bytes:
+    """A stored (uncompressed) zip record's bytes, read past its local header without checking its
+    CRC32, which torch.save may leave unset (https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT,
+    4.3.7: a 30-byte header whose last four bytes give the name and extra field lengths)."""
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        name_length, extra_length = struct.unpack("<HH", handle.read(30)[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        return handle.read(info.compress_size)
+
+
 def load_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int | None]]:
     """One shard's tensors as views of the memory-mapped file (a {"model": ...} wrapper is unwrapped),
     and the file offset of each contiguous tensor's bytes (None where they are not contiguous).
@@ -278,6 +297,9 @@ def load_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int | Non
     (https://docs.pytorch.org/tutorials/unstable/gpu_direct_storage.html); the tensors are then
     those bytes of a private mapping, as torch.load(mmap=True) would give them.
     """
+    orders = [_stored_record(path, info).decode() for info in _records(path) if info.filename.endswith("/byteorder")]
+    if orders and orders[0] != sys.byteorder:  # torch.load byte-swaps such a file; views of its bytes cannot
+        raise ValueError(f"{path.name} was saved on a {orders[0]}-endian machine; convert it where it was saved")
     state = torch.load(path, map_location="meta", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

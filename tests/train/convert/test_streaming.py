@@ -150,3 +150,21 @@ def test_archives_laid_out_alike_share_their_offsets_and_others_do_not(tmp_path,
         reserved = torch.load(path, map_location="meta", weights_only=True)
         assert {k: reserved[k].untyped_storage()._checkpoint_offset for k in spec} == where
         assert torch.load(path, weights_only=True, mmap=True)["a"].shape == (3, 5)
+
+
+def test_a_shard_saved_big_endian_is_refused_not_misread(tiny_hf, tmp_path, capsys):
+    """torch.load byte-swaps a file saved on a big-endian machine; views of its bytes cannot, so it is refused."""
+    import zipfile
+
+    folder, _ = tiny_hf
+    assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 2) == 0
+    path = tmp_path / "nxd" / "model" / nxd_shard_name(1, 0)
+    torch.save(torch.load(path, weights_only=True), path)  # with CRC32s, so zipfile can copy it
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp_path / "big.pt", "w") as target:
+        for info in source.infolist():
+            data = b"big" if info.filename.endswith("/byteorder") else source.read(info)
+            target.writestr(info.filename, data)
+    (tmp_path / "big.pt").replace(path)
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf") == 1
+    assert "was saved on a big-endian machine" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
