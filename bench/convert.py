@@ -122,6 +122,14 @@ class Sample:
     """Tensor bytes the converter reports writing (0 where it does not say)."""
 
 
+def _available_gib() -> float:
+    """MemAvailable from /proc/meminfo (https://www.kernel.org/doc/html/latest/filesystems/proc.html), in GiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024 ** 2
+    return float("nan")
+
+
 def measure(command: list[str]) -> Sample:
     """One run of a command, from a small wrapper interpreter.
 
@@ -172,7 +180,8 @@ def main() -> None:
         }
         print(f"model: {model_bytes // 2 / 1e9:.2f} B params, bf16, {model_bytes / 1e9:.2f} GB in {len(files)} "
               f"files; tp={args.tp} kv_replicator={kv_rep}; torch {torch.__version__}; {os.cpu_count()} CPUs; "
-              f"{args.repeats} alternating rounds")
+              f"{args.repeats} alternating rounds; {_available_gib():.1f} GiB of memory available (a page cache "
+              "near full slows every writer: free it first)")
         samples: dict[str, list[Sample]] = {name: [] for name in rows}
         for round_index in range(args.repeats):
             before = os.getloadavg()

@@ -66,6 +66,12 @@ def _size(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
 
 
+def threaded_shard_bytes(total: int, threads: int) -> int:
+    """nxd-to-hf's default largest file: DEFAULT_MAX_SHARD, or less so that each writer thread fills its own file
+    (two threads writing into one file wait on each other in the kernel). Models under 1 GiB stay one file."""
+    return min(_size(DEFAULT_MAX_SHARD), max(-(-total // threads), 1024 ** 3))
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
@@ -109,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--threads", type=_positive, default=default_threads(),
                              help="threads moving tensors into the output files (default: the CPUs, at most 8)")
         if name.endswith("-to-hf"):
-            sub.add_argument("--max-shard-size", type=_size, default=_size(DEFAULT_MAX_SHARD),
-                             help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD})")
+            sub.add_argument("--max-shard-size", type=_size, default=None,
+                             help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD}; nxd-to-hf splits "
+                             "a model over 1 GiB into about one file per --threads below that)")
     return parser
 
 
@@ -258,8 +265,10 @@ def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     dtype = DTYPES[args.dtype] or next(iter(next(iter(shards.states.values())).values())).dtype
     bar = _progress_bar(_total_bytes(plan.shape, dtype), args)
     with staged_output(args.output) as tmp, bar:
+        total = _total_bytes(plan.shape, dtype)
         stats = nxd_to_hf(shards, tmp, plan.shape, plan.layout,
-                          max_shard_bytes=args.max_shard_size, dtype=dtype, progress=bar.update, threads=args.threads)
+                          max_shard_bytes=args.max_shard_size or threaded_shard_bytes(total, args.threads),
+                          dtype=dtype, progress=bar.update, threads=args.threads)
         _write_config(tmp, plan.config_json, dtype)
     return stats
 
@@ -285,8 +294,8 @@ def run_dcp_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     first = next(iter(entries.values())).properties.dtype
     bar = _progress_bar(_total_bytes(plan.shape, dtype or first), args)
     with staged_output(args.output) as tmp, bar:
-        stats = dcp_to_hf(source, tmp, plan.shape, max_shard_bytes=args.max_shard_size, dtype=dtype,
-                          progress=bar.update)
+        stats = dcp_to_hf(source, tmp, plan.shape, max_shard_bytes=args.max_shard_size or _size(DEFAULT_MAX_SHARD),
+                          dtype=dtype, progress=bar.update)
         _write_config(tmp, plan.config_json, dtype or first)
     return stats
 

@@ -496,7 +496,14 @@ def nxd_to_hf(shards: MappedShards, writer_dir: Path, shape: ModelShape, layout:
         for rank, path in shards.paths.items():
             inputs[rank] = os.open(path, os.O_RDONLY)
         files.update((name, writer.open_file(name)) for name in writer.files)
-        _parallel([partial(write_tensor, item) for item in planned], threads)
+        if len(writer.files) >= threads:  # a file per thread: threads writing into one file queue on its inode
+            def write_file(name: str) -> None:
+                for item in writer.files[name]:
+                    write_tensor(item)
+
+            _parallel([partial(write_file, name) for name in writer.files], threads)
+        else:
+            _parallel([partial(write_tensor, item) for item in planned], threads)
     finally:
         for fd in inputs.values():
             os.close(fd)

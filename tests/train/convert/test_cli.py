@@ -140,13 +140,25 @@ def test_replicas_in_neither_order_and_differing_norms_are_named(tiny_hf, tmp_pa
     assert "model.layers.0.input_layernorm.weight" in err and "inconsistent" in err
 
 
-def test_threads_writing_into_several_files_give_the_same_tensors(tiny_hf, tmp_path):
+@pytest.mark.parametrize("threads", [2, 64], ids=["a_file_per_thread", "threads_share_files"])
+def test_threads_writing_into_several_files_give_the_same_tensors(tiny_hf, tmp_path, threads):
     folder, _ = tiny_hf
     assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 2, "--pp", 2) == 0
     assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "hf", "--max-shard-size", "100KB",
-                   "--threads", 3) == 0
+                   "--threads", threads) == 0
     original = load_file(folder / "model.safetensors")
     restored = {}
-    for path in (tmp_path / "hf").glob("*.safetensors"):
+    files = list((tmp_path / "hf").glob("*.safetensors"))
+    assert (len(files) >= threads) == (threads == 2)  # each way of handing out the work is exercised
+    for path in files:
         restored.update(load_file(path))
     assert restored.keys() == original.keys() and all(torch.equal(restored[k], original[k]) for k in original)
+
+
+def test_nxd_to_hf_default_gives_each_thread_a_file_for_models_over_a_gib():
+    from train.convert.cli import threaded_shard_bytes
+
+    gib = 1024 ** 3
+    assert threaded_shard_bytes(int(2.2e9), 2) == int(1.1e9)  # the 1.1 B bf16 model: about a file per thread
+    assert threaded_shard_bytes(500 * 1024 ** 2, 2) == gib  # small models stay one file
+    assert threaded_shard_bytes(16 * 10 ** 9, 2) == 5 * gib  # large ones keep the 5GB default
