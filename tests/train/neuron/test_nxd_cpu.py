@@ -297,7 +297,8 @@ def test_sigterm_stops_every_rank_after_the_same_step_and_goes_to_save(tmp_path)
     stopped = re.search(r"SIGTERM: stopping after step (\d+); saving a checkpoint", stdout)
     assert stopped, stdout[-2000:] + stderr[-2000:]
     assert max(r["step"] for r in _records(out)) == int(stopped.group(1)) < 500
-    assert stderr.count(CPU_MODE_SAVE) == 2, stderr[-3000:]  # both ranks reach it
+    # Both ranks go to save; how many print before torchrun SIGTERMs the other after the first exits is a race.
+    assert stderr.count(CPU_MODE_SAVE) >= 1, stderr[-3000:]
     assert NO_TRACE_FROM_US not in stderr, stderr[-3000:]
     assert not (out / "COMPLETE").exists()
 
