@@ -241,7 +241,8 @@ def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
 
 
 def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.nxd import find_model_dir, nxd_to_hf, open_shards, replica_problems, shard_problems
+    from train.convert.nxd import nxd_to_hf, replica_problems, shard_problems
+    from train.convert.nxd_archive import find_model_dir, open_shards
 
     recorded: dict[str, Any] = {}
     layout_file = args.input / LAYOUT_FILE

@@ -16,7 +16,8 @@ from train.convert.filecopy import RangeCopier
 from train.convert.hf_io import SafetensorsReader
 from train.convert.layout import ModelShape, ShardLayout, nxd_shard_name
 from train.convert.mapping import hf_shapes
-from train.convert.nxd import hf_to_nxd, nxd_to_hf, open_shards
+from train.convert.nxd import hf_to_nxd, nxd_to_hf
+from train.convert.nxd_archive import open_shards
 
 SHAPE = ModelShape(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=4, num_heads=8,
                    num_kv_heads=2, head_dim=8)
@@ -110,9 +111,9 @@ def test_rows_assembled_a_block_at_a_time_give_the_same_output(tiny_hf, tmp_path
 
 
 def test_a_shard_archive_that_cannot_be_written_fails_the_conversion_cleanly(tiny_hf, tmp_path, monkeypatch, capsys):
-    import train.convert.nxd as nxd
+    import train.convert.nxd_archive as archive
 
-    real = nxd.write_skeleton
+    real = archive.write_skeleton
 
     def fail_on_rank_2(path, spec, known=None):
         if "tp_rank_02" in path.name:
@@ -120,7 +121,7 @@ def test_a_shard_archive_that_cannot_be_written_fails_the_conversion_cleanly(tin
         return real(path, spec, known)
 
     folder, _ = tiny_hf
-    monkeypatch.setattr(nxd, "write_skeleton", fail_on_rank_2)
+    monkeypatch.setattr(archive, "write_skeleton", fail_on_rank_2)
     assert convert("hf-to-nxd", "-i", folder, "-o", tmp_path / "nxd", "--tp", 4, "--threads", 2) == 1
     err = capsys.readouterr().err
     assert "dp_rank_00_tp_rank_02_pp_rank_00.pt failed" in err and "No space left on device" in err
@@ -132,10 +133,10 @@ def test_archives_laid_out_alike_share_their_offsets_and_others_do_not(tmp_path,
     """The TP ranks of a stage hold the same tensors: their archives' offsets are read once. An archive whose
     entries sit elsewhere (with 64-byte records, a much longer file name moves every header) is read on its
     own; every offset handed out is the one torch.load finds."""
-    import train.convert.nxd as nxd
+    import train.convert.nxd_archive as archive
 
-    monkeypatch.setattr(nxd, "RECORD_ALIGNMENT", alignment)
-    write_skeleton = nxd.write_skeleton
+    monkeypatch.setattr(archive, "RECORD_ALIGNMENT", alignment)
+    write_skeleton = archive.write_skeleton
 
     spec = {"a": ((3, 5), torch.float32), "b": ((7,), torch.bfloat16)}
     known: dict = {}
