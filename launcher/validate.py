@@ -24,7 +24,7 @@ from launcher.plan import Plan, make_plan
 from launcher.preference_checks import check_preference_job
 from launcher.problems import Findings, Problem
 from launcher.tasks import TASKS
-from launcher.topology import catalog_ranks_per_node, layout_of
+from launcher.topology import catalog_ranks_per_node
 
 SHARED_SECTIONS = ("instance", "cluster", "trainer", "plan")
 """Sections every task reads."""
@@ -331,9 +331,6 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
     elif par.pp > 1:
         out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
                   "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
-    elif par.data_parallel == "ddp" and par.tp == 1 and layout_of(job).topology.dp > 1:
-        out.error("plan.memory", "traced cannot run plain DDP (its C++ reducer needs real tensors); trace the "
-                  "layout with parallelism.data_parallel=fsdp or use plan.memory=estimate")
 
 
 def _check_starting_weights(job: JobConfig, runs_here: bool, out: Findings) -> None:

@@ -42,10 +42,11 @@ class Engine:
     """Builds, parallelises and runs this rank's part of the model."""
 
     def __init__(self, job: JobConfig, ctx: Dist, *, pipeline_microbatches: int, frozen: bool = False,
-                 init_weights: bool = True):
+                 init_weights: bool = True, replicate: bool = True):
         """frozen: a model that never trains (a preference reference): no gradients, no data-parallel wrapper.
         init_weights=False leaves the parallelised stages on the meta device until materialise() gives them
-        storage without values (the memory trace calls it under fake tensors)."""
+        storage without values (the memory trace calls it under fake tensors). replicate=False leaves out the
+        DDP wrapper (its C++ reducer needs real tensors; the memory trace stands in for its buckets)."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
         self.bf16 = cfg.precision == "bf16"
@@ -78,7 +79,7 @@ class Engine:
         if pretrained:
             self.materialise(job)
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
-        modules = list(stages) if frozen else [replicate_stage(stage, par, ctx) for stage in stages]
+        modules = list(stages) if frozen or not replicate else [replicate_stage(stage, par, ctx) for stage in stages]
         self.modules = modules
         self.is_last_stage = any(s.is_last for s in stages)
         self.pipelined = ctx.pp_size > 1

@@ -17,6 +17,10 @@ What it takes (torch 2.13):
 * One warm-up clip and optimizer step runs before tracking, so the optimizer state exists (as
   in every step after the first) and DTensor's first-call sharding propagation is not counted.
 * Two micro-batches reach the peak of any longer accumulation, so at most two are traced.
+* Plain DDP (parallelism.data_parallel=ddp without tp or pp) is traced without its wrapper, whose C++
+  reducer needs real tensors. What DDP adds is its gradient buckets: with gradient_as_bucket_view
+  the gradients are views of buckets that live from the wrapper's construction on, so the trace
+  keeps every gradient allocated across steps (zero_grad without set_to_none), as the buckets are.
 Pipeline parallelism is not traced (its schedule exchanges shapes with the other stages, which
 a fake process group does not answer); validation says so.
 Docs: https://pytorch.org/docs/stable/torch.compiler_fake_tensor.html
@@ -76,13 +80,16 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     from train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
     from train.gpu.mesh import job_mesh
     from train.gpu.optimizer import build_optimizer
+    from train.gpu.parallelize import wraps_ddp
 
     plan = make_plan(job)
     os.environ.setdefault("LOCAL_RANK", "0")
     with fake_process_group(plan.world_size):
         ctx = job_mesh(job, plan, torch.device("cpu"))
         # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
-        engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False)
+        ddp = wraps_ddp(job.parallelism, ctx)  # its buckets are stood in for below
+        engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False,
+                        replicate=not ddp)
         with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
             engine.materialise(job)
             params = engine.parameters()
@@ -94,7 +101,7 @@ def trace_step(job: JobConfig) -> dict[str, float]:
                 if clip > 0:
                     clip_gradients_with_norm(params, clip, norm)
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=not ddp)  # DDP's bucket views stay allocated
 
             for param in params:  # warm-up: optimizer state and DTensor propagation caches, outside the trace
                 param.grad = torch.zeros_like(param)

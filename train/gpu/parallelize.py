@@ -71,10 +71,15 @@ def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *
         _shard(stage, ctx, bf16, par.data_parallel)
 
 
+def wraps_ddp(par: ParallelismConfig, ctx: Dist) -> bool:
+    """Whether the stage trains inside torch's DistributedDataParallel (plain DDP over several replicas)."""
+    return par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx)
+
+
 def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> torch.nn.Module:
     """The module to train: the stage, or DDP around it. DDP copies rank 0's weights to the others when
     it is built, so it wraps the stage only once the weights are loaded."""
-    if par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx):
+    if wraps_ddp(par, ctx):
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in and out each
         # step); broadcast_buffers off: the only buffers are rotary tables, the same on every rank,

@@ -48,10 +48,22 @@ def test_traced_plan_prints_categories(cli):
         assert part in result.stdout
 
 
+def test_plain_ddp_holds_whole_gradients_from_the_start_like_its_buckets(job_for, cli):
+    ddp = job_for("parallelism=ddp")  # the default recipe: 2 replicas of the whole model
+    params = param_counts(ddp.model).total
+    peak = trace_step(ddp)
+    assert peak["parameters"] == pytest.approx(4 * params, rel=0.02)
+    assert peak["gradients"] == pytest.approx(4 * params, rel=0.02)  # whole fp32 gradients, never freed
+    assert peak["optimizer"] == pytest.approx(8 * params, rel=0.02)
+    assert peak["activations"] > 0
+    result = cli("parallelism=ddp", "plan.memory=traced")
+    assert result.returncode == 0, result.stderr
+    assert "memory/device (traced)" in result.stdout
+
+
 @pytest.mark.parametrize("overrides, phrase", [
-    (("parallelism=ddp", "plan.memory=traced"), "traced cannot run plain DDP"),
     (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the GPU engine"),
-], ids=["ddp", "trainium"])
+], ids=["trainium"])
 def test_traced_refuses_what_it_cannot_trace(cli, overrides, phrase):
     result = cli(*overrides)
     assert result.returncode == 2
