@@ -264,9 +264,9 @@ def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
     if plan.problems:
         _report(plan)
     dtype = DTYPES[args.dtype] or next(iter(next(iter(shards.states.values())).values())).dtype
-    bar = _progress_bar(_total_bytes(plan.shape, dtype), args)
+    total = _total_bytes(plan.shape, dtype)
+    bar = _progress_bar(total, args)
     with staged_output(args.output) as tmp, bar:
-        total = _total_bytes(plan.shape, dtype)
         stats = nxd_to_hf(shards, tmp, plan.shape, plan.layout,
                           max_shard_bytes=args.max_shard_size or threaded_shard_bytes(total, args.threads),
                           dtype=dtype, progress=bar.update, threads=args.threads)

@@ -87,9 +87,10 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     with fake_process_group(plan.world_size):
         ctx = job_mesh(job, plan, torch.device("cpu"))
         # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
-        ddp = wraps_ddp(job.parallelism, ctx)  # its buckets are stood in for below
+        # Never wrapped in DDP (its reducer needs real tensors); a DDP job's buckets are stood in for below.
+        ddp = wraps_ddp(job.parallelism, ctx)
         engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False,
-                        replicate=not ddp)
+                        replicate=False)
         with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
             engine.materialise(job)
             params = engine.parameters()

@@ -49,13 +49,15 @@ def status(record: dict, out_dir: Path) -> None:
 def _resume_hint(out_dir: Path) -> str:
     """Where a job that ended before its last step left its newest checkpoint (time limit, scancel, a failure),
     read from the `latest` pointer the trainer writes; '' when there is none or it is not on this machine."""
+    from train.checkpoint_integrity import LATEST  # the pointer's name, as the trainer writes it (no torch)
+
     try:
         checkpoints = read_job(out_dir / JOB_FILE).training.checkpoint.dir
     except (OSError, ValueError, KeyError):  # no job.yaml here, or one this version cannot read: no hint, not an error
         return ""
     if "://" in checkpoints:
         return ""
-    pointer = Path(checkpoints) / "latest"
+    pointer = Path(checkpoints) / LATEST
     try:
         newest = pointer.read_text(encoding="utf-8").strip()
     except OSError:
