@@ -25,11 +25,20 @@ def memory_parts(mem: MemoryEstimate) -> str:
     return ", ".join(f"{name} {value / GIB:.2f}" for name, value in parts)
 
 
-def plan_table(plan: Plan) -> Table:
-    """The plan as one two-column table, grouped by topic."""
-    table = Table(title=f"Plan for {plan.job_name}", show_header=False, title_justify="left")
+def _item_table(title: str, rows: list[tuple[str, str]], warnings: list[str]) -> Table:
+    """A two-column table of (item, value) rows, the plan's warnings last."""
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("item", style="bold")
     table.add_column("value")
+    for name, value in rows:
+        table.add_row(name, value)
+    for warning in warnings:
+        table.add_row("warning", f"[yellow]{warning}[/yellow]")
+    return table
+
+
+def plan_table(plan: Plan) -> Table:
+    """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
     lnc = f" (LNC={plan.logical_core_config})" if plan.accelerator == "trainium2" else ""
     rows = [
@@ -53,11 +62,7 @@ def plan_table(plan: Plan) -> Table:
                  f"USD per billion tokens, run {_num(est.run_cost_usd, ',.0f')} USD (on-demand)"),
         ("price", est.price_source),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
-    for warning in plan.warnings:
-        table.add_row("warning", f"[yellow]{warning}[/yellow]")
-    return table
+    return _item_table(f"Plan for {plan.job_name}", rows, plan.warnings)
 
 
 def _size(size: int | None) -> str:
@@ -66,9 +71,6 @@ def _size(size: int | None) -> str:
 
 def data_prep_table(plan: DataPrepPlan) -> Table:
     """A prepare job's plan: workers, inputs, filters, deduplication and the expected output."""
-    table = Table(title=f"Plan for {plan.job_name} (data preparation)", show_header=False, title_justify="left")
-    table.add_column("item", style="bold")
-    table.add_column("value")
     cores = "every core" if plan.workers == 0 else f"{plan.workers} processes"
     rows = [("job", f"prepare on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
             ("workers", f"{plan.world_size} ranks = {plan.num_nodes} node(s) x {plan.ranks_per_node}; rank 0 reads, "
@@ -85,11 +87,7 @@ def data_prep_table(plan: DataPrepPlan) -> Table:
              f"; at most ~{plan.max_tokens:,} tokens in ~{plan.max_shards:,} shard(s) before filtering")
     rows.append(("output", f"{plan.output_dir}: train/ and valid/ rows of {plan.seq_len} tokens "
                            f"({plan.tokenizer_path}), manifest.json; shards of {plan.shard_chars:,} characters{upper}"))
-    for name, value in rows:
-        table.add_row(name, value)
-    for warning in plan.warnings:
-        table.add_row("warning", f"[yellow]{warning}[/yellow]")
-    return table
+    return _item_table(f"Plan for {plan.job_name} (data preparation)", rows, plan.warnings)
 
 
 def print_plan(plan: Plan | DataPrepPlan, console: Console | None = None) -> None:
