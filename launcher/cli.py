@@ -126,6 +126,10 @@ def _hydra_entry(cfg: DictConfig) -> None:
     except SecretInFile as exc:
         print(f"llm-launch: {exc}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE)
+    except BrokenPipeError:  # what read our output stopped reading (`| head`): not a problem of the job
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def diagnose_overrides(overrides: list[str]) -> tuple[list[Problem], list[str]]:
