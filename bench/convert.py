@@ -169,12 +169,12 @@ def main() -> None:
         rows = {
             "copy (shutil.copyfile)": ([sys.executable, "-c", COPY, str(work / "copy"), *map(str, files)],
                                        model_bytes, work / "copy"),
-            "baseline (import torch + converter)": ([sys.executable, "-c", "import torch, train.convert.cli"], 0,
+            "baseline (import torch + converter)": ([sys.executable, "-c", "import torch, llm_launch.train.convert.cli"], 0,
                                                     None),
-            f"hf-to-nxd tp{args.tp}": ([sys.executable, "-m", "train.convert", "hf-to-nxd", "-i", str(src), "-o",
+            f"hf-to-nxd tp{args.tp}": ([sys.executable, "-m", "llm_launch.train.convert", "hf-to-nxd", "-i", str(src), "-o",
                                         str(work / "nxd"), "--tp", str(args.tp), "--kv-replicator", str(kv_rep),
                                         "--no-progress", *threads], None, work / "nxd"),
-            f"nxd-to-hf tp{args.tp}": ([sys.executable, "-m", "train.convert", "nxd-to-hf", "-i", str(work / "nxd"),
+            f"nxd-to-hf tp{args.tp}": ([sys.executable, "-m", "llm_launch.train.convert", "nxd-to-hf", "-i", str(work / "nxd"),
                                         "-o", str(work / "back"), "--no-progress", *threads], model_bytes,
                                        work / "back"),
         }

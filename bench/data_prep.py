@@ -24,15 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from dataprep.dedup import Deduplicator
-from dataprep.mix import Doc
-from dataprep.process import available_cores, process_items
-from dataprep.read import Item
-from dataprep.tokenize_pack import ENCODE_BATCH, build_shard, plan_units, write_unit
-from launcher import PROJECT_ROOT
-from launcher.config.schema import DataFilterConfig, DedupConfig
-from train.data.prepare import load_fast_tokenizer
+from llm_launch.dataprep.dedup import Deduplicator
+from llm_launch.dataprep.mix import Doc
+from llm_launch.dataprep.process import available_cores, process_items
+from llm_launch.dataprep.read import Item
+from llm_launch.dataprep.tokenize_pack import ENCODE_BATCH, build_shard, plan_units, write_unit
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config.schema import DataFilterConfig, DedupConfig
+from llm_launch.train.data.prepare import load_fast_tokenizer
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 SEQ_LEN = 4096
@@ -77,7 +76,7 @@ def dedup_pass(texts: list[str], workers: int, near_only: bool) -> int:
     filters = DataFilterConfig(max_duplicate_ngram_fraction=1.0, max_duplicate_line_fraction=1.0)
     items = (Item(0, str(i), "jsonl", text=t) for i, t in enumerate(texts))
     if near_only:
-        from dataprep.dedup import MinHasher, Unit, digest
+        from llm_launch.dataprep.dedup import MinHasher, Unit, digest
 
         hasher = MinHasher(dedup_cfg.num_perm, dedup_cfg.shingle_size)
         results = ([Unit(t, digest(t), hasher.signature(t))] for t in texts)

@@ -28,8 +28,8 @@ SEQ_LEN = 128
 
 
 def base_model(folder: Path) -> Path:
-    from launcher.config.schema import ModelConfig
-    from train.model import build_model
+    from llm_launch.launcher.config.schema import ModelConfig
+    from llm_launch.train.model import build_model
 
     model = build_model(ModelConfig(name="tiny_llama", vocab_size=2048, hidden_size=256, intermediate_size=1024,
                                     num_layers=4, num_attention_heads=8, num_key_value_heads=4,
@@ -52,7 +52,8 @@ def configurations(base: Path) -> dict[str, list[str]]:
 
 
 def step_times(overrides: list[str], out_dir: Path, steps: int) -> list[float]:
-    command = [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", f"training.max_steps={steps}", *overrides]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", f"output_dir={out_dir}", f"training.max_steps={steps}",
+               *overrides]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(overrides)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")

@@ -16,7 +16,7 @@ wall time is shown beside it, with the load averages of every round.
 CPU (default):  python bench/engine_vs_hf_trainer.py [--model tiny|33m]
 GPU (H100/H200): python bench/engine_vs_hf_trainer.py --gpu
   (--gpu: Llama 3 architecture of about 1B parameters, seq 2048, bf16, global batch 8, micro 2)
-MFU uses the plan's formula (launcher.model_math) and the instance's bf16 peak; none on CPU.
+MFU uses the plan's formula (llm_launch.launcher.model_math) and the instance's bf16 peak; none on CPU.
 --compile compiles both sides (the engine per layer, HF Trainer's torch_compile). BENCH_PROFILE=DIR writes
 rank 0's torch.profiler op table for steps 4-8 of each side to DIR (see StepProfile).
 """
@@ -61,7 +61,7 @@ def engine_overrides(args, out_dir: Path) -> list[str]:
 
 def run_engine(args, out_dir: Path) -> list[float]:
     """Step times of one llm-launch run (its own metrics.jsonl)."""
-    command = [sys.executable, "-m", "launcher.cli", *engine_overrides(args, out_dir)]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", *engine_overrides(args, out_dir)]
     subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["step_time_s"] for r in records if "loss" in r]
@@ -96,8 +96,8 @@ class StepProfile:
 
 ENGINE_SCRIPT = PROFILER + r'''
 import json, os, sys, time
-import train.gpu.backend as backend
-from train.entry import run_entrypoint
+import llm_launch.train.gpu.backend as backend
+from llm_launch.train.entry import run_entrypoint
 
 stamps = []
 original = backend.GpuBackend.step
@@ -138,7 +138,7 @@ def _intervals(stamps_file: Path) -> list[tuple[float, float]]:
 
 def timed_engine(args, out_dir: Path) -> list[tuple[float, float]]:
     """(wall s, CPU s on rank 0) per step of the engine: the launcher renders the job, torchrun runs it."""
-    command = [sys.executable, "-m", "launcher.cli", *engine_overrides(args, out_dir), "action=render"]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", *engine_overrides(args, out_dir), "action=render"]
     subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     script = out_dir / "engine_timed.py"
     script.write_text(ENGINE_SCRIPT)
@@ -149,10 +149,10 @@ def timed_engine(args, out_dir: Path) -> list[tuple[float, float]]:
 HF_SCRIPT = PROFILER + r'''
 import json, sys, time, torch
 from transformers import Trainer, TrainingArguments, TrainerCallback
-from launcher.jobfile import read_job
-from train.data.loader import StepBatches
-from train.data.packed import PackedDataset
-from train.model import build_model
+from llm_launch.launcher.jobfile import read_job
+from llm_launch.train.data.loader import StepBatches
+from llm_launch.train.data.packed import PackedDataset
+from llm_launch.train.model import build_model
 
 job = read_job(sys.argv[1]); packed = PackedDataset.open(sys.argv[2]); out = sys.argv[3]
 cfg = job.training
@@ -251,8 +251,8 @@ def main() -> None:
             rounds.append((repeat + 1, " then ".join(order), load_before, os.getloadavg(),
                            _median(got["hf"], 1) / _median(got["engine"], 1),
                            _median(got["hf"], 0) / _median(got["engine"], 0)))
-        from launcher.jobfile import read_job
-        from launcher.plan import make_plan
+        from llm_launch.launcher.jobfile import read_job
+        from llm_launch.launcher.plan import make_plan
 
         plan = make_plan(read_job(Path(tmp) / "engine0" / "job.yaml"))
     tokens = args.global_batch * args.seq_len

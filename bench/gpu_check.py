@@ -43,7 +43,7 @@ TINY_CPU_MODEL = ["model=tiny_llama"]
 
 def launch(overrides: list[str], log: Path, timeout: float) -> subprocess.CompletedProcess:
     """One llm-launch run; its output goes to log."""
-    command = [sys.executable, "-m", "launcher.cli", *overrides]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", *overrides]
     with log.open("w") as out:
         result = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     if result.returncode != 0:

@@ -1,6 +1,6 @@
 """Packing one long document into rows: llm-launch's packer against the list-based packer it replaced.
 
-The job-start packer (train.data.packed.RowPacker, via write_packed) cuts the concatenated token
+The job-start packer (llm_launch.train.data.packed.RowPacker, via write_packed) cuts the concatenated token
 stream into seq_len rows. The packer it replaced kept a Python list and deleted each row from its
 front (`del buffer[:seq_len]`), which is quadratic in the length of one document. Both run here,
 side by side on the same token ids, for one document of each size; the old one only up to
@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from train.data.packed import write_packed
+from llm_launch.train.data.packed import write_packed
 
 
 def list_packer_rows(documents, seq_len: int, eos_id: int):

@@ -34,11 +34,11 @@ def main() -> None:
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "llm-launch action=plan (default)": [
-            sys.executable, "-m", "launcher.cli", "action=plan", f"output_dir={out}/a"],
+            sys.executable, "-m", "llm_launch.launcher.cli", "action=plan", f"output_dir={out}/a"],
         "llm-launch recipe=llama2_70b_cpt_trn1 action=plan": [
-            sys.executable, "-m", "launcher.cli", "recipe=llama2_70b_cpt_trn1", "action=plan", f"output_dir={out}/b"],
+            sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama2_70b_cpt_trn1", "action=plan", f"output_dir={out}/b"],
         "llm-launch (70B on p5) action=suggest over 1-64 nodes": [
-            sys.executable, "-m", "launcher.cli", "recipe=llama2_7b_sft_p5_fsdp", "model=llama3_70b", "action=suggest",
+            sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama2_7b_sft_p5_fsdp", "model=llama3_70b", "action=suggest",
             "plan.min_nodes=1", "plan.max_nodes=64", f"output_dir={out}/c"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}

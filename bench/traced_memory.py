@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 import transformers
-
-from launcher.config import store
-from launcher.plan import make_plan, traced_layout
+from llm_launch.launcher.config import store
+from llm_launch.launcher.plan import make_plan, traced_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "launcher" / "fixtures" / "traced_memory.json"
@@ -40,8 +39,7 @@ CALIBRATION_JOBS = {
 def compose(overrides: tuple[str, ...]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-
-    from launcher.compose import to_job
+    from llm_launch.launcher.compose import to_job
 
     store.register()
     store.register_recipes()
@@ -51,7 +49,7 @@ def compose(overrides: tuple[str, ...]):
 
 
 def main() -> None:
-    from train.gpu.memory_trace import trace_step
+    from llm_launch.train.gpu.memory_trace import trace_step
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", default=None)

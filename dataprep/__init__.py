@@ -1,5 +1,5 @@
 """Data preparation, a job kind of its own (task=prepare): raw documents to packed token shards, a manifest,
-and a train/valid split. It reads only the job's data_prep section (launcher.data_prep fills its defaults and
+and a train/valid split. It reads only the job's data_prep section (llm_launch.launcher.data_prep fills its defaults and
 plans it); the training engine reads its output (train/data/packed.py).
 
 Stages, one module each:
@@ -15,5 +15,5 @@ Stages, one module each:
     run.py           the whole pipeline: plan (stages up to the split) then build shards, resumably
     packages.py      the optional pip packages a job's settings need, checked where the job runs
 
-Entry point as a job: dataprep/prepare.py (python -m dataprep.prepare --job job.yaml).
+Entry point as a job: dataprep/prepare.py (python -m llm_launch.dataprep.prepare --job job.yaml).
 """

@@ -14,9 +14,8 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
-from dataprep.report import Tally
-from launcher.config.schema import DedupConfig
+from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.config.schema import DedupConfig
 
 MINHASH_SEED = 1
 LSH_WEIGHTS = (0.1, 0.9)

@@ -1,7 +1,7 @@
 """Text out of HTML (trafilatura), PDF (pypdf) and DOCX (python-docx) files.
 
 The libraries are imported when first needed; a missing one raises MissingPackage naming the pip
-package (dataprep.packages checks this before the job reads anything, so users meet it as a
+package (llm_launch.dataprep.packages checks this before the job reads anything, so users meet it as a
 config error).
 """
 

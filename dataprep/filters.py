@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import urlsplit
 
-from launcher.config.schema import DataFilterConfig
+from llm_launch.launcher.config.schema import DataFilterConfig
 
 FILTER_ORDER = ("metadata", "blocked_url", "min_words", "max_words", "mean_word_length", "alpha_word_fraction",
                 "duplicate_lines", "duplicate_ngrams", "language")
@@ -65,7 +65,7 @@ class LanguageFilter:
     """langdetect, seeded so that detection is deterministic; imported only when languages are set."""
 
     def __init__(self, languages: list[str], min_score: float):
-        from dataprep.extract import require
+        from llm_launch.dataprep.extract import require
 
         langdetect = require("langdetect", "langdetect")
         langdetect.DetectorFactory.seed = 0

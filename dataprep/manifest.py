@@ -15,11 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-
-from dataprep.read import list_files
-from launcher.config.schema import DataPrepConfig
-from launcher.jobfile import write_text_atomic
-from train.data.packed import INDEX_FILE, make_index
+from llm_launch.dataprep.read import list_files
+from llm_launch.launcher.config.schema import DataPrepConfig
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.train.data.packed import INDEX_FILE, make_index
 
 PIPELINE_VERSION = 1
 MANIFEST_FILE = "manifest.json"

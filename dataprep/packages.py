@@ -1,16 +1,16 @@
 """The pip packages a data-preparation job needs, checked on the machine that runs it.
 
 llm-launch checks them at plan time only when that machine is this one (cluster=local); a job
-sent to SageMaker, EKS or Slurm checks them when dataprep.prepare starts there (docs/clusters.md).
+sent to SageMaker, EKS or Slurm checks them when llm_launch.dataprep.prepare starts there (docs/clusters.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-from dataprep.extract import missing_package
-from launcher.config.schema import DataPrepConfig
-from launcher.problems import Problem
+from llm_launch.dataprep.extract import missing_package
+from llm_launch.launcher.config.schema import DataPrepConfig
+from llm_launch.launcher.problems import Problem
 
 DATA_EXTRA = "(or pip install 'llm-launch[data]')"
 

@@ -1,4 +1,4 @@
-"""Data preparation as a job: python -m dataprep.prepare --job job.yaml (started by torchrun like training).
+"""Data preparation as a job: python -m llm_launch.dataprep.prepare --job job.yaml (started by torchrun like training).
 
 Work split over ranks: rank 0 plans (reads, filters, deduplicates on a process pool using every core,
 mixes and splits) while the other ranks wait at a barrier; then every rank tokenizes and packs its
@@ -20,15 +20,15 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from dataprep.manifest import MANIFEST_FILE
-from dataprep.packages import missing_packages
-from dataprep.process import available_cores
-from dataprep.run import OutputInUse, Ranks, prepare_data
-from launcher.data_prep import resolve_data_prep
-from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
-from launcher.problems import USAGE_EXIT_CODE
-from launcher.tasks import entrypoint
-from train.lifeline import tie_rank_to_launcher
+from llm_launch.dataprep.manifest import MANIFEST_FILE
+from llm_launch.dataprep.packages import missing_packages
+from llm_launch.dataprep.process import available_cores
+from llm_launch.dataprep.run import OutputInUse, Ranks, prepare_data
+from llm_launch.launcher.data_prep import resolve_data_prep
+from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from llm_launch.launcher.problems import USAGE_EXIT_CODE
+from llm_launch.launcher.tasks import entrypoint
+from llm_launch.train.lifeline import tie_rank_to_launcher
 
 BARRIER_TIMEOUT = timedelta(hours=48)
 """Ranks other than 0 wait this long for the plan (reading and deduplicating a large corpus takes hours)."""
@@ -47,16 +47,16 @@ def _ranks() -> Ranks:
 
 def main(argv: list[str] | None = None) -> None:
     tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
-    parser = argparse.ArgumentParser(prog="python -m dataprep.prepare", description="Run a data preparation job.")
+    parser = argparse.ArgumentParser(prog="python -m llm_launch.dataprep.prepare", description="Run a data preparation job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     args = parser.parse_args(argv)
     job = read_job(args.job)
     if job.task != "prepare":
-        sys.exit(f"dataprep.prepare: {args.job} is a '{job.task}' job; start {entrypoint(job.task)}")
+        sys.exit(f"llm_launch.dataprep.prepare: {args.job} is a '{job.task}' job; start {entrypoint(job.task)}")
     cfg = resolve_data_prep(job)
     missing = missing_packages(cfg)
     if missing:  # checked here, where the job runs (llm-launch checks them at plan time only for local jobs)
-        print(f"dataprep.prepare: {'; '.join(str(p) for p in missing)}", file=sys.stderr, flush=True)
+        print(f"llm_launch.dataprep.prepare: {'; '.join(str(p) for p in missing)}", file=sys.stderr, flush=True)
         sys.exit(USAGE_EXIT_CODE)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cores = cfg.workers or available_cores()
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         manifest = prepare_data(cfg, ranks, progress=ranks.rank == 0)
     except OutputInUse as exc:
-        sys.exit(f"dataprep.prepare: {exc}")
+        sys.exit(f"llm_launch.dataprep.prepare: {exc}")
     if ranks.rank == 0:
         out = Path(cfg.output.dir)
         splits = manifest["splits"]
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                    "tokens": sum(s["tokens_packed"] for s in splits.values()),
                    "bad_input": manifest["bad_input"]["total"], "elapsed_s": round(time.perf_counter() - started, 2),
                    "world_size": ranks.world}
-        print(f"dataprep.prepare: {json.dumps(summary)}", flush=True)
+        print(f"llm_launch.dataprep.prepare: {json.dumps(summary)}", flush=True)
         write_text_atomic(Path(job.output_dir) / COMPLETE_MARKER, json.dumps(summary) + "\n")
     if ranks.world > 1:
         import torch.distributed as dist

@@ -11,12 +11,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataprep.dedup import MinHasher, Unit, digest
-from dataprep.extract import EXTRACTORS, extract_file
-from dataprep.filters import QualityFilters
-from dataprep.normalize import normalize_text, paragraphs
-from dataprep.read import Item
-from launcher.config.schema import DataFilterConfig, DedupConfig
+from llm_launch.dataprep.dedup import MinHasher, Unit, digest
+from llm_launch.dataprep.extract import EXTRACTORS, extract_file
+from llm_launch.dataprep.filters import QualityFilters
+from llm_launch.dataprep.normalize import normalize_text, paragraphs
+from llm_launch.dataprep.read import Item
+from llm_launch.launcher.config.schema import DataFilterConfig, DedupConfig
 
 CHUNKSIZE = 32
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataprep.extract import require
-from dataprep.report import Tally
-from launcher.config.schema import DataSourceConfig
+from llm_launch.dataprep.extract import require
+from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.config.schema import DataSourceConfig
 
 SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md"),
             "html": (".html", ".htm"), "pdf": (".pdf",), "docx": (".docx",)}

@@ -20,10 +20,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from tqdm import tqdm
-
-from dataprep.dedup import Deduplicator
-from dataprep.manifest import (
+from llm_launch.dataprep.dedup import Deduplicator
+from llm_launch.dataprep.manifest import (
     MANIFEST_FILE,
     run_fingerprint,
     split_summary,
@@ -31,15 +29,16 @@ from dataprep.manifest import (
     write_manifest,
     write_split_index,
 )
-from dataprep.mix import Doc, mix, split
-from dataprep.process import available_cores, process_items
-from dataprep.read import Item, iter_items
-from dataprep.report import Tally
-from dataprep.tokenize_pack import build_shard, finished_shard, plan_units, shard_name, write_unit
-from launcher.config.schema import DataPrepConfig
-from launcher.jobfile import write_text_atomic
-from train.data.packed import INDEX_FILE, token_dtype
-from train.data.prepare import load_fast_tokenizer
+from llm_launch.dataprep.mix import Doc, mix, split
+from llm_launch.dataprep.process import available_cores, process_items
+from llm_launch.dataprep.read import Item, iter_items
+from llm_launch.dataprep.report import Tally
+from llm_launch.dataprep.tokenize_pack import build_shard, finished_shard, plan_units, shard_name, write_unit
+from llm_launch.launcher.config.schema import DataPrepConfig
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.train.data.packed import INDEX_FILE, token_dtype
+from llm_launch.train.data.prepare import load_fast_tokenizer
+from tqdm import tqdm
 
 SPLITS = ("train", "valid")
 WORK_DIR = ".work"

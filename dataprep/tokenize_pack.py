@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from dataprep.mix import Doc
-from launcher.jobfile import write_text_atomic
-from train.data.packed import pack_documents
-from train.file_check import sampled_sha256
+from llm_launch.dataprep.mix import Doc
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.train.data.packed import pack_documents
+from llm_launch.train.file_check import sampled_sha256
 
 ENCODE_BATCH = 512
 

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from llm_launch.launcher.clusters import MANAGE_ACTIONS, cluster_of, manage
+from llm_launch.launcher.clusters.base import RunFailed, RunnerError
+from llm_launch.launcher.compose import to_job
+from llm_launch.launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
+from llm_launch.launcher.config import store
+from llm_launch.launcher.jobfile import JOB_FILE, write_job, write_text_atomic
+from llm_launch.launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
+from llm_launch.launcher.report import print_plan
+from llm_launch.launcher.secrets import SecretInFile
+from llm_launch.launcher.validate import validate
 from omegaconf import DictConfig
-
-from launcher.clusters import MANAGE_ACTIONS, cluster_of, manage
-from launcher.clusters.base import RunFailed, RunnerError
-from launcher.compose import to_job
-from launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
-from launcher.config import store
-from launcher.jobfile import JOB_FILE, write_job, write_text_atomic
-from launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
-from launcher.report import print_plan
-from launcher.secrets import SecretInFile
-from launcher.validate import validate
 
 PLAN_FILE = "plan.json"
 SUGGEST_FILE = "suggest.json"
@@ -71,7 +70,7 @@ def validate_with_memory(job):
     others = [p for p in findings.problems if p.field != "memory"]
     if others:
         raise JobProblems(others)  # the trace needs a sound layout
-    from train.gpu.memory_trace import traced_memory
+    from llm_launch.train.gpu.memory_trace import traced_memory
 
     print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
           flush=True)
@@ -80,8 +79,8 @@ def validate_with_memory(job):
 
 def run_suggest(job, out_dir: Path) -> None:
     """action=suggest: print the best layouts that fit, each with the overrides that select it."""
-    from launcher.report import print_suggestions
-    from launcher.suggest import suggest_report
+    from llm_launch.launcher.report import print_suggestions
+    from llm_launch.launcher.suggest import suggest_report
 
     report = suggest_report(job, base_overrides())
     print_suggestions(report)
@@ -136,9 +135,8 @@ def diagnose_overrides(overrides: list[str]) -> tuple[list[Problem], list[str]]:
     """Compose once per override to name every bad one, not only the first Hydra met; also return the
     overrides that composed."""
     from hydra import compose, initialize_config_dir
+    from llm_launch.launcher.config.schema import JobConfig
     from omegaconf import OmegaConf
-
-    from launcher.config.schema import JobConfig
 
     schema_cfg = OmegaConf.structured(JobConfig)
     accepted: list[str] = []

@@ -6,15 +6,19 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+from llm_launch.launcher.clusters import CLUSTERS
+from llm_launch.launcher.compose_errors import problem_from_exception
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.dialect import resolve_dialect
+from llm_launch.launcher.problems import JobProblems, Problem
+from llm_launch.launcher.secrets import (
+    env_interpolation_message,
+    env_interpolations,
+    secret_field_message,
+    secret_fields,
+)
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-
-from launcher.clusters import CLUSTERS
-from launcher.compose_errors import problem_from_exception
-from launcher.config.schema import JobConfig
-from launcher.dialect import resolve_dialect
-from launcher.problems import JobProblems, Problem
-from launcher.secrets import env_interpolation_message, env_interpolations, secret_field_message, secret_fields
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:

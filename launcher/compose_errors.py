@@ -6,10 +6,9 @@ import difflib
 import re
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from llm_launch.launcher.problems import Problem
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
-
-from launcher.problems import Problem
 
 MOVED_KEYS = {"training.task": "task"}
 """Keys of older releases and where they live now."""

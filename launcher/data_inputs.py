@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from launcher.problems import Findings
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.problems import Findings
 
 DATA_KEYS = ("training.data.train_path", "training.data.valid_path")
 
@@ -32,7 +32,7 @@ def _s3_location(job: JobConfig, path: str) -> str | None:
     """The s3:// URI a path reads: itself, or on SageMaker the channel prefix a container path points into."""
     if path.startswith("s3://"):
         return path
-    from launcher.clusters.sagemaker.paths import DATA_ROOT, data_channel_of
+    from llm_launch.launcher.clusters.sagemaker.paths import DATA_ROOT, data_channel_of
 
     channel = data_channel_of(path)
     prefix = job.cluster.sagemaker.channels.get(channel) if channel else None
@@ -54,8 +54,8 @@ def _packed_seq_len(path: Path, job: JobConfig, key: str, out: Findings) -> None
 
 def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None:
     """Every data path the job reads, checked as far as its metadata and first rows allow."""
-    from train.data.inputs import Layout, Schema, describe, input_problems
-    from train.data.store import StoreError
+    from llm_launch.train.data.inputs import Layout, Schema, describe, input_problems
+    from llm_launch.train.data.store import StoreError
 
     data = job.training.data
     size = tokenizer_size(Path(data.tokenizer_path))

@@ -2,7 +2,7 @@
 
 data_prep.seq_len, tokenizer_path and seed default to the training section's values, so a prepare
 job and the training job that reads its output agree on them; output.dir defaults to
-<output_dir>/data. Used by launcher.validate (to check and plan what will run) and by the
+<output_dir>/data. Used by llm_launch.launcher.validate (to check and plan what will run) and by the
 dataprep entrypoint (to run it).
 """
 
@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.config.schema import DataFilterConfig, DataPrepConfig, DedupConfig, JobConfig
-from launcher.tasks import TASKS
-from launcher.topology import catalog_ranks_per_node
+from llm_launch.launcher.config.schema import DataFilterConfig, DataPrepConfig, DedupConfig, JobConfig
+from llm_launch.launcher.tasks import TASKS
+from llm_launch.launcher.topology import catalog_ranks_per_node
 
 DEFAULT_OUTPUT_SUBDIR = "data"
 CHARS_PER_TOKEN = 4
@@ -106,7 +106,7 @@ def _source_plan(source, share: float, local: bool) -> SourcePlan:
     files = size = None
     path = Path(source.path)
     if local and path.exists():
-        from dataprep.read import list_files
+        from llm_launch.dataprep.read import list_files
 
         found = list_files(path, source.format)
         files, size = len(found), sum(f.stat().st_size for f in found)

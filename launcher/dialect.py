@@ -14,14 +14,14 @@ the training engine all see the concrete mode:
 * kv_replicator null on Trainium: tp / kv_heads when tp is a multiple of the KV heads (each rank then holds
   one KV head), else 1. GPUs never replicate KV heads.
 
-Explicit values stay as written and are checked against the backend by launcher.validate.
+Explicit values stay as written and are checked against the backend by llm_launch.launcher.validate.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from launcher.config.schema import DataParallel, GradientSync, JobConfig
+from llm_launch.launcher.config.schema import DataParallel, GradientSync, JobConfig
 
 TORCH_MODES = (DataParallel.ddp, DataParallel.fsdp, DataParallel.hsdp, DataParallel.none)
 """What the GPU (torch) engine runs."""

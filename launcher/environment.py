@@ -10,8 +10,8 @@ https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start-nccl.html
 
 from __future__ import annotations
 
-from launcher.config.schema import JobConfig
-from launcher.topology import logical_core_config
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.topology import logical_core_config
 
 NEURON_LOCAL_CACHE = "/var/tmp/neuron-compile-cache"
 """The Neuron compiler's own default cache folder (node-local)."""
@@ -89,9 +89,14 @@ def gpu_environment(job: JobConfig) -> dict[str, str]:
     return {"NCCL_DEBUG": "WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "MALLOC_ARENA_MAX": "64"}
 
 
+SAFE_PATH_ENVIRONMENT = {"PYTHONSAFEPATH": "1"}
+"""Python (3.11+) never puts the working directory first on sys.path, so a user's own train.py, train/ or
+llm_launch/ folder beside the job cannot shadow the entrypoints (docs/imports.md)."""
+
+
 def backend_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
     """Every variable the job's processes get, sorted by name; shared_storage is the cluster's shared file system."""
-    env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **SAFE_PATH_ENVIRONMENT}
     if is_trainium(job):
         env.update(neuron_environment(job, shared_storage))
         env.update(efa_environment(job))

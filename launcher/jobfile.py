@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.dialect import resolve_dialect
+from llm_launch.launcher.secrets import refuse_secrets
 from omegaconf import OmegaConf
-
-from launcher.config.schema import JobConfig
-from launcher.dialect import resolve_dialect
-from launcher.secrets import refuse_secrets
 
 JOB_FILE = "job.yaml"
 COMPLETE_MARKER = "COMPLETE"
@@ -41,6 +40,6 @@ def write_job(job: JobConfig, path: Path) -> Path:
 
 def read_job(path: str | Path) -> JobConfig:
     """Load a job.yaml back into the typed JobConfig (the schema rejects unknown keys), with the recipe dialect
-    resolved for its backend (launcher.dialect), as the launcher wrote it."""
+    resolved for its backend (llm_launch.launcher.dialect), as the launcher wrote it."""
     merged = OmegaConf.merge(OmegaConf.structured(JobConfig), OmegaConf.load(path))
     return resolve_dialect(OmegaConf.to_object(merged))

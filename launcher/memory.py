@@ -8,7 +8,7 @@ rules within 10% of the traced peaks. The rules:
   as each backend keeps it (docs/plan.md). GPU and CPU keep fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
-  (launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
+  (llm_launch.launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
   gradient accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
 * FSDP2 on top of the shards, as the engine reshards: the last decoder layer stays gathered at
   the compute precision after forward (the root group, embedding and output projection, is freed
@@ -41,9 +41,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from launcher.config.schema import ModelConfig
-from launcher.model_math import head_dim, param_counts
-from launcher.topology import Layout, data_parallel_split
+from llm_launch.launcher.config.schema import ModelConfig
+from llm_launch.launcher.model_math import head_dim, param_counts
+from llm_launch.launcher.topology import Layout, data_parallel_split
 
 GIB = 1024**3
 USABLE_FRACTION = 0.90

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from launcher.config.schema import ModelConfig
+from llm_launch.launcher.config.schema import ModelConfig
 
 
 def head_dim(model: ModelConfig) -> int:

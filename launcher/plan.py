@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from launcher.config.schema import JobConfig
-from launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
-from launcher.model_math import flops_per_token, param_counts
-from launcher.prices import Price, price_of
-from launcher.topology import Layout, Topology, layout_of, logical_core_config
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
+from llm_launch.launcher.model_math import flops_per_token, param_counts
+from llm_launch.launcher.prices import Price, price_of
+from llm_launch.launcher.topology import Layout, Topology, layout_of, logical_core_config
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@ ranges in the schema)."""
 
 from __future__ import annotations
 
-from launcher.config.schema import JobConfig
-from launcher.problems import Findings
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.problems import Findings
 
 
 def check_preference_job(job: JobConfig, out: Findings) -> None:
-    """What a dpo job needs: a pretrained model and a layout that runs it (launcher.data_inputs checks its records
+    """What a dpo job needs: a pretrained model and a layout that runs it (llm_launch.launcher.data_inputs checks its records
     are preference pairs, the task table its backend)."""
     if job.model.pretrained_path is None:
         out.warn("model.pretrained_path", "task=dpo without a pretrained model tunes random weights against a random "

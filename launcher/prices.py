@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from launcher.config.schema import InstanceConfig, JobConfig
+from llm_launch.launcher.config.schema import InstanceConfig, JobConfig
 
 PRICING_API_REGION = "us-east-1"
 """One of the regions that serve the Price List API; it prices every region."""

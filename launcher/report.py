@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from llm_launch.launcher.data_prep import DataPrepPlan
+from llm_launch.launcher.memory import GIB, MemoryEstimate
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.suggest import SuggestReport
 from rich import box
 from rich.console import Console
 from rich.table import Table
-
-from launcher.data_prep import DataPrepPlan
-from launcher.memory import GIB, MemoryEstimate
-from launcher.plan import Plan
-from launcher.suggest import SuggestReport
 
 
 def _num(value: float | None, fmt: str = ",.0f", unit: str = "") -> str:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.processes import process_alive
+from llm_launch.launcher.processes import process_alive
 
 LOCK_FILE = ".llm-launch.lock"
 HELD_BY_LAUNCHER_ENV = "LLM_LAUNCH_HOLDS_LOCK"

@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from launcher.config.schema import JobConfig
-from launcher.memory import shard_degree
-from launcher.model_math import flops_per_token, param_counts
-from launcher.topology import Layout, data_parallel_split
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.memory import shard_degree
+from llm_launch.launcher.model_math import flops_per_token, param_counts
+from llm_launch.launcher.topology import Layout, data_parallel_split
 
 RECOMPUTE_FACTOR = {"none": 1.0, "selective": 7 / 6, "full": 8 / 6}
 

@@ -17,13 +17,13 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from launcher.config.schema import GradientSync, JobConfig
-from launcher.dialect import gradient_sync_for
-from launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
-from launcher.plan import rank_capacity_bytes, workload_of
-from launcher.prices import Price, price_of
-from launcher.step_time import StepTime, estimate_step_time
-from launcher.topology import Layout, Topology, data_parallel_split, layout_of, topology_of
+from llm_launch.launcher.config.schema import GradientSync, JobConfig
+from llm_launch.launcher.dialect import gradient_sync_for
+from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
+from llm_launch.launcher.plan import rank_capacity_bytes, workload_of
+from llm_launch.launcher.prices import Price, price_of
+from llm_launch.launcher.step_time import StepTime, estimate_step_time
+from llm_launch.launcher.topology import Layout, Topology, data_parallel_split, layout_of, topology_of
 
 CHECKPOINTING_MODES = ("none", "selective", "full")
 MAX_VIRTUAL_PP = 4
@@ -190,7 +190,7 @@ def override_line(job: JobConfig, layout: Layout) -> str:
 
 def layout_problems(job: JobConfig) -> list[str]:
     """Problems full validation finds in a candidate's layout fields."""
-    from launcher.validate import validate
+    from llm_launch.launcher.validate import validate
 
     findings, _ = validate(job)
     return [str(p) for p in findings.problems if p.field.startswith(LAYOUT_KEYS)]
@@ -242,8 +242,8 @@ def _without_layout_keys(overrides: list[str]) -> list[str]:
 
 def suggest_report(job: JobConfig, base_overrides: list[str]) -> SuggestReport:
     """Search, validate the top rows, and say where the job's own layout stands."""
-    from launcher.problems import JobProblems
-    from launcher.validate import validate
+    from llm_launch.launcher.problems import JobProblems
+    from llm_launch.launcher.validate import validate
 
     findings, plan = validate(job)
     own_problems = [p for p in findings.problems if p.field.startswith("plan.")]

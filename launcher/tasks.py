@@ -24,7 +24,7 @@ class Task:
     sections: tuple[str, ...] = ()
     """Job sections it reads besides the shared ones (instance, cluster, trainer); only these are checked."""
     backends: tuple[str, ...] = ("gpu", "neuron")
-    """Training backends that run it (train.backend.BACKENDS); others are refused at plan time."""
+    """Training backends that run it (llm_launch.train.backend.BACKENDS); others are refused at plan time."""
 
 
 MODEL_SECTIONS = ("model", "parallelism", "training", "neuron")
@@ -33,12 +33,12 @@ MODEL_SECTIONS = ("model", "parallelism", "training", "neuron")
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("cpt", "train.cpt", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
-        Task("sft", "train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
-        Task("dpo", "train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("gpu",)),
-        Task("eval", "train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
-        Task("smoke", "train.smoke", trains_model=False, compiles=False),
-        Task("prepare", "dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
+        Task("cpt", "llm_launch.train.cpt", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("sft", "llm_launch.train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
+        Task("dpo", "llm_launch.train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("gpu",)),
+        Task("eval", "llm_launch.train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
+        Task("smoke", "llm_launch.train.smoke", trains_model=False, compiles=False),
+        Task("prepare", "llm_launch.dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),
     )
 }
 

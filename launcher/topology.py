@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from launcher.config.schema import InstanceConfig, JobConfig
+from llm_launch.launcher.config.schema import InstanceConfig, JobConfig
 
 DEFAULT_TRN2_LNC = 2
 

@@ -1,6 +1,6 @@
 """Checks a whole job before anything runs or costs money; every problem is collected.
 
-Each config section checks its own ranges (launcher.config.checks); this module holds the checks
+Each config section checks its own ranges (llm_launch.launcher.config.checks); this module holds the checks
 that span sections. Each check adds a Problem naming the field at fault and what would fix it.
 Checks that need sound numbers (positive degrees and batch sizes) run only once those are sound,
 so one bad value does not cascade into a page of follow-on errors.
@@ -12,19 +12,19 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from launcher.clusters import cluster_of
-from launcher.config.checks import Checks
-from launcher.config.schema import DataParallel, JobConfig
-from launcher.data_inputs import check_data_inputs, tokenizer_size
-from launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
-from launcher.dialect import backend_modes
-from launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
-from launcher.memory import GIB, MemoryEstimate
-from launcher.plan import Plan, make_plan
-from launcher.preference_checks import check_preference_job
-from launcher.problems import Findings, Problem
-from launcher.tasks import TASKS
-from launcher.topology import catalog_ranks_per_node
+from llm_launch.launcher.clusters import cluster_of
+from llm_launch.launcher.config.checks import Checks
+from llm_launch.launcher.config.schema import DataParallel, JobConfig
+from llm_launch.launcher.data_inputs import check_data_inputs, tokenizer_size
+from llm_launch.launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
+from llm_launch.launcher.dialect import backend_modes
+from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
+from llm_launch.launcher.memory import GIB, MemoryEstimate
+from llm_launch.launcher.plan import Plan, make_plan
+from llm_launch.launcher.preference_checks import check_preference_job
+from llm_launch.launcher.problems import Findings, Problem
+from llm_launch.launcher.tasks import TASKS
+from llm_launch.launcher.topology import catalog_ranks_per_node
 
 SHARED_SECTIONS = ("instance", "cluster", "trainer", "plan")
 """Sections every task reads."""
@@ -144,7 +144,7 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
 
 
 def _check_task_data(job: JobConfig, out: Findings) -> None:
-    """What the task needs from its model and tokenizer, wherever it runs (data inputs: launcher.data_inputs)."""
+    """What the task needs from its model and tokenizer, wherever it runs (data inputs: llm_launch.launcher.data_inputs)."""
     data = job.training.data
     for key, path in (("training.data.tokenizer_path", data.tokenizer_path),
                       ("model.pretrained_path", job.model.pretrained_path)):
@@ -200,7 +200,7 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
 
 def _check_tracking(job: JobConfig, out: Findings) -> None:
     """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
-    from train.tracking import tracking_problems
+    from llm_launch.train.tracking import tracking_problems
 
     for key, message in tracking_problems(job):
         if job.tracking.required:
@@ -212,7 +212,7 @@ def _check_tracking(job: JobConfig, out: Findings) -> None:
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from dataprep.packages import missing_packages
+    from llm_launch.dataprep.packages import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-
-from launcher.compose import to_job
-from launcher.config import store
-from launcher.config.schema import JobConfig
+from llm_launch.launcher.compose import to_job
+from llm_launch.launcher.config import store
+from llm_launch.launcher.config.schema import JobConfig
 
 
 def compose_job(overrides: list[str], output_dir: Path) -> JobConfig:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from composed_job import compose_job
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config.schema import JobConfig
 from slurm_cluster import SlurmCluster, ensure_installed
-
-from launcher import PROJECT_ROOT
-from launcher.config.schema import JobConfig
 
 QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 """Every step logged, validation only at the end."""
@@ -22,7 +21,7 @@ QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 
 def cli_command(out_dir: Path, *overrides: str) -> list[str]:
     """The `llm-launch output_dir=<out_dir> <overrides>` command line (trains locally by default)."""
-    return [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *QUIET_RUN, *overrides]
+    return [sys.executable, "-m", "llm_launch.launcher.cli", f"output_dir={out_dir}", *QUIET_RUN, *overrides]
 
 
 def launch_job(out_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -76,7 +75,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 def run_cli(args: list[str], output_dir: Path, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
     """Run `llm-launch action=plan output_dir=<output_dir> *args` in a fresh interpreter."""
-    cmd = [sys.executable, "-m", "launcher.cli", "action=plan", f"output_dir={output_dir}", *args]
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "action=plan", f"output_dir={output_dir}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
@@ -106,7 +105,7 @@ def cli_suggest(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProce
 
     def _run(*overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
         out = tmp_path / "suggest"
-        cmd = [sys.executable, "-m", "launcher.cli", "action=suggest", f"output_dir={out}", *overrides]
+        cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "action=suggest", f"output_dir={out}", *overrides]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120), out
 
     return _run

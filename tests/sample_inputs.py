@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 TOKENIZER = SAMPLE / "tokenizer"

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "scripts" / "slurm-single-node.sh"
 REQUIRE_ENV = "LLM_LAUNCH_REQUIRE_SLURM"

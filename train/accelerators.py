@@ -11,8 +11,8 @@ import glob
 import importlib.util
 import os
 
-from launcher.config.schema import JobConfig
-from train.errors import JobError
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.errors import JobError
 
 NEURON_DEVICES = "/dev/neuron*"
 """Device files of the Neuron driver, one per Neuron device

@@ -1,4 +1,4 @@
-"""What the training loop (train.trainer) needs from an accelerator stack, and the table of stacks.
+"""What the training loop (llm_launch.train.trainer) needs from an accelerator stack, and the table of stacks.
 
 A backend builds the model, optimizer and scheduler for this rank, runs one optimizer step over
 this rank's micro-batches, evaluates held-out batches, saves and resumes checkpoints, and exports
@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from train.data.loader import Rows
-from train.loss import target_count
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.train.data.loader import Rows
+from llm_launch.train.loss import target_count
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,8 @@ def regroup_rows(batches: list[tuple[torch.Tensor, torch.Tensor]],
 
 
 BACKENDS = {
-    "gpu": "train.gpu.backend:GpuBackend",
-    "neuron": "train.neuron.backend:NeuronBackend",
+    "gpu": "llm_launch.train.gpu.backend:GpuBackend",
+    "neuron": "llm_launch.train.neuron.backend:NeuronBackend",
 }
 """Backend name -> its class, imported only when a job uses it (torch-xla exists only on Trainium hosts)."""
 

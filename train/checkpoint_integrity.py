@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from train.file_check import file_record, mismatch
+from llm_launch.train.file_check import file_record, mismatch
 
 LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
@@ -102,7 +102,7 @@ def set_aside(folder: Path) -> Path:
 
 def write_latest(root: Path, folder: Path) -> None:
     """Point `latest` at folder, atomically."""
-    from launcher.jobfile import write_text_atomic
+    from llm_launch.launcher.jobfile import write_text_atomic
 
     write_text_atomic(root / LATEST, folder.name)
 

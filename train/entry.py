@@ -8,17 +8,17 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from launcher.jobfile import read_job
-from launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
-from train.errors import JobError
-from train.lifeline import tie_rank_to_launcher
-from train.reporting import another_rank_reported, report
+from llm_launch.launcher.jobfile import read_job
+from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
+from llm_launch.train.errors import JobError
+from llm_launch.train.lifeline import tie_rank_to_launcher
+from llm_launch.train.reporting import another_rank_reported, report
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
     """Read job.yaml, check it is a job for this entrypoint, and run it with the instance's backend.
 
-    job_runner(job, job_path=..., precompile=...) runs the job: train.trainer.train unless given.
+    job_runner(job, job_path=..., precompile=...) runs the job: llm_launch.train.trainer.train unless given.
     A problem of the job's input or state (JobError) ends it with one line from one rank, exit 2
     (train/reporting.py).
     """
@@ -35,10 +35,10 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     if args.precompile and not job.instance.accelerator.startswith("trainium"):
         sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
                  f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
-    from train.accelerators import require_accelerators
+    from llm_launch.train.accelerators import require_accelerators
 
     if job_runner is None:
-        from train.trainer import train as job_runner
+        from llm_launch.train.trainer import train as job_runner
     try:
         require_accelerators(job)
         with held_folders(job):

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from launcher.processes import die_with_parent, process_alive
+from llm_launch.launcher.processes import die_with_parent, process_alive
 
 LAUNCHER_PID_ENV = "LLM_LAUNCH_PID"
 """The pid of the llm-launch process that started this job (set by the local runner only)."""

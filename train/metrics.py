@@ -1,7 +1,7 @@
 """Run metrics: JSON lines and TensorBoard events per logged step (rank 0), and a metrics.json summary.
 
 MFU is tokens/s per device x FLOPs per token / the device's bf16 peak, with FLOPs per token
-and peaks from launcher.model_math and the instance catalog: the same formula as the plan.
+and peaks from llm_launch.launcher.model_math and the instance catalog: the same formula as the plan.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-from launcher.jobfile import write_text_atomic
-from launcher.model_math import mfu
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.model_math import mfu
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "metrics.json"
@@ -42,20 +41,20 @@ class MetricsLog:
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
         if job is not None:
-            from train.tracking import start_trackers
+            from llm_launch.train.tracking import start_trackers
 
             self.trackers = start_trackers(job, plan or {}, out_dir, open_runs=enabled)
             if job.neuron.monitor and job.instance.accelerator.startswith("trainium"):
                 self._start_neuron_monitor(enabled)
         elif enabled:
-            from train.tracking import tensorboard_tracker
+            from llm_launch.train.tracking import tensorboard_tracker
 
             self.trackers = [tensorboard_tracker.start(None, {}, out_dir)]
 
     def _start_neuron_monitor(self, enabled: bool) -> None:
         """neuron-monitor beside training (train/neuron/monitor.py): every rank checks the tool, rank 0 runs it."""
-        from train.errors import JobError
-        from train.neuron.monitor import NeuronMonitor, missing_tool
+        from llm_launch.train.errors import JobError
+        from llm_launch.train.neuron.monitor import NeuronMonitor, missing_tool
 
         if why := missing_tool():
             raise JobError(why)
@@ -128,7 +127,7 @@ class RunSummary:
 def step_record(*, step: int, loss: float, lr: float, grad_norm: float | None, tokens: int, elapsed_s: float,
                 world_size: int, flops_per_token: float, peak_tflops: float | None,
                 memory_gib: float | None) -> dict:
-    """The metrics of one optimizer step, as both backends log them (MFU by launcher.model_math.mfu)."""
+    """The metrics of one optimizer step, as both backends log them (MFU by llm_launch.launcher.model_math.mfu)."""
     per_device = tokens / elapsed_s / world_size
     return {
         "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,

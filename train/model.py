@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from launcher.config.schema import ModelConfig
-from launcher.model_math import head_dim
+from llm_launch.launcher.config.schema import ModelConfig
+from llm_launch.launcher.model_math import head_dim
 
 
 def hf_config(model: ModelConfig):

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from train.loss import IGNORE
+from llm_launch.train.loss import IGNORE
 
 PREFERENCE_LOSSES = ("sigmoid", "ipo")
 

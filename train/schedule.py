@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from launcher.config.schema import ScheduleConfig
+from llm_launch.launcher.config.schema import ScheduleConfig
 
 
 def lr_factor(step: int, schedule: ScheduleConfig, max_steps: int) -> float:

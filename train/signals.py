@@ -12,7 +12,7 @@ import signal
 
 class StopRequest:
     """Set by SIGTERM or Ctrl-C; each step's result carries the ranks'
-    votes (train.backend.StepResult.stop), so all stop together.
+    votes (llm_launch.train.backend.StepResult.stop), so all stop together.
 
     A second Ctrl-C interrupts at once (no checkpoint), for a user who will not wait.
     """

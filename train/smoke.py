@@ -1,4 +1,4 @@
-"""Allreduce smoke test: python -m train.smoke --job job.yaml (under torchrun, on every rank).
+"""Allreduce smoke test: python -m llm_launch.train.smoke --job job.yaml (under torchrun, on every rank).
 
 The recommended first job on a new cluster. Every rank all-reduces (sum) a tensor of ones for a
 few message sizes and checks that every element equals the world size, then times the allreduce
@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-from launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
-from train.accelerators import require_accelerators
-from train.distributed import start_process_group
-from train.errors import JobError
-from train.lifeline import tie_rank_to_launcher
+from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
+from llm_launch.train.accelerators import require_accelerators
+from llm_launch.train.distributed import start_process_group
+from llm_launch.train.errors import JobError
+from llm_launch.train.lifeline import tie_rank_to_launcher
 
 KIB, MIB = 1024, 1024 * 1024
 CPU_SIZES = (4 * KIB, 256 * KIB, 4 * MIB, 16 * MIB)
@@ -163,14 +162,14 @@ def run(job_path: str, precompile: bool) -> dict | None:
 
 def main(argv: list[str] | None = None) -> None:
     tie_rank_to_launcher()  # no rank outlives llm-launch (train/lifeline.py)
-    parser = argparse.ArgumentParser(prog="python -m train.smoke", description="Allreduce smoke test.")
+    parser = argparse.ArgumentParser(prog="python -m llm_launch.train.smoke", description="Allreduce smoke test.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true", help="trace the collectives only (Neuron compile)")
     args = parser.parse_args(argv)
     try:
         run(args.job, args.precompile)
     except SmokeFailed as exc:
-        sys.exit(f"train.smoke: {exc}")
+        sys.exit(f"llm_launch.train.smoke: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one training loop, over either backend (train.backend): data order, stop requests, evaluation and
+"""The one training loop, over either backend (llm_launch.train.backend): data order, stop requests, evaluation and
 checkpoint cadence, metrics, export and the COMPLETE marker.
 
 Reads nothing but the resolved JobConfig, so what runs is what the launcher planned. The backend
@@ -13,16 +13,16 @@ import math
 import time
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from launcher.jobfile import COMPLETE_MARKER, write_text_atomic
-from launcher.memory import GIB
-from launcher.plan import make_plan
-from train.backend import Backend, open_backend
-from train.data.loader import StepBatches, eval_batches
-from train.data.open import open_dataset
-from train.errors import JobError
-from train.metrics import MetricsLog, RunSummary, step_record
-from train.signals import StopRequest
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.jobfile import COMPLETE_MARKER, write_text_atomic
+from llm_launch.launcher.memory import GIB
+from llm_launch.launcher.plan import make_plan
+from llm_launch.train.backend import Backend, open_backend
+from llm_launch.train.data.loader import StepBatches, eval_batches
+from llm_launch.train.data.open import open_dataset
+from llm_launch.train.errors import JobError
+from llm_launch.train.metrics import MetricsLog, RunSummary, step_record
+from llm_launch.train.signals import StopRequest
 
 EVAL_FILE = "eval.json"
 

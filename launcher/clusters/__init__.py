@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.clusters.base import Cluster
-from launcher.clusters.eks import EksCluster
-from launcher.clusters.local import LocalCluster
-from launcher.clusters.records import latest_record
-from launcher.clusters.sagemaker import SageMakerCluster
-from launcher.clusters.slurm import SlurmCluster
-from launcher.config.schema import JobConfig
+from llm_launch.launcher.clusters.base import Cluster
+from llm_launch.launcher.clusters.eks import EksCluster
+from llm_launch.launcher.clusters.local import LocalCluster
+from llm_launch.launcher.clusters.records import latest_record
+from llm_launch.launcher.clusters.sagemaker import SageMakerCluster
+from llm_launch.launcher.clusters.slurm import SlurmCluster
+from llm_launch.launcher.config.schema import JobConfig
 
 CLUSTERS: dict[str, Cluster] = {
     cluster.kind: cluster for cluster in (LocalCluster(), SageMakerCluster(), EksCluster(), SlurmCluster())

@@ -1,6 +1,6 @@
 """What every cluster kind provides: its checks, container paths, render, submit, status, logs and stop.
 
-One subclass per kind (launcher/clusters/<kind>/), registered in launcher.clusters.CLUSTERS. The CLI
+One subclass per kind (launcher/clusters/<kind>/), registered in llm_launch.launcher.clusters.CLUSTERS. The CLI
 and the validation call these hooks and never branch on cluster.kind themselves.
 """
 
@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
 
 
 class RunnerError(Exception):

@@ -6,16 +6,16 @@ Each submission appends one JSON line (nothing is overwritten); status, logs and
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from launcher.clusters.base import RunnerError
+from llm_launch.launcher.clusters.base import RunnerError
 
 RECORDS_FILE = "submissions.jsonl"
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def append_record(out_dir: Path, record: dict) -> None:

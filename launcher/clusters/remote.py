@@ -12,11 +12,11 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from launcher.clusters.base import Cluster
-from launcher.clusters.records import append_record, utc_now
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.base import Cluster
+from llm_launch.launcher.clusters.records import append_record, utc_now
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
 
 EXAMPLE_MARKERS = ("111122223333", "example-bucket", "ExampleSageMakerTrainingRole")
 """Substrings of the documentation example values shipped in conf/cluster/*.yaml."""

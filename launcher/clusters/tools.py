@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from launcher.clusters.base import RunnerError
+from llm_launch.launcher.clusters.base import RunnerError
 
 
 def require_tool(name: str, hint: str) -> str:

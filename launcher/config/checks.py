@@ -4,14 +4,14 @@ A section (a schema dataclass deriving from Section) lists what is wrong with it
 `own_problems`; `problems` adds those of every nested section, each named by its full key path.
 Choices are Enums, so OmegaConf already refused values outside them at composition. Checks that
 need two sections (tp against the model's heads, the batch against the node count) live in
-launcher.validate.
+llm_launch.launcher.validate.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 
-from launcher.problems import Problem
+from llm_launch.launcher.problems import Problem
 
 
 class Checks:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config.schema import JobConfig
 from omegaconf import DictConfig, OmegaConf
-
-from launcher import PROJECT_ROOT
-from launcher.config.schema import JobConfig
 
 CONF_DIR = PROJECT_ROOT / "conf"
 RECIPES_DIR = PROJECT_ROOT / "recipes"

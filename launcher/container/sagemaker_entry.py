@@ -1,9 +1,9 @@
-"""Entry point of a SageMaker training container: python -m launcher.container.sagemaker_entry --job job.yaml.
+"""Entry point of a SageMaker training container: python -m llm_launch.launcher.container.sagemaker_entry --job job.yaml.
 
 Reads the hosts of the job from /opt/ml/input/config/resourceconfig.json (the platform contract:
 https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html;
 SM_HOSTS / SM_CURRENT_HOST when set win, e.g. under the training toolkit), derives this node's rank
-and the master, then runs the job's steps (launcher.render.command) with a static rendezvous.
+and the master, then runs the job's steps (llm_launch.launcher.render.command) with a static rendezvous.
 
 Hosts arrive sorted as text (algo-1, algo-10, algo-11, ..., algo-2). Every node orders them the same
 way here, numerically by their trailing number, so node ranks follow algo-N and the master is algo-1;
@@ -22,9 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launcher.environment import is_trainium
-from launcher.jobfile import read_job
-from launcher.render.command import TRAINIUM_OPEN_FILES, launch_steps, rendezvous_port, static_rendezvous
+from llm_launch.launcher.environment import is_trainium
+from llm_launch.launcher.jobfile import read_job
+from llm_launch.launcher.render.command import TRAINIUM_OPEN_FILES, launch_steps, rendezvous_port, static_rendezvous
 
 RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 
@@ -73,7 +73,7 @@ def node_steps(job_yaml: str, env: dict[str, str], resource_config: Path = RESOU
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m launcher.container.sagemaker_entry",
+    parser = argparse.ArgumentParser(prog="python -m llm_launch.launcher.container.sagemaker_entry",
                                      description="Start a job's torchrun on this SageMaker node.")
     parser.add_argument("--job", required=True, help="job.yaml (in the 'code' input channel)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands as JSON and exit")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from launcher.config.schema import JobConfig
-from launcher.environment import is_trainium
-from launcher.tasks import TASKS, entrypoint
-from launcher.topology import topology_of
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import is_trainium
+from llm_launch.launcher.tasks import TASKS, entrypoint
+from llm_launch.launcher.topology import topology_of
 
 TORCHRUN = "torchrun"
 PRECOMPILE_TOOL = "neuron_parallel_compile"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from launcher import PROJECT_ROOT
-from launcher.config.schema import DataPrepConfig, DataSourceConfig
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config.schema import DataPrepConfig, DataSourceConfig
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 TOKENIZER = SAMPLE / "tokenizer"

@@ -1,10 +1,9 @@
 """Exact and near-duplicate removal keeps the first of each cluster and counts the rest."""
 
+from llm_launch.dataprep.dedup import Deduplicator, MinHasher, Unit, digest
+from llm_launch.dataprep.normalize import paragraphs
+from llm_launch.launcher.config.schema import DedupConfig
 from pipeline_helpers import chapters
-
-from dataprep.dedup import Deduplicator, MinHasher, Unit, digest
-from dataprep.normalize import paragraphs
-from launcher.config.schema import DedupConfig
 
 
 def units(text: str, cfg: DedupConfig) -> list[Unit]:

@@ -1,16 +1,15 @@
 """Each quality filter drops what it should, keeps what it should, under its own name."""
 
 import pytest
-from pipeline_helpers import chapters
-
-from dataprep.filters import (
+from llm_launch.dataprep.filters import (
     FILTER_ORDER,
     QualityFilters,
     duplicate_line_fraction,
     duplicate_ngram_fraction,
     url_is_blocked,
 )
-from launcher.config.schema import DataFilterConfig
+from llm_launch.launcher.config.schema import DataFilterConfig
+from pipeline_helpers import chapters
 
 GOOD = chapters(1)[0]
 

@@ -1,8 +1,7 @@
 """Mixing honours the weights, is seeded, and the split is a seeded share of documents."""
 
 import pytest
-
-from dataprep.mix import Doc, mix, split
+from llm_launch.dataprep.mix import Doc, mix, split
 
 
 def source(index: int, count: int, size: int = 100) -> list[Doc]:

@@ -2,7 +2,7 @@
 
 import unicodedata
 
-from dataprep.normalize import normalize_text, paragraphs
+from llm_launch.dataprep.normalize import normalize_text, paragraphs
 
 
 def test_nfc_composes_characters():

@@ -5,14 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
-
-from launcher import PROJECT_ROOT
-from train.data.packed import PackedDataset
-from train.data.prepare import load_fast_tokenizer
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.data.packed import PackedDataset
+from llm_launch.train.data.prepare import load_fast_tokenizer
 
 
 def launch(out_dir, *overrides, recipe="prepare_sample"):
-    command = [sys.executable, "-m", "launcher.cli", f"recipe={recipe}", f"output_dir={out_dir}", *overrides]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", f"recipe={recipe}", f"output_dir={out_dir}", *overrides]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
 
 

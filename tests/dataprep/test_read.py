@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
+from llm_launch.dataprep.process import process_items
+from llm_launch.dataprep.read import iter_items
+from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.config.schema import DataFilterConfig, DataSourceConfig, DedupConfig
 from pipeline_helpers import chapters
-
-from dataprep.process import process_items
-from dataprep.read import iter_items
-from dataprep.report import Tally
-from launcher.config.schema import DataFilterConfig, DataSourceConfig, DedupConfig
 
 VERSES = chapters(1)[0].split("\n")[:6]
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from llm_launch.dataprep.run import OutputInUse, prepare_data
+from llm_launch.dataprep.tokenize_pack import read_unit
+from llm_launch.launcher.config.schema import DataSourceConfig
+from llm_launch.train.data.packed import PackedDataset
+from llm_launch.train.data.prepare import load_fast_tokenizer
 from pipeline_helpers import TOKENIZER, chapters, kjv_source, prep_config, write_jsonl
-
-from dataprep.run import OutputInUse, prepare_data
-from dataprep.tokenize_pack import read_unit
-from launcher.config.schema import DataSourceConfig
-from train.data.packed import PackedDataset
-from train.data.prepare import load_fast_tokenizer
 
 
 def tree_hashes(out: Path) -> dict[str, str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
+from llm_launch.launcher import PROJECT_ROOT
 from packaging.requirements import Requirement
-
-from launcher import PROJECT_ROOT
 
 DOCKER = PROJECT_ROOT / "docker"
 BASES = {

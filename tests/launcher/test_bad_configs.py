@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$", re.MULTILINE)
 ERROR_LINE = re.compile(r"^  error: (\S+): (.*)$", re.MULTILINE)
@@ -325,7 +324,7 @@ def test_three_bad_overrides_are_reported_together(cli):
 ], ids=["longer_than_a_folder_name", "dot_dot"])
 def test_job_name_with_the_default_output_folder_writes_nothing(name, phrase, tmp_path):
     """Without output_dir the folder is outputs/<job_name> under the current folder: a bad name stops there."""
-    cmd = [sys.executable, "-m", "launcher.cli", "action=plan", f"job_name={name}"]
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "action=plan", f"job_name={name}"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert result.returncode == 2, result.stderr

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 TRN1_8B = "recipe=llama3_8b_cpt_trn1"
 FAKE_TOOL = """#!/bin/bash
@@ -24,7 +23,7 @@ def llm_launch(out_dir: Path, *args: str, path: str | None = None) -> subprocess
     env = dict(os.environ)
     if path is not None:
         env["PATH"] = path
-    return subprocess.run([sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *args],
+    return subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", f"output_dir={out_dir}", *args],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=120)
 
 

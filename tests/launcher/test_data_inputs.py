@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from llm_launch.launcher.validate import validate
 from sample_inputs import SEQ_LEN
-
-from launcher.validate import validate
 
 TRAIN = "training.data.train_path"
 
@@ -46,8 +45,7 @@ def test_an_input_that_does_not_fit_the_job_is_one_line_naming_the_key(sample_in
 
 def test_preference_pairs_sft_records_and_foreign_token_ids_are_refused(sample_inputs, job_for, tmp_path):
     import datasets
-
-    from launcher import PROJECT_ROOT
+    from llm_launch.launcher import PROJECT_ROOT
 
     preference = PROJECT_ROOT / "data" / "sample" / "sft" / "preference.jsonl"
     assert _problems(job_for, f"{TRAIN}={preference}") == [
@@ -61,7 +59,7 @@ def test_preference_pairs_sft_records_and_foreign_token_ids_are_refused(sample_i
 
 
 def test_packed_rows_of_another_length_are_caught_at_plan_time(job_for, tmp_path):
-    from train.data.packed import write_packed
+    from llm_launch.train.data.packed import write_packed
 
     write_packed(tmp_path / "packed", [[1, 2, 3]] * 40, seq_len=16, eos_id=0, vocab_size=2048)
     assert _problems(job_for, f"{TRAIN}={tmp_path / 'packed'}") == [

@@ -1,7 +1,7 @@
 """A prepare job's config: composed from the recipe, checked with one line per problem before it runs."""
 
-from launcher import PROJECT_ROOT
-from launcher.validate import validate
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.validate import validate
 
 
 def fields(job) -> list[str]:
@@ -10,7 +10,7 @@ def fields(job) -> list[str]:
 
 
 def test_prepare_sample_recipe_is_valid_and_resolves_from_training(job_for):
-    from launcher.data_prep import resolve_data_prep
+    from llm_launch.launcher.data_prep import resolve_data_prep
 
     job = job_for("recipe=prepare_sample")
     assert job.task == "prepare" and fields(job) == []
@@ -69,7 +69,7 @@ def test_a_prepare_job_ignores_the_training_sections(job_for):
 def test_the_plan_of_a_prepare_job_has_inputs_filters_output_and_workers_but_no_training_rows(job_for):
     import json
 
-    from launcher.data_prep import DataPrepPlan
+    from llm_launch.launcher.data_prep import DataPrepPlan
 
     findings, plan = validate(job_for("recipe=prepare_sample", "data_prep.dedup.near=false"))
     assert findings.problems == [] and isinstance(plan, DataPrepPlan)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
-from dataprep import prepare
-from launcher.jobfile import write_job
-from launcher.validate import validate
+from llm_launch.dataprep import prepare
+from llm_launch.launcher.jobfile import write_job
+from llm_launch.launcher.validate import validate
 
 HIDDEN = ("datasketch", "langdetect", "pypdf")
 NEEDS_ALL = ("recipe=prepare_sample", "data_prep.filters.languages=[en]",
@@ -49,6 +48,6 @@ def test_the_job_refuses_to_start_where_they_are_missing(job_for, packages_missi
         prepare.main(["--job", str(job_yaml)])
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("dataprep.prepare: data_prep.sources[0].format: reading pdf needs pypdf")
+    assert line.startswith("llm_launch.dataprep.prepare: data_prep.sources[0].format: reading pdf needs pypdf")
     assert "data_prep.filters.languages" in line and "data_prep.dedup.near: needs datasketch" in line
     assert not (tmp_path / "out" / "data").exists()

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from launcher import PROJECT_ROOT
-from launcher.clusters import cluster_of
-from launcher.config.schema import JobConfig
-from launcher.environment import NEURON_LOCAL_CACHE, backend_environment
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.clusters import cluster_of
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import NEURON_LOCAL_CACHE, backend_environment
 
 INSTANCES = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "instance").glob("ml.*.yaml"))
 GPU_ONLY = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")

@@ -5,10 +5,9 @@ import shutil
 
 import pytest
 import torch
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.local_files import pretrained_problems, tokenizer_problems
 from safetensors.torch import save_file
-
-from launcher import PROJECT_ROOT
-from launcher.local_files import pretrained_problems, tokenizer_problems
 
 TOKENIZER = PROJECT_ROOT / "data" / "sample" / "tokenizer"
 

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from launcher.config import store
-from launcher.plan import make_plan, traced_layout
+from llm_launch.launcher.config import store
+from llm_launch.launcher.plan import make_plan, traced_layout
 
 FIXTURE = Path(__file__).parent / "fixtures" / "traced_memory.json"
 TRACED = json.loads(FIXTURE.read_text())

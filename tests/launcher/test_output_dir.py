@@ -13,7 +13,7 @@ def test_eval_into_a_training_runs_folder_is_refused(cli, tmp_path):
 
 HEAD_1 = """
 import sys
-from launcher.cli import main
+from llm_launch.launcher.cli import main
 
 class Head1:
     \"\"\"stdout after `| head -1` has read its line and gone: the first write lands, every later one fails.\"\"\"
@@ -43,7 +43,7 @@ def test_a_reader_that_stops_reading_the_plan_is_not_blamed_on_output_dir(tmp_pa
     import subprocess
     import sys
 
-    from launcher import PROJECT_ROOT
+    from llm_launch.launcher import PROJECT_ROOT
 
     done = subprocess.run([sys.executable, "-c", HEAD_1, "action=plan", f"output_dir={tmp_path / 'out'}"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)

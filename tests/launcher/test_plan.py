@@ -12,13 +12,12 @@ import sys
 import textwrap
 
 import pytest
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config import store
+from llm_launch.launcher.plan import Plan, make_plan
+from llm_launch.launcher.tasks import TASKS
+from llm_launch.launcher.validate import validate
 from omegaconf import OmegaConf
-
-from launcher import PROJECT_ROOT
-from launcher.config import store
-from launcher.plan import Plan, make_plan
-from launcher.tasks import TASKS
-from launcher.validate import validate
 
 RECIPES = sorted(store.RECIPES_DIR.glob("*.yaml"))
 TRAINING_RECIPES = [p for p in RECIPES if TASKS[OmegaConf.load(p).get("task", "cpt")].trains_model]
@@ -218,9 +217,9 @@ def test_cli_plan_never_imports_torch_or_transformers(tmp_path, recipe):
     script = textwrap.dedent(f"""
         import sys
         heavy = {HEAVY!r}
-        from launcher.cli import main
+        from llm_launch.launcher.cli import main
         loaded = [m for m in heavy if m in sys.modules]
-        assert not loaded, f"import launcher.cli loaded {{loaded}}"
+        assert not loaded, f"import llm_launch.launcher.cli loaded {{loaded}}"
         sys.argv = ["llm-launch", "recipe={recipe}", "action=plan", "output_dir={out}"]
         try:
             main()
@@ -266,8 +265,8 @@ def test_a_task_is_refused_on_a_backend_that_does_not_run_it(job_for):
 
 
 def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replication_on_trainium(job_for, tmp_path):
-    from launcher.config.schema import ParallelismConfig
-    from launcher.jobfile import read_job, write_job
+    from llm_launch.launcher.config.schema import ParallelismConfig
+    from llm_launch.launcher.jobfile import read_job, write_job
 
     assert ParallelismConfig().data_parallel == "auto"
     gpu = job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.p5.48xlarge")
@@ -280,7 +279,7 @@ def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replicat
 
 
 def test_gradient_sync_auto_syncs_ddp_once_per_step_and_keeps_fsdp_gradients_sharded(job_for, tmp_path):
-    from launcher.jobfile import read_job, write_job
+    from llm_launch.launcher.jobfile import read_job, write_job
 
     ddp = job_for("parallelism=ddp")
     assert ddp.parallelism.gradient_sync == "last_microbatch"  # DDP's gradients are whole anyway

@@ -12,9 +12,8 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-
-from launcher.plan import make_plan
-from launcher.prices import on_demand_training_usd, price_of
+from llm_launch.launcher.plan import make_plan
+from llm_launch.launcher.prices import on_demand_training_usd, price_of
 
 
 def _product(usage: str, usd: str) -> str:

@@ -7,8 +7,7 @@ processes do; a holder that dies is played by closing its descriptor without rel
 import os
 
 import pytest
-
-from launcher.run_lock import FolderInUse, RunLock, in_use
+from llm_launch.launcher.run_lock import FolderInUse, RunLock, in_use
 
 
 def test_a_held_folder_refuses_a_second_run_naming_the_holder(tmp_path):

@@ -1,10 +1,9 @@
 """Secrets never reach a file llm-launch writes, nor its output: oc.env is refused, known values are caught."""
 
 import pytest
-
-from launcher.jobfile import write_text_atomic
-from launcher.problems import JobProblems
-from launcher.secrets import SecretInFile
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.problems import JobProblems
+from llm_launch.launcher.secrets import SecretInFile
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from launcher.validate import validate
+from llm_launch.launcher.validate import validate
 
 REAL = ["cluster.image=123456789012.dkr.ecr.us-west-2.amazonaws.com/llm-launch:nvidia-0.1.0",
         "cluster.region=us-west-2", "cluster.sagemaker.role_arn=arn:aws:iam::123456789012:role/Trainer",

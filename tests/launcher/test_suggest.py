@@ -6,9 +6,8 @@ import json
 import shlex
 
 import pytest
-
-from launcher.suggest import job_with_layout, layout_problems, rank_key, search, suggest_report
-from launcher.topology import layout_of
+from llm_launch.launcher.suggest import job_with_layout, layout_problems, rank_key, search, suggest_report
+from llm_launch.launcher.topology import layout_of
 
 P5_7B = ("recipe=llama2_7b_sft_p5_fsdp",)
 TRN1_70B = ("recipe=llama2_70b_cpt_trn1",)

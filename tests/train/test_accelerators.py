@@ -11,11 +11,11 @@ import subprocess
 import sys
 
 import pytest
+from llm_launch.launcher import PROJECT_ROOT
 
-from launcher import PROJECT_ROOT
 
-
-@pytest.mark.parametrize("recipe, module", [("tiny_llama_cpt", "train.cpt"), ("smoke_allreduce", "train.smoke")])
+@pytest.mark.parametrize("recipe, module", [("tiny_llama_cpt", "llm_launch.train.cpt"),
+                                            ("smoke_allreduce", "llm_launch.train.smoke")])
 def test_gpu_job_without_a_gpu_stops_with_one_line(tmp_path, launch, recipe, module):
     rendered = launch(tmp_path, f"recipe={recipe}", "instance=local_gpu", "action=render")
     assert rendered.returncode == 0, rendered.stderr

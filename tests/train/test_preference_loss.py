@@ -11,9 +11,8 @@ import math
 
 import pytest
 import torch
-
-from train.loss import IGNORE
-from train.preference_loss import PairLogps, preference_losses, preference_sums, sequence_logps
+from llm_launch.train.loss import IGNORE
+from llm_launch.train.preference_loss import PairLogps, preference_losses, preference_sums, sequence_logps
 
 POLICY_CHOSEN = [-12.0, -30.5, -7.25, -50.0]
 POLICY_REJECTED = [-14.0, -29.0, -9.0, -49.0]

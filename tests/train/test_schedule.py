@@ -1,9 +1,8 @@
 """Learning-rate schedule shape."""
 
 import pytest
-
-from launcher.config.schema import ScheduleConfig
-from train.schedule import lr_factor
+from llm_launch.launcher.config.schema import ScheduleConfig
+from llm_launch.train.schedule import lr_factor
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear"])

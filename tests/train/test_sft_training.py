@@ -3,8 +3,7 @@ SFT run equals the base model's loss on the answer tokens alone."""
 
 import pytest
 import torch
-
-from train.loss import IGNORE, next_token_targets, summed_cross_entropy, target_count
+from llm_launch.train.loss import IGNORE, next_token_targets, summed_cross_entropy, target_count
 
 
 def test_targets_are_the_next_tokens_only_where_the_mask_says_learn():
@@ -25,10 +24,10 @@ def test_ignored_positions_add_nothing_to_the_loss():
 
 
 def test_lora_sft_run_learns_from_answer_tokens_only(tmp_path, launch, records):
-    from launcher.jobfile import read_job
-    from train.data.loader import StepBatches
-    from train.data.packed import PackedDataset
-    from train.model import build_model
+    from llm_launch.launcher.jobfile import read_job
+    from llm_launch.train.data.loader import StepBatches
+    from llm_launch.train.data.packed import PackedDataset
+    from llm_launch.train.model import build_model
 
     result = launch(tmp_path, "recipe=tiny_llama_sft", "training.max_steps=2", "training.checkpoint.every_n_steps=0",
                     "training.lora.enabled=true", "parallelism=fsdp")

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-from launcher import PROJECT_ROOT
-from train.smoke import CPU_SIZES, bus_bandwidth
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.smoke import CPU_SIZES, bus_bandwidth
 
 
 def test_bus_bandwidth_matches_nccl_tests():
@@ -20,7 +19,7 @@ def test_bus_bandwidth_matches_nccl_tests():
 
 def test_two_process_gloo_run_via_the_cli(tmp_path):
     out = tmp_path / "smoke"
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "recipe=smoke_allreduce", f"output_dir={out}"],
+    done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=smoke_allreduce", f"output_dir={out}"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "smoke: allreduce OK on 2 ranks (gloo): sum == world size" in done.stdout

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from launcher.config.schema import JobConfig, TrackingBackend, WandbMode
-from train.errors import JobError
-from train.tracking import start_trackers, tracking_problems
+from llm_launch.launcher.config.schema import JobConfig, TrackingBackend, WandbMode
+from llm_launch.train.errors import JobError
+from llm_launch.train.tracking import start_trackers, tracking_problems
 
 ARN = "arn:aws:sagemaker:us-west-2:111122223333:mlflow-tracking-server/llm-launch-test"
 
@@ -176,8 +175,7 @@ def test_an_unreachable_server_is_one_line_before_training_or_a_warning(tmp_path
 
 def test_a_missing_client_or_key_is_named(tmp_path, monkeypatch, aws):
     import boto3
-
-    from train.tracking import mlflow_tracker, wandb_tracker
+    from llm_launch.train.tracking import mlflow_tracker, wandb_tracker
 
     monkeypatch.setattr(mlflow_tracker, "find_spec", lambda name: None)  # as on a machine without the extra
     job = _job(tmp_path, TrackingBackend.mlflow, TrackingBackend.wandb, uri="http://127.0.0.1:1")

@@ -1,6 +1,6 @@
-"""python -m train.convert: the same as llm-launch-convert."""
+"""python -m llm_launch.train.convert: the same as llm-launch-convert."""
 
-from train.convert.cli import main
+from llm_launch.train.convert.cli import main
 
 if __name__ == "__main__":
     main()

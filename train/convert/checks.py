@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from train.convert.layout import ModelShape
-from train.convert.mapping import IGNORED_SUFFIXES, hf_shapes, optional_hf_keys
+from llm_launch.train.convert.layout import ModelShape
+from llm_launch.train.convert.mapping import IGNORED_SUFFIXES, hf_shapes, optional_hf_keys
 
 
 def hf_state_problems(shape: ModelShape, keys: list[str], shape_of: Callable[[str], tuple[int, ...]],

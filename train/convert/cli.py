@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from launcher.config.schema import ModelConfig
-from launcher.problems import USAGE_EXIT_CODE, Problem
-from train.convert.checks import hf_state_problems
-from train.convert.hf_io import CheckpointError, SafetensorsReader
-from train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, default_kv_replicator, layout_problems
-from train.convert.nxd import ConversionStats, default_threads
-from train.convert.output import output_problem, staged_output
-from train.convert.spec import (
+from llm_launch.launcher.config.schema import ModelConfig
+from llm_launch.launcher.problems import USAGE_EXIT_CODE, Problem
+from llm_launch.train.convert.checks import hf_state_problems
+from llm_launch.train.convert.hf_io import CheckpointError, SafetensorsReader
+from llm_launch.train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, default_kv_replicator, layout_problems
+from llm_launch.train.convert.nxd import ConversionStats, default_threads
+from llm_launch.train.convert.output import output_problem, staged_output
+from llm_launch.train.convert.spec import (
     CONFIG_JSON,
     SpecError,
     hf_config_dict,
@@ -204,7 +203,7 @@ def _write_config(out_dir: Path, config: dict[str, Any] | None, dtype: torch.dty
 
 
 def _total_bytes(shape: ModelShape, dtype: torch.dtype) -> int:
-    from train.convert.mapping import hf_shapes
+    from llm_launch.train.convert.mapping import hf_shapes
 
     size = torch.empty((), dtype=dtype).element_size()
     total = 0
@@ -217,7 +216,7 @@ def _total_bytes(shape: ModelShape, dtype: torch.dtype) -> int:
 
 
 def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.nxd import hf_to_nxd
+    from llm_launch.train.convert.nxd import hf_to_nxd
 
     job_layout = _model_source(args, plan, args.input / CONFIG_JSON if args.input.is_dir() else None)
     reader = _open_hf(args, plan)
@@ -241,8 +240,8 @@ def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
 
 
 def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.nxd import nxd_to_hf, replica_problems, shard_problems
-    from train.convert.nxd_archive import find_model_dir, open_shards
+    from llm_launch.train.convert.nxd import nxd_to_hf, replica_problems, shard_problems
+    from llm_launch.train.convert.nxd_archive import find_model_dir, open_shards
 
     recorded: dict[str, Any] = {}
     layout_file = args.input / LAYOUT_FILE
@@ -275,7 +274,7 @@ def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
 
 
 def run_dcp_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.dcp import dcp_model_entries, dcp_to_hf, resolve_dcp_dir
+    from llm_launch.train.convert.dcp import dcp_model_entries, dcp_to_hf, resolve_dcp_dir
 
     _model_source(args, plan, None)
     source = resolve_dcp_dir(args.input)
@@ -302,7 +301,7 @@ def run_dcp_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
 
 
 def run_hf_to_dcp(args: argparse.Namespace, plan: Plan) -> ConversionStats:
-    from train.convert.dcp import hf_to_dcp
+    from llm_launch.train.convert.dcp import hf_to_dcp
 
     _model_source(args, plan, args.input / CONFIG_JSON if args.input.is_dir() else None)
     reader = _open_hf(args, plan)

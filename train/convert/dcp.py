@@ -15,14 +15,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from llm_launch.train.convert.hf_io import PlannedTensor, ShardedSafetensorsWriter, mapped_tensors
+from llm_launch.train.convert.layout import ModelShape
+from llm_launch.train.convert.mapping import hf_shapes
+from llm_launch.train.convert.nxd import ConversionStats, Progress
+from llm_launch.train.gpu.checkpoint import DCP_METADATA, find_latest
 from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-from train.convert.hf_io import PlannedTensor, ShardedSafetensorsWriter, mapped_tensors
-from train.convert.layout import ModelShape
-from train.convert.mapping import hf_shapes
-from train.convert.nxd import ConversionStats, Progress
-from train.gpu.checkpoint import DCP_METADATA, find_latest
 
 MODEL_GROUP = "model"
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from train.convert.filecopy import FileRange, Part, RangeCopier, part_bytes, write_at
+from llm_launch.train.convert.filecopy import FileRange, Part, RangeCopier, part_bytes, write_at
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -115,7 +114,7 @@ class SafetensorsReader:
     """Tensors of a HF checkpoint folder as zero-copy views of its memory-mapped files.
 
     Every tensor returned owns exactly its own bytes of the mapping (so torch.save of it writes
-    only them); train.convert.pages.release_mapped drops its pages from memory once it is used.
+    only them); llm_launch.train.convert.pages.release_mapped drops its pages from memory once it is used.
     The mapping is private and never written, so released pages come back from the file.
     """
 

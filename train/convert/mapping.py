@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from train.convert.layout import (
+from llm_launch.train.convert.layout import (
     ModelShape,
     ShardLayout,
     head_rows,

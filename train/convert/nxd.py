@@ -1,12 +1,12 @@
 """Hugging Face safetensors <-> NxD sharded checkpoints (model/dp_rank_00_tp_rank_XX_pp_rank_YY.pt).
 
 Both directions know every output byte's place before writing: hf-to-nxd writes each shard's
-torch.save archive with its records' space reserved (train.convert.nxd_archive), nxd-to-hf plans the
+torch.save archive with its records' space reserved (llm_launch.train.convert.nxd_archive), nxd-to-hf plans the
 safetensors header. Most bytes are then whole rows of an input tensor, contiguous in the input
-file, and move file to file inside the kernel (train.convert.filecopy): row slices of q/k/v,
+file, and move file to file inside the kernel (llm_launch.train.convert.filecopy): row slices of q/k/v,
 gate/up, embeddings and lm_head, and each TP rank's rows on the way back. Column slices
 (o_proj, down_proj) and casts are copied from the memory-mapped input into a small scratch
-buffer a block of rows at a time (train.convert.pages.AssembledRows) and written with pwrite;
+buffer a block of rows at a time (llm_launch.train.convert.pages.AssembledRows) and written with pwrite;
 their pages are dropped once read, so memory stays at a few tensors per thread, never a shard or
 the model. Writes run on `threads` threads.
 
@@ -29,13 +29,17 @@ from functools import partial
 from pathlib import Path
 
 import torch
-
-from train.convert.filecopy import FileRange, RangeCopier
-from train.convert.hf_io import PlannedTensor, SafetensorsFileWriter, SafetensorsReader, ShardedSafetensorsWriter
-from train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, nxd_shard_name
-from train.convert.mapping import LM_HEAD, ShardTensor, hf_shapes, shard_tensor_shape, shard_tensors
-from train.convert.nxd_archive import MODEL_SUBDIR, MappedShards, ShardArchives, Shards
-from train.convert.pages import AssembledRows, release_mapped
+from llm_launch.train.convert.filecopy import FileRange, RangeCopier
+from llm_launch.train.convert.hf_io import (
+    PlannedTensor,
+    SafetensorsFileWriter,
+    SafetensorsReader,
+    ShardedSafetensorsWriter,
+)
+from llm_launch.train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, nxd_shard_name
+from llm_launch.train.convert.mapping import LM_HEAD, ShardTensor, hf_shapes, shard_tensor_shape, shard_tensors
+from llm_launch.train.convert.nxd_archive import MODEL_SUBDIR, MappedShards, ShardArchives, Shards
+from llm_launch.train.convert.pages import AssembledRows, release_mapped
 
 KV_ORDER = {"trn1": "interleaved (trn1: rank r holds KV head r mod kv_heads)",
             "trn2": "blocked (trn2: rank r holds KV head r // kv_replicator)"}

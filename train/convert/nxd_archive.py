@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from llm_launch.train.convert.layout import ShardLayout, nxd_shard_name
 from torch.utils.serialization import config as serialization_config
-
-from train.convert.layout import ShardLayout, nxd_shard_name
 
 MODEL_SUBDIR = "model"
 Shards = dict[tuple[int, int], dict[str, torch.Tensor]]
@@ -32,7 +31,7 @@ Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 RECORD_ALIGNMENT = 4096
 """Where each tensor's bytes start in a shard archive (torch.utils.serialization.config.save.storage_alignment,
 64 by default): a page boundary, so nxd-to-hf copies whole pages into the page-aligned safetensors data
-(train.convert.hf_io.DATA_ALIGNMENT) and the shards suit GPUDirect Storage, which needs 4 KiB."""
+(llm_launch.train.convert.hf_io.DATA_ALIGNMENT) and the shards suit GPUDirect Storage, which needs 4 KiB."""
 
 
 def write_skeleton(path: Path, spec: Spec, known: dict | None = None) -> dict[str, int]:

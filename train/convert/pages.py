@@ -95,7 +95,7 @@ class AssembledRows:
         return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
     def write_to(self, copier, fd: int, offset: int) -> None:
-        """Write the tensor's bytes at offset with copier (train.convert.filecopy.RangeCopier)."""
+        """Write the tensor's bytes at offset with copier (llm_launch.train.convert.filecopy.RangeCopier)."""
         if not hasattr(_SCRATCH, "scratch"):
             _SCRATCH.scratch = Scratch()
         scratch: Scratch = _SCRATCH.scratch

@@ -8,14 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.config.schema import JobConfig, ModelConfig
+from llm_launch.launcher.jobfile import read_job
+from llm_launch.launcher.model_math import head_dim
+from llm_launch.train.convert.layout import ModelShape, ShardLayout, default_kv_replicator
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-
-from launcher import PROJECT_ROOT
-from launcher.config.schema import JobConfig, ModelConfig
-from launcher.jobfile import read_job
-from launcher.model_math import head_dim
-from train.convert.layout import ModelShape, ShardLayout, default_kv_replicator
 
 MODEL_GROUP_DIR = PROJECT_ROOT / "conf" / "model"
 CONFIG_JSON = "config.json"
@@ -91,6 +90,6 @@ def layout_of_job(job: JobConfig) -> ShardLayout:
 
 def hf_config_dict(model: ModelConfig) -> dict[str, Any]:
     """The config.json transformers writes for one of our model specs."""
-    from train.model import hf_config
+    from llm_launch.train.model import hf_config
 
     return hf_config(model).to_dict()

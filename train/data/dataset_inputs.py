@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from train.data.inputs import IGNORE_LABEL, InputInfo, Layout, Schema
-from train.data.packed import INDEX_FILE, write_masked_packed, write_packed
-from train.data.store import LocalStore, S3Store, open_store
+from llm_launch.train.data.inputs import IGNORE_LABEL, InputInfo, Layout, Schema
+from llm_launch.train.data.packed import INDEX_FILE, write_masked_packed, write_packed
+from llm_launch.train.data.store import LocalStore, S3Store, open_store
 
 READ_BATCH = 1024
 DATASET_INPUT_VERSION = "dataset-input-v1"
@@ -156,7 +155,7 @@ def iter_records(info: InputInfo, text_field: str, region: str = "") -> Iterator
 
 def _key(info: InputInfo, job, region: str) -> str:
     """Cache key of a packed copy: the input's files (name, size, mtime or ETag), schema, tokenizer, seq_len."""
-    from train.data.sft import tokenizer_files
+    from llm_launch.train.data.sft import tokenizer_files
 
     store = open_store(info.location, region)
     digest = hashlib.sha256(json.dumps([DATASET_INPUT_VERSION, info.location, info.schema.value,
@@ -180,7 +179,7 @@ def _token_rows(records, vocab_size: int) -> Iterator[tuple[str, list[int], list
 
 def pack_input(info: InputInfo, job, cache_root: Path, region: str = "") -> Path:
     """Stream an input once and write it as packed shards under cache_root (reused while current)."""
-    from train.data.prepare import encode_texts, load_fast_tokenizer
+    from llm_launch.train.data.prepare import encode_texts, load_fast_tokenizer
 
     data, seq_len, vocab = job.training.data, job.training.seq_len, job.model.vocab_size
     key = _key(info, job, region)
@@ -194,8 +193,8 @@ def pack_input(info: InputInfo, job, cache_root: Path, region: str = "") -> Path
     metadata = {"source": info.location, "tokenizer": str(tokenizer_dir), "fingerprint": key,
                 "input_layout": info.layout.value, "input_schema": info.schema.value}
     if info.schema is Schema.SFT:
-        from dataprep.report import Tally
-        from train.data.sft import pack_sft_records
+        from llm_launch.dataprep.report import Tally
+        from llm_launch.train.data.sft import pack_sft_records
 
         pack_sft_records(out, records, tokenizer_dir, seq_len, vocab, Tally(), metadata)
         return out

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from dataprep.read import iter_jsonl
-from dataprep.report import Tally
-from train.data.packed import read_index
-from train.data.prepare import fingerprint
-from train.data.sft import encode_sft_example, load_hf_tokenizer, pad_id_of, tokenizer_files
+from llm_launch.dataprep.read import iter_jsonl
+from llm_launch.dataprep.report import Tally
+from llm_launch.train.data.packed import read_index
+from llm_launch.train.data.prepare import fingerprint
+from llm_launch.train.data.sft import encode_sft_example, load_hf_tokenizer, pad_id_of, tokenizer_files
 
 PREFERENCE_FORMAT = "llm-launch-preference"
 PREFERENCE_VERSION = 1
@@ -168,7 +167,7 @@ class PreferenceDataset:
 
 
 class PairRows:
-    """Preference pairs as the rows the step sampler hands out (train.data.loader.StepBatches).
+    """Preference pairs as the rows the step sampler hands out (llm_launch.train.data.loader.StepBatches).
 
     Row i is pair i as a [2, seq_len] array: prompt + chosen, then prompt + rejected, padded with the
     tokenizer's pad id; its loss mask marks the response tokens. One "row" per pair keeps a pair's two

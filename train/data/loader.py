@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from train.data.packed import PackedDataset
-from train.errors import JobError
+from llm_launch.train.data.packed import PackedDataset
+from llm_launch.train.errors import JobError
 
 
 class StepBatches:

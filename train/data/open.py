@@ -2,7 +2,7 @@
 
 A raw corpus is packed at job start into training.data.pack_dir (default <output_dir>/data). That
 folder may be shared by every node or private to each (node-local scratch on SageMaker); which one
-is found out at run time (train.shared_dir). Each distinct copy is packed once, by the lowest rank
+is found out at run time (llm_launch.train.shared_dir). Each distinct copy is packed once, by the lowest rank
 that sees it, while the others wait; packing is deterministic, so every node gets the same rows.
 Every rank then reports the fingerprint of what it opened and a mismatch between nodes stops the job
 with one line naming them (a data channel that differs between nodes, for instance).
@@ -16,15 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
-
-from launcher.config.schema import JobConfig
-from train.data.dataset_inputs import ArrowRows, pack_input, reads_in_place
-from train.data.inputs import InputInfo, Layout, Schema, describe, input_problems
-from train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
-from train.data.prepare import prepare_corpus
-from train.data.store import StoreError
-from train.errors import JobError
-from train.shared_dir import ranks_sharing
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.data.dataset_inputs import ArrowRows, pack_input, reads_in_place
+from llm_launch.train.data.inputs import InputInfo, Layout, Schema, describe, input_problems
+from llm_launch.train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
+from llm_launch.train.data.prepare import prepare_corpus
+from llm_launch.train.data.store import StoreError
+from llm_launch.train.errors import JobError
+from llm_launch.train.shared_dir import ranks_sharing
 
 READ_CHUNK = 1 << 20
 NODE_LOCAL_FIELDS = ("source", "tokenizer")
@@ -37,7 +36,7 @@ def pack_root(job: JobConfig) -> Path:
 
 
 def describe_input(path: str, job: JobConfig) -> InputInfo | None:
-    """What a data path holds when it is read through train.data.dataset_inputs (a save_to_disk folder,
+    """What a data path holds when it is read through llm_launch.train.data.dataset_inputs (a save_to_disk folder,
     Parquet, a JSONL folder, pre-tokenized JSONL, anything on S3); None for our packed shards and for a
     local JSONL or text corpus of the task's own kind, which the packers below read line by line."""
     if not path.startswith("s3://") and (Path(path) / INDEX_FILE).is_file():
@@ -62,11 +61,11 @@ def _pack(source: Path, job: JobConfig, info: InputInfo | None = None) -> Path:
         if info is not None:
             return pack_input(info, job, cache, job.cluster.region)
         if job.task == "dpo":
-            from train.data.dpo import prepare_dpo
+            from llm_launch.train.data.dpo import prepare_dpo
 
             return prepare_dpo(source, Path(data.tokenizer_path), job.training.seq_len, cache)
         if job.task == "sft":
-            from train.data.sft import prepare_sft
+            from llm_launch.train.data.sft import prepare_sft
 
             return prepare_sft(source, Path(data.tokenizer_path), job.training.seq_len, cache, job.model.vocab_size)
         return prepare_corpus(source, Path(data.tokenizer_path), job.training.seq_len, cache, data.text_field,
@@ -157,7 +156,7 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
             dist.barrier()
             source = _pack(source, job, info)
     if job.task == "dpo":
-        from train.data.dpo import PairRows, PreferenceDataset
+        from llm_launch.train.data.dpo import PairRows, PreferenceDataset
 
         return PairRows(PreferenceDataset.open(source))
     try:
@@ -179,7 +178,7 @@ def open_dataset(path: str | None, job: JobConfig, is_main: bool, *,
 
 def _arrow_rows(info: InputInfo, job: JobConfig) -> ArrowRows:
     """Token rows of a save_to_disk folder, read in place."""
-    from train.data.prepare import load_fast_tokenizer
+    from llm_launch.train.data.prepare import load_fast_tokenizer
 
     try:
         _, eos_id = load_fast_tokenizer(Path(job.training.data.tokenizer_path))

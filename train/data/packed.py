@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from train.file_check import mismatch, sampled_sha256
+from llm_launch.train.file_check import mismatch, sampled_sha256
 
 FORMAT_NAME = "llm-launch-packed"
 FORMAT_VERSION = 1

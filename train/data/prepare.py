@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from train.data.packed import INDEX_FILE, write_packed
+from llm_launch.train.data.packed import INDEX_FILE, write_packed
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

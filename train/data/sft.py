@@ -45,11 +45,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-
-from dataprep.read import iter_jsonl
-from dataprep.report import Tally
-from train.data.packed import INDEX_FILE, write_masked_packed
-from train.data.prepare import fingerprint
+from llm_launch.dataprep.read import iter_jsonl
+from llm_launch.dataprep.report import Tally
+from llm_launch.train.data.packed import INDEX_FILE, write_masked_packed
+from llm_launch.train.data.prepare import fingerprint
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_HEADERS = {"system": "### System:\n", "user": "### User:\n", "assistant": "### Assistant:\n"}

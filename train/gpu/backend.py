@@ -1,4 +1,4 @@
-"""The GPU backend of the loop (train.backend): the Engine on the job's mesh, AdamW, DCP checkpoints, HF export.
+"""The GPU backend of the loop (llm_launch.train.backend): the Engine on the job's mesh, AdamW, DCP checkpoints, HF export.
 
 Runs on NVIDIA GPUs (nccl) and on the CPU (gloo), which is how the tests and the default tiny
 run drive it.
@@ -10,22 +10,27 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-from train.backend import Backend, StepResult, global_target_tokens, regroup_rows
-from train.data.loader import Rows
-from train.distributed import shutdown
-from train.errors import JobError
-from train.gpu.checkpoint import find_latest, load_checkpoint, load_model_weights, resume_from, save_checkpoint
-from train.gpu.checkpoint_store import S3Prefix, open_store
-from train.gpu.engine import Batch, Engine, global_sum
-from train.gpu.export import export_hf_from_model
-from train.gpu.grad_clip import clip_gradients
-from train.gpu.mesh import Dist, init_distributed
-from train.gpu.optimizer import build_optimizer
-from train.gpu.preference import FIGURES, PreferenceObjective, pair_batch
-from train.loss import next_token_targets, summed_cross_entropy, target_count
-from train.metrics import device_memory_gib
-from train.schedule import build_scheduler
+from llm_launch.train.backend import Backend, StepResult, global_target_tokens, regroup_rows
+from llm_launch.train.data.loader import Rows
+from llm_launch.train.distributed import shutdown
+from llm_launch.train.errors import JobError
+from llm_launch.train.gpu.checkpoint import (
+    find_latest,
+    load_checkpoint,
+    load_model_weights,
+    resume_from,
+    save_checkpoint,
+)
+from llm_launch.train.gpu.checkpoint_store import S3Prefix, open_store
+from llm_launch.train.gpu.engine import Batch, Engine, global_sum
+from llm_launch.train.gpu.export import export_hf_from_model
+from llm_launch.train.gpu.grad_clip import clip_gradients
+from llm_launch.train.gpu.mesh import Dist, init_distributed
+from llm_launch.train.gpu.optimizer import build_optimizer
+from llm_launch.train.gpu.preference import FIGURES, PreferenceObjective, pair_batch
+from llm_launch.train.loss import next_token_targets, summed_cross_entropy, target_count
+from llm_launch.train.metrics import device_memory_gib
+from llm_launch.train.schedule import build_scheduler
 
 SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
 

@@ -16,12 +16,12 @@ renamed out of the namespace and deleted. Which checkpoint counts as complete, a
 resumes from, is train/checkpoint_integrity.py's rule.
 
 Nodes may share the folder or each have their own (SageMaker's /opt/ml/checkpoints): which ranks see
-which copy is found out at run time (train.shared_dir), and each copy's owner (its lowest rank) does
+which copy is found out at run time (llm_launch.train.shared_dir), and each copy's owner (its lowest rank) does
 what rank 0 does above for its copy, after adding DCP's .metadata where rank 0 did not write it. On
 per-node disks each node thus holds its own ranks' shards; SageMaker's checkpoint sync merges them
 under one S3 prefix and gives every node the whole prefix back at restart. A resume uses the newest
 checkpoint intact on every rank, agreed between all ranks (docs/multinode.md). The dir may also be an
-s3:// prefix, written straight through s3torchconnector (train.gpu.checkpoint_store).
+s3:// prefix, written straight through s3torchconnector (llm_launch.train.gpu.checkpoint_store).
 """
 
 from __future__ import annotations
@@ -36,10 +36,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
-from train.checkpoint_integrity import (
+from llm_launch.train.checkpoint_integrity import (
     DCP_METADATA,
     FILES_KEY,
     LATEST,
@@ -54,9 +51,11 @@ from train.checkpoint_integrity import (
     step_folders,
     write_latest,
 )
-from train.errors import JobError
-from train.gpu.checkpoint_store import S3Prefix
-from train.shared_dir import ranks_sharing
+from llm_launch.train.errors import JobError
+from llm_launch.train.gpu.checkpoint_store import S3Prefix
+from llm_launch.train.shared_dir import ranks_sharing
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 __all__ = ["DCP_METADATA", "LATEST", "TRAINER_STATE", "find_latest", "load_checkpoint", "load_model_weights",
            "resume_from", "save_checkpoint", "step_dir_name"]

@@ -1,4 +1,4 @@
-"""An s3:// checkpoint dir (a folder needs nothing here: train.gpu.checkpoint writes it).
+"""An s3:// checkpoint dir (a folder needs nothing here: llm_launch.train.gpu.checkpoint writes it).
 
 An S3 prefix is written straight through Amazon's S3 connector for PyTorch (s3torchconnector's DCP
 storage writer and reader, https://github.com/awslabs/s3-connector-for-pytorch); S3 has no rename,

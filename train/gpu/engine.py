@@ -12,15 +12,14 @@ from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
-
-from launcher.config.schema import JobConfig
-from train.gpu.lora import apply_lora, trainable_parameter_count
-from train.gpu.mesh import Dist
-from train.gpu.parallelize import parallelize_stage, replicate_stage, unwrap
-from train.gpu.pipeline import ScaledLoss, build_schedule
-from train.gpu.stage import build_stages, rank_model, stage_indices
-from train.loss import summed_cross_entropy
-from train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.gpu.lora import apply_lora, trainable_parameter_count
+from llm_launch.train.gpu.mesh import Dist
+from llm_launch.train.gpu.parallelize import parallelize_stage, replicate_stage, unwrap
+from llm_launch.train.gpu.pipeline import ScaledLoss, build_schedule
+from llm_launch.train.gpu.stage import build_stages, rank_model, stage_indices
+from llm_launch.train.loss import summed_cross_entropy
+from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""

@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-
-from launcher.config.schema import JobConfig, LoraConfig, ModelConfig
-from train.gpu.lora import apply_lora, merge_lora
-from train.model import hf_config
+from llm_launch.launcher.config.schema import JobConfig, LoraConfig, ModelConfig
+from llm_launch.train.gpu.lora import apply_lora, merge_lora
+from llm_launch.train.model import hf_config
 
 HF_DIR = "hf_model"
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-
-from launcher.config.schema import LoraConfig
+from llm_launch.launcher.config.schema import LoraConfig
 
 
 def apply_lora(model: torch.nn.Module, lora: LoraConfig, seed: int) -> torch.nn.Module:

@@ -2,7 +2,7 @@
 
 plan.memory=traced runs this. It builds what the GPU engine builds for rank 0 - the
 transformers model, its stage, tensor parallelism, activation checkpointing and FSDP2 - with
-the engine's own code (train.gpu.engine.Engine) on a fake process group of the job's world
+the engine's own code (llm_launch.train.gpu.engine.Engine) on a fake process group of the job's world
 size, under torch's FakeTensorMode, so no memory is allocated and no GPU is needed. Then it
 runs one optimizer step - the engine's micro-batches, gradient clipping and AdamW - under
 torch's FSDPMemTracker (torch.distributed._tools), which records the peak by category.
@@ -13,7 +13,7 @@ What it takes (torch 2.13):
 * Weights are built on the meta device and given fake storage with to_empty (the engine's
   path for pretrained weights); its random-init path cannot run under fake mode.
 * Gradient clipping reads the norm as a Python float, which a fake tensor cannot give: the
-  trace clips with the norm left as a tensor (train.gpu.grad_clip.global_grad_norm).
+  trace clips with the norm left as a tensor (llm_launch.train.gpu.grad_clip.global_grad_norm).
 * One warm-up clip and optimizer step runs before tracking, so the optimizer state exists (as
   in every step after the first) and DTensor's first-call sharding propagation is not counted.
 * Two micro-batches reach the peak of any longer accumulation, so at most two are traced.
@@ -33,10 +33,9 @@ import os
 
 import torch
 import torch.distributed as dist
-
-from launcher.config.schema import JobConfig
-from launcher.memory import MemoryEstimate
-from launcher.plan import make_plan, rank_capacity_bytes
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.memory import MemoryEstimate
+from llm_launch.launcher.plan import make_plan, rank_capacity_bytes
 
 TRACED_MICROBATCHES = 2
 
@@ -72,15 +71,14 @@ def _category_bytes(snapshot: dict) -> dict[str, float]:
 
 def trace_step(job: JobConfig) -> dict[str, float]:
     """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total."""
+    from llm_launch.train.gpu.engine import Engine
+    from llm_launch.train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
+    from llm_launch.train.gpu.mesh import job_mesh
+    from llm_launch.train.gpu.optimizer import build_optimizer
+    from llm_launch.train.gpu.parallelize import wraps_ddp
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
     from torch.distributed._tools.mem_tracker import MemTracker
-
-    from train.gpu.engine import Engine
-    from train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
-    from train.gpu.mesh import job_mesh
-    from train.gpu.optimizer import build_optimizer
-    from train.gpu.parallelize import wraps_ddp
 
     plan = make_plan(job)
     os.environ.setdefault("LOCAL_RANK", "0")

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.topology import data_parallel_split, layout_of
+from llm_launch.train.distributed import start_process_group
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.topology import data_parallel_split, layout_of
-from train.distributed import start_process_group
 
 MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "tp")
 
@@ -74,7 +73,7 @@ class Dist:
 def job_mesh(job: JobConfig, plan: Plan, device: torch.device) -> Dist:
     """This process's place in the job's mesh, over the process group already joined.
 
-    The data-parallel split is the plan's (launcher.topology.data_parallel_split), so the memory
+    The data-parallel split is the plan's (llm_launch.launcher.topology.data_parallel_split), so the memory
     estimate and the engine shard over the same ranks.
     """
     rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
+from llm_launch.launcher.config.schema import OptimizerConfig
 from torch.distributed.tensor import DTensor
-
-from launcher.config.schema import OptimizerConfig
 
 
 def build_optimizer(params: list[torch.nn.Parameter], opt: OptimizerConfig) -> torch.optim.Optimizer:

@@ -7,14 +7,13 @@ FSDP, each per decoder layer. Model code never changes; only the stages are wrap
 from __future__ import annotations
 
 import torch
+from llm_launch.launcher.config.schema import ParallelismConfig
+from llm_launch.train.gpu.mesh import Dist
+from llm_launch.train.gpu.stage import CausalLMStage
+from llm_launch.train.gpu.tensor_parallel import apply_tensor_parallel
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
-
-from launcher.config.schema import ParallelismConfig
-from train.gpu.mesh import Dist
-from train.gpu.stage import CausalLMStage
-from train.gpu.tensor_parallel import apply_tensor_parallel
 
 
 def apply_activation_checkpointing(stage: CausalLMStage, mode: str) -> None:

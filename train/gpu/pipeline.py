@@ -1,16 +1,15 @@
 """Pipeline schedules over the pp mesh dimension (torch.distributed.pipelining).
 
-The loss is summed per micro-batch and scaled by the step's own factor (see train.loss), so
+The loss is summed per micro-batch and scaled by the step's own factor (see llm_launch.train.loss), so
 schedules run with scale_grads=False and the step sets the factor before each call.
 """
 
 from __future__ import annotations
 
 import torch
+from llm_launch.train.gpu.mesh import Dist
+from llm_launch.train.loss import summed_cross_entropy
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
-
-from train.gpu.mesh import Dist
-from train.loss import summed_cross_entropy
 
 
 class ScaledLoss:

@@ -1,6 +1,6 @@
 """Preference tuning on the GPU engine: policy and reference log-probabilities of each pair, the pair loss.
 
-A micro-batch of pairs arrives as ids and masks [pairs, 2, seq_len] (train.data.dpo.PairRows); it runs
+A micro-batch of pairs arrives as ids and masks [pairs, 2, seq_len] (llm_launch.train.data.dpo.PairRows); it runs
 as one [2 x pairs, seq_len] batch, chosen rows first. The reference is the policy's base model with the
 LoRA adapters off, or, without LoRA, a frozen copy built and sharded like the policy. Each pair weighs
 the same: a micro-batch's summed pair losses are scaled by dp / (pairs in the global batch).
@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 
 import torch
-
-from launcher.config.schema import JobConfig
-from train.data.loader import Rows
-from train.gpu.engine import Engine
-from train.gpu.lora import adapters_disabled
-from train.gpu.mesh import Dist
-from train.loss import next_token_targets
-from train.preference_loss import PairLogps, preference_losses, preference_sums, sequence_logps
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.data.loader import Rows
+from llm_launch.train.gpu.engine import Engine
+from llm_launch.train.gpu.lora import adapters_disabled
+from llm_launch.train.gpu.mesh import Dist
+from llm_launch.train.loss import next_token_targets
+from llm_launch.train.preference_loss import PairLogps, preference_losses, preference_sums, sequence_logps
 
 FIGURES = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "logps_chosen",
            "logps_rejected", "ref_logps_chosen", "ref_logps_rejected")

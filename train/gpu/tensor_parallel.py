@@ -12,6 +12,7 @@ and the output projection by vocabulary, gathered back to full logits for the lo
 
 from __future__ import annotations
 
+from llm_launch.train.gpu.stage import CausalLMStage
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import Replicate, Shard
 from torch.distributed.tensor.parallel import (
@@ -21,8 +22,6 @@ from torch.distributed.tensor.parallel import (
     SequenceParallel,
     parallelize_module,
 )
-
-from train.gpu.stage import CausalLMStage
 
 
 def _layer_plan(sequence_parallel: bool) -> dict:

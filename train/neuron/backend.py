@@ -1,4 +1,4 @@
-"""The Trainium backend of the loop (train.backend): NxD model and optimizer, NxD checkpoints.
+"""The Trainium backend of the loop (llm_launch.train.backend): NxD model and optimizer, NxD checkpoints.
 
 neuronx-distributed (https://awsdocs-neuron.readthedocs-hosted.com/en/latest/libraries/neuronx-distributed/)
 builds the TP / PP / ZeRO-1 model and optimizer (neuronx_distributed_config, initialize_parallel_model,
@@ -27,14 +27,13 @@ import shlex
 from pathlib import Path
 
 import torch
-
-from launcher.jobfile import write_text_atomic
-from train.backend import Backend, StepResult, global_target_tokens, regroup_rows
-from train.data.loader import Rows
-from train.errors import JobError
-from train.loss import target_count, unshifted_labels
-from train.neuron.nxd_config import layout_differences, layout_record
-from train.neuron.runtime import require_neuron
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.train.backend import Backend, StepResult, global_target_tokens, regroup_rows
+from llm_launch.train.data.loader import Rows
+from llm_launch.train.errors import JobError
+from llm_launch.train.loss import target_count, unshifted_labels
+from llm_launch.train.neuron.nxd_config import layout_differences, layout_record
+from llm_launch.train.neuron.runtime import require_neuron
 
 NXD_LAYOUT_FILE = "nxd_layout.json"
 CPU_MODE_SAVE = ("NxD's CPU mode cannot write checkpoints (NxD's save_checkpoint synchronises and serialises "
@@ -83,11 +82,10 @@ class NeuronBackend(Backend):
         require_neuron()
         import torch.distributed as dist
         import torch_xla.core.xla_model as xm
+        from llm_launch.train.neuron.llama import CoreAttention, DecoderLayer, RMSNorm
+        from llm_launch.train.neuron.nxd_config import nxd_settings
         from neuronx_distributed.parallel_layers import parallel_state
         from neuronx_distributed.trainer import neuronx_distributed_config
-
-        from train.neuron.llama import CoreAttention, DecoderLayer, RMSNorm
-        from train.neuron.nxd_config import nxd_settings
 
         self.dist, self.xm, self.parallel_state = dist, xm, parallel_state
         if not dist.is_initialized():
@@ -109,12 +107,11 @@ class NeuronBackend(Backend):
         self.dp_size = parallel_state.get_data_parallel_size()
 
     def build(self, *, document_eos: int | None = None) -> None:
-        if document_eos is not None:  # launcher.validate refuses it for Trainium jobs; this guards a hand-edited job
+        if document_eos is not None:  # llm_launch.launcher.validate refuses it for Trainium jobs; this guards a hand-edited job
             raise JobError("training.data.document_masking is not available on the Neuron backend; set false")
+        from llm_launch.train.neuron.llama import build_model
+        from llm_launch.train.schedule import build_scheduler
         from neuronx_distributed.trainer import initialize_parallel_model, initialize_parallel_optimizer
-
-        from train.neuron.llama import build_model
-        from train.schedule import build_scheduler
 
         cfg, settings = self.job.training, self.settings
         torch.manual_seed(cfg.seed)

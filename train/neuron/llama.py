@@ -4,7 +4,7 @@ Plain torch modules, independent of transformers' modeling classes, so the same 
 the transformers 4.x of the Neuron images and the 5.x used on GPU. Parameter names match the
 NxD checkpoint layout that llm-launch-convert writes (model.embed_tokens, model.layers.N.
 self_attn.qkv_proj.weight_q|k|v or weight_qkv, o_proj, mlp.gate_up_proj, down_proj, model.norm,
-lm_head). Import this module only after train.neuron.runtime.require_neuron().
+lm_head). Import this module only after llm_launch.train.neuron.runtime.require_neuron().
 
 With sequence parallelism the hidden states between layers are [seq/tp, batch, hidden] (NxD's
 convention: the embedding reduce-scatters along the sequence, column-parallel layers gather it,
@@ -16,15 +16,14 @@ from __future__ import annotations
 import math
 
 import torch
+from llm_launch.launcher.config.schema import ModelConfig
+from llm_launch.launcher.model_math import head_dim as model_head_dim
+from llm_launch.train.loss import IGNORE
 from neuronx_distributed.modules.qkv_linear import GQAQKVColumnParallelLinear
 from neuronx_distributed.parallel_layers.layers import ColumnParallelLinear, ParallelEmbedding, RowParallelLinear
 from neuronx_distributed.parallel_layers.loss_functions import parallel_cross_entropy
 from neuronx_distributed.parallel_layers.parallel_state import get_tensor_model_parallel_size
 from torch import nn
-
-from launcher.config.schema import ModelConfig
-from launcher.model_math import head_dim as model_head_dim
-from train.loss import IGNORE
 
 INIT_STD = 0.02
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from launcher.config.schema import JobConfig
-from launcher.plan import make_plan
-from launcher.topology import logical_core_config
-from train.convert.layout import default_kv_replicator, pipeline_cuts
-from train.convert.spec import layout_of_job
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import make_plan
+from llm_launch.launcher.topology import logical_core_config
+from llm_launch.train.convert.layout import default_kv_replicator, pipeline_cuts
+from llm_launch.train.convert.spec import layout_of_job
 
 DEFAULT_SEQUENTIAL_MOVE_FACTOR = 11
 PIPELINE_INPUT_NAMES = ("input_ids", "labels")
@@ -144,7 +144,7 @@ def _precision(job: JobConfig, zero1: bool) -> tuple[str, bool, bool, str]:
 
 
 def nxd_settings(job: JobConfig) -> NxdSettings:
-    """The NxD settings of a Trainium job (assumes launcher.validate accepted it)."""
+    """The NxD settings of a Trainium job (assumes llm_launch.launcher.validate accepted it)."""
     plan = make_plan(job)
     par = job.parallelism
     zero1 = par.data_parallel == "zero1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from train.errors import JobError
+from llm_launch.train.errors import JobError
 
 NEURON_IMAGE = ("the AWS Neuron training DLC (public.ecr.aws/neuron/pytorch-training-neuronx, "
                 "SDK 2.30 or earlier for NxDT), or a Trainium host with the Neuron SDK")

@@ -2,7 +2,7 @@
 
 Each backend offers problem(job) -> str | None, which imports nothing heavy (the client is looked up,
 not imported) and reaches its server with a short timeout, and start(job, plan, out_dir) -> Tracker on the
-rank that writes metrics. train.metrics.MetricsLog, which both training backends write through, calls
+rank that writes metrics. llm_launch.train.metrics.MetricsLog, which both training backends write through, calls
 them: every logged record goes to every tracker, and the run summary (metrics.json) ends each run.
 The launcher runs the same problem() checks at plan time for jobs that run here.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from launcher.config.schema import JobConfig, TrackingBackend
+from llm_launch.launcher.config.schema import JobConfig, TrackingBackend
 
 
 class Tracker(Protocol):
@@ -36,7 +36,7 @@ class Backend:
 
 
 def _backends() -> dict[TrackingBackend, Backend]:
-    from train.tracking import mlflow_tracker, tensorboard_tracker, wandb_tracker
+    from llm_launch.train.tracking import mlflow_tracker, tensorboard_tracker, wandb_tracker
 
     return {
         TrackingBackend.tensorboard: Backend(tensorboard_tracker.problem, tensorboard_tracker.start,
@@ -64,7 +64,7 @@ def start_trackers(job: JobConfig, plan: dict, out_dir: Path, *, open_runs: bool
     """Check every enabled backend, then open its run; a problem raises JobError (tracking.required) or is
     printed as a warning and that backend is left out. Called on every rank so they stop together; only the
     rank that writes metrics (open_runs) opens runs and prints warnings."""
-    from train.errors import JobError
+    from llm_launch.train.errors import JobError
 
     problems = tracking_problems(job)
     if problems and job.tracking.required:

@@ -13,8 +13,8 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from train.tracking import job_dict, numbers, reach, redact_uri
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.tracking import job_dict, numbers, reach, redact_uri
 
 EXTRA_HINT = "pip install 'llm-launch[mlflow]'"
 RUN_FILE = "mlflow_run.json"
@@ -84,7 +84,7 @@ class MlflowTracker:
         run_id = json.loads(run_file.read_text())["run_id"] if run_file.is_file() else None
         self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else (cfg.run_name or job.job_name))
         if run_id is None:
-            from launcher.jobfile import write_text_atomic
+            from llm_launch.launcher.jobfile import write_text_atomic
 
             write_text_atomic(run_file, json.dumps({"run_id": self.run.info.run_id}) + "\n")
             resolved = job_dict(job)

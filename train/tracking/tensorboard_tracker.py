@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from train.tracking import job_dict, numbers
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.train.tracking import job_dict, numbers
 
 TENSORBOARD_DIR = "tensorboard"
 

@@ -15,8 +15,8 @@ import uuid
 from importlib.util import find_spec
 from pathlib import Path
 
-from launcher.config.schema import JobConfig, WandbMode
-from train.tracking import job_dict, numbers, reach
+from llm_launch.launcher.config.schema import JobConfig, WandbMode
+from llm_launch.train.tracking import job_dict, numbers, reach
 
 EXTRA_HINT = "pip install 'llm-launch[wandb]'"
 RUN_FILE = "wandb_run.json"
@@ -76,7 +76,7 @@ class WandbTracker:
         run_file = out_dir / RUN_FILE
         run_id = json.loads(run_file.read_text())["id"] if run_file.is_file() else uuid.uuid4().hex[:12]
         if not run_file.is_file():
-            from launcher.jobfile import write_text_atomic
+            from llm_launch.launcher.jobfile import write_text_atomic
 
             write_text_atomic(run_file, json.dumps({"id": run_id}) + "\n")
         self.run = wandb.init(project=cfg.project or job.job_name, entity=cfg.entity, name=job.job_name, id=run_id,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.clusters.eks import runner as eks_runner
-from launcher.clusters.eks.checks import check_eks
-from launcher.clusters.eks.paths import CONTAINER_JOB_YAML, container_job, shared_storage
-from launcher.clusters.eks.render import render_eks
-from launcher.clusters.remote import RemoteCluster
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.eks import runner as eks_runner
+from llm_launch.launcher.clusters.eks.checks import check_eks
+from llm_launch.launcher.clusters.eks.paths import CONTAINER_JOB_YAML, container_job, shared_storage
+from llm_launch.launcher.clusters.eks.render import render_eks
+from llm_launch.launcher.clusters.remote import RemoteCluster
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
 
 
 class EksCluster(RemoteCluster):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from launcher.config.schema import JobConfig
-from launcher.problems import Findings
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.problems import Findings
 
 K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 K8S_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")

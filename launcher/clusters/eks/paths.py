@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from launcher.config.schema import JobConfig
-from launcher.render.names import rfc1035_name
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.render.names import rfc1035_name
 
 JOB_DIR = "/etc/llm-launch"
 """Where the job.yaml ConfigMap is mounted in EKS pods."""

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from launcher.clusters.eks.paths import CONTAINER_JOB_YAML, JOB_DIR, eks_name, shared_storage
-from launcher.config.schema import JobConfig
-from launcher.environment import backend_environment, is_trainium
-from launcher.jobfile import job_to_yaml, write_text_atomic
-from launcher.plan import Plan
-from launcher.render.command import TRAINIUM_PORT, node_script
-from launcher.topology import topology_of
+from llm_launch.launcher.clusters.eks.paths import CONTAINER_JOB_YAML, JOB_DIR, eks_name, shared_storage
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import backend_environment, is_trainium
+from llm_launch.launcher.jobfile import job_to_yaml, write_text_atomic
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.render.command import TRAINIUM_PORT, node_script
+from llm_launch.launcher.topology import topology_of
 
 MANIFEST_FILE = "pytorchjob.yaml"
 JOB_LABEL = "llm-launch/job"

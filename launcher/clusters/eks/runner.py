@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.clusters.eks.paths import eks_name
-from launcher.clusters.eks.render import MANIFEST_FILE
-from launcher.clusters.tools import require_tool, run_tool
-from launcher.config.schema import JobConfig
+from llm_launch.launcher.clusters.eks.paths import eks_name
+from llm_launch.launcher.clusters.eks.render import MANIFEST_FILE
+from llm_launch.launcher.clusters.tools import require_tool, run_tool
+from llm_launch.launcher.config.schema import JobConfig
 
 KUBECTL_HINT = "install kubectl and point it at the cluster (aws eks update-kubeconfig --name <cluster>)"
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"

@@ -9,13 +9,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from launcher.clusters.base import Cluster
-from launcher.clusters.local.render import render_local
-from launcher.clusters.local.run import run_local
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
-from launcher.run_lock import in_use
+from llm_launch.launcher.clusters.base import Cluster
+from llm_launch.launcher.clusters.local.render import render_local
+from llm_launch.launcher.clusters.local.run import run_local
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
+from llm_launch.launcher.run_lock import in_use
 
 
 def _absolute(path: str | None) -> str | None:

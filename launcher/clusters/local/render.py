@@ -7,10 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from launcher.jobfile import write_text_atomic
-from launcher.plan import Plan
-from launcher.tasks import entrypoint
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import SAFE_PATH_ENVIRONMENT
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.tasks import entrypoint
 
 LAUNCH_SCRIPT = "launch.sh"
 
@@ -23,7 +24,7 @@ def worker_threads(nproc: int) -> int:
 def torchrun_command(job: JobConfig, plan: Plan, job_yaml: Path) -> list[str]:
     """The torchrun invocation for one node, as an argument list."""
     return [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-P", "-m", "torch.distributed.run",
         "--standalone", f"--nproc_per_node={plan.ranks_per_node}",
         "-m", entrypoint(job.task), "--job", str(job_yaml),
     ]
@@ -38,6 +39,7 @@ def render_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> l
                       f"# Runs {shlex.quote(job.job_name)} on this machine ({plan.ranks_per_node} processes).\n"
                       "set -euo pipefail\n"
                       f"export OMP_NUM_THREADS={threads}\n"
+                      + "".join(f"export {name}={value}\n" for name, value in SAFE_PATH_ENVIRONMENT.items()) +
                       f"exec {command}\n")
     script.chmod(0o755)
     return [script]

@@ -24,13 +24,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launcher.clusters.base import RunFailed, RunnerError
-from launcher.clusters.local.render import torchrun_command, worker_threads
-from launcher.config.schema import JobConfig
-from launcher.jobfile import COMPLETE_MARKER
-from launcher.plan import Plan
-from launcher.processes import child_pids, die_with_parent
-from launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
+from llm_launch.launcher.clusters.base import RunFailed, RunnerError
+from llm_launch.launcher.clusters.local.render import torchrun_command, worker_threads
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import SAFE_PATH_ENVIRONMENT
+from llm_launch.launcher.jobfile import COMPLETE_MARKER
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.processes import child_pids, die_with_parent
+from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
 
 TRAIN_LOG = "train.log"
 JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
@@ -125,7 +126,8 @@ def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
         return done
     marker = out_dir / COMPLETE_MARKER
     marker.unlink(missing_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1",
+               **SAFE_PATH_ENVIRONMENT)
     env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir)})
     command = torchrun_command(job, plan, job_yaml)
     print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)

@@ -2,21 +2,21 @@
 
 checks.py checks the settings, paths.py holds the container paths, render.py writes the request,
 request_model.py checks it against botocore's service model, runner.py submits and manages the job.
-The container side is launcher.container.sagemaker_entry.
+The container side is llm_launch.launcher.container.sagemaker_entry.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.clusters.remote import RemoteCluster
-from launcher.clusters.sagemaker import runner as sagemaker_runner
-from launcher.clusters.sagemaker.checks import check_sagemaker
-from launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, used_channels
-from launcher.clusters.sagemaker.render import render_sagemaker
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.remote import RemoteCluster
+from llm_launch.launcher.clusters.sagemaker import runner as sagemaker_runner
+from llm_launch.launcher.clusters.sagemaker.checks import check_sagemaker
+from llm_launch.launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, used_channels
+from llm_launch.launcher.clusters.sagemaker.render import render_sagemaker
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
 
 
 class SageMakerCluster(RemoteCluster):

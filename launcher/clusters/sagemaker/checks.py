@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 
-from launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, data_channel_of
-from launcher.clusters.sagemaker.render import JOB_TAG, build_request
-from launcher.clusters.sagemaker.request_model import partition_of, request_problems, sagemaker_regions
-from launcher.config.schema import JobConfig
-from launcher.data_prep import input_paths
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, data_channel_of
+from llm_launch.launcher.clusters.sagemaker.render import JOB_TAG, build_request
+from llm_launch.launcher.clusters.sagemaker.request_model import partition_of, request_problems, sagemaker_regions
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.data_prep import input_paths
+from llm_launch.launcher.problems import Findings
 
 MAX_RUNTIME_HOURS = 28 * 24
 MAX_KEEP_ALIVE_S = 21600

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 
-from launcher.config.schema import JobConfig
-from launcher.data_prep import input_paths
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.data_prep import input_paths
 
 CODE_CHANNEL = "code"
 """Input channel that carries job.yaml into a SageMaker container."""

@@ -1,9 +1,9 @@
 """SageMaker: the CreateTrainingJob request, rendered as JSON next to job.yaml.
 
 The request is built without any AWS call, so it renders with no account. Submission
-(launcher.clusters.sagemaker.runner) gives the name a UTC-time suffix (job names are unique per account
+(llm_launch.launcher.clusters.sagemaker.runner) gives the name a UTC-time suffix (job names are unique per account
 and region), uploads job.yaml to the 'code' channel prefix, checks the request against botocore's
-service model and sends it. In the container, launcher.container.sagemaker_entry reads the hosts,
+service model and sends it. In the container, llm_launch.launcher.container.sagemaker_entry reads the hosts,
 derives node rank and master, and starts torchrun. API reference:
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
 """
@@ -14,27 +14,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-from launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, CODE_CHANNEL, used_channels
-from launcher.config.schema import JobConfig
-from launcher.environment import backend_environment
-from launcher.jobfile import write_text_atomic
-from launcher.plan import Plan
-from launcher.render.names import sagemaker_job_name
-from launcher.topology import topology_of
+from llm_launch.launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, CODE_CHANNEL, used_channels
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import backend_environment
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.render.names import sagemaker_job_name
+from llm_launch.launcher.topology import topology_of
 
 REQUEST_FILE = "sagemaker_request.json"
 NAME_SUFFIX_FORMAT = "%Y%m%d%H%M%S"
 """UTC time appended at submission, as the SageMaker SDK does: -YYYYmmddHHMMSS."""
 NAME_MAX = 63
 BASE_NAME_MAX = NAME_MAX - 1 - len("YYYYmmddHHMMSS")
-ENTRY_MODULE = "launcher.container.sagemaker_entry"
+ENTRY_MODULE = "llm_launch.launcher.container.sagemaker_entry"
 JOB_TAG = "llm-launch:job"
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"(?:^| )loss=([0-9.eE+-]+)"},
     {"Name": "train:tokens_per_s", "Regex": r"(?:^| )tokens_per_s=([0-9.eE+-]+)"},
     {"Name": "validation:loss", "Regex": r"(?:^| )val_loss=([0-9.eE+-]+)"},
 ]
-"""CloudWatch metrics scraped from the log lines train.metrics prints (key=value pairs)."""
+"""CloudWatch metrics scraped from the log lines llm_launch.train.metrics prints (key=value pairs)."""
 
 
 def base_job_name(job: JobConfig) -> str:

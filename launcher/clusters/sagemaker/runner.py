@@ -11,13 +11,18 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from launcher.aws_errors import aws_error_line, one_line
-from launcher.clusters.base import RunnerError
-from launcher.clusters.records import utc_now
-from launcher.clusters.sagemaker.render import NAME_SUFFIX_FORMAT, REQUEST_FILE, code_prefix, named_for_submission
-from launcher.clusters.sagemaker.request_model import request_errors
-from launcher.config.schema import JobConfig
-from launcher.jobfile import JOB_FILE, write_text_atomic
+from llm_launch.launcher.aws_errors import aws_error_line, one_line
+from llm_launch.launcher.clusters.base import RunnerError
+from llm_launch.launcher.clusters.records import utc_now
+from llm_launch.launcher.clusters.sagemaker.render import (
+    NAME_SUFFIX_FORMAT,
+    REQUEST_FILE,
+    code_prefix,
+    named_for_submission,
+)
+from llm_launch.launcher.clusters.sagemaker.request_model import request_errors
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.jobfile import JOB_FILE, write_text_atomic
 
 SUBMITTED_REQUEST = "sagemaker_request.{name}.json"
 """The exact request sent, kept next to the rendered one."""
@@ -42,7 +47,7 @@ def client(session, service: str, region: str):
 
 
 def _call(what: str, fn, *, where: dict[str, str] | None = None, **kwargs):
-    """One AWS call; its failures become one line saying what to do (launcher.aws_errors)."""
+    """One AWS call; its failures become one line saying what to do (llm_launch.launcher.aws_errors)."""
     try:
         return fn(**kwargs)
     except Exception as exc:

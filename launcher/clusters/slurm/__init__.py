@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from launcher.clusters.remote import RemoteCluster
-from launcher.clusters.slurm import runner as slurm_runner
-from launcher.clusters.slurm.checks import check_slurm
-from launcher.clusters.slurm.render import render_slurm
-from launcher.config.schema import JobConfig
-from launcher.plan import Plan
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.remote import RemoteCluster
+from llm_launch.launcher.clusters.slurm import runner as slurm_runner
+from llm_launch.launcher.clusters.slurm.checks import check_slurm
+from llm_launch.launcher.clusters.slurm.render import render_slurm
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.problems import Findings
 
 
 class SlurmCluster(RemoteCluster):

@@ -12,12 +12,12 @@ import math
 import re
 import shutil
 
-from launcher.clusters.slurm.state import key_values
-from launcher.clusters.slurm.times import seconds_of, slurm_time
-from launcher.clusters.tools import tool_output
-from launcher.config.schema import JobConfig
-from launcher.model_math import param_counts
-from launcher.problems import Findings
+from llm_launch.launcher.clusters.slurm.state import key_values
+from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
+from llm_launch.launcher.clusters.tools import tool_output
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.model_math import param_counts
+from llm_launch.launcher.problems import Findings
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 CHECKPOINT_BYTES_PER_PARAM = 12

@@ -21,13 +21,20 @@ import shlex
 import sys
 from pathlib import Path
 
-from launcher.config.schema import JobConfig
-from launcher.environment import backend_environment
-from launcher.jobfile import write_text_atomic
-from launcher.plan import Plan
-from launcher.render.command import TORCHRUN, ShellExpr, node_script, rendezvous_port, shell_command, shell_exports
-from launcher.render.names import slurm_job_name
-from launcher.topology import topology_of
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.environment import backend_environment
+from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.plan import Plan
+from llm_launch.launcher.render.command import (
+    TORCHRUN,
+    ShellExpr,
+    node_script,
+    rendezvous_port,
+    shell_command,
+    shell_exports,
+)
+from llm_launch.launcher.render.names import slurm_job_name
+from llm_launch.launcher.topology import topology_of
 
 SCRIPT_FILE = "launch.sbatch"
 LOG_PATTERN = "slurm-%j.out"

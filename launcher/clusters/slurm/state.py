@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from launcher.clusters.base import RunnerError
-from launcher.clusters.tools import tool_output
+from llm_launch.launcher.clusters.base import RunnerError
+from llm_launch.launcher.clusters.tools import tool_output
 
 ENDED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                    "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})

@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from launcher.clusters import cluster_of
-from launcher.config.schema import JobConfig
-from launcher.jobfile import JOB_FILE, write_job
-from launcher.validate import validate
+from llm_launch.launcher.clusters import cluster_of
+from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.jobfile import JOB_FILE, write_job
+from llm_launch.launcher.validate import validate
 
 
 def _render_job(job: JobConfig, out_dir: Path | None = None) -> tuple[JobConfig, list[Path]]:

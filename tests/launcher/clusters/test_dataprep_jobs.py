@@ -7,9 +7,8 @@ import json
 
 import pytest
 import yaml
-
-from launcher.clusters import CLUSTERS
-from launcher.render.command import launch_steps
+from llm_launch.launcher.clusters import CLUSTERS
+from llm_launch.launcher.render.command import launch_steps
 
 CHANNEL_SOURCE = ("data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]",
                   "data_prep.tokenizer_path=/opt/ml/input/data/tokenizer",
@@ -24,11 +23,11 @@ def test_a_prepare_job_renders_the_dataprep_entrypoint_without_precompile(kind, 
     overrides += list(CHANNEL_SOURCE) if kind == "sagemaker" else []
     job, files = render_job(job_for(*overrides), tmp_path)
     (step,) = launch_steps(job, "job.yaml")  # what each node runs (SageMaker's entry script builds it there)
-    assert step[0] == "torchrun" and step[step.index("-m") + 1] == "dataprep.prepare"
+    assert step[0] == "torchrun" and step[step.index("-m") + 1] == "llm_launch.dataprep.prepare"
     text = "\n".join(path.read_text(encoding="utf-8") for path in files)
     assert "neuron_parallel_compile" not in text and "--precompile" not in text
     if kind != "sagemaker":
-        assert "dataprep.prepare" in text
+        assert "llm_launch.dataprep.prepare" in text
     written = yaml.safe_load(files[0].read_text(encoding="utf-8"))
     assert written["task"] == "prepare"
     if kind == "sagemaker":  # the sources' and the tokenizer's channels travel with the job
@@ -40,11 +39,11 @@ def test_a_prepare_job_renders_the_dataprep_entrypoint_without_precompile(kind, 
 def test_a_training_job_on_trainium_is_precompiled(job_for, render_job, tmp_path):
     _, files = render_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "neuron.precompile=true"), tmp_path)
     script = next(p for p in files if p.suffix == ".sbatch").read_text(encoding="utf-8")
-    assert "neuron_parallel_compile" in script and "train.cpt" in script
+    assert "neuron_parallel_compile" in script and "llm_launch.train.cpt" in script
 
 
 def test_a_sagemaker_prepare_job_names_an_undefined_source_channel(job_for):
-    from launcher.validate import validate
+    from llm_launch.launcher.validate import validate
 
     findings, _ = validate(job_for("recipe=prepare_sample", "cluster=sagemaker", "instance=ml.trn1.32xlarge",
                                    "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]"))

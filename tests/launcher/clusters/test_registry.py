@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
-from launcher import PROJECT_ROOT
-from launcher.clusters import CLUSTERS
-from launcher.config import schema
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.clusters import CLUSTERS
+from llm_launch.launcher.config import schema
 
 CLUSTER_CONFIGS = sorted((PROJECT_ROOT / "conf" / "cluster").glob("*.yaml"))
 

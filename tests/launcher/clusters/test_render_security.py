@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from launcher import PROJECT_ROOT
-from launcher.clusters import cluster_of
-from launcher.clusters.eks.render import manifests
-from launcher.clusters.slurm.render import sbatch_script
-from launcher.jobfile import write_job
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.clusters import cluster_of
+from llm_launch.launcher.clusters.eks.render import manifests
+from llm_launch.launcher.clusters.slurm.render import sbatch_script
+from llm_launch.launcher.jobfile import write_job
 
 HOSTILE = ['x"; rm -rf / #', "$(touch {canary})", "`touch {canary}`", "a\nb; touch {canary}", "'; touch {canary}; '",
            "${{HOME}} $PATH", "--job=/etc/passwd"]
@@ -97,7 +96,7 @@ SECRET_ENV = {"HF_TOKEN": "hf_FAKEtoken1234567890secret", "AWS_SECRET_ACCESS_KEY
 def test_no_secret_in_rendered_files_or_output(tmp_path, cluster):
     out = tmp_path / "out"
     env = dict(os.environ, **SECRET_ENV)
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "recipe=llama3_8b_cpt_trn1", f"cluster={cluster}",
+    done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama3_8b_cpt_trn1", f"cluster={cluster}",
                            "action=render", f"output_dir={out}", "cluster.eks.hf_token_secret=hf-token"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from llm_launch.launcher.config.schema import AcceleratorKind, InstanceConfig
 from omegaconf import OmegaConf
-
-from launcher.config.schema import AcceleratorKind, InstanceConfig
 
 CATALOG_DIR = Path(__file__).resolve().parents[3] / "conf" / "instance"
 CATALOG_FILES = sorted(CATALOG_DIR.glob("*.yaml"))

@@ -1,6 +1,6 @@
 """The schema as Hydra composes it: free-form mappings take keys the way users write them."""
 
-from launcher.compose_errors import COMPOSITION_ERRORS
+from llm_launch.launcher.compose_errors import COMPOSITION_ERRORS
 
 
 def test_tags_and_channels_take_a_whole_mapping_or_one_key(job_for):

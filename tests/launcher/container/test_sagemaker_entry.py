@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
-from launcher.clusters.sagemaker.paths import container_job
-from launcher.container.sagemaker_entry import HostsError, node_place, node_steps, read_hosts
-from launcher.jobfile import write_job
+from llm_launch.launcher.clusters.sagemaker.paths import container_job
+from llm_launch.launcher.container.sagemaker_entry import HostsError, node_place, node_steps, read_hosts
+from llm_launch.launcher.jobfile import write_job
 
 TEXT_SORTED = sorted(f"algo-{i}" for i in range(1, 13))  # algo-1, algo-10, algo-11, algo-12, algo-2, ...
 
@@ -41,7 +40,7 @@ def test_steps_of_a_trainium_node_with_precompile(job_for, tmp_path):
     env = {"SM_HOSTS": json.dumps(["algo-1", "algo-2", "algo-3", "algo-4"]), "SM_CURRENT_HOST": "algo-3"}
     precompile, train = node_steps(job_yaml, env)
     assert train == ["torchrun", "--nnodes=4", "--nproc_per_node=32", "--node_rank=2", "--master_addr=algo-1",
-                     "--master_port=41000", "-m", "train.cpt", "--job", job_yaml]
+                     "--master_port=41000", "-m", "llm_launch.train.cpt", "--job", job_yaml]
     assert precompile == ["neuron_parallel_compile", *train, "--precompile"]
     with pytest.raises(HostsError, match="trainer.num_nodes=4"):
         node_steps(job_yaml, {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"})
@@ -52,7 +51,7 @@ def test_dry_run_from_the_command_line(job_for, tmp_path):
                                 "trainer.num_nodes=12"))
     job_yaml = str(write_job(job, tmp_path / "job.yaml"))
     env = {"SM_HOSTS": json.dumps(TEXT_SORTED), "SM_CURRENT_HOST": "algo-11", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "launcher.container.sagemaker_entry", "--job", job_yaml,
+    done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.container.sagemaker_entry", "--job", job_yaml,
                            "--dry-run"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     (train,) = json.loads(done.stdout)

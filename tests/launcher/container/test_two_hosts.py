@@ -1,6 +1,6 @@
 """A real two-node SageMaker job on one machine: two hosts, each with its own /opt/ml (two_hosts.py).
 
-Each run is `python -m launcher.container.sagemaker_entry` on algo-1 and algo-2 with a 2-host resource
+Each run is `python -m llm_launch.launcher.container.sagemaker_entry` on algo-1 and algo-2 with a 2-host resource
 config: two torchrun agents (--nnodes=2, one process each) training the tiny Llama from JSONL. The
 uninterrupted reference runs with checkpoints, model output and pack folder on one folder both hosts
 share; the others keep everything on each host's own disk, as SageMaker does, and must match it bit
@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, MODEL_DIR, PACK_DIR, container_job
 from safetensors.torch import load_file
-
-from launcher import PROJECT_ROOT
-from launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, MODEL_DIR, PACK_DIR, container_job
 
 sys.path.insert(0, str(Path(__file__).parent))
 from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
@@ -106,7 +105,7 @@ def test_on_a_shared_folder_one_copy_is_packed_and_checkpoints_hold_every_shard(
 
 
 def test_private_hosts_killed_synced_and_resumed_match_the_uninterrupted_run(reference, cpt_files, tmp_path):
-    from train.gpu.export import model_from_checkpoint
+    from llm_launch.train.gpu.export import model_from_checkpoint
 
     job = two_node_job(tmp_path, "tiny_llama_cpt")
     first = TwoHosts(tmp_path / "first")
@@ -188,5 +187,5 @@ def test_nodes_that_see_different_data_stop_with_one_line(cpt_files, tmp_path):
     codes = hosts.wait()
     assert codes["algo-1"] != 0 and codes["algo-2"] != 0
     errors = [line for h in HOSTS for line in hosts.log(h).splitlines() if "nodes see different data" in line]
-    assert errors and errors[0].startswith("train.cpt: nodes see different data in "), hosts.logs()
+    assert errors and errors[0].startswith("llm_launch.train.cpt: nodes see different data in "), hosts.logs()
     assert "ranks [0] read" in errors[0] and "ranks [1] read" in errors[0]

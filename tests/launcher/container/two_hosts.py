@@ -3,7 +3,7 @@
 Each host is `unshare -m` (a mount namespace of its own) with its host folder bind-mounted over
 /opt/ml and a hosts file naming algo-1 and algo-2 over /etc/hosts, then SageMaker's contract:
 /opt/ml/input/config/resourceconfig.json, the data channels under /opt/ml/input/data and
-`python -m launcher.container.sagemaker_entry --job /opt/ml/input/data/code/job.yaml`.
+`python -m llm_launch.launcher.container.sagemaker_entry --job /opt/ml/input/data/code/job.yaml`.
 Nothing of one host is visible to the other unless a folder is bind-mounted into both
 (shared=True: checkpoints, model output and pack folder on one shared folder, as on FSx).
 Needs root (mount namespaces); the tests skip with the reason where that is missing.
@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.clusters.sagemaker.paths import PACK_DIR
-from launcher.jobfile import write_job
+from llm_launch.launcher.clusters.sagemaker.paths import PACK_DIR
+from llm_launch.launcher.jobfile import write_job
 
 HOSTS = ("algo-1", "algo-2")
 CODE = "/opt/ml/input/data/code/job.yaml"
@@ -96,7 +96,7 @@ class TwoHosts:
                  f"mount --bind {q(str(self.hosts_file))} /etc/hosts"]
         if self.shared:
             lines += [f"mount --bind {q(str(self.root / 'shared' / m))} /opt/ml/{m}" for m in SHARED_MOUNTS]
-        lines.append(f"exec {q(sys.executable)} -m launcher.container.sagemaker_entry --job {CODE}")
+        lines.append(f"exec {q(sys.executable)} -m llm_launch.launcher.container.sagemaker_entry --job {CODE}")
         script = self.root / f"{name}.sh"
         script.write_text("set -e\n" + "\n".join(lines) + "\n")
         return script

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
+from llm_launch.train.convert.cli import main
 from transformers import LlamaConfig, LlamaForCausalLM
-
-from train.convert.cli import main
 
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=8,
             num_key_value_heads=2, max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-5,

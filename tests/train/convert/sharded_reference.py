@@ -9,8 +9,7 @@ rank attends with its own query heads against its own (possibly replicated) KV h
 from __future__ import annotations
 
 import torch
-
-from train.convert.layout import ModelShape, ShardLayout, pp_rank_of_layer
+from llm_launch.train.convert.layout import ModelShape, ShardLayout, pp_rank_of_layer
 
 
 def _rms(x, weight, eps):

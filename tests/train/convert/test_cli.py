@@ -9,11 +9,10 @@ import sys
 import pytest
 import torch
 from convert_helpers import convert, tiny_model
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.convert.layout import nxd_shard_name
+from llm_launch.train.convert.nxd import KV_ORDER
 from safetensors.torch import load_file, save_file
-
-from launcher import PROJECT_ROOT
-from train.convert.layout import nxd_shard_name
-from train.convert.nxd import KV_ORDER
 
 
 def test_refuses_to_overwrite_and_force_replaces(tiny_hf, tmp_path, capsys):
@@ -40,7 +39,7 @@ def test_every_shape_mismatch_is_named_before_anything_is_written(tiny_hf, tmp_p
     del state["model.norm.weight"]
     save_file(state, bad / "model.safetensors")
     (bad / "config.json").write_text((folder / "config.json").read_text())
-    proc = subprocess.run([sys.executable, "-m", "train.convert", "hf-to-nxd", "-i", str(bad), "-o",
+    proc = subprocess.run([sys.executable, "-m", "llm_launch.train.convert", "hf-to-nxd", "-i", str(bad), "-o",
                            str(tmp_path / "out"), "--tp", "2"], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -70,8 +69,8 @@ def test_nxd_to_hf_names_wrong_layout_flags(tiny_hf, tmp_path, capsys):
 
 
 def test_model_group_and_job_sources(tmp_path):
-    from train.convert.spec import model_group, shape_of_model
-    from train.model import hf_config
+    from llm_launch.train.convert.spec import model_group, shape_of_model
+    from llm_launch.train.model import hf_config
 
     spec = model_group("tiny_llama")
     torch.manual_seed(0)
@@ -102,7 +101,7 @@ def test_tied_embeddings_round_trip(tmp_path):
 
 
 def test_console_script_help_documents_model_sources():
-    proc = subprocess.run([sys.executable, "-m", "train.convert", "hf-to-nxd", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "llm_launch.train.convert", "hf-to-nxd", "--help"], capture_output=True,
                           text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 0
     for text in ("--job", "--model", "--config", "--kv-replicator", "--hw", "--fused-qkv", "--force"):
@@ -156,7 +155,7 @@ def test_threads_writing_into_several_files_give_the_same_tensors(tiny_hf, tmp_p
 
 
 def test_nxd_to_hf_default_gives_each_thread_a_file_for_models_over_a_gib():
-    from train.convert.cli import threaded_shard_bytes
+    from llm_launch.train.convert.cli import threaded_shard_bytes
 
     gib = 1024 ** 3
     assert threaded_shard_bytes(int(2.2e9), 2) == int(1.1e9)  # the 1.1 B bf16 model: about a file per thread

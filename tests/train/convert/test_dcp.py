@@ -6,9 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from convert_helpers import convert, tiny_model
+from llm_launch.train.gpu.checkpoint import save_checkpoint
 from safetensors.torch import load_file
-
-from train.gpu.checkpoint import save_checkpoint
 
 
 def _engine_checkpoint(root, model):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from train.convert.filecopy import FileRange, RangeCopier
+from llm_launch.train.convert.filecopy import FileRange, RangeCopier
 
 
 def _source(folder: Path, size: int = 3 * 2**20 + 123) -> tuple[Path, bytes]:

@@ -10,11 +10,10 @@ import zipfile
 import pytest
 import torch
 from convert_helpers import convert
+from llm_launch.train.convert.layout import ModelShape, ShardLayout, default_kv_replicator, nxd_shard_name
 from safetensors.torch import load_file
 from sharded_reference import sharded_logits
 from transformers import AutoModelForCausalLM
-
-from train.convert.layout import ModelShape, ShardLayout, default_kv_replicator, nxd_shard_name
 
 SHAPE = ModelShape(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=4, num_heads=8,
                    num_kv_heads=2, head_dim=8)

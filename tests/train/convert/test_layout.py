@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 from convert_helpers import convert
-
-from train.convert.layout import (
+from llm_launch.train.convert.layout import (
     ModelShape,
     ShardLayout,
     kv_heads_of_rank,

@@ -10,14 +10,13 @@ import os
 import pytest
 import torch
 from convert_helpers import convert
+from llm_launch.train.convert.filecopy import RangeCopier
+from llm_launch.train.convert.hf_io import SafetensorsReader
+from llm_launch.train.convert.layout import ModelShape, ShardLayout, nxd_shard_name
+from llm_launch.train.convert.mapping import hf_shapes
+from llm_launch.train.convert.nxd import hf_to_nxd, nxd_to_hf
+from llm_launch.train.convert.nxd_archive import open_shards
 from safetensors.torch import load_file
-
-from train.convert.filecopy import RangeCopier
-from train.convert.hf_io import SafetensorsReader
-from train.convert.layout import ModelShape, ShardLayout, nxd_shard_name
-from train.convert.mapping import hf_shapes
-from train.convert.nxd import hf_to_nxd, nxd_to_hf
-from train.convert.nxd_archive import open_shards
 
 SHAPE = ModelShape(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=4, num_heads=8,
                    num_kv_heads=2, head_dim=8)
@@ -96,7 +95,7 @@ def test_nxd_to_hf_reads_shards_torch_save_wrote_with_views_and_a_wrapper(tiny_h
 def test_rows_assembled_a_block_at_a_time_give_the_same_output(tiny_hf, tmp_path, monkeypatch):
     """Column slices and casts are copied and written a block of rows at a time; a block smaller than a
     row, and one that ends mid-tensor, must still give every byte."""
-    import train.convert.pages as pages
+    import llm_launch.train.convert.pages as pages
 
     folder, _ = tiny_hf
     for name, block in (("whole", 2**20), ("blocks", 100)):
@@ -111,7 +110,7 @@ def test_rows_assembled_a_block_at_a_time_give_the_same_output(tiny_hf, tmp_path
 
 
 def test_a_shard_archive_that_cannot_be_written_fails_the_conversion_cleanly(tiny_hf, tmp_path, monkeypatch, capsys):
-    import train.convert.nxd_archive as archive
+    import llm_launch.train.convert.nxd_archive as archive
 
     real = archive.write_skeleton
 
@@ -133,7 +132,7 @@ def test_archives_laid_out_alike_share_their_offsets_and_others_do_not(tmp_path,
     """The TP ranks of a stage hold the same tensors: their archives' offsets are read once. An archive whose
     entries sit elsewhere (with 64-byte records, a much longer file name moves every header) is read on its
     own; every offset handed out is the one torch.load finds."""
-    import train.convert.nxd_archive as archive
+    import llm_launch.train.convert.nxd_archive as archive
 
     monkeypatch.setattr(archive, "RECORD_ALIGNMENT", alignment)
     write_skeleton = archive.write_skeleton

@@ -1,10 +1,9 @@
 """Preference data: records validated and counted, pairs tokenized and read back."""
 
 import pytest
-
-from launcher import PROJECT_ROOT
-from train.data.dpo import BadPair, PreferenceDataset, encode_pair, prepare_dpo, validate_pair
-from train.data.sft import load_hf_tokenizer
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.data.dpo import BadPair, PreferenceDataset, encode_pair, prepare_dpo, validate_pair
+from llm_launch.train.data.sft import load_hf_tokenizer
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
-from train.data.loader import StepBatches
-from train.data.packed import PackedDataset, write_packed
-from train.errors import JobError
+from llm_launch.train.data.loader import StepBatches
+from llm_launch.train.data.packed import PackedDataset, write_packed
+from llm_launch.train.errors import JobError
 
 
 @pytest.fixture()

@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-
-from train.data.packed import INDEX_FILE, PackedDataset, token_dtype, write_packed
+from llm_launch.train.data.packed import INDEX_FILE, PackedDataset, token_dtype, write_packed
 
 
 def _docs(seed: int, count: int, vocab: int) -> list[list[int]]:
@@ -59,7 +58,7 @@ def test_rejects_foreign_folder_and_bad_rows(tmp_path):
 
 
 def test_vectorised_packing_matches_the_row_packer():
-    from train.data.packed import RowPacker, pack_documents
+    from llm_launch.train.data.packed import RowPacker, pack_documents
 
     docs = _docs(5, 120, 2048)
     packer = RowPacker(16, 1)
@@ -82,7 +81,7 @@ def _edit_index(path, change):
 
 
 def test_index_records_each_shards_size_and_sampled_hash(tmp_path):
-    from train.file_check import sampled_sha256
+    from llm_launch.train.file_check import sampled_sha256
 
     path = _dataset(tmp_path, rows_per_shard=50)
     for shard in json.loads((path / INDEX_FILE).read_text())["shards"]:
@@ -91,7 +90,7 @@ def test_index_records_each_shards_size_and_sampled_hash(tmp_path):
 
 
 def test_truncated_shard_is_named_at_open(tmp_path):
-    from train.data.packed import PackedDataError
+    from llm_launch.train.data.packed import PackedDataError
 
     path = _dataset(tmp_path)
     shard = path / "shard_00000.bin"
@@ -102,7 +101,7 @@ def test_truncated_shard_is_named_at_open(tmp_path):
 
 @pytest.mark.parametrize(("delta", "word"), [(1, "truncated"), (-1, "longer than the index says")])
 def test_index_claiming_more_or_fewer_rows_than_the_file_holds_is_refused(tmp_path, delta, word):
-    from train.data.packed import PackedDataError
+    from llm_launch.train.data.packed import PackedDataError
 
     path = _dataset(tmp_path)
 
@@ -115,7 +114,7 @@ def test_index_claiming_more_or_fewer_rows_than_the_file_holds_is_refused(tmp_pa
 
 
 def test_index_row_total_must_match_its_shards(tmp_path):
-    from train.data.packed import PackedDataError
+    from llm_launch.train.data.packed import PackedDataError
 
     path = _dataset(tmp_path)
     _edit_index(path, lambda index: index.__setitem__("num_rows", index["num_rows"] + 3))
@@ -124,7 +123,7 @@ def test_index_row_total_must_match_its_shards(tmp_path):
 
 
 def test_a_rewritten_shard_fails_its_checksum_and_old_indexes_still_open(tmp_path):
-    from train.data.packed import PackedDataError
+    from llm_launch.train.data.packed import PackedDataError
 
     path = _dataset(tmp_path)
     shard = path / "shard_00000.bin"
@@ -138,7 +137,7 @@ def test_a_rewritten_shard_fails_its_checksum_and_old_indexes_still_open(tmp_pat
 
 
 def test_missing_shard_and_unreadable_index_are_named(tmp_path):
-    from train.data.packed import PackedDataError
+    from llm_launch.train.data.packed import PackedDataError
 
     path = _dataset(tmp_path)
     (path / "shard_00000.bin").unlink()
@@ -150,7 +149,7 @@ def test_missing_shard_and_unreadable_index_are_named(tmp_path):
 
 
 def test_one_long_document_packs_like_many_short_ones(tmp_path):
-    from train.data.packed import RowPacker
+    from llm_launch.train.data.packed import RowPacker
 
     long_doc = list(range(5, 1005))
     packer = RowPacker(seq_len=16, eos_id=1)

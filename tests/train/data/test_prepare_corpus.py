@@ -3,10 +3,9 @@
 import json
 
 import pytest
-
-from launcher import PROJECT_ROOT
-from train.data.packed import INDEX_FILE, PackedDataset
-from train.data.prepare import prepare_corpus
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.data.packed import INDEX_FILE, PackedDataset
+from llm_launch.train.data.prepare import prepare_corpus
 
 TOKENIZER = PROJECT_ROOT / "data" / "sample" / "tokenizer"
 
@@ -47,7 +46,7 @@ def test_text_corpus_with_invalid_utf8_names_its_line(tmp_path):
 
 
 def test_sft_corpus_skips_bad_lines_and_says_where(tmp_path, capsys):
-    from train.data.sft import prepare_sft
+    from llm_launch.train.data.sft import prepare_sft
 
     good = (PROJECT_ROOT / "data" / "sample" / "sft" / "train.jsonl").read_bytes().splitlines(keepends=True)[:10]
     corpus = tmp_path / "s.jsonl"

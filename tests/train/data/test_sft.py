@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-
-from launcher import PROJECT_ROOT
-from train.data.packed import PackedDataset
-from train.data.sft import BadRecord, SftPacker, encode_sft_example, load_hf_tokenizer, prepare_sft
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.train.data.packed import PackedDataset
+from llm_launch.train.data.sft import BadRecord, SftPacker, encode_sft_example, load_hf_tokenizer, prepare_sft
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 CHATML = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -122,7 +121,7 @@ def test_prepare_sft_writes_masked_shards_and_counts_bad_records(tmp_path, token
 
 
 def test_row_mask_is_none_for_pretraining_data(tmp_path):
-    from train.data.packed import write_packed
+    from llm_launch.train.data.packed import write_packed
 
     write_packed(tmp_path / "ds", [[5, 6, 7]] * 10, seq_len=4, eos_id=1, vocab_size=100)
     dataset = PackedDataset.open(tmp_path / "ds")

@@ -5,15 +5,14 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
     """A seeded tiny Llama saved as a Hugging Face folder with the sample tokenizer: (folder, its state dict)."""
-    from launcher.config.schema import ModelConfig
-    from train.model import build_model
+    from llm_launch.launcher.config.schema import ModelConfig
+    from llm_launch.train.model import build_model
 
     folder = tmp_path_factory.mktemp("base")
     model = build_model(ModelConfig(name="tiny_llama", vocab_size=2048, hidden_size=256, intermediate_size=1024,

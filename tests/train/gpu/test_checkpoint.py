@@ -7,11 +7,10 @@ import boto3
 import pytest
 import torch
 import torch.distributed as dist
-
-from train.errors import JobError
-from train.gpu import checkpoint
-from train.gpu.checkpoint import find_latest, load_checkpoint, resume_from, save_checkpoint
-from train.gpu.checkpoint_store import open_store
+from llm_launch.train.errors import JobError
+from llm_launch.train.gpu import checkpoint
+from llm_launch.train.gpu.checkpoint import find_latest, load_checkpoint, resume_from, save_checkpoint
+from llm_launch.train.gpu.checkpoint_store import open_store
 
 REGION = "us-west-2"
 
@@ -85,7 +84,7 @@ def _shard(folder):
 
 
 def test_every_written_file_is_recorded_and_checked(single_rank_group, tmp_path):
-    from train.checkpoint_integrity import checkpoint_problem
+    from llm_launch.train.checkpoint_integrity import checkpoint_problem
 
     _, _, third = _three_checkpoints(tmp_path)
     files = json.loads((third / "trainer_state.json").read_text())["files"]
@@ -123,8 +122,8 @@ def test_latest_naming_a_missing_folder_says_so_and_none_left_refuses(single_ran
 
 
 def test_a_prune_killed_half_way_leaves_nothing_that_counts(single_rank_group, tmp_path, monkeypatch):
-    from train import checkpoint_integrity
-    from train.checkpoint_integrity import prune, resume_point
+    from llm_launch.train import checkpoint_integrity
+    from llm_launch.train.checkpoint_integrity import prune, resume_point
 
     first, second, third = _three_checkpoints(tmp_path)
 
@@ -144,7 +143,7 @@ def test_a_prune_killed_half_way_leaves_nothing_that_counts(single_rank_group, t
 
 
 def test_a_checkpoint_pruned_half_way_by_an_older_version_is_not_complete(single_rank_group, tmp_path):
-    from train.checkpoint_integrity import checkpoint_problem
+    from llm_launch.train.checkpoint_integrity import checkpoint_problem
 
     _, second, _ = _three_checkpoints(tmp_path)
     state = json.loads((second / "trainer_state.json").read_text())
@@ -167,7 +166,7 @@ def test_an_unloadable_checkpoint_ends_in_one_line(single_rank_group, tmp_path):
 def test_disk_full_is_recognised_in_the_errors_torch_raises(tmp_path):
     import errno
 
-    from train.gpu.checkpoint import _disk_full
+    from llm_launch.train.gpu.checkpoint import _disk_full
 
     zip_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1664 vs 1558")
     assert _disk_full(zip_error, tmp_path)

@@ -11,8 +11,7 @@ import math
 
 import pytest
 import torch
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 DPO = ["recipe=tiny_llama_dpo", "training.eval_every_n_steps=0", "training.log_every_n_steps=1"]
@@ -25,11 +24,10 @@ def base_folder(base_model):
 
 def base_logps_of_step(run_dir, base_folder, step: int) -> dict[str, float]:
     """Mean response log-probabilities of the global batch of a step under the base model (transformers, fp32)."""
+    from llm_launch.launcher.jobfile import read_job
+    from llm_launch.train.data.dpo import PairRows, PreferenceDataset
+    from llm_launch.train.data.loader import StepBatches
     from transformers import AutoModelForCausalLM
-
-    from launcher.jobfile import read_job
-    from train.data.dpo import PairRows, PreferenceDataset
-    from train.data.loader import StepBatches
 
     job = read_job(run_dir / "job.yaml")
     cfg = job.training

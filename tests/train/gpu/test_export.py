@@ -15,11 +15,10 @@ def trained(tmp_path_factory, launch):
 
 
 def test_exported_weights_and_logits_equal_the_checkpoint(trained):
+    from llm_launch.launcher.jobfile import read_job
+    from llm_launch.train.gpu.export import model_from_checkpoint
+    from llm_launch.train.gpu.stage import CausalLMStage
     from transformers import AutoModelForCausalLM
-
-    from launcher.jobfile import read_job
-    from train.gpu.export import model_from_checkpoint
-    from train.gpu.stage import CausalLMStage
 
     job = read_job(trained / "job.yaml")
     exported = AutoModelForCausalLM.from_pretrained(trained / "hf_model").eval()
@@ -35,10 +34,9 @@ def test_exported_weights_and_logits_equal_the_checkpoint(trained):
 
 @pytest.mark.parametrize("layout", [["parallelism.tp=2"], ["parallelism=ddp"]], ids=["tp2", "ddp2"])
 def test_a_new_run_continues_from_the_export(layout, trained, tmp_path, launch, records):
+    from llm_launch.train.data.loader import StepBatches
+    from llm_launch.train.data.packed import PackedDataset
     from transformers import AutoModelForCausalLM
-
-    from train.data.loader import StepBatches
-    from train.data.packed import PackedDataset
 
     result = launch(tmp_path, "training.max_steps=1", f"model.pretrained_path={trained / 'hf_model'}", *layout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -7,10 +7,9 @@ fixture that tests/launcher/test_memory_calibration.py compares the estimate wit
 from __future__ import annotations
 
 import pytest
-
-from launcher.model_math import param_counts
-from launcher.plan import make_plan
-from train.gpu.memory_trace import trace_step
+from llm_launch.launcher.model_math import param_counts
+from llm_launch.launcher.plan import make_plan
+from llm_launch.train.gpu.memory_trace import trace_step
 
 FSDP4 = ("parallelism=fsdp", "trainer.nproc_per_node=4", "training.global_batch_size=16", "training.micro_batch_size=2")
 """The default tiny job on four ranks under FSDP2, two micro-batches of 2 rows per rank per step."""

@@ -1,10 +1,9 @@
 """The engine's stage forward: the Hugging Face model's computation, and document masking in packed rows."""
 
 import torch
-
-from launcher.config.schema import ModelConfig
-from train.gpu.stage import CausalLMStage, build_stages, document_positions_and_mask
-from train.model import build_model
+from llm_launch.launcher.config.schema import ModelConfig
+from llm_launch.train.gpu.stage import CausalLMStage, build_stages, document_positions_and_mask
+from llm_launch.train.model import build_model
 
 TINY = ModelConfig(name="t", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=4, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=128)

@@ -17,12 +17,11 @@ import torch.distributed as dist  # noqa: E402
 
 
 def forward(hf_dir: str, nxd_dir: str, tp: int, kv_replicator: int, out: str) -> None:
+    from llm_launch.train.convert.layout import nxd_shard_name
+    from llm_launch.train.convert.spec import model_group
+    from llm_launch.train.neuron.llama import build_model
     from neuronx_distributed.parallel_layers import parallel_state
     from transformers import AutoModelForCausalLM
-
-    from train.convert.layout import nxd_shard_name
-    from train.convert.spec import model_group
-    from train.neuron.llama import build_model
 
     dist.init_process_group("gloo")
     parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp)

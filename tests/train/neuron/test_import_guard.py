@@ -8,9 +8,8 @@ import sys
 
 import pytest
 from composed_job import recipe_job
-
-from launcher import PROJECT_ROOT
-from launcher.jobfile import write_job
+from llm_launch.launcher import PROJECT_ROOT
+from llm_launch.launcher.jobfile import write_job
 
 
 def _has(module: str) -> bool:
@@ -26,8 +25,9 @@ needs_no_neuron = pytest.mark.skipif(_has("neuronx_distributed") or _has("torch_
 
 
 def test_backend_modules_import_without_nxd():
-    for name in ("train.neuron", "train.neuron.backend", "train.neuron.nxd_config", "train.neuron.runtime",
-                 "train.trainer", "train.backend", "train.eval"):
+    for name in ("llm_launch.train.neuron", "llm_launch.train.neuron.backend", "llm_launch.train.neuron.nxd_config",
+                 "llm_launch.train.neuron.runtime", "llm_launch.train.trainer", "llm_launch.train.backend",
+                 "llm_launch.train.eval"):
         importlib.import_module(name)
 
 
@@ -36,7 +36,7 @@ def test_backend_modules_import_without_nxd():
 def test_trainium_job_stops_with_one_line(tmp_path, extra):
     job = recipe_job("llama3_8b_cpt_trn1", output_dir=tmp_path)
     path = write_job(job, tmp_path / "job.yaml")
-    proc = subprocess.run([sys.executable, "-m", "train.cpt", "--job", str(path), *extra], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "llm_launch.train.cpt", "--job", str(path), *extra], capture_output=True,
                           text=True, cwd=PROJECT_ROOT)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -50,7 +50,7 @@ def test_trainium_job_stops_with_one_line(tmp_path, extra):
 def test_precompile_is_rejected_on_cpu_jobs(tmp_path):
     job = recipe_job("tiny_llama_cpt", output_dir=tmp_path)
     path = write_job(job, tmp_path / "job.yaml")
-    proc = subprocess.run([sys.executable, "-m", "train.cpt", "--job", str(path), "--precompile"],
+    proc = subprocess.run([sys.executable, "-m", "llm_launch.train.cpt", "--job", str(path), "--precompile"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "--precompile is for Trainium jobs" in proc.stderr

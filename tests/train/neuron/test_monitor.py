@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from launcher.config.schema import AcceleratorKind, JobConfig
-from train.errors import JobError
-from train.metrics import MetricsLog
-from train.neuron.monitor import device_figures, monitor_config
+from llm_launch.launcher.config.schema import AcceleratorKind, JobConfig
+from llm_launch.train.errors import JobError
+from llm_launch.train.metrics import MetricsLog
+from llm_launch.train.neuron.monitor import device_figures, monitor_config
 
 REPORT = Path(__file__).parent / "fixtures" / "neuron_monitor_report.json"
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
-from launcher import PROJECT_ROOT
+from llm_launch.launcher import PROJECT_ROOT
 
 NXD_SRC = os.environ.get("NXD_SRC")
 TOOLS = os.environ.get("NXD_CPU_TOOLS", "/work/shared/tools/nxd-cpu")
@@ -58,7 +57,7 @@ def _env():
 
 
 def _ours(hf, out, tp, pp, m, hw, fused):
-    cmd = [sys.executable, "-m", "train.convert", "hf-to-nxd", "-i", str(hf), "-o", str(out), "--tp", str(tp), "--pp",
+    cmd = [sys.executable, "-m", "llm_launch.train.convert", "hf-to-nxd", "-i", str(hf), "-o", str(out), "--tp", str(tp), "--pp",
            str(pp), "--kv-replicator", str(m), "--hw", hw, "--fused-qkv" if fused else "--no-fused-qkv",
            "--no-progress"]
     subprocess.run(cmd, check=True, cwd=PROJECT_ROOT, capture_output=True)
@@ -144,7 +143,7 @@ NO_TRACE_FROM_US = f'File "{PROJECT_ROOT / "train"}'
 
 
 def _render(out: Path, *overrides: str) -> Path:
-    cmd = [sys.executable, "-m", "launcher.cli", "action=render", f"output_dir={out}", *TRN1_ON_CPU, *overrides]
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "action=render", f"output_dir={out}", *TRN1_ON_CPU, *overrides]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out / "job.yaml"
@@ -173,7 +172,7 @@ def _records(out: Path) -> list[dict]:
 def gpu_trained(tmp_path_factory):
     """The default tiny Llama CPT, 4 steps on the GPU backend (gloo, CPU): its HF export and final val loss."""
     out = tmp_path_factory.mktemp("gpu")
-    cmd = [sys.executable, "-m", "launcher.cli", f"output_dir={out}", "training.max_steps=4",
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", f"output_dir={out}", "training.max_steps=4",
            "training.checkpoint.every_n_steps=0", "training.eval_every_n_steps=0"]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -182,7 +181,7 @@ def gpu_trained(tmp_path_factory):
 
 def _to_nxd(hf: Path, out: Path, tp: int) -> Path:
     """hf-to-nxd shards for a trn1 job at tp (no pipeline); the job then names them as model.pretrained_path."""
-    cmd = [sys.executable, "-m", "train.convert", "hf-to-nxd", "-i", str(hf), "-o", str(out), "--tp", str(tp),
+    cmd = [sys.executable, "-m", "llm_launch.train.convert", "hf-to-nxd", "-i", str(hf), "-o", str(out), "--tp", str(tp),
            "--hw", "trn1", "--no-progress"]
     subprocess.run(cmd, check=True, cwd=PROJECT_ROOT, capture_output=True)
     return out
@@ -206,8 +205,7 @@ def _hf_step(model, rows_per_rank: list[list]) -> dict:
     """Loss and gradient norm of one step computed apart from both backends, on the HF model: every target token
     of the global batch weighted the same (train/loss.py), and, for contrast, the mean of micro-batch means."""
     import torch.nn.functional as F
-
-    from train.loss import IGNORE, next_token_targets
+    from llm_launch.train.loss import IGNORE, next_token_targets
 
     sums, counts = [], []
     for rows in rows_per_rank:
@@ -235,12 +233,11 @@ def test_sft_step_weighs_every_target_token_and_logs_the_lr_it_used(gpu_trained,
     the first step's loss and gradient norm equal a token-weighted computation on the HF model, the lr logged
     is the one each step used, validation runs on its cadence; the run then stops at its first checkpoint,
     which NxD's CPU mode cannot write."""
+    from llm_launch.launcher.jobfile import read_job
+    from llm_launch.train.data.loader import StepBatches
+    from llm_launch.train.data.open import open_dataset
+    from llm_launch.train.schedule import lr_factor
     from transformers import AutoModelForCausalLM
-
-    from launcher.jobfile import read_job
-    from train.data.loader import StepBatches
-    from train.data.open import open_dataset
-    from train.schedule import lr_factor
 
     out = tmp_path / "sft"
     pretrained = _to_nxd(gpu_trained / "hf_model", tmp_path / "nxd" / "pretrained", tp=1)

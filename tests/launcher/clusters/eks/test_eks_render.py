@@ -7,9 +7,8 @@ import copy
 import pytest
 import yaml
 from crd_schema import launcher_errors, pytorchjob_errors
-
-from launcher.clusters.eks.render import manifests
-from launcher.topology import topology_of
+from llm_launch.launcher.clusters.eks.render import manifests
+from llm_launch.launcher.topology import topology_of
 
 SMOKE = "recipe=smoke_allreduce"
 VARIANTS = {

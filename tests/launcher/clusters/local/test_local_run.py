@@ -14,7 +14,7 @@ STEPS = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0", "train
 
 
 def launch(out_dir, *overrides):
-    command = [sys.executable, "-m", "launcher.cli", f"output_dir={out_dir}", *STEPS, *overrides]
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", f"output_dir={out_dir}", *STEPS, *overrides]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -79,7 +79,7 @@ def test_fsdp2_with_recompute_reproduces_ddp(straight, tmp_path):
 
 
 def _truncated_shard(tmp_path):
-    from train.data.packed import write_packed
+    from llm_launch.train.data.packed import write_packed
 
     data = tmp_path / "packed"
     write_packed(data, [list(range(5, 300))] * 40, seq_len=256, eos_id=1, vocab_size=2048)

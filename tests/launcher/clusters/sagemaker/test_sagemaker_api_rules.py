@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from launcher.validate import validate
+from llm_launch.launcher.validate import validate
 
 BASE = ("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "cluster.region=us-west-2",
         "cluster.sagemaker.role_arn=arn:aws:iam::123456789012:role/Trainer")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import regex
-
-from launcher.clusters.sagemaker.render import BASE_NAME_MAX, base_job_name, build_request, named_for_submission
-from launcher.clusters.sagemaker.request_model import request_errors
-from launcher.clusters.sagemaker.runner import submission_request
+from llm_launch.launcher.clusters.sagemaker.render import (
+    BASE_NAME_MAX,
+    base_job_name,
+    build_request,
+    named_for_submission,
+)
+from llm_launch.launcher.clusters.sagemaker.request_model import request_errors
+from llm_launch.launcher.clusters.sagemaker.runner import submission_request
 
 TRN = ("ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge")
 GPU = ("ml.g5.12xlarge", "ml.g5.48xlarge", "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge",
@@ -100,15 +104,15 @@ def test_submission_refuses_a_request_the_api_would_reject(job_for, tmp_path, re
     request = json.loads(files[-1].read_text())
     request["ResourceConfig"]["VolumeSizeInGB"] = "512"
     files[-1].write_text(json.dumps(request))
-    from launcher.clusters.base import RunnerError
+    from llm_launch.launcher.clusters.base import RunnerError
 
     with pytest.raises(RunnerError, match="VolumeSizeInGB"):
-        submission_request(remote, tmp_path, datetime(2026, 1, 1, tzinfo=timezone.utc))
+        submission_request(remote, tmp_path, datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_an_s3_checkpoint_dir_is_the_users_choice_and_is_kept(job_for, render_job, tmp_path):
-    from launcher.jobfile import read_job
-    from launcher.validate import validate
+    from llm_launch.launcher.jobfile import read_job
+    from llm_launch.launcher.validate import validate
 
     job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "training.checkpoint.dir=s3://my-bucket/nxd")
     findings, _ = validate(job)

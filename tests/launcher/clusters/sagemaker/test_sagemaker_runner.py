@@ -10,18 +10,17 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
+from llm_launch.launcher.clusters import manage
+from llm_launch.launcher.clusters.base import RunnerError
+from llm_launch.launcher.clusters.records import append_record
+from llm_launch.launcher.clusters.sagemaker import runner as sagemaker
+from llm_launch.launcher.clusters.sagemaker.request_model import request_errors
 
-from launcher.clusters import manage
-from launcher.clusters.base import RunnerError
-from launcher.clusters.records import append_record
-from launcher.clusters.sagemaker import runner as sagemaker
-from launcher.clusters.sagemaker.request_model import request_errors
-
-NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 REGION = "us-west-2"
 REAL = ["cluster.image=123456789012.dkr.ecr.us-west-2.amazonaws.com/llm-launch:trainium1-0.1.0",
         f"cluster.region={REGION}",
@@ -149,7 +148,7 @@ def test_bad_aws_config_ends_the_command_with_one_line_and_exit_2(aws, tmp_path,
     append_record(tmp_path, RECORD)
     env = {**aws.env(), "PATH": "/usr/bin:/bin"}
     env.update({k: v.format(bad=tmp_path / "config") for k, v in setup.items()})
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "recipe=llama3_8b_cpt_trn1", "cluster=sagemaker",
+    done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama3_8b_cpt_trn1", "cluster=sagemaker",
                            *REAL, f"output_dir={tmp_path}", "action=status"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2, done.stderr

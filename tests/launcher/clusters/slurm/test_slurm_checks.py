@@ -4,9 +4,8 @@ write than Slurm waits between SIGTERM and SIGKILL (KillWait) or than the time-l
 from __future__ import annotations
 
 import pytest
-
-from launcher.clusters.slurm.times import seconds_of, slurm_time
-from launcher.validate import validate
+from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
+from llm_launch.launcher.validate import validate
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 5400), ("5:30", 330), ("01:02:03", 3723), ("2-03", 183600),

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from launcher.clusters.slurm.state import ENDED
+from llm_launch.launcher.clusters.slurm.state import ENDED
 
 LLM_LAUNCH = Path(sys.executable).parent / "llm-launch"
 TIME_LIMIT = "cluster.slurm.time_limit=00:20:00"

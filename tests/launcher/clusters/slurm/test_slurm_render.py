@@ -55,7 +55,7 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     # expanded by the step's shell: the first node's NodeAddr, and only that node hosts the store
     assert args[3:6] == [f"--rdzv_endpoint=${{HEAD_ADDR}}:{port}", "--rdzv_id=${SLURM_JOB_ID}",
                          "--rdzv_conf=is_host=$((SLURM_NODEID == 0))"]
-    assert args[-4:] == ["-m", "train.cpt" if "cpt" in overrides[0] else "train.smoke", "--job",
+    assert args[-4:] == ["-m", "llm_launch.train.cpt" if "cpt" in overrides[0] else "llm_launch.train.smoke", "--job",
                          str(tmp_path / "job.yaml")]
     if steps == 2:
         precompile = shlex.split(node_lines[-2])
