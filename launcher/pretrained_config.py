@@ -202,7 +202,9 @@ def channel_config(path: str, channels: Mapping[str, str], region: str) -> tuple
             return None, f"{uri} does not exist"
         with store.open("") as handle:
             config = json.loads(handle.read().decode("utf-8"))
-    except (StoreError, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except StoreError as exc:
+        return None, str(exc)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"{uri} cannot be read from here ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     if not isinstance(config, dict):
         raise PretrainedConfigError(f"{uri} is not a JSON object; upload the model again")

@@ -60,12 +60,12 @@ def _config_from_fields(model: ModelConfig, special: dict[str, int | None]):
     """A transformers config of a model from scratch: its family's class, our fields, the tokenizer's ids."""
     from transformers import AutoConfig
 
-    rope = {"rope_type": "default", **(model.rope_scaling or {}), "rope_theta": model.rope_theta}
     common = dict(
         vocab_size=model.vocab_size, hidden_size=model.hidden_size, intermediate_size=model.intermediate_size,
         num_hidden_layers=model.num_layers, num_attention_heads=model.num_attention_heads,
         num_key_value_heads=model.num_key_value_heads, head_dim=head_dim(model),
-        max_position_embeddings=model.max_position_embeddings, rope_parameters=rope,
+        max_position_embeddings=model.max_position_embeddings, rope_theta=model.rope_theta,
+        rope_scaling=dict(model.rope_scaling) if model.rope_scaling else None,  # both transformers 4 and 5 read these
         rms_norm_eps=model.rms_norm_eps, tie_word_embeddings=model.tie_word_embeddings,
         **{k: special.get(k) for k in SPECIAL_TOKENS},
     )
