@@ -9,6 +9,7 @@ task: it is counted as bad input (reports.py) with its place, as in the in-memor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -29,6 +30,19 @@ def task_files(files: list, rank: int, world_size: int) -> list:
     return files[start:start + per + (rank < extra)]
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """What reading needs of a source, as plain values (steps are pickled to the worker processes)."""
+
+    format: str
+    text_field: str
+    id_field: str | None
+
+    @classmethod
+    def of(cls, source: DataSourceConfig) -> SourceSpec:
+        return cls(str(source.format), source.text_field, source.id_field)
+
+
 class SourceReader(PipelineStep):
     """Yields the documents of this task's files; bad records are counted, never fatal."""
 
@@ -37,7 +51,7 @@ class SourceReader(PipelineStep):
 
     def __init__(self, sources: list[DataSourceConfig], files: list[tuple[int, str]], work: str):
         super().__init__()
-        self.sources, self.files, self.work = sources, files, work
+        self.sources, self.files, self.work = [SourceSpec.of(s) for s in sources], files, work
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()
@@ -46,7 +60,7 @@ class SourceReader(PipelineStep):
             if source.format not in RECORD_FORMATS:
                 report.count(index, "documents_read")
                 self.stat_update("documents")
-                yield Document(text="", id=path, metadata={"source": index, "file": path, "format": str(source.format)})
+                yield Document(text="", id=path, metadata={"source": index, "file": path, "format": source.format})
                 continue
             reader = read_jsonl if source.format == "jsonl" else read_parquet
             before = report.tally.total
