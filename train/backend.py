@@ -98,6 +98,7 @@ class Backend(ABC):
 
     def wait_for_saves(self) -> None:
         """Wait until every save started is complete (async saves; nothing to wait for otherwise). Collective."""
+        return None
 
     @abstractmethod
     def resume(self) -> int:
