@@ -51,9 +51,14 @@ class RMSNorm(nn.Module):
 def rope_frequencies(model: ModelConfig) -> tuple[torch.Tensor, float]:
     """(inv_freq, attention scaling) of the model's RoPE as transformers' Llama computes them, rope scaling included
     (Llama 3.1's llama3 type), from the same config the job trains (llm_launch.train.model.hf_config)."""
+    import dataclasses
+    from pathlib import Path
+
     from llm_launch.train.model import hf_config
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
+    if model.pretrained_path and not (Path(model.pretrained_path) / "config.json").is_file():
+        model = dataclasses.replace(model, pretrained_path=None)  # an NxD checkpoint of a run: the job's own fields
     rotary = LlamaRotaryEmbedding(config=hf_config(model))
     return rotary.inv_freq.float(), float(rotary.attention_scaling)
 
