@@ -46,8 +46,8 @@ def check_async_checkpoints(job: JobConfig, staging_per_node: float, ranks_per_n
                   "set training.checkpoint.mode=sync")
         return
     if native_neuron(job):
-        out.error(key, "DCP's async_save is not confirmed on TorchNeuron (its documentation lists DCP among the "
-                  "unconfirmed APIs); set training.checkpoint.mode=sync")
+        out.error(key, "TorchNeuron's documentation does not confirm DCP's async_save; set "
+                  "training.checkpoint.mode=sync")
         return
     per_rank = staging_per_node / max(1, ranks_per_node)
     if job.instance.accelerator == "cpu":

@@ -67,7 +67,7 @@ def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
     else:
         if kv % tp:
             out.error("parallelism.tp", f"tp={tp} does not divide the {kv} KV heads of {model.name}; KV-head "
-                      f"replication exists only on the NxD stack (trn1); use tp in {_divisors(kv)}")
+                      f"replication exists only on the NxD stack; use tp in {_divisors(kv)}")
         if par.kv_replicator not in (None, 1):
             out.error("parallelism.kv_replicator", "is an NxD (trn1) setting; leave it null on this instance")
     chunks = par.pp * par.virtual_pp
