@@ -286,7 +286,8 @@ def prepare_data(cfg: DataPrepConfig, hosts: Hosts | None = None, progress: bool
     files, size, listing, listing_bad = list_inputs(cfg)
     tasks = prep_tasks(cfg, len(files), size)
     workers = cfg.workers or available_cores()
-    say = (lambda line: print(f"data prep: {line}", flush=True)) if progress else (lambda _: None)
+    host = f" (host {hosts.index + 1}/{hosts.count})" if hosts.count > 1 else ""
+    say = (lambda line: print(f"data prep{host}: {line}", flush=True)) if progress else (lambda _: None)
     say(f"{len(files)} file(s), {size / 1e6:,.1f} MB, {tasks} task(s) per stage, {workers} worker(s) on each of "
         f"{hosts.count} host(s); intermediates in {work}")
     shards = None if shared_output or hosts.count == 1 else f"{work}/shards"

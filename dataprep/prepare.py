@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     hosts, world = _hosts()
     started = time.perf_counter()
     try:
-        manifest = prepare_data(cfg, hosts, progress=hosts.index == 0 and hosts.works,
+        manifest = prepare_data(cfg, hosts, progress=hosts.works,
                                 shared_output=job.cluster.kind != "sagemaker")  # SageMaker hosts share only S3
     except (OutputInUse, StageFailed) as exc:
         sys.exit(f"llm_launch.dataprep.prepare: {exc}")
