@@ -1,9 +1,10 @@
 """A job's progress, goodput and ETA: progress.json, written by the training loop (rank 0, atomically, at every
 logged step and at the end of a run) and read by action=status.
 
-progress.json sits in the job's output_dir and, for the clusters whose output_dir is not readable where
-llm-launch runs, beside the checkpoints (SageMaker syncs /opt/ml/checkpoints to cluster.sagemaker.s3_checkpoint_uri
-while the job runs). It carries the job's totals over all its runs:
+progress.json sits in the job's output_dir and, where the checkpoint dir lies outside it, as
+.llm-launch-progress.json beside the checkpoints (SageMaker syncs /opt/ml/checkpoints to
+cluster.sagemaker.s3_checkpoint_uri while the job runs, so action=status reads it there).
+It carries the job's totals over all its runs:
 - productive_s: time in training steps whose result was kept;
 - checkpoint_s: time the loop stood still for checkpoints (sync saves, async staging and waits);
 - eval_s: time in validation;
@@ -21,6 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROGRESS_FILE = "progress.json"
+CHECKPOINT_SIDE_PROGRESS = ".llm-launch-progress.json"
+"""The copy beside the checkpoints (a checkpoint dir outside output_dir: SageMaker's /opt/ml/checkpoints), named
+out of the way of the checkpoints themselves."""
 HANG_RECORD = "hang/hang.json"
 """Under output_dir: what the training watchdog found when a step hung (train/watchdog.py)."""
 HANG_EXIT_CODE = 75

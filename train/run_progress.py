@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from llm_launch.launcher.jobfile import write_text_atomic
-from llm_launch.launcher.progress import PROGRESS_FILE, Progress, read_progress_file
+from llm_launch.launcher.progress import CHECKPOINT_SIDE_PROGRESS, PROGRESS_FILE, Progress, read_progress_file
 
 RECENT_STEPS = 50
 
@@ -20,8 +20,9 @@ class RunProgress:
     def __init__(self, out_dir: Path, checkpoint_dir: str | None, max_steps: int, *, enabled: bool):
         self.enabled = enabled
         self.paths = [out_dir / PROGRESS_FILE]
-        if checkpoint_dir and "://" not in checkpoint_dir and Path(checkpoint_dir) != out_dir:
-            self.paths.append(Path(checkpoint_dir) / PROGRESS_FILE)  # synced to S3 where the cluster does it
+        if checkpoint_dir and "://" not in checkpoint_dir and not Path(checkpoint_dir).resolve().is_relative_to(
+                out_dir.resolve()):
+            self.paths.append(Path(checkpoint_dir) / CHECKPOINT_SIDE_PROGRESS)  # synced to S3 on SageMaker
         previous = next((p for p in map(read_progress_file, self.paths) if p is not None), None)
         self.previous = previous
         self.progress = previous or Progress(max_steps=max_steps)

@@ -87,7 +87,7 @@ def test_status_shows_progress_and_eta_from_the_synced_checkpoint_prefix(submitt
     assert len(capsys.readouterr().out.splitlines()) == 1  # no progress synced yet: the state alone
     progress = Progress(max_steps=1000, step=250, seconds_per_step=2.0, productive_s=450.0, checkpoint_s=20.0,
                         wall_s=500.0)
-    boto("s3").put_object(Bucket="my-bucket", Key="ckpt/run1/progress.json",  # cluster.sagemaker.s3_checkpoint_uri
+    boto("s3").put_object(Bucket="my-bucket", Key="ckpt/run1/.llm-launch-progress.json",  # cluster.sagemaker.s3_checkpoint_uri
                           Body=json.dumps(progress.to_dict()).encode())
     manage("status", tmp_path)
     state, progress_line = capsys.readouterr().out.splitlines()
