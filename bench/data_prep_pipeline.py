@@ -41,7 +41,7 @@ def config(corpus: Path, out: Path, workers: int, file_bytes: int, **extra):
     cfg.dedup.threshold = 0.7
     cfg.split.valid_fraction = 0.01
     cfg.output.dir = str(out)
-    cfg.output.shard_chars = 50_000_000
+    cfg.output.shard_chars = file_bytes  # a pack task holds one shard's text: bounded like the other tasks
     for key, value in extra.items():
         setattr(cfg.output, key, value)
     return cfg
