@@ -4,7 +4,6 @@ same rows, with progress by bytes inside one document."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
