@@ -118,7 +118,7 @@ def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
         sys.exit(USAGE_EXIT_CODE)
     except RunFailed as exc:
         print(f"llm-launch: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
 
 
 def manage_submitted(action: str, out_dir: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
+from llm_launch.launcher.config.resilience import WatchdogConfig
 from omegaconf import MISSING
 
 Precision = choices("Precision", "bf16", "fp32")
@@ -248,6 +249,8 @@ class TrainingConfig(Section):
     """Learning-rate schedule."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint policy."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """Hang and straggler detection."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data and tokenizer."""
     lora: LoraConfig = field(default_factory=LoraConfig)

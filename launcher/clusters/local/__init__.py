@@ -11,13 +11,14 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
-from llm_launch.launcher.clusters.base import Cluster
+from llm_launch.launcher.clusters.base import Cluster, RunnerError
 from llm_launch.launcher.clusters.local.render import render_local
 from llm_launch.launcher.clusters.local.run import hold_output_dir, run_local
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.job_record import RECORD_KEY, compare, job_record
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.problems import Findings
+from llm_launch.launcher.progress import PROGRESS_FILE, read_progress_file, status_line
 from llm_launch.launcher.run_lock import in_use
 
 
@@ -99,6 +100,15 @@ class LocalCluster(Cluster):
         busy = in_use(Path(job.output_dir), "output_dir")
         if busy:
             out.error("output_dir", busy)
+
+    def status(self, record: dict, out_dir: Path) -> None:
+        """Where the run in out_dir is: step / max_steps, pace, ETA and goodput, from its progress.json."""
+        progress = read_progress_file(out_dir / PROGRESS_FILE)
+        if progress is None:
+            raise RunnerError(f"no run has reported progress in {out_dir} ({PROGRESS_FILE} is written from the first "
+                              "logged step); start one with action=submit")
+        state = "running" if in_use(out_dir, "output_dir") else "not running"
+        print(f"{out_dir}: {state}; {status_line(progress)}")
 
     def hold_output_dir(self, out_dir: Path) -> AbstractContextManager:
         """The job runs here: its folder is locked before plan.json is written and until torchrun ends."""

@@ -32,6 +32,7 @@ from llm_launch.launcher.environment import SAFE_PATH_ENVIRONMENT
 from llm_launch.launcher.jobfile import COMPLETE_MARKER
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.processes import child_pids, die_with_parent
+from llm_launch.launcher.progress import HANG_EXIT_CODE, HANG_RECORD
 from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock, held_here
 from llm_launch.launcher.stop import STOP_FILE, STOP_FILE_ENV, StopRecorder
 
@@ -44,6 +45,12 @@ LAUNCHER_PID_ENV = "LLM_LAUNCH_PID"
 
 class LocalRunFailed(RunFailed):
     """The job ended without writing its completion marker."""
+
+
+class JobHung(LocalRunFailed):
+    """The watchdog found a hung step (train/watchdog.py): every rank's stacks are in train.log."""
+
+    exit_code = HANG_EXIT_CODE
 
 
 class JobRefused(RunnerError):
@@ -114,6 +121,7 @@ def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
         return done
     marker = out_dir / COMPLETE_MARKER
     marker.unlink(missing_ok=True)
+    (out_dir / HANG_RECORD).unlink(missing_ok=True)
     stop_file = out_dir / STOP_FILE
     env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1",
                **SAFE_PATH_ENVIRONMENT)
@@ -137,6 +145,11 @@ def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
     summary = read_marker(out_dir)
     if summary is None and job_error:
         raise JobRefused(job_error)
+    if summary is None and (out_dir / HANG_RECORD).is_file():
+        hang = json.loads((out_dir / HANG_RECORD).read_text(encoding="utf-8"))
+        missing = f"ranks {hang['ranks_missing']} never arrived" if hang["ranks_missing"] else "every rank arrived"
+        raise JobHung(f"step {hang['step']} hung ({missing}; no step finished within {hang['timeout_s']:.0f} s); "
+                      f"every rank's stack is in {out_dir / TRAIN_LOG}; run the same command again to resume")
     if summary is None and stops.received:
         raise LocalRunFailed(f"stopped by signal {stops.received[0]}; {_saved(job)}; run the same command again to "
                              "resume")
