@@ -17,7 +17,7 @@ from pathlib import Path
 
 RECORD_KEY = "job"
 """trainer_state.json key of the record."""
-DESCRIPTIVE_MODEL_FIELDS = ("name", "source", "pretrained_path")
+DESCRIPTIVE_MODEL_FIELDS = ("name", "source", "pretrained_path", "from_pretrained")
 """model.* fields that do not change the model a checkpoint holds."""
 LORA_FIELDS = ("enabled", "rank", "target_modules")
 """training.lora.* fields that change which tensors a checkpoint holds."""
