@@ -8,17 +8,20 @@ Runs on NVIDIA GPUs (nccl), on Trainium 2/3 through TorchNeuron (device and proc
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from llm_launch.launcher.job_record import RECORD_KEY
 from llm_launch.train.backend import Backend, StepResult, global_target_tokens, regroup_rows
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.distributed import shutdown
 from llm_launch.train.errors import JobError
 from llm_launch.train.gpu.async_checkpoint import AsyncCheckpointer
 from llm_launch.train.gpu.checkpoint import (
+    TRAINER_STATE,
     find_latest,
     load_checkpoint,
     load_model_weights,
@@ -34,6 +37,7 @@ from llm_launch.train.gpu.optimizer import build_optimizer
 from llm_launch.train.gpu.preference import FIGURES, PreferenceObjective, pair_batch
 from llm_launch.train.loss import next_token_targets, summed_cross_entropy, target_count
 from llm_launch.train.metrics import device_memory_gib
+from llm_launch.train.resume_check import check_resume, record_of
 from llm_launch.train.schedule import build_scheduler
 
 SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
@@ -154,12 +158,19 @@ class GpuBackend(Backend):
 
     def save(self, step: int, *, loss: float) -> Path | None:
         cfg = self.job.training.checkpoint
+        extra = {"loss": loss, RECORD_KEY: self.record()}
         if self.async_saves is not None:
             self.async_saves.save(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer,
-                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra=extra)
             return None
         return save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                               rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+                               rank=self.ctx.rank, keep_last=cfg.keep_last, extra=extra)
+
+    def record(self) -> dict:
+        """What defines this job (launcher/job_record.py), recorded in every checkpoint; computed once."""
+        if getattr(self, "_record", None) is None:
+            self._record = record_of(self.job, self.plan)
+        return self._record
 
     def wait_for_saves(self) -> None:
         if self.async_saves is not None:
@@ -171,6 +182,10 @@ class GpuBackend(Backend):
         if latest is None:
             return 0
         on_s3 = isinstance(self.ckpt_root, S3Prefix)
+        name = latest.rsplit("/", 1)[1] if on_s3 else latest.name
+        recorded = json.loads(self.ckpt_root.read_text(f"{name}/{TRAINER_STATE}") if on_s3
+                              else (latest / TRAINER_STATE).read_text(encoding="utf-8"))
+        check_resume(self.job, self.record(), recorded, str(latest), is_main=self.is_main)
         state = load_checkpoint(latest.rsplit("/", 1)[1] if on_s3 else latest, self.engine.checkpoint_module(),
                                 self.optimizer, self.scheduler, rank=self.ctx.rank,
                                 store=self.ckpt_root if on_s3 else None)

@@ -6,6 +6,7 @@ render.py writes launch.sh; run.py runs torchrun and judges the run by its compl
 from __future__ import annotations
 
 import json
+import re
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from llm_launch.launcher.clusters.base import Cluster, RunnerError
 from llm_launch.launcher.clusters.local.render import render_local
 from llm_launch.launcher.clusters.local.run import hold_output_dir, run_local
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.job_record import RECORD_KEY, compare, job_record
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.problems import Findings
 from llm_launch.launcher.progress import PROGRESS_FILE, read_progress_file, status_line
@@ -43,6 +45,30 @@ def check_output_dir(job: JobConfig, out: Findings) -> None:
                   f"{job.task} job would replace; set output_dir=<another folder>")
 
 
+def check_resume(job: JobConfig, out: Findings) -> None:
+    """A resume into another job is refused already at plan time: the record of the checkpoint `latest` names
+    (launcher/job_record.py) against this job's; the ranks check again, with the layout, before loading it."""
+    ckpt = job.training.checkpoint
+    if not ckpt.resume or not ckpt.dir or job.task not in ("cpt", "sft", "dpo"):
+        return
+    root = Path(ckpt.dir)
+    try:
+        name = (root / "latest").read_text(encoding="utf-8").strip()
+        if not re.fullmatch(r"step_\d{8}", name):
+            return  # the job refuses a pointer out of its folder in one line when it starts
+        state = json.loads((root / name / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    saved = state.get(RECORD_KEY) if isinstance(state, dict) else None
+    if not saved:
+        return
+    refusals, notes = compare(saved, job_record(job), list(ckpt.allow_changes), str(root / name))
+    for key, message in refusals:
+        out.error(key, message)
+    for note in notes:
+        out.warn("training.checkpoint.allow_changes", note)
+
+
 class LocalCluster(Cluster):
     """cluster=local: this machine, one node."""
 
@@ -70,6 +96,7 @@ class LocalCluster(Cluster):
             out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
                       "cluster=sagemaker, eks or slurm")
         check_output_dir(job, out)
+        check_resume(job, out)
         busy = in_use(Path(job.output_dir), "output_dir")
         if busy:
             out.error("output_dir", busy)
