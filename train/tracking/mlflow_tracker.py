@@ -14,6 +14,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.config.tracking import mlflow_folder_problem
 from llm_launch.train.tracking import job_dict, numbers, reach, redact_uri
 
 EXTRA_HINT = "pip install 'llm-launch[mlflow]'"
@@ -42,8 +43,11 @@ def problem(job: JobConfig) -> str | None:
         return f"the mlflow client is not installed where the job runs; {EXTRA_HINT}"
     uri = tracking_uri(job)
     if uri is None:
-        return ("no tracking server: set tracking.mlflow.tracking_uri (http(s)://host:port, a folder, or a SageMaker "
-                "MLflow tracking server ARN) or MLFLOW_TRACKING_URI")
+        return ("no tracking server: set tracking.mlflow.tracking_uri (http(s)://host:port, sqlite:///<path>/mlflow.db, "
+                "or a SageMaker MLflow tracking server ARN) or MLFLOW_TRACKING_URI")
+    folder = mlflow_folder_problem(uri)
+    if folder:
+        return folder
     if uri.startswith(ARN_PREFIX):
         if find_spec("sagemaker_mlflow") is None:
             return f"a SageMaker MLflow tracking server ARN needs the sagemaker-mlflow plugin; {EXTRA_HINT}"
@@ -54,7 +58,9 @@ def problem(job: JobConfig) -> str | None:
     elif uri.startswith(("http://", "https://")):
         url = uri
     else:
-        return None  # a file store: a folder the job writes
+        if find_spec("sqlalchemy") is None:  # mlflow-skinny has no database stores
+            return f"a database tracking URI ({uri.split(':', 1)[0]}) needs the full mlflow package; pip install mlflow"
+        return None  # a database the job writes
     why = reach(url.rstrip("/") + ("/health" if url == uri else "/"))
     if why:
         return f"cannot reach the MLflow tracking server at {redact_uri(url)} ({why}); start it or fix the URI"
