@@ -4,7 +4,7 @@ plans it); the training engine reads its output (train/data/packed.py).
 
 Stages, one module each:
     read.py          list input files and turn them into work items (JSONL, Parquet, text; HTML, PDF and
-                     DOCX through extract.py), counting bad input in a Tally (report.py)
+                     DOCX through extract.py), counting bad input in a Tally (launcher/jsonl.py)
     normalize.py     Unicode NFC, control characters, whitespace
     filters.py       quality filters, each counted under its own name
     process.py       the per-document work (extract, normalise, filter, MinHash) run in a process pool
@@ -13,7 +13,9 @@ Stages, one module each:
     tokenize_pack.py tokenize one work unit with a Hugging Face fast tokenizer and write it as a shard
     manifest.py      the fingerprint of a run, per-split index.json and manifest.json
     run.py           the whole pipeline: plan (stages up to the split) then build shards, resumably
-    packages.py      the optional pip packages a job's settings need, checked where the job runs
+
+The files of a source and the pip packages its settings need are listed by llm_launch.launcher.data_sources,
+which the plan and prepare.py (where the job runs) both use.
 
 Entry point as a job: dataprep/prepare.py (python -m llm_launch.dataprep.prepare --job job.yaml).
 """

@@ -21,10 +21,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from llm_launch.dataprep.manifest import MANIFEST_FILE
-from llm_launch.dataprep.packages import missing_packages
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import OutputInUse, Ranks, prepare_data
 from llm_launch.launcher.data_prep import resolve_data_prep
+from llm_launch.launcher.data_sources import missing_packages
 from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from llm_launch.launcher.problems import USAGE_EXIT_CODE
 from llm_launch.launcher.tasks import entrypoint

@@ -70,7 +70,7 @@ def validate_with_memory(job):
     others = [p for p in findings.problems if p.field != "memory"]
     if others:
         raise JobProblems(others)  # the trace needs a sound layout
-    from llm_launch.train.gpu.memory_trace import traced_memory
+    from llm_launch.launcher.memory_trace import traced_memory
 
     print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
           flush=True)

@@ -1,6 +1,6 @@
 """Plan-time checks of training.data.train_path and valid_path, whatever they hold.
 
-Reads only metadata and the first rows (train/data/inputs.py): the layout, the schema against the task,
+Reads only metadata and the first rows (launcher/data_describe.py): the layout, the schema against the task,
 row length against training.seq_len and token ids against the tokenizer and model.vocab_size. Local
 paths are checked when the job runs here; s3:// URIs (and SageMaker channel paths, through the channel's
 S3 prefix) wherever the launcher can read them. An S3 input it cannot read is a warning: the job checks
@@ -54,8 +54,8 @@ def _packed_seq_len(path: Path, job: JobConfig, key: str, out: Findings) -> None
 
 def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None:
     """Every data path the job reads, checked as far as its metadata and first rows allow."""
-    from llm_launch.train.data.inputs import Layout, Schema, describe, input_problems
-    from llm_launch.train.data.store import StoreError
+    from llm_launch.launcher.data_describe import Layout, Schema, describe, input_problems
+    from llm_launch.launcher.data_store import StoreError
 
     data = job.training.data
     size = tokenizer_size(Path(data.tokenizer_path))
