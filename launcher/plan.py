@@ -9,6 +9,7 @@ from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
+from llm_launch.launcher.resilience import staging_bytes_per_rank
 from llm_launch.launcher.topology import Layout, Topology, layout_of, logical_core_config
 
 
@@ -70,6 +71,8 @@ class Plan:
     memory: MemoryEstimate
     estimates: Estimates
     warnings: list[str] = field(default_factory=list)
+    checkpoint_staging_per_node: float = 0.0
+    """Host memory (bytes) async checkpoints stage their copy of the training state in, per node (0: sync saves)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json, with the memory total and verdict spelled out."""
@@ -176,4 +179,5 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         flops_per_token=flops_token,
         memory=memory or estimate_job_memory(job, layout),
         estimates=_estimates(job, topo, flops_token, tokens_per_step, price or price_of(job)),
+        checkpoint_staging_per_node=staging_bytes_per_rank(job, layout) * topo.ranks_per_node,
     )

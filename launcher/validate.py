@@ -23,6 +23,7 @@ from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan, make_plan
 from llm_launch.launcher.preference_checks import check_preference_job
 from llm_launch.launcher.problems import Findings, Problem
+from llm_launch.launcher.resilience import check_async_checkpoints
 from llm_launch.launcher.tasks import TASKS
 from llm_launch.launcher.topology import catalog_ranks_per_node
 
@@ -407,4 +408,5 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)
+        check_async_checkpoints(job, plan.checkpoint_staging_per_node, plan.ranks_per_node, plan.memory, out)
     return out, plan

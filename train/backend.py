@@ -91,8 +91,14 @@ class Backend(ABC):
         """Mean loss per target token over every rank's held-out rows (no gradients)."""
 
     @abstractmethod
-    def save(self, step: int, *, loss: float) -> Path:
-        """Write a complete checkpoint of step atomically; returns its folder."""
+    def save(self, step: int, *, loss: float) -> Path | None:
+        """Write a complete checkpoint of step atomically; returns its folder. With training.checkpoint.mode=async
+        (where the backend has it) the save only starts (None): it completes in the background, and wait_for_saves()
+        waits for it."""
+
+    def wait_for_saves(self) -> None:
+        """Wait until every save started is complete (async saves; nothing to wait for otherwise). Collective."""
+        return None
 
     @abstractmethod
     def resume(self) -> int:

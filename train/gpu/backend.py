@@ -14,6 +14,7 @@ from llm_launch.train.backend import Backend, StepResult, global_target_tokens, 
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.distributed import shutdown
 from llm_launch.train.errors import JobError
+from llm_launch.train.gpu.async_checkpoint import AsyncCheckpointer
 from llm_launch.train.gpu.checkpoint import (
     find_latest,
     load_checkpoint,
@@ -52,6 +53,7 @@ class GpuBackend(Backend):
                            "engine runs ddp, fsdp or hsdp")
         self.ctx: Dist = init_distributed(self.job, self.plan)
         self.ckpt_root = open_store(self.job.training.checkpoint.dir, self.job.cluster.region)
+        self.async_saves: AsyncCheckpointer | None = None
         ctx = self.ctx
         self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
 
@@ -136,10 +138,20 @@ class GpuBackend(Backend):
     def evaluation_figures(self) -> dict[str, float]:
         return dict(self.eval_figures)
 
-    def save(self, step: int, *, loss: float) -> Path:
+    def save(self, step: int, *, loss: float) -> Path | None:
         cfg = self.job.training.checkpoint
+        if cfg.mode == "async":
+            if self.async_saves is None:
+                self.async_saves = AsyncCheckpointer(self.ctx.device)
+            self.async_saves.save(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer,
+                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+            return None
         return save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
                                rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+
+    def wait_for_saves(self) -> None:
+        if self.async_saves is not None:
+            self.async_saves.wait()
 
     def resume(self) -> int:
         resume = self.job.training.checkpoint.resume
@@ -181,4 +193,6 @@ class GpuBackend(Backend):
         dist.barrier()
 
     def close(self) -> None:
+        if self.async_saves is not None:
+            self.async_saves.close()
         shutdown()
