@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from llm_launch.launcher.json_errors import json_error_text
+
 MAX_EXAMPLES = 5
 DETAIL_CHARS = 160
 
@@ -72,4 +74,4 @@ def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
-                tally.add("malformed_json", where, f"{exc.msg} at column {exc.colno}")
+                tally.add("malformed_json", where, json_error_text(exc))

@@ -72,10 +72,14 @@ def _size(size: int | None) -> str:
 
 def data_prep_table(plan: DataPrepPlan) -> Table:
     """A prepare job's plan: workers, inputs, filters, deduplication and the expected output."""
-    cores = "every core" if plan.workers == 0 else f"{plan.workers} processes"
+    cores = "every core" if plan.workers == 0 else f"{plan.workers}"
+    tasks = "one per ~task_bytes of input (counted where the job runs)" if plan.tasks is None else f"{plan.tasks}"
     rows = [("job", f"prepare on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
-            ("workers", f"{plan.world_size} ranks = {plan.num_nodes} node(s) x {plan.ranks_per_node}; rank 0 reads, "
-                        f"filters and deduplicates on {cores}, then every rank tokenizes its share of the shards")]
+            ("workers", f"{plan.hosts} host(s) (one per node), each running its share of every stage's tasks "
+                        f"on DataTrove's LocalPipelineExecutor with workers = {cores}"),
+            ("tasks", f"{tasks} per file stage; pack: one per shard"),
+            ("stages", " -> ".join(plan.stages) + " (barrier between stages; a rerun skips finished tasks)"),
+            ("intermediates", plan.work_dir)]
     for source in plan.sources:
         files = "" if source.files is None else f", {source.files} file(s)"
         rows.append((f"input {source.name}", f"{source.format} {source.path} ({_size(source.size_bytes)}{files}); "

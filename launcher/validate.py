@@ -16,7 +16,14 @@ from llm_launch.launcher.clusters import cluster_of
 from llm_launch.launcher.config.checks import Checks
 from llm_launch.launcher.config.schema import DataParallel, JobConfig
 from llm_launch.launcher.data_inputs import check_data_inputs, tokenizer_size
-from llm_launch.launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
+from llm_launch.launcher.data_prep import (
+    DataPrepPlan,
+    make_data_prep_plan,
+    reach_problems,
+    resolve_data_prep,
+    s3_prefix_problem,
+    work_dir,
+)
 from llm_launch.launcher.dialect import backend_modes
 from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from llm_launch.launcher.memory import GIB, MemoryEstimate
@@ -223,8 +230,15 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
     if job.data_prep.seq_len is None and prep.seq_len < 2:
         out.error("data_prep.seq_len", f"rows of training.seq_len={prep.seq_len} token are too short; set "
                   "data_prep.seq_len=<2 or more>")
+    for key, message in reach_problems(job, cluster_of(job).shared_storage(job)):
+        out.error(key, message)
     if not runs_here:
         return
+    work = work_dir(prep)
+    if work.startswith("s3://"):
+        message = s3_prefix_problem(work)
+        if message:
+            out.error("data_prep.output.work_dir", message)
     for i, source in enumerate(prep.sources):
         if not Path(source.path).exists():
             out.error(f"data_prep.sources[{i}].path", f"{source.path} does not exist; point it at a file or a folder "

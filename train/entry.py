@@ -65,7 +65,7 @@ def held_folders(job):
     locks = []
     try:
         for folder, what in folders:
-            if held_by_launcher and Path(held_by_launcher) == Path(folder):
+            if held_by_launcher and same_folder(held_by_launcher, folder):
                 continue
             try:
                 locks.append(RunLock(Path(folder), what).acquire())
@@ -77,3 +77,8 @@ def held_folders(job):
     finally:
         for lock in locks:
             lock.release()
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two spellings name one folder (symlinks and .. resolved: the launcher and job.yaml spell it apart)."""
+    return Path(a).resolve() == Path(b).resolve()

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -66,8 +67,11 @@ def _host_site_dirs() -> list[str]:
 def installed(tmp_path_factory) -> Path:
     """A fresh venv holding our wheel and the other package; its bin folder."""
     root = tmp_path_factory.mktemp("wheel")
-    dist = root / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, PROJECT_ROOT], cwd=root)
+    dist, source = root / "dist", root / "source"
+    # a clean copy: setuptools' build/ folder in a checkout may hold modules deleted since
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "outputs", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source], cwd=root)
     (ours,) = dist.glob("llm_launch-*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", venv], cwd=root)
