@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_launch.launcher.config.instance import LNC_ACCELERATORS
 from llm_launch.launcher.data_prep import DataPrepPlan
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan
@@ -39,10 +40,13 @@ def _item_table(title: str, rows: list[tuple[str, str]], warnings: list[str]) ->
 def plan_table(plan: Plan) -> Table:
     """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
-    lnc = f" (LNC={plan.logical_core_config})" if plan.accelerator == "trainium2" else ""
+    lnc = f" (LNC={plan.logical_core_config})" if plan.accelerator in LNC_ACCELERATORS else ""
+    stack = f", neuron.stack={plan.neuron_stack}" if plan.neuron_stack else ""
     rows = [
         ("job", f"{plan.model} on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
         ("ranks", f"{plan.world_size} = {plan.num_nodes} node(s) x {plan.ranks_per_node} ranks{lnc}"),
+        ("engine", f"{plan.engine}{stack}: device {plan.device}, process group {plan.process_group}, "
+                   f"compile {plan.compile_backend}"),
         ("layout", f"dp {plan.dp} ({plan.data_parallel}) x tp {plan.tp} x pp {plan.pp}"),
         ("batch", f"global {plan.global_batch_size} = micro {plan.micro_batch_size} x dp {plan.dp} x "
                   f"grad accum {plan.gradient_accumulation}; {plan.samples_per_replica} samples per replica"),

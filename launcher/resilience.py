@@ -14,6 +14,7 @@ already lives in host memory, so the copy is added to each rank's estimate inste
 from __future__ import annotations
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import native_neuron, uses_nxd
 from llm_launch.launcher.memory import GIB, MemoryEstimate, shard_degree
 from llm_launch.launcher.model_math import param_counts
 from llm_launch.launcher.problems import Findings
@@ -40,9 +41,13 @@ def check_async_checkpoints(job: JobConfig, staging_per_node: float, ranks_per_n
     if job.training.checkpoint.mode != "async":
         return
     key = "training.checkpoint.mode"
-    if job.instance.accelerator.startswith("trainium"):
-        out.error(key, "async saves use DCP's async_save (the GPU engine); NxD on Trainium saves synchronously; "
+    if uses_nxd(job):
+        out.error(key, "async saves use DCP's async_save (the torch engine); NxD on Trainium saves synchronously; "
                   "set training.checkpoint.mode=sync")
+        return
+    if native_neuron(job):
+        out.error(key, "TorchNeuron's documentation does not confirm DCP's async_save; set "
+                  "training.checkpoint.mode=sync")
         return
     per_rank = staging_per_node / max(1, ranks_per_node)
     if job.instance.accelerator == "cpu":

@@ -1,7 +1,9 @@
-"""The GPU backend of the loop (llm_launch.train.backend): the Engine on the job's mesh, AdamW, DCP checkpoints, HF export.
+"""The torch engine's backend of the loop (llm_launch.train.backend): the Engine on the job's mesh, AdamW, DCP
+checkpoints, HF export.
 
-Runs on NVIDIA GPUs (nccl) and on the CPU (gloo), which is how the tests and the default tiny
-run drive it.
+Runs on NVIDIA GPUs (nccl), on Trainium 2/3 through TorchNeuron (device and process group "neuron") and on the CPU
+(gloo), which is how the tests and the default tiny run drive it; the differences live in the device table
+(llm_launch.launcher.devices, llm_launch.train.devices). The folder keeps its historical name, train/gpu/.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ def to_batches(rows: list[Rows]) -> list[Batch]:
 class GpuBackend(Backend):
     """This rank's stages of a transformers model under FSDP2 / DDP, TP and PP (train/gpu/engine.py)."""
 
-    name = "gpu"
+    name = "torch"
 
     def start(self) -> None:
         par = self.job.parallelism
         if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
-            raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
+            raise JobError(f"parallelism.data_parallel={par.data_parallel} is an NxD strategy; this "
                            "engine runs ddp, fsdp or hsdp")
         self.ctx: Dist = init_distributed(self.job, self.plan)
         self.ckpt_root = open_store(self.job.training.checkpoint.dir, self.job.cluster.region)
@@ -65,7 +67,7 @@ class GpuBackend(Backend):
         """Preference figures of the last evaluate() (empty for token cross-entropy tasks)."""
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
-        self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer)
+        self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer, fused=self.ctx.kind.fused_adamw)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
 
     def _dp_sum(self, value) -> float:
@@ -184,10 +186,10 @@ class GpuBackend(Backend):
         return {"hf_model": str(hf_dir)}
 
     def memory_gib(self) -> float | None:
-        return device_memory_gib(self.ctx.device)
+        return device_memory_gib(self.ctx.device, self.ctx.kind)
 
     def measures_accelerator_memory(self) -> bool:
-        return self.ctx.device.type == "cuda"
+        return self.ctx.device.type != "cpu"
 
     def barrier(self) -> None:
         dist.barrier()
@@ -196,3 +198,7 @@ class GpuBackend(Backend):
         if self.async_saves is not None:
             self.async_saves.close()
         shutdown()
+
+
+TorchBackend = GpuBackend
+"""The name the backend table uses: one torch engine for CUDA, Neuron and CPU."""
