@@ -106,7 +106,8 @@ def traced_layout(job: JobConfig) -> dict:
             "ranks": [plan.world_size, plan.tp, plan.pp, plan.dp], "data_parallel": str(par.data_parallel),
             "activation_checkpointing": str(par.activation_checkpointing), "gradient_sync": str(par.gradient_sync),
             "sequence_parallel": par.sequence_parallel, "precision": str(train.precision),
-            "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation]}
+            "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation],
+            **({"lora": [train.lora.rank, sorted(train.lora.target_modules)]} if train.lora.enabled else {})}
 
 
 def gradient_accumulation(global_batch: int, micro_batch: int, dp: int) -> int:
@@ -122,8 +123,10 @@ def rank_capacity_bytes(job: JobConfig, ranks_per_node: int) -> float:
 
 def workload_of(job: JobConfig) -> Workload:
     """What the memory estimate reads from a job besides its layout."""
+    lora = job.training.lora
     return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator,
-                    preference=job.task == "dpo", lora=job.training.lora.enabled)
+                    preference=job.task == "dpo", lora=lora.enabled, lora_rank=lora.rank,
+                    lora_targets=tuple(lora.target_modules))
 
 
 def estimate_job_memory(job: JobConfig, layout: Layout) -> MemoryEstimate:

@@ -180,6 +180,17 @@ def test_memory_falls_as_tp_grows(job_for, base, tps):
     assert all(a > b for a, b in zip(totals[:-1], totals[1:], strict=True)), totals
 
 
+def test_lora_plans_gradients_and_optimizer_state_for_the_adapters_only(job_for):
+    lora = make_plan(job_for("recipe=llama3_8b_dpo_p5_lora")).memory  # r 16 on all seven linear layers, fsdp over 8
+    per_layer = 16 * ((4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096) + 3 * (4096 + 14336))  # r x (in + out)
+    adapters = 32 * per_layer
+    assert lora.gradients == pytest.approx(4 * adapters / 8)
+    assert lora.optimizer == pytest.approx(8 * adapters / 8)
+    full = make_plan(job_for("recipe=llama3_8b_dpo_p5_lora", "training.lora.enabled=false")).memory
+    assert full.optimizer > 100 * lora.optimizer  # full fine-tuning keeps AdamW state for all 8 B parameters
+    assert lora.total < full.total
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 
