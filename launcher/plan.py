@@ -9,12 +9,14 @@ from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
-from llm_launch.launcher.topology import Layout, Topology, layout_of, logical_core_config
+from llm_launch.launcher.step_time import throughput
+from llm_launch.launcher.topology import Layout, layout_of, logical_core_config
 
 
 @dataclass(frozen=True)
 class Estimates:
-    """Throughput, time and cost at the assumed MFU; None where the peak or price is unknown."""
+    """Throughput, time and cost from the step-time model (compute at the assumed MFU plus recompute, pipeline
+    bubble and the communication compute does not hide); None where the peak or price is unknown."""
 
     assumed_mfu: float
     """MFU the estimates assume (trainer.assumed_mfu)."""
@@ -36,6 +38,9 @@ class Estimates:
     """On-demand cost of max_steps."""
     price_source: str = ""
     """Where the node-hour price came from (the catalog with its date, or the AWS Price List API)."""
+    step_terms: dict[str, float] = field(default_factory=dict)
+    """Seconds per step by term of the step-time model: compute, bubble, tensor_parallel, pipeline,
+    data_parallel_exposed."""
 
 
 @dataclass(frozen=True)
@@ -79,23 +84,20 @@ class Plan:
         return data
 
 
-def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int,
-               price: Price) -> Estimates:
-    inst = job.instance
+def _estimates(job: JobConfig, layout: Layout, grad_accum: int, price: Price) -> Estimates:
+    """Throughput, time and cost from the step-time model (launcher/step_time.py), the one action=suggest ranks by."""
+    inst, topo = job.instance, layout.topology
     mfu = job.trainer.assumed_mfu
-    if not inst.bf16_tflops_per_accelerator:
+    speed = throughput(job, layout, grad_accum, price.per_node_hour_usd)
+    if speed is None:
         return Estimates(mfu, None, price_source=price.source)
     peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node
-    per_device = mfu * peak * 1e12 / flops_token
-    job_tps = per_device * topo.world_size
-    step = tokens_per_step / job_tps
-    hours = step * job.training.max_steps / 3600
-    if price.per_node_hour_usd is None:
-        return Estimates(mfu, peak, job_tps, per_device, step, hours, price_source=price.source)
-    per_hour = price.per_node_hour_usd * topo.num_nodes
-    per_billion = per_hour / (job_tps * 3600) * 1e9
-    return Estimates(mfu, peak, job_tps, per_device, step, hours, per_hour, per_billion, per_hour * hours,
-                     price.source)
+    step, job_tps = speed.step, speed.tokens_per_second
+    hours = step.total * job.training.max_steps / 3600
+    per_hour = None if price.per_node_hour_usd is None else price.per_node_hour_usd * topo.num_nodes
+    return Estimates(mfu, peak, job_tps, job_tps / topo.world_size, step.total, hours, per_hour,
+                     speed.cost_per_billion_tokens_usd, None if per_hour is None else per_hour * hours, price.source,
+                     step_terms=asdict(step))
 
 
 def traced_layout(job: JobConfig) -> dict:
@@ -178,5 +180,5 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         params_non_embedding=counts.non_embedding,
         flops_per_token=flops_token,
         memory=memory or estimate_job_memory(job, layout),
-        estimates=_estimates(job, topo, flops_token, tokens_per_step, price or price_of(job)),
+        estimates=_estimates(job, layout, grad_accum, price or price_of(job)),
     )

@@ -328,3 +328,14 @@ def test_memory_error_names_the_smallest_node_count_that_fits(job_for):
     assert nodes > 1
     assert make_plan(job_for(*base, f"trainer.num_nodes={nodes}")).memory.fits
     assert not make_plan(job_for(*base, f"trainer.num_nodes={nodes - 1}")).memory.fits
+
+
+def test_hsdp_with_tp_filling_the_node_warns_that_it_only_replicates(job_for):
+    findings, plan = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", "parallelism.data_parallel=hsdp",
+                                      "parallelism.tp=8"))  # 2 nodes x 8 GPUs, tp 8: one data-parallel rank per node
+    assert plan is not None and plan.dp == 2
+    (warning,) = [w for w in findings.warnings if w.startswith("parallelism.data_parallel:")]
+    assert "pure replication over 2" in warning and "use fsdp" in warning
+    sharding, _ = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", "parallelism.data_parallel=hsdp",
+                                   "parallelism.tp=4"))  # shard 2 inside each node: no warning
+    assert not [w for w in sharding.warnings if w.startswith("parallelism.data_parallel:")]
