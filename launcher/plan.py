@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import engine_summary, uses_nxd
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
-from llm_launch.launcher.step_time import throughput
+from llm_launch.launcher.resilience import staging_bytes_per_rank
+from llm_launch.launcher.step_time import peak_tflops_per_rank, throughput
 from llm_launch.launcher.topology import Layout, layout_of, logical_core_config
 
 
@@ -75,6 +77,18 @@ class Plan:
     memory: MemoryEstimate
     estimates: Estimates
     warnings: list[str] = field(default_factory=list)
+    engine: str = "torch"
+    """Training engine: torch (GPU, CPU, Trainium native) or nxd (Trainium legacy); llm_launch.launcher.devices."""
+    neuron_stack: str | None = None
+    """On Trainium: the resolved neuron.stack (native or nxd); None elsewhere."""
+    device: str = "cpu"
+    """torch device type the ranks compute on (cuda, neuron, cpu; xla under NxD)."""
+    process_group: str = "gloo"
+    """torch.distributed backend (nccl, neuron, gloo; xla under NxD)."""
+    compile_backend: str = "inductor"
+    """torch.compile backend where training.compile is on (neuron on Trainium native)."""
+    checkpoint_staging_per_node: float = 0.0
+    """Host memory (bytes) async checkpoints stage their copy of the training state in, per node (0: sync saves)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json, with the memory total and verdict spelled out."""
@@ -86,12 +100,12 @@ class Plan:
 
 def _estimates(job: JobConfig, layout: Layout, grad_accum: int, price: Price) -> Estimates:
     """Throughput, time and cost from the step-time model (launcher/step_time.py), the one action=suggest ranks by."""
-    inst, topo = job.instance, layout.topology
+    topo = layout.topology
     mfu = job.trainer.assumed_mfu
     speed = throughput(job, layout, grad_accum, price.per_node_hour_usd)
     if speed is None:
         return Estimates(mfu, None, price_source=price.source)
-    peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node
+    peak = peak_tflops_per_rank(job, topo.ranks_per_node)
     step, job_tps = speed.step, speed.tokens_per_second
     hours = step.total * job.training.max_steps / 3600
     per_hour = None if price.per_node_hour_usd is None else price.per_node_hour_usd * topo.num_nodes
@@ -127,7 +141,7 @@ def workload_of(job: JobConfig) -> Workload:
     """What the memory estimate reads from a job besides its layout."""
     lora = job.training.lora
     return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator,
-                    preference=job.task == "dpo", lora=lora.enabled, lora_rank=lora.rank,
+                    preference=job.task == "dpo", lora=lora.enabled, nxd=uses_nxd(job), lora_rank=lora.rank,
                     lora_targets=tuple(lora.target_modules))
 
 
@@ -181,4 +195,6 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         flops_per_token=flops_token,
         memory=memory or estimate_job_memory(job, layout),
         estimates=_estimates(job, layout, grad_accum, price or price_of(job)),
+        **engine_summary(job),
+        checkpoint_staging_per_node=staging_bytes_per_rank(job, layout) * topo.ranks_per_node,
     )

@@ -5,7 +5,7 @@ A model, not a measurement. Terms (docs/plan.md):
 
 * compute: model FLOPs per token (6N + 12LHQT) plus what recompute runs again, x tokens per step / (world x
   peak per rank x trainer.assumed_mfu). Full recompute runs each layer's forward again (a third of the
-  FLOPs); selective on GPUs recomputes every other layer (half of that); selective on Trainium recomputes
+  FLOPs); selective in the torch engine recomputes every other layer (half of that); selective under NxD recomputes
   the core attention (NxD's selective checkpointing: the 4 LHQT of the attention scores and values).
 * pipeline bubble: (pp - 1) / (virtual_pp x microbatches) of the compute.
 * tensor parallelism: per layer and micro-batch, two collectives over the [tokens, hidden] activations in
@@ -36,9 +36,10 @@ import math
 from dataclasses import dataclass
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import native_neuron, uses_nxd
 from llm_launch.launcher.memory import shard_degree
 from llm_launch.launcher.model_math import flops_per_token, head_dim, param_counts
-from llm_launch.launcher.topology import Layout, data_parallel_split
+from llm_launch.launcher.topology import Layout, data_parallel_split, logical_core_config
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,18 @@ class Throughput:
         return self.step.total
 
 
+def peak_tflops_per_rank(job: JobConfig, ranks_per_node: int) -> float | None:
+    """bf16 peak of one rank, the MFU denominator. On Trainium native it is the catalog's per-core figure x LNC, as
+    torchtitan counts it (79 x 2 = 158 TFLOP/s on trn2 at LNC=2), so MFU compares with the vendor's reference trainer;
+    elsewhere the accelerator's figure shared by the ranks on it. None where the catalog has no figure."""
+    inst = job.instance
+    if native_neuron(job) and inst.bf16_tflops_per_core:
+        return inst.bf16_tflops_per_core * logical_core_config(inst)
+    if not inst.bf16_tflops_per_accelerator:
+        return None
+    return inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / ranks_per_node
+
+
 def recompute_flops_per_token(job: JobConfig, mode: str) -> float:
     """FLOPs per token that activation checkpointing runs again in backward."""
     model, seq = job.model, job.training.seq_len
@@ -85,7 +98,7 @@ def recompute_flops_per_token(job: JobConfig, mode: str) -> float:
     if mode == "full":
         return forward
     if mode == "selective":
-        if job.instance.accelerator.startswith("trainium"):  # NxD: the core attention (scores and values)
+        if uses_nxd(job):  # NxD: the core attention (scores and values)
             return 4 * model.num_layers * model.num_attention_heads * head_dim(model) * seq
         return forward / 2  # the GPU engine: every other decoder layer
     return 0.0
@@ -112,10 +125,11 @@ def _links(job: JobConfig, ranks_per_node: int) -> _Links:
 
 def estimate_step_time(job: JobConfig, layout: Layout, grad_accum: int) -> StepTime | None:
     """Seconds per step of a layout, or None when the instance has no bf16 peak in the catalog."""
-    inst, train, model, topo = job.instance, job.training, job.model, layout.topology
-    if not inst.bf16_tflops_per_accelerator:
+    train, model, topo = job.training, job.model, layout.topology
+    peak_tflops = peak_tflops_per_rank(job, topo.ranks_per_node)
+    if peak_tflops is None:
         return None
-    peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node * 1e12
+    peak = peak_tflops * 1e12
     tokens_per_step = train.global_batch_size * train.seq_len
     per_token = flops_per_token(model, train.seq_len) + recompute_flops_per_token(job, layout.activation_checkpointing)
     compute = per_token * tokens_per_step / (topo.world_size * peak * job.trainer.assumed_mfu)
@@ -163,7 +177,7 @@ def _data_parallel_exposed(job: JobConfig, layout: Layout, compute_bytes: int, g
         return 0.0
     counts = param_counts(job.model)
     params = counts.total / (topo.tp * topo.pp)
-    ends_split = topo.tp if layout.sequence_parallel or job.instance.accelerator.startswith("trainium") else 1
+    ends_split = topo.tp if layout.sequence_parallel or uses_nxd(job) else 1
     if topo.pp == 1:
         root = (counts.embedding + counts.lm_head + counts.final_norm) / ends_split
     else:

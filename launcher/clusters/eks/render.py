@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from llm_launch.launcher.clusters.eks.paths import CONTAINER_JOB_YAML, JOB_DIR, eks_name, shared_storage
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.environment import backend_environment, is_trainium
+from llm_launch.launcher.devices import is_trainium
+from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import job_to_yaml, write_text_atomic
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.render.command import TRAINIUM_PORT, node_script

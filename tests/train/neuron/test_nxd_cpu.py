@@ -196,7 +196,7 @@ def test_eval_task_on_trainium_equals_the_gpu_evaluation_of_the_same_weights(gpu
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
     expected = json.loads((gpu_trained / "COMPLETE").read_text())["val_loss"]
-    assert result["backend"] == "neuron" and result["rows"] > 0
+    assert result["backend"] == "nxd" and result["rows"] > 0
     assert result["val_loss"] == pytest.approx(expected, rel=1e-5), (result, expected)
     assert (tmp_path / "eval" / "COMPLETE").is_file()
 
