@@ -17,9 +17,10 @@ from llm_launch.train.gpu.lora import apply_lora, trainable_parameter_count
 from llm_launch.train.gpu.mesh import Dist
 from llm_launch.train.gpu.parallelize import parallelize_stage, replicate_stage, unwrap
 from llm_launch.train.gpu.pipeline import ScaledLoss, build_schedule
-from llm_launch.train.gpu.stage import build_stages, rank_model, stage_indices
+from llm_launch.train.gpu.stage import build_stages, rank_model, retie_embeddings, stage_indices
 from llm_launch.train.loss import summed_cross_entropy
-from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
+from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained, pretrained_config_json
+from torch.distributed.fsdp import FSDPModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""
@@ -57,9 +58,14 @@ class Engine:
         # layers they wrap, so a LoRA job loads its base model whole first.
         pretrained = job.model.pretrained_path if not lora and init_weights else None
         if lora and job.model.pretrained_path and init_weights:
+            pretrained_config_json(job.model)  # the job's model section agrees with the file, or a JobError
             hf_model = load_pretrained(job.model.pretrained_path)
         else:
-            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights)
+            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights,
+                                   tokenizer_path=cfg.data.tokenizer_path)
+        self.hf_config = hf_model.config
+        """The transformers config the model was built from (the pretrained model's own, or the job's)."""
+        self.rotary_class = type(hf_model.model.rotary_emb)
         if frozen:
             hf_model.requires_grad_(False)
         if lora:
@@ -72,7 +78,8 @@ class Engine:
         for stage in stages:
             if not pretrained and init_weights:
                 stage.to(ctx.device)
-            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
+            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile,
+                              tied=bool(self.hf_config.tie_word_embeddings))
         self.stages = stages
         self.model = rank_model(stages)
         if pretrained:
@@ -93,10 +100,12 @@ class Engine:
 
     def materialise(self, job: JobConfig) -> None:
         """Give meta-built stages real (uninitialised) storage on the device, then rebuild the rotary tables."""
-        rotary = fresh_rotary(job.model, self.ctx.device)
+        rotary = fresh_rotary(self.hf_config, self.rotary_class, self.ctx.device)
         for stage in self.stages:
             stage.to_empty(device=self.ctx.device)
             stage.model.rotary_emb = rotary
+            if self.hf_config.tie_word_embeddings and not isinstance(stage, FSDPModule):
+                retie_embeddings(stage)  # FSDP2 keeps its own (shared) sharded parameters through to_empty
 
     def mask_documents(self, eos_id: int) -> None:
         """Keep attention inside packed documents (single-stage models)."""
