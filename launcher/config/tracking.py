@@ -37,8 +37,8 @@ class MlflowConfig(Section):
     """An MLflow tracking server (pip install 'llm-launch[mlflow]')."""
 
     tracking_uri: str | None = None
-    """http(s)://host:port of a tracking server, a database (sqlite:///path/mlflow.db, postgresql://...), or the ARN of a SageMaker
-    MLflow tracking server (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>, through the
+    """http(s)://host:port of a tracking server, a database (sqlite:///path/mlflow.db, postgresql://...), or the ARN
+    of a SageMaker MLflow tracking server (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>, through the
     sagemaker-mlflow plugin and the job's AWS credentials); None reads MLFLOW_TRACKING_URI where the job runs."""
     experiment: str | None = None
     """Experiment the run is recorded in; None uses job_name."""
