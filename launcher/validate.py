@@ -30,6 +30,13 @@ from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan, make_plan
 from llm_launch.launcher.preference_checks import check_preference_job
+from llm_launch.launcher.pretrained_config import (
+    CHECKED_FIELDS,
+    PretrainedConfigError,
+    channel_config,
+    differences,
+    file_fields,
+)
 from llm_launch.launcher.problems import Findings, Problem
 from llm_launch.launcher.resilience import check_async_checkpoints
 from llm_launch.launcher.tasks import TASKS
@@ -149,6 +156,11 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
                 f"{job.training.max_steps}")
     if nxd and par.pp > 1 and par.pp_schedule == "gpipe":
         out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
+    if nxd and (job.model.family in ("qwen2", "qwen3") or job.model.attention_bias):
+        what = {"qwen2": "q/k/v biases (Qwen2)", "qwen3": "QK-norm (Qwen3)"}.get(job.model.family, "attention biases")
+        key = "model.attention_bias" if job.model.family not in ("qwen2", "qwen3") else "model.family"
+        out.error(key, f"{job.model.name} has {what}, which the NxD backend's Llama modules (train/neuron/llama.py) "
+                  "cannot express; train it on a GPU instance or on trn2 (the torch engine)")
     if nxd and job.training.compile:
         out.error("training.compile", "torch.compile is for the torch engine; NxD (XLA) compiles its graphs itself; "
                   "set false")
@@ -228,6 +240,25 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     elif pretrained is not None:
         for message in pretrained_problems(Path(pretrained)):
             out.error("model.pretrained_path", message)
+
+
+def _check_pretrained_channel(job: JobConfig, out: Findings) -> None:
+    """A SageMaker job's pretrained model in a channel: its config.json read from the channel's S3 prefix where this
+    machine's credentials allow, and the model section checked against it; otherwise the job checks it at start."""
+    path = job.model.pretrained_path
+    if not path or job.cluster.kind != "sagemaker" or not path.startswith("/opt/ml/input/data/"):
+        return
+    try:
+        config, where = channel_config(path, job.cluster.sagemaker.channels, job.cluster.region)
+        if config is None:
+            out.warn("model.pretrained_path", f"config.json not checked before the job: {where}; the job checks the "
+                     "model section against it when it starts")
+            return
+        recipe = {field: getattr(job.model, field) for field in CHECKED_FIELDS}
+        for key, message in differences(recipe, file_fields(config, where), where, job.model.name):
+            out.error(key, message)
+    except PretrainedConfigError as exc:
+        out.error("model.pretrained_path", str(exc))
 
 
 def _check_tracking(job: JobConfig, out: Findings) -> None:
@@ -427,6 +458,8 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_tracking(job, out)
     if trains_model and job.task != "eval":
         check_data_inputs(job, out, runs_here=cluster.runs_here)
+    if trains_model and not cluster.runs_here:
+        _check_pretrained_channel(job, out)
     if trains_model:
         _check_starting_weights(job, cluster.runs_here, out)
     if job.task == "prepare":

@@ -25,8 +25,8 @@ from llm_launch.launcher import PROJECT_ROOT
 
 NXD_SRC = os.environ.get("NXD_SRC")
 TOOLS = os.environ.get("NXD_CPU_TOOLS", "/work/shared/tools/nxd-cpu")
-pytestmark = pytest.mark.skipif(not NXD_SRC or not Path(TOOLS, "nxd_cpu.py").is_file(),
-                                reason="NXD_SRC (neuronx-distributed source) not set")
+pytestmark = [pytest.mark.system, pytest.mark.skipif(not NXD_SRC or not Path(TOOLS, "nxd_cpu.py").is_file(),
+                                reason="NXD_SRC (neuronx-distributed source) not set")]
 WORKER = Path(__file__).with_name("nxd_cpu_worker.py")
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=8,
             num_key_value_heads=2, max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-5,
