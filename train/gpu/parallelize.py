@@ -11,7 +11,7 @@ from llm_launch.launcher.config.schema import ParallelismConfig
 from llm_launch.launcher.devices import DeviceKind
 from llm_launch.train.devices import compile_options, ddp_device_ids
 from llm_launch.train.gpu.mesh import Dist
-from llm_launch.train.gpu.stage import CausalLMStage
+from llm_launch.train.gpu.stage import CausalLMStage, retie_embeddings
 from llm_launch.train.gpu.tensor_parallel import apply_tensor_parallel
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -64,10 +64,12 @@ def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
 
 
 def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *, bf16: bool,
-                      compile_layers: bool) -> None:
+                      compile_layers: bool, tied: bool = False) -> None:
     """Apply the layout to one stage in place: TP, recompute, compile and FSDP (DDP comes after loading)."""
     if ctx.tp_size > 1:
         apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
+        if tied:
+            retie_embeddings(stage)
     apply_activation_checkpointing(stage, par.activation_checkpointing)
     if compile_layers:
         apply_compile(stage, ctx.kind)
@@ -89,9 +91,30 @@ def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> 
         # step); broadcast_buffers off: the only buffers are rotary tables, the same on every rank,
         # and broadcasting them cost a collective before every forward.
         # https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html
-        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
-                                       gradient_as_bucket_view=True, broadcast_buffers=False)
+        ddp = DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
+                                      gradient_as_bucket_view=True, broadcast_buffers=False)
+        settle_ddp_buckets(ddp, ctx.device)
+        return ddp
     return stage
+
+
+def settle_ddp_buckets(ddp: DistributedDataParallel, device: torch.device) -> None:
+    """Fix DDP's gradient buckets before the first step, so every step of every run reduces in the same ones.
+
+    DDP all-reduces the first synchronised backward in one bucket of all gradients, records the order
+    they became ready in, and rebuilds its buckets in that order before the next forward (torch's
+    DistributedDataParallel._pre_forward and _BucketCapacityConfig.compute_bucket_size_limits,
+    https://github.com/pytorch/pytorch/blob/main/torch/nn/parallel/distributed.py). An element's
+    position in its bucket decides the order in which the all-reduce sums the ranks' values (ring
+    algorithms start each chunk at another rank), which above two ranks changes the last bit. Left
+    alone, a fresh run's step 1 used the one-bucket layout and its later steps the rebuilt one, while a
+    resumed run's first step used the one-bucket layout again: resume was not bit-exact above two
+    ranks. One backward of a two-token sequence here (its gradients discarded) lets DDP record the
+    order, so every real step, the first of a fresh or a resumed run included, uses the rebuilt buckets.
+    """
+    with torch.enable_grad():
+        ddp(torch.zeros((1, 2), dtype=torch.long, device=device)).float().sum().backward()
+    ddp.zero_grad(set_to_none=True)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
