@@ -12,6 +12,7 @@ from llm_launch.launcher.clusters.eks.render import EFA_RESOURCE
 from llm_launch.launcher.config import store
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.tasks import TASKS
+from llm_launch.launcher.validate import validate
 from omegaconf import OmegaConf
 
 TRN2 = "instance=ml.trn2.48xlarge"
@@ -60,6 +61,7 @@ def test_eks_requests_the_neuron_device_plugin_and_efa(job_for, render_job, tmp_
 def test_slurm_exports_the_native_environment_and_never_precompiles(job_for, render_job, tmp_path):
     job = job_for("recipe=llama3_8b_cpt_trn1", TRN2, "cluster=slurm", "cluster.slurm.shared_dir=/fsx",
                   "neuron.precompile=true", "action=render")
+    assert any(str(w).startswith("neuron.precompile:") for w in validate(job)[0].warnings)
     _, files = render_job(job, tmp_path)
     script = files[-1].read_text()
     assert "export NEURON_LOGICAL_NC_CONFIG=2" in script
