@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -88,7 +89,14 @@ def validate_with_memory(job):
 
     print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
           flush=True)
-    return validate(job, memory=traced_memory(job))
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(f"llm-launch: trace {time.monotonic() - started:6.1f} s: {line}", flush=True)
+
+    memory = traced_memory(job, progress)
+    progress("done")
+    return validate(job, memory=memory)
 
 
 def run_suggest(job, out_dir: Path) -> None:
