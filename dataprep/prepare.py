@@ -22,11 +22,11 @@ from pathlib import Path
 
 from llm_launch.dataprep.executors import Hosts, StageFailed
 from llm_launch.dataprep.manifest import MANIFEST_FILE
-from llm_launch.dataprep.packages import missing_packages
 from llm_launch.dataprep.pipeline import prepare_data
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import OutputInUse
 from llm_launch.launcher.data_prep import mix_warnings, resolve_data_prep
+from llm_launch.launcher.data_sources import missing_packages
 from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from llm_launch.launcher.problems import USAGE_EXIT_CODE
 from llm_launch.launcher.tasks import entrypoint

@@ -197,7 +197,7 @@ def _source_plan(source, share: float, local: bool) -> SourcePlan:
     files = size = None
     path = Path(source.path)
     if local and path.exists():
-        from llm_launch.dataprep.read import list_files
+        from llm_launch.launcher.data_sources import list_files
 
         found = list_files(path, source.format)
         files, size = len(found), sum(f.stat().st_size for f in found)

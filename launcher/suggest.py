@@ -249,6 +249,13 @@ def _without_layout_keys(overrides: list[str]) -> list[str]:
 
 def suggest_report(job: JobConfig, base_overrides: list[str]) -> SuggestReport:
     """Search, validate the top rows, and say where the job's own layout stands."""
+    from llm_launch.launcher.data_inputs import describe_once
+
+    with describe_once():
+        return _suggest_report(job, base_overrides)
+
+
+def _suggest_report(job: JobConfig, base_overrides: list[str]) -> SuggestReport:
     from llm_launch.launcher.problems import JobProblems
     from llm_launch.launcher.validate import validate
 

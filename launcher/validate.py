@@ -275,7 +275,7 @@ def _check_pretrained_channel(job: JobConfig, out: Findings) -> None:
 
 def _check_tracking(job: JobConfig, out: Findings) -> None:
     """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
-    from llm_launch.train.tracking import tracking_problems
+    from llm_launch.launcher.tracking_checks import tracking_problems
 
     for key, message in tracking_problems(job):
         if job.tracking.required:
@@ -287,7 +287,7 @@ def _check_tracking(job: JobConfig, out: Findings) -> None:
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from llm_launch.dataprep.packages import missing_packages
+    from llm_launch.launcher.data_sources import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
