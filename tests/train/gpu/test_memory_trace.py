@@ -67,7 +67,7 @@ def test_plain_ddp_holds_whole_gradients_from_the_start_like_its_buckets(job_for
 
 
 @pytest.mark.parametrize("overrides, phrase", [
-    (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the GPU engine"),
+    (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the torch engine"),
 ], ids=["trainium"])
 def test_traced_refuses_what_it_cannot_trace(cli, overrides, phrase):
     result = cli(*overrides)
