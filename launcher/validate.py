@@ -122,6 +122,9 @@ def _check_stack(job: JobConfig, out: Findings) -> None:
     elif stack == "nxd" and inst.accelerator != "trainium1":
         out.warn("neuron.stack", f"nxd on {inst.name}: NeuronX Distributed training is end of support (last image: "
                  "Neuron 2.30); the default on this instance is native (TorchNeuron)")
+    if native_neuron(job) and job.neuron.precompile:
+        out.warn("neuron.precompile", "neuron_parallel_compile traces XLA graphs (NxD); the native stack compiles "
+                 "just in time into TORCH_NEURONX_NEFF_CACHE_DIR, so no precompile step is rendered")
     if native_neuron(job) and (job.neuron.compile_cache_url or "").startswith("s3://"):
         out.error("neuron.compile_cache_url", "TorchNeuron's NEFF cache (TORCH_NEURONX_NEFF_CACHE_DIR) is a file-system "
                   "path; point it at shared storage (FSx) or leave it null")
