@@ -38,6 +38,16 @@ class Case:
 DPO = "recipe=tiny_llama_dpo"
 CASES = [
     # --- issue 13: mistakes users make that used to get through
+    # --- issue 28: the chunked loss runs where the stage computes it whole
+    Case("chunked_loss_with_tensor_parallelism",
+         ("parallelism.tp=2", "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with tp=2, pp=1: set loss_chunk_tokens=0"),
+    Case("chunked_loss_with_dpo",
+         (DPO, "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with task=dpo"),
+    Case("negative_loss_chunk_tokens",
+         ("training.loss_chunk_tokens=-1",),
+         "training.loss_chunk_tokens", "must be 0 or more, got -1"),
     Case("virtual_pipeline_without_a_pipeline",
          ("parallelism.virtual_pp=2", "parallelism.pp_schedule=interleaved_1f1b"),
          "parallelism.virtual_pp", "virtual stages need a pipeline"),
