@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from llm_launch.launcher import PROJECT_ROOT
 from packaging.requirements import Requirement
 
