@@ -18,6 +18,13 @@ DATA_EXTRA = "(or pip install 'llm-launch[data]')"
 def missing_packages(cfg: DataPrepConfig) -> list[Problem]:
     """One problem per setting whose package is not installed in this Python."""
     problems = []
+    for module, package in (("datatrove", "datatrove"), ("orjson", "orjson")):
+        if importlib.util.find_spec(module) is None:
+            problems.append(Problem("task", f"data preparation runs on DataTrove and needs {package}; pip install "
+                                    f"{package} {DATA_EXTRA}"))
+    if (cfg.output.work_dir or "").startswith("s3://") and importlib.util.find_spec("s3fs") is None:
+        problems.append(Problem("data_prep.output.work_dir", "s3:// intermediates need fsspec's s3fs; pip install "
+                                "s3fs, or use a shared folder"))
     for i, source in enumerate(cfg.sources):
         package = missing_package(source.format)
         if package:

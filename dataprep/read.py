@@ -16,6 +16,7 @@ from pathlib import Path
 from llm_launch.dataprep.extract import require
 from llm_launch.dataprep.report import Tally
 from llm_launch.launcher.config.schema import DataSourceConfig
+from llm_launch.launcher.json_errors import json_error_text
 
 SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md"),
             "html": (".html", ".htm"), "pdf": (".pdf",), "docx": (".docx",)}
@@ -84,7 +85,7 @@ def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
-                tally.add("malformed_json", where, f"{exc.msg} at column {exc.colno}")
+                tally.add("malformed_json", where, json_error_text(exc))
 
 
 def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:

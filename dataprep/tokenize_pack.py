@@ -82,7 +82,13 @@ def finished_shard(out_dir: Path, number: int, fingerprint: str) -> dict | None:
 def build_shard(unit: Path, out_dir: Path, number: int, *, tokenizer, eos_id: int, seq_len: int, dtype: np.dtype,
                 fingerprint: str, num_sources: int) -> dict:
     """Tokenize and pack one work unit into shard `number` of out_dir; returns its sidecar."""
-    docs = read_unit(unit)
+    return write_shard(read_unit(unit), out_dir, number, tokenizer=tokenizer, eos_id=eos_id, seq_len=seq_len,
+                       dtype=dtype, fingerprint=fingerprint, num_sources=num_sources)
+
+
+def write_shard(docs: list[Doc], out_dir: Path, number: int, *, tokenizer, eos_id: int, seq_len: int,
+                dtype: np.dtype, fingerprint: str, num_sources: int) -> dict:
+    """Tokenize and pack documents into shard `number` of out_dir (.bin, then its sidecar); returns the sidecar."""
     ids = list(encode_texts(tokenizer, [d.text for d in docs]))
     tokens_by_source = [0] * num_sources
     for doc, tokens in zip(docs, ids, strict=True):

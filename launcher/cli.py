@@ -47,9 +47,20 @@ def run_job(cfg: DictConfig) -> None:
         raise JobProblems(findings.problems)
     plan = dataclasses.replace(plan, warnings=findings.warnings)
     print_plan(plan)
+    cluster = cluster_of(job)
+    try:
+        held = cluster.hold_output_dir(out_dir)  # before anything is written: a refused run changes nothing there
+    except RunnerError as exc:
+        print(f"llm-launch: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
+    with held:
+        write_and_submit(job, plan, cluster, out_dir)
+
+
+def write_and_submit(job, plan, cluster, out_dir: Path) -> None:
+    """Write plan.json, then per the action job.yaml and the cluster's files, then submit."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / PLAN_FILE, json.dumps(plan.to_dict(), indent=2) + "\n")
-    cluster = cluster_of(job)
     action = cluster.default_action if job.action == "auto" else job.action
     if action == "plan":
         print(f"llm-launch: plan written to {out_dir / PLAN_FILE}")

@@ -33,6 +33,88 @@ def resolve_data_prep(job: JobConfig) -> DataPrepConfig:
     return cfg
 
 
+WORK_SUBDIR = ".work"
+
+
+def work_dir(cfg: DataPrepConfig) -> str:
+    """Where the intermediates go: output.work_dir, or <output.dir>/.work."""
+    return cfg.output.work_dir or str(Path(cfg.output.dir or ".") / WORK_SUBDIR)
+
+
+def prep_stages(cfg: DataPrepConfig) -> list[str]:
+    """The DataTrove stages a prepare job runs, in order (dataprep/pipeline.py builds them)."""
+    stages = ["filter"]
+    if cfg.dedup.exact:
+        stages.append("exact_find")
+    if cfg.dedup.exact or cfg.dedup.near:
+        stages.append("exact_filter")
+    if cfg.dedup.near:
+        stages += ["minhash_buckets", "minhash_verify", "minhash_cluster"]
+    return [*stages, "dedup_filter", "mix", "scatter", "pack"]
+
+
+def prep_tasks(cfg: DataPrepConfig, files: int, size: int) -> int:
+    """Tasks of the per-file stages: about task_bytes of input each, at least one, at most one per file."""
+    return max(1, min(files, math.ceil(size / cfg.task_bytes)))
+
+
+def _under(path: str, root: str | None) -> bool:
+    if not root or root.startswith("s3://"):
+        return False
+    root = root.rstrip("/") or "/"
+    return path == root or path.startswith(f"{root}/") or root == "/"
+
+
+def reach_problems(job: JobConfig, shared: str | None) -> list[tuple[str, str]]:
+    """(key, message) for each data_prep path that some worker of the job cannot reach: intermediates must be on
+    storage every node shares (a shared file system, or S3), and so must the output and the sources of a
+    multi-node Slurm or EKS job. `shared` is the cluster's shared storage (Slurm shared_dir, EKS mount)."""
+    cfg = resolve_data_prep(job)
+    work = work_dir(cfg)
+    problems = []
+    if "://" in work and not work.startswith("s3://"):
+        problems.append(("data_prep.output.work_dir", f"{work}: only a file system folder or an s3:// prefix"))
+        return problems
+    if job.trainer.num_nodes == 1 or work.startswith("s3://") and job.cluster.kind == "sagemaker":
+        return problems
+    kind = job.cluster.kind
+    if kind == "sagemaker":
+        return [("data_prep.output.work_dir", f"{work} is on each SageMaker instance's own disk, and the "
+                 f"{job.trainer.num_nodes} instances share no file system; set data_prep.output.work_dir=s3://<bucket>/"
+                 "<prefix> (shards are gathered on the first instance)")]
+    where = f"{shared} (cluster.{kind}.{'shared_dir' if kind == 'slurm' else 'mount_path'})" if shared else None
+    checks = [("data_prep.output.work_dir", work), ("data_prep.output.dir", cfg.output.dir),
+              *((f"data_prep.sources[{i}].path", s.path) for i, s in enumerate(cfg.sources))]
+    for key, path in checks:
+        if key.endswith("work_dir") and path.startswith("s3://"):
+            continue
+        if not _under(path, shared):
+            fix = f"put it under {where}" if where else "give the job a shared volume (cluster.eks.pvc_name)"
+            extra = " or use an s3:// prefix" if key.endswith("work_dir") else ""
+            problems.append((key, f"{path} is not on storage all {job.trainer.num_nodes} nodes share; {fix}{extra}"))
+    return problems
+
+
+def s3_prefix_problem(uri: str) -> str | None:
+    """Why the workers cannot use an s3:// intermediates prefix, checked from here (bucket reachable), or None.
+    boto3 honours AWS_ENDPOINT_URL (https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html)."""
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is None:
+        return f"{uri}: DataTrove reaches s3:// through fsspec's s3fs, which is not installed; pip install s3fs"
+    if importlib.util.find_spec("boto3") is None:
+        return None  # nothing to check with; the job reports it
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = uri.removeprefix("s3://").split("/", 1)[0]
+    try:
+        boto3.client("s3").head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError) as exc:
+        return f"{uri}: bucket {bucket} cannot be reached from here ({exc}); create it or fix the URI or credentials"
+    return None
+
+
 def input_paths(job: JobConfig) -> list[tuple[str, str | None]]:
     """(key, path) of every input the job's task reads: data_prep's sources and tokenizer for a prepare job, the
     training data, tokenizer and pretrained checkpoint for tasks that train (none for a smoke test). Clusters map
@@ -77,7 +159,15 @@ class DataPrepPlan:
     ranks_per_node: int
     world_size: int
     workers: int
-    """Processes reading, filtering and hashing on rank 0 (and tokenizer threads); 0 means every core."""
+    """Tasks each host runs at a time (LocalPipelineExecutor workers); 0 means every core."""
+    hosts: int
+    """Hosts sharing each stage's tasks (one per node; local rank 0 of each runs them)."""
+    tasks: int | None
+    """Tasks of the per-file stages; None where the inputs are read by the job's machines."""
+    stages: list[str]
+    """The DataTrove stages, in order (a barrier between each)."""
+    work_dir: str
+    """Where the intermediates go."""
     sources: list[SourcePlan]
     filters: list[str]
     """The active quality filters, one phrase each."""
@@ -153,7 +243,9 @@ def make_data_prep_plan(job: JobConfig) -> DataPrepPlan:
         job_name=job.job_name, task=str(job.task), instance=job.instance.name,
         accelerator=str(job.instance.accelerator), cluster=str(job.cluster.kind), num_nodes=job.trainer.num_nodes,
         ranks_per_node=ranks,
-        world_size=job.trainer.num_nodes * ranks, workers=cfg.workers, sources=sources,
+        world_size=job.trainer.num_nodes * ranks, workers=cfg.workers, hosts=job.trainer.num_nodes,
+        tasks=None if input_bytes is None else prep_tasks(cfg, sum(s.files or 0 for s in sources), input_bytes),
+        stages=prep_stages(cfg), work_dir=work_dir(cfg), sources=sources,
         filters=describe_filters(cfg.filters), dedup=describe_dedup(cfg.dedup), seq_len=cfg.seq_len,
         tokenizer_path=cfg.tokenizer_path, seed=cfg.seed, shuffle=cfg.shuffle, output_dir=cfg.output.dir,
         valid_fraction=cfg.split.valid_fraction, shard_chars=cfg.output.shard_chars, input_bytes=input_bytes,

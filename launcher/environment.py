@@ -1,8 +1,11 @@
 """The environment a job's processes need on its backend, composed in one place for every renderer.
 
-GPU nodes get the NCCL/EFA set, Trainium nodes the Neuron runtime/compiler set and EFA; neither
-gets the other's variables (CUDA/NCCL settings leak into Trainium jobs in several peers). Values are
+GPU nodes get the NCCL/EFA set, Trainium nodes the Neuron set of their stack and EFA; neither
+gets the other's variables (CUDA/NCCL settings leak into Trainium jobs in several peers). The NxD (XLA)
+stack gets the runtime/compiler/XLA precision set; the native stack (TorchNeuron) gets LNC, its NEFF cache
+on persistent storage and its compile-failure policy, and none of the XLA variables. Values are
 strings, ordered by name, so rendered files are deterministic. Sources:
+https://awsdocs-neuron.readthedocs-hosted.com/en/latest/torch/reference/env-vars.html (TorchNeuron)
 https://awsdocs-neuron.readthedocs-hosted.com/en/latest/neuron-runtime/nrt-configurable-parameters.html
 https://awsdocs-neuron.readthedocs-hosted.com/en/latest/compiler/neuronx-cc/api-reference-guide/neuron-compiler-cli-reference-guide.html
 https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start-nccl.html
@@ -10,7 +13,9 @@ https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start-nccl.html
 
 from __future__ import annotations
 
+from llm_launch.launcher.config.instance import LNC_ACCELERATORS
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import is_trainium, native_neuron
 from llm_launch.launcher.topology import logical_core_config
 
 NEURON_LOCAL_CACHE = "/var/tmp/neuron-compile-cache"
@@ -26,13 +31,13 @@ NEURON_PRECISION_CC_FLAGS = {
 """Precision-dependent compiler flags, as NxDT's orchestrator appends them."""
 
 
-def is_trainium(job: JobConfig) -> bool:
-    """Whether the job runs on Trainium (trn1, trn1n, trn2)."""
-    return job.instance.accelerator.startswith("trainium")
+__all__ = ["backend_environment", "compile_cache_url", "is_trainium", "native_neuron_environment",
+           "neuron_environment"]
 
 
 def compile_cache_url(job: JobConfig, shared_storage: str | None) -> str:
-    """NEURON_COMPILE_CACHE_URL: the job's setting, else the cluster's persistent storage (a shared file system,
+    """NEURON_COMPILE_CACHE_URL (NxD) or TORCH_NEURONX_NEFF_CACHE_DIR (native): the job's setting, else the
+    cluster's persistent storage (a shared file system,
     or SageMaker's output prefix in S3, which the Neuron cache reads and writes directly:
     https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-features/neuron-caching.html),
     else the node-local default, which every job starts empty.
@@ -50,7 +55,7 @@ def compile_cache_url(job: JobConfig, shared_storage: str | None) -> str:
 def neuron_cc_flags(job: JobConfig) -> str:
     """NEURON_CC_FLAGS composed once: base flags, LNC on trn2, precision flags, then the user's cc_flags."""
     flags = list(NEURON_BASE_CC_FLAGS)
-    if job.instance.accelerator == "trainium2":
+    if job.instance.accelerator in LNC_ACCELERATORS:
         flags.append(f"--logical-nc-config={logical_core_config(job.instance)}")
     flags.extend(NEURON_PRECISION_CC_FLAGS.get(job.training.precision, ()))
     flags.extend(job.neuron.cc_flags)
@@ -79,9 +84,24 @@ def neuron_environment(job: JobConfig, shared_storage: str | None) -> dict[str, 
         else "0",
         "MALLOC_ARENA_MAX": "64",
     }
-    if job.instance.accelerator == "trainium2":
+    if job.instance.accelerator in LNC_ACCELERATORS:
         env["NEURON_LOGICAL_NC_CONFIG"] = str(logical_core_config(job.instance))
     return env
+
+
+def native_neuron_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
+    """TorchNeuron settings (Trainium native): the logical-core setting the ranks were counted with, the NEFF cache
+    on persistent storage (a file-system path: an s3:// shared storage falls back to the node-local default), and
+    compile failures raised rather than run eagerly (the documented default, written out so a job never silently
+    trains slower). No XLA, NEURON_CC_FLAGS or NCCL variables: the native stack reads none of them.
+    https://awsdocs-neuron.readthedocs-hosted.com/en/latest/torch/reference/env-vars.html"""
+    storage = shared_storage if shared_storage and "://" not in shared_storage else None
+    return {
+        "NEURON_LOGICAL_NC_CONFIG": str(logical_core_config(job.instance)),
+        "TORCH_NEURONX_NEFF_CACHE_DIR": compile_cache_url(job, storage),
+        "TORCH_NEURONX_DISABLE_FALLBACK_EXECUTION": "1",
+        "MALLOC_ARENA_MAX": "64",
+    }
 
 
 def gpu_environment(job: JobConfig) -> dict[str, str]:
@@ -97,7 +117,10 @@ llm_launch/ folder beside the job cannot shadow the entrypoints (docs/imports.md
 def backend_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
     """Every variable the job's processes get, sorted by name; shared_storage is the cluster's shared file system."""
     env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **SAFE_PATH_ENVIRONMENT}
-    if is_trainium(job):
+    if native_neuron(job):
+        env.update(native_neuron_environment(job, shared_storage))
+        env.update(efa_environment(job))
+    elif is_trainium(job):
         env.update(neuron_environment(job, shared_storage))
         env.update(efa_environment(job))
     elif job.instance.accelerator == "nvidia":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llm_launch.launcher.json_errors import json_error_text
+
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 REDOWNLOAD = "download or export the model again"
 
@@ -21,7 +23,7 @@ def _json_problem(path: Path, fix: str) -> str | None:
     except UnicodeDecodeError as exc:
         return f"{path}: not UTF-8 (byte {exc.start + 1}); {fix}"
     except json.JSONDecodeError as exc:
-        return f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}"
+        return f"{path}: not valid JSON ({json_error_text(exc, with_line=True)}); {fix}"
     except OSError as exc:
         return f"{path}: cannot be read ({exc.strerror}); {fix}"
     return None

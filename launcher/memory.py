@@ -5,10 +5,10 @@ model instead (train/gpu/memory_trace.py). tests/launcher/test_memory_calibratio
 rules within 10% of the traced peaks. The rules:
 
 * Training state follows the mixed-precision accounting of ZeRO (https://arxiv.org/abs/1910.02054)
-  as each backend keeps it (docs/plan.md). GPU and CPU keep fp32
+  as each backend keeps it (docs/plan.md). The torch engine (GPU, CPU, Trainium native) keeps fp32
   parameters, gradients and Adam moments (4 + 4 + 8 bytes per parameter): replicated under
   ddp, sharded over the data-parallel group under fsdp, over the shard group under hsdp
-  (llm_launch.launcher.topology.data_parallel_split). Trainium with ZeRO-1 keeps bf16 weights (2), fp32
+  (llm_launch.launcher.topology.data_parallel_split). NxD (Trainium legacy) with ZeRO-1 keeps bf16 weights (2), fp32
   gradient accumulation (4), and fp32 master weights plus Adam moments (12) sharded over DP.
 * FSDP2 on top of the shards, as the engine reshards: the last decoder layer stays gathered at
   the compute precision after forward (the root group, embedding and output projection, is freed
@@ -101,13 +101,16 @@ class Workload:
     """A preference (dpo) job: chosen and rejected sequences, and a frozen reference model."""
     lora: bool = False
     """LoRA adapters (a dpo job's reference is then the base model itself)."""
+    nxd: bool = False
+    """Trained by NxD (Trainium legacy: ZeRO-1 state, vocab-parallel ends); otherwise by the torch engine, whatever the
+    accelerator (Trainium native included)."""
 
 
 def _stage_params(work: Workload, layout: Layout) -> float:
     """Parameters on the heaviest pipeline stage, per tensor-parallel rank. The GPU engine splits the
     embedding and the output projection over tp only under sequence parallelism; NxD always does."""
     counts, topo = param_counts(work.model), layout.topology
-    ends_split = topo.tp if layout.sequence_parallel or work.accelerator.startswith("trainium") else 1
+    ends_split = topo.tp if layout.sequence_parallel or work.nxd else 1
     if topo.pp == 1:
         layers = counts.num_layers * counts.per_layer + counts.final_norm
         return layers / topo.tp + (counts.embedding + counts.lm_head) / ends_split
@@ -165,9 +168,9 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
     params = _stage_params(work, layout)
     shard = shard_degree(layout)
     compute_bytes = 2 if work.precision == "bf16" else 4
-    fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.accelerator.startswith("trainium")
+    fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.nxd
 
-    if work.accelerator.startswith("trainium"):
+    if work.nxd:
         weights, gradients, optimizer = 2 * params, 4 * params, 12 * params / shard
     else:
         weights, gradients, optimizer = 4 * params / shard, 4 * params / shard, 8 * params / shard
@@ -176,7 +179,7 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
             if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
                 gradients = 4 * params
 
-    if work.preference and not work.lora and not work.accelerator.startswith("trainium"):
+    if work.preference and not work.lora and not work.nxd:
         weights += 4 * params / shard  # the frozen reference copy (fp32, sharded like the policy)
     # A preference (dpo) micro-batch holds chosen and rejected sequences.
     tokens = work.seq_len * layout.micro_batch_size * (2 if work.preference else 1)
@@ -191,7 +194,7 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
     else:
         saved, working_set = layers_per_stage * plain, 0.0
     activations = tokens * saved * compute_bytes * _in_flight_microbatches(layout, grad_accum)
-    vocab_split = layout.topology.tp if work.accelerator.startswith("trainium") else 1  # NxD keeps them split
+    vocab_split = layout.topology.tp if work.nxd else 1  # NxD keeps them split
     logits = tokens * (LOGIT_BYTES_PER_ENTRY * work.model.vocab_size / vocab_split
                        + FINAL_NORM_BYTES * work.model.hidden_size)
     activations += max(logits, tokens * working_set * compute_bytes)

@@ -42,11 +42,27 @@ class ParamCounts:
         return self.total - self.embedding
 
 
+def qkv_bias(model: ModelConfig) -> bool:
+    """Whether q, k and v have biases: always in Qwen2 (and 2.5), where config.json says attention_bias otherwise."""
+    return model.family == "qwen2" or model.attention_bias
+
+
+def o_bias(model: ModelConfig) -> bool:
+    """Whether the attention output projection has a bias (attention_bias of Llama and Qwen3; never in Qwen2)."""
+    return model.attention_bias and model.family != "qwen2"
+
+
+def qk_norm(model: ModelConfig) -> bool:
+    """Whether each query and key head is RMS-normed over head_dim before RoPE (Qwen3)."""
+    return model.family == "qwen3"
+
+
 def param_counts(model: ModelConfig) -> ParamCounts:
-    """Count parameters the way transformers' Llama and Mistral classes lay them out."""
+    """Count parameters the way transformers' Llama, Mistral, Qwen2 and Qwen3 classes lay them out."""
     hidden, q_width = model.hidden_size, model.num_attention_heads * head_dim(model)
     kv_width = model.num_key_value_heads * head_dim(model)
     attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden
+    attention += (q_width + 2 * kv_width) * qkv_bias(model) + hidden * o_bias(model) + 2 * head_dim(model) * qk_norm(model)
     mlp = 3 * hidden * model.intermediate_size
     per_layer = attention + mlp + 2 * hidden
     embedding = model.vocab_size * hidden

@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import engine_summary, native_neuron, uses_nxd
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
+from llm_launch.launcher.resilience import staging_bytes_per_rank
 from llm_launch.launcher.topology import Layout, Topology, layout_of, logical_core_config
 
 
@@ -70,6 +72,18 @@ class Plan:
     memory: MemoryEstimate
     estimates: Estimates
     warnings: list[str] = field(default_factory=list)
+    engine: str = "torch"
+    """Training engine: torch (GPU, CPU, Trainium native) or nxd (Trainium legacy); llm_launch.launcher.devices."""
+    neuron_stack: str | None = None
+    """On Trainium: the resolved neuron.stack (native or nxd); None elsewhere."""
+    device: str = "cpu"
+    """torch device type the ranks compute on (cuda, neuron, cpu; xla under NxD)."""
+    process_group: str = "gloo"
+    """torch.distributed backend (nccl, neuron, gloo; xla under NxD)."""
+    compile_backend: str = "inductor"
+    """torch.compile backend where training.compile is on (neuron on Trainium native)."""
+    checkpoint_staging_per_node: float = 0.0
+    """Host memory (bytes) async checkpoints stage their copy of the training state in, per node (0: sync saves)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json, with the memory total and verdict spelled out."""
@@ -79,13 +93,24 @@ class Plan:
         return data
 
 
+def peak_tflops_per_rank(job: JobConfig, ranks_per_node: int) -> float | None:
+    """bf16 peak of one rank, the MFU denominator. On Trainium native it is the catalog's per-core figure x LNC, as
+    torchtitan counts it (79 x 2 = 158 TFLOP/s on trn2 at LNC=2), so MFU compares with the vendor's reference trainer;
+    elsewhere the accelerator's figure shared by the ranks on it. None where the catalog has no figure."""
+    inst = job.instance
+    if native_neuron(job) and inst.bf16_tflops_per_core:
+        return inst.bf16_tflops_per_core * logical_core_config(inst)
+    if not inst.bf16_tflops_per_accelerator:
+        return None
+    return inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / ranks_per_node
+
+
 def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int,
                price: Price) -> Estimates:
-    inst = job.instance
     mfu = job.trainer.assumed_mfu
-    if not inst.bf16_tflops_per_accelerator:
+    peak = peak_tflops_per_rank(job, topo.ranks_per_node)
+    if peak is None:
         return Estimates(mfu, None, price_source=price.source)
-    peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node
     per_device = mfu * peak * 1e12 / flops_token
     job_tps = per_device * topo.world_size
     step = tokens_per_step / job_tps
@@ -123,7 +148,7 @@ def rank_capacity_bytes(job: JobConfig, ranks_per_node: int) -> float:
 def workload_of(job: JobConfig) -> Workload:
     """What the memory estimate reads from a job besides its layout."""
     return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator,
-                    preference=job.task == "dpo", lora=job.training.lora.enabled)
+                    preference=job.task == "dpo", lora=job.training.lora.enabled, nxd=uses_nxd(job))
 
 
 def estimate_job_memory(job: JobConfig, layout: Layout) -> MemoryEstimate:
@@ -176,4 +201,6 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         flops_per_token=flops_token,
         memory=memory or estimate_job_memory(job, layout),
         estimates=_estimates(job, topo, flops_token, tokens_per_step, price or price_of(job)),
+        **engine_summary(job),
+        checkpoint_staging_per_node=staging_bytes_per_rank(job, layout) * topo.ranks_per_node,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_launch.launcher.config.instance import LNC_ACCELERATORS
 from llm_launch.launcher.data_prep import DataPrepPlan
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan
@@ -39,10 +40,13 @@ def _item_table(title: str, rows: list[tuple[str, str]], warnings: list[str]) ->
 def plan_table(plan: Plan) -> Table:
     """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
-    lnc = f" (LNC={plan.logical_core_config})" if plan.accelerator == "trainium2" else ""
+    lnc = f" (LNC={plan.logical_core_config})" if plan.accelerator in LNC_ACCELERATORS else ""
+    stack = f", neuron.stack={plan.neuron_stack}" if plan.neuron_stack else ""
     rows = [
         ("job", f"{plan.model} on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
         ("ranks", f"{plan.world_size} = {plan.num_nodes} node(s) x {plan.ranks_per_node} ranks{lnc}"),
+        ("engine", f"{plan.engine}{stack}: device {plan.device}, process group {plan.process_group}, "
+                   f"compile {plan.compile_backend}"),
         ("layout", f"dp {plan.dp} ({plan.data_parallel}) x tp {plan.tp} x pp {plan.pp}"),
         ("batch", f"global {plan.global_batch_size} = micro {plan.micro_batch_size} x dp {plan.dp} x "
                   f"grad accum {plan.gradient_accumulation}; {plan.samples_per_replica} samples per replica"),
@@ -53,6 +57,8 @@ def plan_table(plan: Plan) -> Table:
                   f"embedding); {plan.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12LHQT)"),
         (f"memory/device ({mem.source})", f"{mem.total / GIB:.2f} GiB of {mem.capacity / GIB:.1f} GiB "
                                           f"({'fits' if mem.fits else 'DOES NOT FIT'} in 90%): {memory_parts(mem)}"),
+        *([("checkpoint staging", f"{plan.checkpoint_staging_per_node / GIB:.2f} GiB of host memory per node "
+            "(async saves)")] if plan.checkpoint_staging_per_node else []),
         ("peak/rank", _num(est.peak_tflops_per_rank, ",.2f", " TFLOP/s bf16")),
         (f"at MFU {est.assumed_mfu:.0%}", f"{_num(est.tokens_per_second)} tokens/s "
          f"({_num(est.tokens_per_second_per_device)} per device), step {_num(est.step_time_s, ',.2f', ' s')}, "
@@ -70,10 +76,14 @@ def _size(size: int | None) -> str:
 
 def data_prep_table(plan: DataPrepPlan) -> Table:
     """A prepare job's plan: workers, inputs, filters, deduplication and the expected output."""
-    cores = "every core" if plan.workers == 0 else f"{plan.workers} processes"
+    cores = "every core" if plan.workers == 0 else f"{plan.workers}"
+    tasks = "one per ~task_bytes of input (counted where the job runs)" if plan.tasks is None else f"{plan.tasks}"
     rows = [("job", f"prepare on {plan.num_nodes} x {plan.instance} via {plan.cluster}"),
-            ("workers", f"{plan.world_size} ranks = {plan.num_nodes} node(s) x {plan.ranks_per_node}; rank 0 reads, "
-                        f"filters and deduplicates on {cores}, then every rank tokenizes its share of the shards")]
+            ("workers", f"{plan.hosts} host(s) (one per node), each running its share of every stage's tasks "
+                        f"on DataTrove's LocalPipelineExecutor with workers = {cores}"),
+            ("tasks", f"{tasks} per file stage; pack: one per shard"),
+            ("stages", " -> ".join(plan.stages) + " (barrier between stages; a rerun skips finished tasks)"),
+            ("intermediates", plan.work_dir)]
     for source in plan.sources:
         files = "" if source.files is None else f", {source.files} file(s)"
         rows.append((f"input {source.name}", f"{source.format} {source.path} ({_size(source.size_bytes)}{files}); "

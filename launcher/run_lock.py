@@ -25,6 +25,15 @@ HELD_BY_LAUNCHER_ENV = "LLM_LAUNCH_HOLDS_LOCK"
 """Set by the local runner to the folder whose lock it holds for the job, so the job does not take it twice."""
 
 
+_HELD_HERE: set[str] = set()
+"""Folders (resolved) whose lock this process holds now."""
+
+
+def held_here(folder: Path) -> bool:
+    """Whether this process holds folder's lock (taken by the command before it wrote anything there)."""
+    return str(Path(folder).resolve()) in _HELD_HERE
+
+
 class FolderInUse(Exception):
     """Another live run holds the folder; the message names it and what to do."""
 
@@ -82,6 +91,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self.fd = fd
+        _HELD_HERE.add(str(self.folder.resolve()))
         return self
 
     def stale_note(self) -> str | None:
@@ -96,6 +106,13 @@ class RunLock:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
+            _HELD_HERE.discard(str(self.folder.resolve()))
+
+    def __enter__(self) -> RunLock:
+        return self if self.fd is not None else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def in_use(folder: Path, what: str) -> str | None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.memory import shard_degree
 from llm_launch.launcher.model_math import flops_per_token, param_counts
+from llm_launch.launcher.plan import peak_tflops_per_rank
 from llm_launch.launcher.topology import Layout, data_parallel_split
 
 RECOMPUTE_FACTOR = {"none": 1.0, "selective": 7 / 6, "full": 8 / 6}
@@ -67,9 +68,10 @@ def _seconds(volume_bytes: float, gbytes_per_s: float | None) -> float:
 def estimate_step_time(job: JobConfig, layout: Layout, grad_accum: int) -> StepTime | None:
     """Seconds per step of a layout, or None when the instance has no bf16 peak in the catalog."""
     inst, train, model, topo = job.instance, job.training, job.model, layout.topology
-    if not inst.bf16_tflops_per_accelerator:
+    peak_tflops = peak_tflops_per_rank(job, topo.ranks_per_node)
+    if peak_tflops is None:
         return None
-    peak = inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / topo.ranks_per_node * 1e12
+    peak = peak_tflops * 1e12
     tokens_per_step = train.global_batch_size * train.seq_len
     flops = flops_per_token(model, train.seq_len) * tokens_per_step * RECOMPUTE_FACTOR[layout.activation_checkpointing]
     compute = flops / (topo.world_size * peak * job.trainer.assumed_mfu)

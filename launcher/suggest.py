@@ -18,12 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from llm_launch.launcher.config.schema import GradientSync, JobConfig
+from llm_launch.launcher.devices import native_neuron, uses_nxd
 from llm_launch.launcher.dialect import gradient_sync_for
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.plan import rank_capacity_bytes, workload_of
 from llm_launch.launcher.prices import Price, price_of
 from llm_launch.launcher.step_time import StepTime, estimate_step_time
-from llm_launch.launcher.topology import Layout, Topology, data_parallel_split, layout_of, topology_of
+from llm_launch.launcher.topology import (
+    Layout,
+    Topology,
+    data_parallel_split,
+    layout_of,
+    ranks_per_accelerator,
+    topology_of,
+)
 
 CHECKPOINTING_MODES = ("none", "selective", "full")
 MAX_VIRTUAL_PP = 4
@@ -52,15 +60,18 @@ def _divisors(n: int) -> list[int]:
 
 
 def _tensor_parallel_degrees(job: JobConfig, ranks_per_node: int) -> list[int]:
-    model, trainium = job.model, job.instance.accelerator.startswith("trainium")
+    """Degrees within a node that the model's heads allow; on Trainium native also within one chip (TorchNeuron's
+    best practice: https://awsdocs-neuron.readthedocs-hosted.com/en/latest/training/best-practices.html)."""
+    model, nxd = job.model, uses_nxd(job)
     heads, kv = model.num_attention_heads, model.num_key_value_heads
+    most = ranks_per_accelerator(job.instance) if native_neuron(job) else ranks_per_node
     degrees = []
     for tp in _divisors(ranks_per_node):
-        if heads % tp:
+        if heads % tp or tp > most:
             continue
-        if trainium and (kv % tp and tp % kv or model.vocab_size % tp):
+        if nxd and (kv % tp and tp % kv or model.vocab_size % tp):
             continue
-        if not trainium and kv % tp:
+        if not nxd and kv % tp:
             continue
         if job.training.lora.enabled and tp > 1:
             continue
@@ -84,7 +95,7 @@ def _pipeline_choices(job: JobConfig, world_over_tp: int) -> Iterator[tuple[int,
 
 def _data_parallel_modes(job: JobConfig, topo: Topology) -> list[str]:
     """Modes worth trying: hsdp only where it differs from both fsdp and ddp."""
-    if job.instance.accelerator.startswith("trainium"):
+    if uses_nxd(job):
         return ["zero1"]
     modes = ["fsdp", "ddp"] if topo.dp > 1 else ["fsdp"]
     if 1 < data_parallel_split("hsdp", topo)[1] < topo.dp:

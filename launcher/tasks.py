@@ -23,8 +23,9 @@ class Task:
     """Whether it runs model steps that Neuron compiles, so that neuron.precompile may trace them first."""
     sections: tuple[str, ...] = ()
     """Job sections it reads besides the shared ones (instance, cluster, trainer); only these are checked."""
-    backends: tuple[str, ...] = ("gpu", "neuron")
-    """Training backends that run it (llm_launch.train.backend.BACKENDS); others are refused at plan time."""
+    backends: tuple[str, ...] = ("torch", "nxd")
+    """Training engines that run it (llm_launch.launcher.devices.engine_of, llm_launch.train.backend.BACKENDS); others are
+    refused at plan time."""
 
 
 MODEL_SECTIONS = ("model", "parallelism", "training", "neuron")
@@ -35,7 +36,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task("cpt", "llm_launch.train.cpt", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
         Task("sft", "llm_launch.train.sft", trains_model=True, compiles=True, sections=MODEL_SECTIONS),
-        Task("dpo", "llm_launch.train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("gpu",)),
+        Task("dpo", "llm_launch.train.dpo", trains_model=True, compiles=False, sections=MODEL_SECTIONS, backends=("torch",)),
         Task("eval", "llm_launch.train.eval", trains_model=True, compiles=False, sections=MODEL_SECTIONS),
         Task("smoke", "llm_launch.train.smoke", trains_model=False, compiles=False),
         Task("prepare", "llm_launch.dataprep.prepare", trains_model=False, compiles=False, sections=("data_prep",)),

@@ -5,16 +5,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from llm_launch.launcher.config.instance import LNC_ACCELERATORS
 from llm_launch.launcher.config.schema import InstanceConfig, JobConfig
 
 DEFAULT_TRN2_LNC = 2
 
 
 def logical_core_config(instance: InstanceConfig) -> int:
-    """LNC in force: trn2 groups physical cores (default 2); every other kind uses 1."""
-    if instance.accelerator == "trainium2":
+    """LNC in force: trn2 and trn3 group physical cores (default 2); every other kind uses 1."""
+    if instance.accelerator in LNC_ACCELERATORS:
         return instance.logical_core_config or DEFAULT_TRN2_LNC
     return 1
+
+
+def ranks_per_accelerator(instance: InstanceConfig) -> int:
+    """Ranks that share one chip: its (logical) NeuronCores on Trainium, 1 on GPUs."""
+    return max(1, instance.cores_per_accelerator // logical_core_config(instance))
 
 
 def catalog_ranks_per_node(instance: InstanceConfig) -> int:

@@ -16,15 +16,31 @@ from llm_launch.launcher.clusters import cluster_of
 from llm_launch.launcher.config.checks import Checks
 from llm_launch.launcher.config.schema import DataParallel, JobConfig
 from llm_launch.launcher.data_inputs import check_data_inputs, tokenizer_size
-from llm_launch.launcher.data_prep import DataPrepPlan, make_data_prep_plan, resolve_data_prep
+from llm_launch.launcher.data_prep import (
+    DataPrepPlan,
+    make_data_prep_plan,
+    reach_problems,
+    resolve_data_prep,
+    s3_prefix_problem,
+    work_dir,
+)
+from llm_launch.launcher.devices import engine_of, is_trainium, native_neuron, uses_nxd
 from llm_launch.launcher.dialect import backend_modes
 from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan, make_plan
 from llm_launch.launcher.preference_checks import check_preference_job
+from llm_launch.launcher.pretrained_config import (
+    CHECKED_FIELDS,
+    PretrainedConfigError,
+    channel_config,
+    differences,
+    file_fields,
+)
 from llm_launch.launcher.problems import Findings, Problem
+from llm_launch.launcher.resilience import check_async_checkpoints
 from llm_launch.launcher.tasks import TASKS
-from llm_launch.launcher.topology import catalog_ranks_per_node
+from llm_launch.launcher.topology import catalog_ranks_per_node, ranks_per_accelerator
 
 SHARED_SECTIONS = ("instance", "cluster", "trainer", "plan")
 """Sections every task reads."""
@@ -36,12 +52,12 @@ def _divisors(n: int, limit: int | None = None) -> str:
 
 
 def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
-    model, par, acc = job.model, job.parallelism, job.instance.accelerator
+    model, par = job.model, job.parallelism
     tp, heads, kv = par.tp, model.num_attention_heads, model.num_key_value_heads
     if heads % tp:
         out.error("parallelism.tp", f"tp={tp} does not divide the {heads} attention heads of {model.name}; "
                   f"use one of {_divisors(heads)}")
-    if acc.startswith("trainium"):
+    if uses_nxd(job):
         if kv % tp and tp % kv:
             out.error("parallelism.tp", f"tp={tp} must divide the {kv} KV heads or be a multiple of them "
                       "(Neuron replicates KV heads up to tp)")
@@ -58,9 +74,9 @@ def _check_heads_and_layers(job: JobConfig, out: Findings) -> None:
     else:
         if kv % tp:
             out.error("parallelism.tp", f"tp={tp} does not divide the {kv} KV heads of {model.name}; KV-head "
-                      f"replication exists only on Trainium; use tp in {_divisors(kv)}")
+                      f"replication exists only on the NxD stack; use tp in {_divisors(kv)}")
         if par.kv_replicator not in (None, 1):
-            out.error("parallelism.kv_replicator", "is a Trainium setting; leave it null on this instance")
+            out.error("parallelism.kv_replicator", "is an NxD (trn1) setting; leave it null on this instance")
     chunks = par.pp * par.virtual_pp
     if model.num_layers % chunks:
         what = f"pp={par.pp}" if par.virtual_pp == 1 else f"pp x virtual_pp = {chunks}"
@@ -72,7 +88,7 @@ def _check_seq_len(job: JobConfig, out: Findings) -> None:
     """Rows no longer than the model's positions (and, on GPUs, its sliding window)."""
     model, seq_len = job.model, job.training.seq_len
     window = model.sliding_window
-    if window is not None and seq_len > window and not job.instance.accelerator.startswith("trainium"):
+    if window is not None and seq_len > window and not uses_nxd(job):
         out.error("training.seq_len", f"{seq_len} exceeds {model.name}'s sliding_window {window}; the "
                   "engine attends causally over the whole row, so keep training.seq_len <= sliding_window")
     if seq_len > model.max_position_embeddings:
@@ -89,19 +105,36 @@ def _costly(job: JobConfig, out: Findings, key: str, message: str) -> None:
         out.error(key, message)
 
 
+def _check_stack(job: JobConfig, out: Findings) -> None:
+    """neuron.stack against the instance: native needs TorchNeuron (trn2/trn3), nxd needs Trainium."""
+    stack, inst = job.neuron.stack, job.instance
+    if stack == "native" and inst.accelerator == "trainium1":
+        out.error("neuron.stack", f"native (TorchNeuron) runs on Trn2 and Trn3 only; {inst.name} is Trainium 1: use "
+                  "neuron.stack=nxd (or auto), or a trn2 instance (docs/trainium.md)")
+    elif stack == "nxd" and not is_trainium(job):
+        out.error("neuron.stack", f"nxd is a Trainium stack; {inst.name} trains on the torch engine: leave "
+                  "neuron.stack=auto")
+    elif stack == "nxd" and inst.accelerator != "trainium1":
+        out.warn("neuron.stack", f"nxd on {inst.name}: NeuronX Distributed training is end of support (last image: "
+                 "Neuron 2.30); the default on this instance is native (TorchNeuron)")
+    if native_neuron(job) and (job.neuron.compile_cache_url or "").startswith("s3://"):
+        out.error("neuron.compile_cache_url", "TorchNeuron's NEFF cache (TORCH_NEURONX_NEFF_CACHE_DIR) is a file-system "
+                  "path; point it at shared storage (FSx) or leave it null")
+
+
 def _check_backend(job: JobConfig, out: Findings) -> None:
     inst, par, acc = job.instance, job.parallelism, job.instance.accelerator
-    trainium = acc.startswith("trainium")
+    trainium, nxd = is_trainium(job), uses_nxd(job)
     if job.neuron.monitor and not trainium:
         out.error("neuron.monitor", f"neuron-monitor watches NeuronCores; {inst.name} has none: use a Trainium "
                   "instance or set neuron.monitor=false")
     if par.data_parallel not in backend_modes(job):
-        if trainium:
-            out.error("parallelism.data_parallel", f"{par.data_parallel} is a GPU strategy; on Trainium use auto "
-                      "(ZeRO-1) or ddp")
+        if nxd:
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is a torch-engine strategy; on NxD (trn1) use "
+                      "auto (ZeRO-1) or ddp")
         else:
-            out.error("parallelism.data_parallel", f"{par.data_parallel} is Trainium's optimizer sharding; on this "
-                      "instance use auto (FSDP2), hsdp or ddp")
+            out.error("parallelism.data_parallel", f"{par.data_parallel} is NxD's optimizer sharding (trn1); on this "
+                      "instance's torch engine use auto (FSDP2), hsdp or ddp")
     nproc = job.trainer.nproc_per_node
     if trainium and nproc is not None and nproc != catalog_ranks_per_node(inst):
         out.error("trainer.nproc_per_node", f"Trainium runs one rank per NeuronCore: {inst.name} has "
@@ -121,20 +154,31 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         _costly(job, out, "training.schedule.warmup_steps", f"{warmup} exceeds training.max_steps "
                 f"{job.training.max_steps}: the learning rate never reaches its peak; use at most "
                 f"{job.training.max_steps}")
-    if trainium and par.pp > 1 and par.pp_schedule == "gpipe":
+    if nxd and par.pp > 1 and par.pp_schedule == "gpipe":
         out.error("parallelism.pp_schedule", "NxD pipelines run 1F1B; use 1f1b or interleaved_1f1b")
-    if trainium and job.training.compile:
-        out.error("training.compile", "torch.compile is for GPUs; Neuron compiles its graphs itself; set false")
+    if nxd and (job.model.family in ("qwen2", "qwen3") or job.model.attention_bias):
+        what = {"qwen2": "q/k/v biases (Qwen2)", "qwen3": "QK-norm (Qwen3)"}.get(job.model.family, "attention biases")
+        key = "model.attention_bias" if job.model.family not in ("qwen2", "qwen3") else "model.family"
+        out.error(key, f"{job.model.name} has {what}, which the NxD backend's Llama modules (train/neuron/llama.py) "
+                  "cannot express; train it on a GPU instance or on trn2 (the torch engine)")
+    if nxd and job.training.compile:
+        out.error("training.compile", "torch.compile is for the torch engine; NxD (XLA) compiles its graphs itself; "
+                  "set false")
+    per_chip = ranks_per_accelerator(inst)
+    if native_neuron(job) and par.tp > per_chip:
+        out.warn("parallelism.tp", f"tp={par.tp} spans {par.tp // per_chip} Trainium chips; TorchNeuron's best practice "
+                 f"keeps tensor parallelism within one chip (tp <= {per_chip} at this LNC)")
     lora = job.training.lora
     if lora.enabled and par.tp > 1:
         out.error("training.lora.enabled", "LoRA adapters are not tensor-parallel in this engine; use "
                   "parallelism.tp=1 (FSDP shards the frozen base) or train every weight")
-    if lora.enabled and trainium:
-        out.error("training.lora.enabled", "LoRA is not available on the Neuron backend yet; use a GPU instance")
-    if job.training.data.document_masking and (par.pp > 1 or trainium):
-        out.error("training.data.document_masking", "works without pipeline parallelism on GPU and CPU only; set "
+    if lora.enabled and nxd:
+        out.error("training.lora.enabled", "LoRA runs on the torch engine only, not on NxD (trn1); use a trn2/trn3 or "
+                  "GPU instance")
+    if job.training.data.document_masking and (par.pp > 1 or nxd):
+        out.error("training.data.document_masking", "works without pipeline parallelism on the torch engine only; set "
                   "parallelism.pp=1 or document_masking=false")
-    if not trainium and par.pp > 1 and job.model.tie_word_embeddings:
+    if not nxd and par.pp > 1 and job.model.tie_word_embeddings:
         out.error("parallelism.pp", "tied input and output embeddings live on the first and last stage; "
                   "use pp=1 for this model")
     if acc == "cpu" and job.training.precision == "bf16":
@@ -190,12 +234,31 @@ def _check_local_paths(job: JobConfig, out: Findings) -> None:
     elif pretrained is not None and not (Path(pretrained) / "config.json").is_file():
         out.error("model.pretrained_path", f"{pretrained} has no config.json; point it at a Hugging Face "
                   "checkpoint folder or set it to null")
-    elif pretrained is not None and job.instance.accelerator.startswith("trainium"):
+    elif pretrained is not None and uses_nxd(job):
         for message in nxd_checkpoint_problems(Path(pretrained), job):
             out.error("model.pretrained_path", message)
     elif pretrained is not None:
         for message in pretrained_problems(Path(pretrained)):
             out.error("model.pretrained_path", message)
+
+
+def _check_pretrained_channel(job: JobConfig, out: Findings) -> None:
+    """A SageMaker job's pretrained model in a channel: its config.json read from the channel's S3 prefix where this
+    machine's credentials allow, and the model section checked against it; otherwise the job checks it at start."""
+    path = job.model.pretrained_path
+    if not path or job.cluster.kind != "sagemaker" or not path.startswith("/opt/ml/input/data/"):
+        return
+    try:
+        config, where = channel_config(path, job.cluster.sagemaker.channels, job.cluster.region)
+        if config is None:
+            out.warn("model.pretrained_path", f"config.json not checked before the job: {where}; the job checks the "
+                     "model section against it when it starts")
+            return
+        recipe = {field: getattr(job.model, field) for field in CHECKED_FIELDS}
+        for key, message in differences(recipe, file_fields(config, where), where, job.model.name):
+            out.error(key, message)
+    except PretrainedConfigError as exc:
+        out.error("model.pretrained_path", str(exc))
 
 
 def _check_tracking(job: JobConfig, out: Findings) -> None:
@@ -222,8 +285,15 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
     if job.data_prep.seq_len is None and prep.seq_len < 2:
         out.error("data_prep.seq_len", f"rows of training.seq_len={prep.seq_len} token are too short; set "
                   "data_prep.seq_len=<2 or more>")
+    for key, message in reach_problems(job, cluster_of(job).shared_storage(job)):
+        out.error(key, message)
     if not runs_here:
         return
+    work = work_dir(prep)
+    if work.startswith("s3://"):
+        message = s3_prefix_problem(work)
+        if message:
+            out.error("data_prep.output.work_dir", message)
     for i, source in enumerate(prep.sources):
         if not Path(source.path).exists():
             out.error(f"data_prep.sources[{i}].path", f"{source.path} does not exist; point it at a file or a folder "
@@ -322,8 +392,8 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
     if job.plan.memory != "traced":
         return
     par = job.parallelism
-    if job.instance.accelerator.startswith("trainium"):
-        out.error("plan.memory", "traced follows the GPU engine's FSDP2/TP code, not NxD's; on Trainium use "
+    if uses_nxd(job):
+        out.error("plan.memory", "traced follows the torch engine's FSDP2/TP code, not NxD's; on NxD (trn1) use "
                   "plan.memory=estimate")
     elif job.task == "dpo":
         out.error("plan.memory", "traced runs a cpt/sft step; a dpo step (reference forward, paired sequences) is "
@@ -359,12 +429,12 @@ def section_problems(job: JobConfig) -> list[Problem]:
 
 
 def _check_task_backend(job: JobConfig, out: Findings) -> None:
-    """The task table says which training backends run a task (launcher/tasks.py)."""
-    backend = "neuron" if job.instance.accelerator.startswith("trainium") else "gpu"
+    """The task table says which training engines run a task (launcher/tasks.py)."""
+    engine = engine_of(job)
     runs_on = TASKS[job.task].backends
-    if backend not in runs_on:
-        out.error("task", f"{job.task} runs on the {' and '.join(runs_on)} backend only, not on {job.instance.name} "
-                  f"({backend}); use an instance of that backend (docs/{job.task}.md says why)")
+    if engine not in runs_on:
+        out.error("task", f"{job.task} runs on the {' and '.join(runs_on)} engine only, not on {engine} "
+                  f"({job.instance.name}); use a GPU or trn2/trn3 instance (docs/{job.task}.md says why)")
 
 
 def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Findings, Plan | DataPrepPlan | None]:
@@ -388,10 +458,13 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_tracking(job, out)
     if trains_model and job.task != "eval":
         check_data_inputs(job, out, runs_here=cluster.runs_here)
+    if trains_model and not cluster.runs_here:
+        _check_pretrained_channel(job, out)
     if trains_model:
         _check_starting_weights(job, cluster.runs_here, out)
     if job.task == "prepare":
         _check_data_prep(job, out)
+    _check_stack(job, out)
     _check_task_backend(job, out)
     if job.task == "dpo":
         check_preference_job(job, out)
@@ -407,4 +480,5 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
     if trains_model and not any(p.field == "trainer.nproc_per_node" for p in out.problems):
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)
+        check_async_checkpoints(job, plan.checkpoint_staging_per_node, plan.ranks_per_node, plan.memory, out)
     return out, plan

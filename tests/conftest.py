@@ -15,6 +15,18 @@ from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.config.schema import JobConfig
 from slurm_cluster import SlurmCluster, ensure_installed
 
+SYSTEM_FIXTURES = frozenset({"slurm_cluster", "launch", "command", "moto_server", "mlflow_server"})
+"""Fixtures that start daemons (Slurm, moto_server, mlflow server) or multi-process training through the CLI:
+every test using one, directly or through another fixture, is in the system tier (python -m pytest -m system)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SYSTEM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.system)
+
+
 QUIET_RUN = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0"]
 """Every step logged, validation only at the end."""
 

@@ -12,6 +12,7 @@ import importlib.util
 import os
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import NEURON_ON_CPU_ENV, native_neuron
 from llm_launch.train.errors import JobError
 
 NEURON_DEVICES = "/dev/neuron*"
@@ -23,6 +24,22 @@ def visible_devices_note() -> str:
     """What the scheduler exported to this rank, for the error line."""
     value = os.environ.get("CUDA_VISIBLE_DEVICES")
     return "CUDA_VISIBLE_DEVICES is not set" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"
+
+
+NATIVE_IMAGE_HINT = ("TorchNeuron (torch-neuronx 2.13/2.14 for torch 2.13/2.14, Neuron 2.33+): build "
+                     "docker/Dockerfile.neuron-native or use the Neuron DLAMI's PyTorch environment")
+
+
+def native_neuron_devices() -> int:
+    """Logical NeuronCores torch sees through TorchNeuron (0 without the package or a device)."""
+    import torch
+
+    if importlib.util.find_spec("torch_neuronx") is None:
+        return 0
+    import torch_neuronx  # noqa: F401  (registers the neuron device; torch also autoloads it)
+
+    module = getattr(torch, "neuron", None)
+    return module.device_count() if module is not None and module.is_available() else 0
 
 
 def neuron_stack_present() -> bool:
@@ -44,6 +61,16 @@ def require_accelerators(job: JobConfig) -> None:
             raise JobError(f"instance {name} has {job.instance.accelerators_per_node} NVIDIA GPU(s) per node but rank "
                            f"{rank} (local rank {local_rank}) sees {count} CUDA device(s) ({visible_devices_note()}); "
                            "request the GPUs from the scheduler (Slurm: --gpus-per-node) or pick a CPU instance")
+    elif native_neuron(job):
+        if os.environ.get(NEURON_ON_CPU_ENV) == "1":
+            return  # tests: the neuron row's code path on CPU (llm_launch.train.devices)
+        if importlib.util.find_spec("torch_neuronx") is None:
+            raise JobError(f"instance {name} trains on TorchNeuron (neuron.stack=native) and this environment lacks "
+                           f"torch-neuronx; use {NATIVE_IMAGE_HINT}")
+        if native_neuron_devices() == 0:
+            raise JobError(f"instance {name} has Neuron devices but rank {rank} sees none through torch-neuronx "
+                           f"({NEURON_DEVICES}: {len(glob.glob(NEURON_DEVICES))}); run on a trn2/trn3 node (a container "
+                           "needs --device=/dev/neuron*) or pick a CPU instance")
     elif kind.startswith("trainium") and neuron_stack_present() and not glob.glob(NEURON_DEVICES):
         raise JobError(f"instance {name} has Neuron devices but rank {rank} sees no {NEURON_DEVICES}; run on a "
                        "Trainium node (a container needs --device=/dev/neuron*) or pick a CPU instance")

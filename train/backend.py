@@ -9,8 +9,9 @@ Loss contract (train/loss.py): every target token of the global batch weighs the
 returns the mean loss per target token over the global batch, and gradients equal the gradient
 of that mean, whatever the layout, micro-batching or loss masking.
 
-Backends, by the instance's accelerator (BACKENDS): "gpu" (train/gpu: FSDP2, TP, PP on NVIDIA
-GPUs, and on the CPU with gloo) and "neuron" (train/neuron: neuronx-distributed on Trainium).
+Backends, by engine (BACKENDS, llm_launch.launcher.devices.engine_of): "torch" (train/gpu: FSDP2, TP, PP on NVIDIA
+GPUs, on Trainium 2/3 through TorchNeuron's "neuron" device, and on the CPU with gloo) and "nxd" (train/neuron:
+neuronx-distributed on Trainium 1, the legacy PyTorch/XLA stack).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import NXD_ENGINE, TORCH_ENGINE, engine_of
 from llm_launch.launcher.plan import Plan
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.loss import target_count
@@ -91,8 +93,14 @@ class Backend(ABC):
         """Mean loss per target token over every rank's held-out rows (no gradients)."""
 
     @abstractmethod
-    def save(self, step: int, *, loss: float) -> Path:
-        """Write a complete checkpoint of step atomically; returns its folder."""
+    def save(self, step: int, *, loss: float) -> Path | None:
+        """Write a complete checkpoint of step atomically; returns its folder. With training.checkpoint.mode=async
+        (where the backend has it) the save only starts (None): it completes in the background, and wait_for_saves()
+        waits for it."""
+
+    def wait_for_saves(self) -> None:
+        """Wait until every save started is complete (async saves; nothing to wait for otherwise). Collective."""
+        return None
 
     @abstractmethod
     def resume(self) -> int:
@@ -151,15 +159,15 @@ def regroup_rows(batches: list[tuple[torch.Tensor, torch.Tensor]],
 
 
 BACKENDS = {
-    "gpu": "llm_launch.train.gpu.backend:GpuBackend",
-    "neuron": "llm_launch.train.neuron.backend:NeuronBackend",
+    TORCH_ENGINE: "llm_launch.train.gpu.backend:TorchBackend",
+    NXD_ENGINE: "llm_launch.train.neuron.backend:NeuronBackend",
 }
-"""Backend name -> its class, imported only when a job uses it (torch-xla exists only on Trainium hosts)."""
+"""Engine name -> its class, imported only when a job uses it (torch-xla exists only on Trainium 1 hosts)."""
 
 
 def backend_name(job: JobConfig) -> str:
-    """The backend an instance runs: neuron on Trainium, gpu on NVIDIA GPUs and on CPU."""
-    return "neuron" if job.instance.accelerator.startswith("trainium") else "gpu"
+    """The engine a job runs on: nxd on Trainium's legacy stack, torch everywhere else (GPU, CPU, Trainium native)."""
+    return engine_of(job)
 
 
 def open_backend(job: JobConfig, plan: Plan) -> Backend:

@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_launch.train.errors import JobError
 from llm_launch.train.file_check import file_record, mismatch
 
 LATEST = "latest"
@@ -38,11 +39,17 @@ class NoUsableCheckpoint(Exception):
     """Checkpoints were there to resume from and none is intact; the message says which and why."""
 
 
+class PointerOutside(JobError):
+    """`latest` names something other than a checkpoint folder of its own folder (../other_run/..., an absolute
+    path, a symlink that leads out): never followed, the job refuses in one line."""
+
+
 def step_folders(root: Path) -> list[Path]:
-    """Checkpoint folders (step_<8 digits>, nothing else), oldest first."""
+    """Checkpoint folders (step_<8 digits>, nothing else, none a symlink leading out of root), oldest first."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if STEP_DIR.match(p.name) and p.is_dir())
+    inside = root.resolve()
+    return sorted(p for p in root.iterdir() if STEP_DIR.match(p.name) and p.is_dir() and p.resolve().parent == inside)
 
 
 def record_files(folder: Path) -> dict[str, dict]:
@@ -137,16 +144,30 @@ class ResumePoint:
         return f"{'; '.join(self.passed_over)}; resuming from {self.folder}"
 
 
+def _named_by_latest(root: Path, pointer: Path) -> Path:
+    """The folder `latest` names: a step_<8 digits> folder of root itself, or PointerOutside."""
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    named = root / name
+    inside = STEP_DIR.match(name) is not None and (not named.exists() or named.resolve().parent == root.resolve())
+    if not inside:
+        shown = name if len(name) <= 200 else f"{name[:200]}..."
+        raise PointerOutside(f"{pointer} names {shown!r}, which is not a checkpoint folder of {root} (a pointer out of "
+                             "the checkpoint folder is never followed); write the name of one of its step_<8 digits> "
+                             "folders there, or delete it to resume from the newest intact checkpoint")
+    return named
+
+
 def resume_point(root: Path) -> ResumePoint:
     """The checkpoint to resume from: `latest` if intact, else the newest intact one.
 
-    Raises NoUsableCheckpoint when `latest` or step folders exist and none of them is intact.
+    Raises NoUsableCheckpoint when `latest` or step folders exist and none of them is intact, PointerOutside
+    when `latest` names anything but a step folder of root.
     """
     passed_over: list[str] = []
     pointer = root / LATEST
     named = None
     if pointer.is_file():
-        named = root / pointer.read_text(encoding="utf-8").strip()
+        named = _named_by_latest(root, pointer)
         problem = checkpoint_problem(named) if named.is_dir() else None
         if not named.is_dir():
             passed_over.append(f"{pointer} names {named.name}, which does not exist (deleted by hand, or lost)")

@@ -6,21 +6,19 @@ import os
 
 import torch
 import torch.distributed as dist
+from llm_launch.launcher.devices import DeviceKind
+from llm_launch.train.devices import rank_device
 
 
-def start_process_group(use_cuda: bool) -> torch.device:
-    """Join torchrun's process group: nccl on this rank's GPU, or gloo on the CPU; returns the device."""
+def start_process_group(kind: DeviceKind) -> torch.device:
+    """Join torchrun's process group with the device row's backend (nccl on this rank's GPU, neuron on its NeuronCore,
+    gloo on the CPU); returns the device. The device is bound to the group only where it has an index (CUDA)."""
     rank = int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device, backend = torch.device("cuda", local_rank), "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
+    device = rank_device(kind)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend=kind.process_group, init_method="env://", rank=rank, world_size=world,
+                                device_id=device if device.index is not None else None)
     return device
 
 

@@ -8,6 +8,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from llm_launch.launcher.devices import uses_nxd
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
 from llm_launch.train.errors import JobError
@@ -26,15 +27,16 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--precompile", action="store_true",
-                        help="Trainium only: trace job.neuron.precompile_steps steps with the training topology (run "
+                        help="NxD (Trainium 1) only: trace job.neuron.precompile_steps steps with the training topology (run "
                              "under neuron_parallel_compile); writes no checkpoint, export or COMPLETE marker")
     args = parser.parse_args(argv)
     job = read_job(args.job)
     if job.task != task:
         sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start train.{job.task}")
-    if args.precompile and not job.instance.accelerator.startswith("trainium"):
-        sys.exit(f"train.{task}: --precompile is for Trainium jobs (neuron_parallel_compile); this job runs on "
-                 f"{job.instance.accelerator}, which has no ahead-of-time compile step; drop --precompile")
+    if args.precompile and not uses_nxd(job):
+        sys.exit(f"train.{task}: --precompile is for Trainium jobs on NxD (neuron_parallel_compile); this job runs on "
+                 f"the torch engine ({job.instance.accelerator}), which has no ahead-of-time compile step; drop "
+                 "--precompile")
     from llm_launch.train.accelerators import require_accelerators
 
     if job_runner is None:
@@ -65,7 +67,7 @@ def held_folders(job):
     locks = []
     try:
         for folder, what in folders:
-            if held_by_launcher and Path(held_by_launcher) == Path(folder):
+            if held_by_launcher and same_folder(held_by_launcher, folder):
                 continue
             try:
                 locks.append(RunLock(Path(folder), what).acquire())
@@ -77,3 +79,8 @@ def held_folders(job):
     finally:
         for lock in locks:
             lock.release()
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two spellings name one folder (symlinks and .. resolved: the launcher and job.yaml spell it apart)."""
+    return Path(a).resolve() == Path(b).resolve()

@@ -137,8 +137,13 @@ def step_record(*, step: int, loss: float, lr: float, grad_norm: float | None, t
     }
 
 
-def device_memory_gib(device: torch.device) -> float:
-    """Peak memory so far: allocated on the GPU, or this process's peak resident set on CPU."""
+def device_memory_gib(device: torch.device, kind=None) -> float:
+    """Peak memory so far: the accelerator allocator's (after a synchronize where the device row asks for one:
+    llm_launch.train.devices), or this process's peak resident set on CPU."""
+    from llm_launch.train.devices import peak_memory_bytes
+
+    if kind is not None and (peak := peak_memory_bytes(kind, device)) is not None:
+        return peak / 1024**3
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1024**3
     import resource

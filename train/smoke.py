@@ -3,8 +3,9 @@
 The recommended first job on a new cluster. Every rank all-reduces (sum) a tensor of ones for a
 few message sizes and checks that every element equals the world size, then times the allreduce
 and reports bandwidth as nccl-tests does: algbw = bytes / time, busbw = algbw x 2(n-1)/n (the
-bandwidth each link carries in a ring, comparable across world sizes). Backend by instance: NCCL on
-NVIDIA GPUs, XLA on Trainium (torch-xla, imported only there), gloo on CPU. Rank 0 writes the
+bandwidth each link carries in a ring, comparable across world sizes). Backend by instance: the torch
+engine's device row (NCCL on NVIDIA GPUs, neuron on Trainium native, gloo on CPU: llm_launch.launcher.devices), or
+XLA on Trainium under NxD (torch-xla, imported only there). Rank 0 writes the
 COMPLETE marker (a JSON summary) last; the local runner judges success by it.
 """
 
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from llm_launch.launcher.devices import uses_nxd
 from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from llm_launch.train.accelerators import require_accelerators
+from llm_launch.train.devices import runtime_device_kind, synchronize
 from llm_launch.train.distributed import start_process_group
 from llm_launch.train.errors import JobError
 from llm_launch.train.lifeline import tie_rank_to_launcher
@@ -56,13 +59,12 @@ def bus_bandwidth(algbw: float, world_size: int) -> float:
 class Backend:
     """Process group, device and a way to wait for queued collectives to finish."""
 
-    def __init__(self, accelerator: str):
+    def __init__(self, job):
         self.xm = None
-        if accelerator == "nvidia":
-            if not torch.cuda.is_available():
-                raise SmokeFailed("the instance has NVIDIA GPUs but torch sees no CUDA device")
-            self.name, self.device = "nccl", start_process_group(use_cuda=True)
-        elif accelerator.startswith("trainium"):
+        accelerator = job.instance.accelerator
+        if accelerator == "nvidia" and not torch.cuda.is_available():
+            raise SmokeFailed("the instance has NVIDIA GPUs but torch sees no CUDA device")
+        if uses_nxd(job):
             try:
                 import torch_xla.core.xla_model as xm
                 import torch_xla.distributed.xla_backend  # noqa: F401  (registers the "xla" backend)
@@ -72,8 +74,9 @@ class Backend:
             self.name = "xla"
             dist.init_process_group("xla", init_method="xla://")
             self.device = xm.xla_device()
-        else:
-            self.name, self.device = "gloo", start_process_group(use_cuda=False)
+        else:  # the torch engine's device row: nccl, neuron (TorchNeuron) or gloo
+            kind = runtime_device_kind(job)
+            self.name, self.device = kind.process_group, start_process_group(kind)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
     def sync(self) -> None:
@@ -81,8 +84,8 @@ class Backend:
         if self.xm is not None:
             self.xm.mark_step()
             self.xm.wait_device_ops()
-        elif self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        else:
+            synchronize(self.device)
 
 
 def check_allreduce(backend: Backend, size: int) -> float:
@@ -130,7 +133,7 @@ def run(job_path: str, precompile: bool) -> dict | None:
         require_accelerators(job)
     except JobError as exc:
         raise SmokeFailed(str(exc)) from None
-    backend = Backend(job.instance.accelerator)
+    backend = Backend(job)
     sizes = CPU_SIZES if backend.name == "gloo" else ACCELERATOR_SIZES
     iterations = CPU_ITERATIONS if backend.name == "gloo" else ACCELERATOR_ITERATIONS
     deviations = {size: check_allreduce(backend, size) for size in sizes}

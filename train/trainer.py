@@ -68,6 +68,15 @@ class Trainer:
         self.metrics.write({"step": step, "val_loss": val_loss, **figures})
         return val_loss
 
+    def _save(self, step: int, loss: float) -> float:
+        """Save (or, in async mode, start saving) step; records the seconds the loop stood still."""
+        started = time.perf_counter()
+        self.backend.save(step, loss=loss)
+        stall = time.perf_counter() - started
+        self.metrics.write({"step": step, "checkpoint_stall_s": stall,
+                            "checkpoint_mode": str(self.job.training.checkpoint.mode)})
+        return stall
+
     def _finish(self, result: dict | None, summary_path: Path | None = None) -> None:
         """Close the metrics (and the trackers' runs, with metrics.json when the run finished), write the marker
         last (rank 0) and leave the process group."""
@@ -105,18 +114,21 @@ class Trainer:
             if self.held_out and cfg.eval_every_n_steps and done % cfg.eval_every_n_steps == 0 \
                     and done < cfg.max_steps:
                 val_loss = self._evaluate_and_log(done)
-            every = cfg.checkpoint.every_n_steps
+            every = cfg.checkpoint.fixed_every
             if result.stop:
                 if b.is_main:
                     print(f"SIGTERM: stopping after step {done}; saving a checkpoint", flush=True)
-                b.save(done, loss=loss)
+                self._save(done, loss)
+                b.wait_for_saves()
                 if b.is_main:
                     print(f"stopped by SIGTERM after step {done}; checkpoint saved in {cfg.checkpoint.dir}; run the "
                           "job again to resume", flush=True)
                 self._finish(None)
                 return {"step": done, "stopped": True}
             if (every and done % every == 0) or done == cfg.max_steps:
-                b.save(done, loss=loss)
+                self._save(done, loss)
+        if not self.precompile:
+            b.wait_for_saves()
 
         elapsed_s = round(time.perf_counter() - started, 2)
         if self.precompile:

@@ -7,6 +7,7 @@ and the validation call these hooks and never branch on cluster.kind themselves.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar
 
@@ -55,6 +56,11 @@ class Cluster(ABC):
     def container_job_yaml(self, job: JobConfig, job_yaml: Path) -> str:
         """Path of job.yaml where the job's processes read it."""
         return str(job_yaml)
+
+    def hold_output_dir(self, out_dir: Path) -> AbstractContextManager:
+        """Held from before the command writes anything into out_dir until it ends (RunnerError when another run
+        holds it). By default nothing is held: the job runs elsewhere."""
+        return nullcontext()
 
     @abstractmethod
     def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:

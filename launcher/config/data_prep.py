@@ -140,6 +140,10 @@ class DataOutputConfig(Section):
     roughly 50 M tokens). Each shard is tokenized, packed and written on its own (its tail that does not
     fill a row is counted as remainder), so that a rerun skips finished shards and ranks build shards
     in parallel."""
+    work_dir: str | None = None
+    """Folder for the intermediates (filtered documents, dedup signatures, shard buckets, task reports and
+    DataTrove's completion markers), on any file system every worker reaches: a local or shared folder or an
+    s3:// prefix. None means <dir>/.work. A run's intermediates sit in <work_dir>/<fingerprint>/."""
     keep_work: bool = False
     """Keep the intermediate work folder (selected documents per shard) after a successful run."""
     overwrite: bool = False
@@ -171,12 +175,17 @@ class DataPrepConfig(Section):
     seed: int | None = None
     """Seed of mixing, shuffling and the split; None uses training.seed."""
     workers: int = 0
-    """Processes for reading, filtering and MinHash, and threads of the tokenizer; 0 uses every core."""
+    """Tasks each host runs at a time (DataTrove LocalPipelineExecutor workers); 0 uses every core."""
+    task_bytes: int = 256_000_000
+    """Input bytes per task of the per-file stages: tasks = input size / task_bytes, at least 1 and at most one
+    per input file (a file is never split, so split a huge file to spread it). A task's memory follows its
+    share of the input, not the corpus size."""
     shuffle: bool = True
     """Shuffle documents (seeded) after mixing, so sources interleave; false keeps reading order."""
 
     def own_problems(self, checks: Checks) -> None:
         checks.at_least(0, workers=self.workers)
+        checks.at_least(1, task_bytes=self.task_bytes)
         checks.at_least(2, seq_len=self.seq_len)
         names = [source.name for source in self.sources]
         for index, name in enumerate(names):

@@ -8,7 +8,9 @@ from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
 from omegaconf import MISSING
 
-AcceleratorKind = choices("AcceleratorKind", "cpu", "nvidia", "trainium1", "trainium2")
+AcceleratorKind = choices("AcceleratorKind", "cpu", "nvidia", "trainium1", "trainium2", "trainium3")
+LNC_ACCELERATORS = ("trainium2", "trainium3")
+"""Trainium generations with a logical-core setting (LNC 1 or 2, default 2)."""
 
 
 @dataclass
@@ -22,7 +24,7 @@ class InstanceConfig(Section):
     eks_label: str | None = None
     """Value of node.kubernetes.io/instance-type on EKS nodes."""
     accelerator: AcceleratorKind = MISSING
-    """Accelerator kind: cpu, nvidia, trainium1 or trainium2."""
+    """Accelerator kind: cpu, nvidia, trainium1, trainium2 or trainium3."""
     accelerator_name: str = ""
     """Human name of the accelerator, e.g. H100 SXM or Trainium2."""
     accelerators_per_node: int = MISSING
@@ -30,11 +32,15 @@ class InstanceConfig(Section):
     cores_per_accelerator: int = 1
     """Physical NeuronCores per Trainium chip (1 for GPUs and CPUs)."""
     logical_core_config: int | None = None
-    """trn2 only: physical cores grouped into one logical core (LNC, 1 or 2; default 2)."""
+    """trn2/trn3 only: physical cores grouped into one logical core (LNC, 1 or 2; default 2)."""
     device_memory_gib: float = MISSING
     """Memory per accelerator in GiB (for cpu: host memory usable per process)."""
     bf16_tflops_per_accelerator: float | None = None
     """Dense bf16 peak per accelerator in TFLOP/s, the MFU denominator; None if unknown."""
+    bf16_tflops_per_core: float | None = None
+    """Trainium: dense bf16 peak of one physical NeuronCore's tensor engine in TFLOP/s. On the native (TorchNeuron)
+    stack the MFU denominator per rank is this x LNC, the figure torchtitan uses for Trainium (so MFU compares
+    with the vendor's reference trainer); None elsewhere."""
     efa_interfaces: int = 0
     """EFA network interfaces per node; 0 means the type cannot run multi-node jobs."""
     network_gbps: float | None = None
@@ -63,8 +69,9 @@ class InstanceConfig(Section):
         checks.at_least(0, efa_interfaces=self.efa_interfaces)
         checks.positive(device_memory_gib=self.device_memory_gib,
                         bf16_tflops_per_accelerator=self.bf16_tflops_per_accelerator)
-        if self.accelerator == AcceleratorKind.trainium2:
+        checks.positive(bf16_tflops_per_core=self.bf16_tflops_per_core)
+        if self.accelerator in LNC_ACCELERATORS:
             if self.logical_core_config not in (None, 1, 2):
-                checks.error("logical_core_config", f"LNC must be 1 or 2 on trn2, got {self.logical_core_config}")
+                checks.error("logical_core_config", f"LNC must be 1 or 2 on trn2/trn3, got {self.logical_core_config}")
         elif self.logical_core_config not in (None, 1):
-            checks.error("logical_core_config", "only trn2 has a logical core setting; leave it null")
+            checks.error("logical_core_config", "only trn2 and trn3 have a logical core setting; leave it null")

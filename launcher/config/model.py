@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
 from omegaconf import MISSING
 
-ModelFamily = choices("ModelFamily", "llama", "mistral")
+ModelFamily = choices("ModelFamily", "llama", "mistral", "qwen2", "qwen3")
+"""config.json model_type values the engine builds: Llama 2/3/3.x, Mistral, Qwen2/Qwen2.5 (q/k/v biases) and Qwen3
+(QK-norm: a per-head RMSNorm of q and k)."""
 
 
 @dataclass
@@ -18,7 +21,9 @@ class ModelConfig(Section):
     name: str = MISSING
     """Short name used in job names, logs and the plan, e.g. llama3_8b."""
     family: ModelFamily = ModelFamily.llama
-    """Architecture family; selects the transformers model class: llama or mistral."""
+    """Architecture family (config.json model_type); selects the transformers model class: llama, mistral,
+    qwen2 (Qwen2 and Qwen2.5: biases on the q, k and v projections) or qwen3 (QK-norm: an RMSNorm over head_dim
+    of every query and key head)."""
     source: str = ""
     """Where the numbers below come from (the published config.json), for the reader."""
     vocab_size: int = MISSING
@@ -43,10 +48,23 @@ class ModelConfig(Section):
     """Epsilon of the RMS norms."""
     tie_word_embeddings: bool = False
     """Whether the output projection shares the input embedding's weights."""
+    rope_scaling: dict[str, Any] | None = None
+    """RoPE scaling as config.json gives it (rope_scaling, or rope_parameters beyond rope_theta in files written by
+    transformers 5), e.g. Llama 3.1's {rope_type: llama3, factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0,
+    original_max_position_embeddings: 8192}; None for plain RoPE."""
+    attention_bias: bool = False
+    """config.json attention_bias: biases on the q, k, v and o projections (Llama, Qwen3). Qwen2 has biases on q,
+    k and v by its architecture, whatever this says (its config.json has no such key)."""
     sliding_window: int | None = None
     """Sliding attention window (Mistral 7B v0.1 uses 4096); None for full attention."""
+    from_pretrained: bool = False
+    """Take every architecture field above from pretrained_path's config.json (model=pretrained sets it); a field
+    also set on the command line is checked against the file instead."""
     pretrained_path: str | None = None
-    """Hugging Face checkpoint folder to continue from; None starts from random weights."""
+    """Hugging Face checkpoint folder to continue from (on Trainium: the NxD folder llm-launch-convert hf-to-nxd
+    wrote, which keeps the source's config.json); None starts from random weights. Its config.json is the truth:
+    the fields above are filled from it where the model group leaves them (model=pretrained) and a field that
+    differs from it is refused (llm_launch.launcher.pretrained_config)."""
 
     def own_problems(self, checks: Checks) -> None:
         checks.at_least(1, vocab_size=self.vocab_size, hidden_size=self.hidden_size,

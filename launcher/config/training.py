@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
@@ -15,6 +16,13 @@ LrSchedule = choices("LrSchedule", "cosine", "linear", "constant")
 
 
 OptimizerName = choices("OptimizerName", "adamw")
+
+
+CheckpointMode = choices("CheckpointMode", "sync", "async")
+
+
+AUTO = "auto"
+"""training.checkpoint.every_n_steps: pick the interval from max_lost_minutes (train/cadence.py)."""
 
 
 PreferenceLoss = choices("PreferenceLoss", "sigmoid", "ipo")
@@ -80,19 +88,42 @@ class ScheduleConfig(Section):
 
 @dataclass
 class CheckpointConfig(Section):
-    """When and where checkpoints are written."""
+    """When, where and how checkpoints are written."""
 
     dir: str | None = None
     """Checkpoint folder; None means <output_dir>/checkpoints (SageMaker: /opt/ml/checkpoints)."""
-    every_n_steps: int = 1000
-    """Save every N steps (and at the last step); 0 saves only at the end."""
+    every_n_steps: Any = 1000
+    """Save every N steps (and at the last step); 0 saves only at the end; auto picks N after warm-up from the
+    measured step and save times so that a failure loses at most max_lost_minutes of work (docs/training.md)."""
+    max_lost_minutes: float = 30.0
+    """With every_n_steps=auto: the training time a failure may cost (work since the last checkpoint, plus
+    the time the loop spends saving)."""
+    mode: CheckpointMode = CheckpointMode.sync
+    """sync: every rank waits while its shards are written. async: the state is copied to host memory (pinned on
+    GPUs) and written in the background while training goes on (DCP async_save); the next save waits for the
+    previous one. Either way a checkpoint counts, and `latest` moves, only once every file is written."""
     keep_last: int = 3
     """Checkpoints kept; older ones are deleted after a newer one is complete."""
     resume: bool = True
     """Resume from the latest complete checkpoint in dir when there is one."""
 
+    @property
+    def auto_interval(self) -> bool:
+        """Whether the interval is picked at run time (every_n_steps=auto)."""
+        return self.every_n_steps == AUTO
+
+    @property
+    def fixed_every(self) -> int:
+        """The configured interval in steps (0 with auto until the trainer picks one)."""
+        return 0 if self.auto_interval else int(self.every_n_steps)
+
     def own_problems(self, checks: Checks) -> None:
-        checks.at_least(0, every_n_steps=self.every_n_steps)
+        every = self.every_n_steps
+        if isinstance(every, bool) or not (every == AUTO or isinstance(every, int)):
+            checks.error("every_n_steps", f"must be a number of steps (0: only at the end) or auto, got {every!r}")
+        else:
+            checks.at_least(0, every_n_steps=None if every == AUTO else every)
+        checks.positive(max_lost_minutes=self.max_lost_minutes)
         checks.at_least(1, keep_last=self.keep_last)
 
 

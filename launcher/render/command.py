@@ -1,7 +1,7 @@
 """The in-container command of a job, built once and used by the SageMaker, EKS and Slurm paths.
 
 One node runs `torchrun --nnodes N --nproc_per_node P <rendezvous> -m <entrypoint> --job <job.yaml>`.
-With neuron.precompile on Trainium, `neuron_parallel_compile <that same command> --precompile` runs first
+With neuron.precompile on the NxD (XLA) stack, `neuron_parallel_compile <that same command> --precompile` runs first
 (same topology, so the cache it fills is the one training reads; the compile cache is never deleted):
 https://awsdocs-neuron.readthedocs-hosted.com/en/latest/frameworks/torch/torch-neuronx/api-reference-guide/training/pytorch-neuron-parallel-compile.html
 Commands are argument lists; shell renderers quote every part with shlex,
@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Sequence
 
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.environment import is_trainium
+from llm_launch.launcher.devices import is_trainium, uses_nxd
 from llm_launch.launcher.tasks import TASKS, entrypoint
 from llm_launch.launcher.topology import topology_of
 
@@ -59,8 +59,9 @@ def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
 
 
 def wants_precompile(job: JobConfig) -> bool:
-    """Whether a neuron_parallel_compile step runs before training (only tasks that compile model steps)."""
-    return job.neuron.precompile and is_trainium(job) and TASKS[job.task].compiles
+    """Whether a neuron_parallel_compile step runs before training (NxD only: the tool traces XLA graphs; only tasks
+    that compile model steps)."""
+    return job.neuron.precompile and uses_nxd(job) and TASKS[job.task].compiles
 
 
 def launch_steps(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.train.data.packed import PackedDataset
 from llm_launch.train.data.prepare import load_fast_tokenizer
@@ -15,6 +16,7 @@ def launch(out_dir, *overrides, recipe="prepare_sample"):
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
 
 
+@pytest.mark.system
 def test_prepare_sample_recipe_writes_shards_a_cpt_job_can_read(tmp_path):
     result = launch(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

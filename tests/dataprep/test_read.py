@@ -43,6 +43,7 @@ def test_jsonl_reads_records_and_counts_every_kind_of_bad_line(tmp_path):
     assert tally.counts == {"malformed_json": 2, "missing_text_field": 1, "non_string_text": 1,
                             "undecodable_bytes": 1, "empty_document": 1}
     assert tally.examples["malformed_json"][0]["where"] == f"{path}:2"
+    assert tally.examples["malformed_json"][0]["detail"] == "Invalid control character at column 23"  # "at" once
     assert tally.examples["undecodable_bytes"][0]["where"] == f"{path}:6"
 
 

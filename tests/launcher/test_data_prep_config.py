@@ -89,3 +89,39 @@ def test_the_cli_prints_the_prepare_plan_without_memory_or_cost(cli):
     assert result.returncode == 0, result.stderr
     assert "data preparation" in result.stdout and "input kjv" in result.stdout and "workers" in result.stdout
     assert "memory" not in result.stdout and "USD" not in result.stdout
+
+
+def test_the_plan_shows_hosts_tasks_stages_and_intermediates(job_for):
+    from llm_launch.dataprep.pipeline import build_stages
+    from llm_launch.launcher.data_prep import make_data_prep_plan, resolve_data_prep
+    from llm_launch.launcher.report import data_prep_table
+
+    job = job_for("recipe=prepare_sample", "data_prep.task_bytes=400000", "data_prep.workers=2")
+    plan = make_data_prep_plan(job)
+    assert plan.hosts == 1 and plan.tasks == 1  # one input file: a file is never split
+    assert plan.work_dir.endswith("/out/data/.work")
+    cfg = resolve_data_prep(job)
+    assert plan.stages == [s.name for s in build_stages(cfg, "/w", [(0, "f")], 1, "fp")]  # what the job runs
+    rows = {row[0]: row[1] for row in zip(*(c._cells for c in data_prep_table(plan).columns), strict=True)}
+    assert "filter -> exact_find -> exact_filter -> minhash_buckets" in rows["stages"]
+    assert rows["intermediates"] == plan.work_dir and "workers = 2" in rows["workers"]
+
+
+def test_intermediates_and_inputs_no_worker_can_reach_are_refused_one_line_each(job_for):
+    slurm = ("recipe=prepare_sample", "cluster=slurm", "trainer.num_nodes=2", "instance=ml.trn1.32xlarge",
+             "cluster.slurm.shared_dir=/fsx")
+    job = job_for(*slurm, "data_prep.output.dir=/fsx/data", "data_prep.sources.0.path=/home/me/web.jsonl",
+                  "data_prep.output.work_dir=/scratch/work")
+    findings, _ = validate(job)
+    refused = {p.field: p.message for p in findings.problems if p.field.startswith("data_prep.")}
+    assert set(refused) == {"data_prep.sources[0].path", "data_prep.output.work_dir"}
+    assert "put it under /fsx (cluster.slurm.shared_dir) or use an s3:// prefix" in refused["data_prep.output.work_dir"]
+    ok = job_for(*slurm, "data_prep.output.dir=/fsx/data", "data_prep.sources.0.path=/fsx/web.jsonl",
+                 "data_prep.output.work_dir=s3://bucket/work")
+    assert not [p for p in validate(ok)[0].problems if p.field.startswith("data_prep.")]
+    sagemaker = job_for("recipe=prepare_sample", "cluster=sagemaker", "trainer.num_nodes=2",
+                        "instance=ml.trn1.32xlarge", "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/w.jsonl}]",
+                        "data_prep.tokenizer_path=/opt/ml/input/data/tokenizer",
+                        "cluster.sagemaker.channels={raw: 's3://b/raw', tokenizer: 's3://b/tok'}")
+    (problem,) = [p for p in validate(sagemaker)[0].problems if p.field.startswith("data_prep.")]
+    assert problem.field == "data_prep.output.work_dir" and "share no file system" in problem.message

@@ -12,6 +12,8 @@ from llm_launch.launcher.environment import NEURON_LOCAL_CACHE, backend_environm
 
 INSTANCES = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "instance").glob("ml.*.yaml"))
 GPU_ONLY = ("NCCL_", "TORCH_NCCL_", "CUDA_", "PYTORCH_CUDA_")
+XLA_ONLY = ("XLA_", "NEURON_CC_FLAGS", "NEURON_COMPILE_CACHE_URL", "NEURON_RT_STOCHASTIC_ROUNDING_EN",
+            "NEURON_FUSE_SOFTMAX")
 RDMA = {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.p5en.48xlarge",
         "ml.trn1.32xlarge", "ml.trn1n.32xlarge", "ml.trn2.48xlarge"}
 
@@ -31,7 +33,11 @@ def test_environment_per_instance_type(job_for, instance):
     else:  # ml.trn1.2xlarge: no EFA, so no libfabric settings
         assert not [k for k in env if k.startswith("FI_")]
     assert ("FI_EFA_USE_DEVICE_RDMA" in env) == (instance in RDMA)
-    if "trn" in instance:
+    if "trn2" in instance:  # native (TorchNeuron): LNC, its NEFF cache, no XLA or neuronx-cc flag variables
+        assert not [k for k in env if k.startswith(GPU_ONLY + XLA_ONLY)]
+        assert env["NEURON_LOGICAL_NC_CONFIG"] == "2" and env["TORCH_NEURONX_DISABLE_FALLBACK_EXECUTION"] == "1"
+        assert env["TORCH_NEURONX_NEFF_CACHE_DIR"] == NEURON_LOCAL_CACHE  # no s3_checkpoint_uri: node-local
+    elif "trn" in instance:
         assert not [k for k in env if k.startswith(GPU_ONLY)]
         assert env["NEURON_RT_STOCHASTIC_ROUNDING_EN"] == "1"
         assert env["NEURON_COMPILE_CACHE_URL"] == "s3://example-bucket-111122223333/llm-launch/output/neuron_cache"
@@ -45,9 +51,12 @@ def test_environment_per_instance_type(job_for, instance):
 def test_trn2_logical_cores_match_between_runtime_and_compiler(job_for):
     for lnc in (1, 2):
         env = environment_of(job_for("recipe=smoke_allreduce", "cluster=eks", "instance=ml.trn2.48xlarge",
-                                          f"instance.logical_core_config={lnc}"))
+                                     "neuron.stack=nxd", f"instance.logical_core_config={lnc}"))
         assert env["NEURON_LOGICAL_NC_CONFIG"] == str(lnc)
         assert f"--logical-nc-config={lnc}" in env["NEURON_CC_FLAGS"].split()
+        native = environment_of(job_for("recipe=smoke_allreduce", "cluster=eks", "instance=ml.trn2.48xlarge",
+                                        f"instance.logical_core_config={lnc}"))
+        assert native["NEURON_LOGICAL_NC_CONFIG"] == str(lnc) and "NEURON_CC_FLAGS" not in native
 
 
 def test_cc_flags_precision_and_rounding(job_for):
@@ -74,6 +83,26 @@ def test_compile_cache_location(job_for, overrides, expected):
     assert env["NEURON_COMPILE_CACHE_URL"] == expected
 
 
+@pytest.mark.parametrize("overrides, expected", [
+    (("cluster=eks",), "/fsx/neuron_cache"),
+    (("cluster=eks", "cluster.eks.pvc_name=null"), NEURON_LOCAL_CACHE),
+    (("cluster=slurm", "cluster.slurm.shared_dir=/lustre"), "/lustre/neuron_cache"),
+    (("cluster=slurm", "neuron.compile_cache_url=/fsx/neff-2.34"), "/fsx/neff-2.34"),
+    # SageMaker: the checkpoint folder it syncs with S3 (the NEFF cache takes no s3:// URL), else node-local
+    (("cluster=sagemaker", "cluster.sagemaker.s3_checkpoint_uri=s3://my-bucket/ckpt"), "/opt/ml/checkpoints/neuron_cache"),
+    (("cluster=sagemaker", "cluster.sagemaker.s3_checkpoint_uri=null"), NEURON_LOCAL_CACHE),
+])
+def test_native_neff_cache_on_persistent_storage(job_for, overrides, expected):
+    job = job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge", *overrides)
+    if job.cluster.kind == "sagemaker":
+        from llm_launch.launcher.clusters.sagemaker.render import build_request
+
+        env = build_request(job, "/opt/ml/input/data/code/job.yaml")["Environment"]
+    else:
+        env = environment_of(job)
+    assert env["TORCH_NEURONX_NEFF_CACHE_DIR"] == expected
+
+
 def test_cpu_gets_no_accelerator_variables(job_for):
-    assert environment_of(job_for()) == {"PYTHONUNBUFFERED": "1"}
+    assert environment_of(job_for()) == {"PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
     assert Path(PROJECT_ROOT / "conf" / "instance" / "local_cpu.yaml").is_file()

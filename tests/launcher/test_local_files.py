@@ -53,6 +53,9 @@ def test_tokenizer_json_that_is_not_json_is_named(tmp_path):
     (folder / "tokenizer.json").write_text('{"model": {"vocab": ')
     (problem,) = tokenizer_problems(folder)
     assert problem.startswith(f"{folder / 'tokenizer.json'}: not valid JSON (Expecting value at line 1 column 21)")
+    (folder / "tokenizer.json").write_text('{"model": "unterminated')
+    (problem,) = tokenizer_problems(folder)
+    assert "(Unterminated string starting at line 1 column 11)" in problem  # json's message ends in "at": not twice
 
 
 def test_plan_reports_both_with_their_keys(cli, tmp_path, model_dir):

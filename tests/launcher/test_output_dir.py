@@ -49,3 +49,45 @@ def test_a_reader_that_stops_reading_the_plan_is_not_blamed_on_output_dir(tmp_pa
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
+
+
+LATE_CHECK = """
+import sys
+import llm_launch.launcher.clusters.local as local
+from llm_launch.launcher.cli import main
+
+local.in_use = lambda folder, what: None  # this run checked the folder just before the winner took its lock
+sys.argv = ["llm-launch", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_run_refused_at_the_same_instant_leaves_the_winners_files_untouched(tmp_path):
+    """Two runs started at the same instant both pass the plan-time check; the one that does not get the lock
+    must not have written anything into the folder (plan.json, job.yaml, launch.sh stay the winner's)."""
+    import os
+    import subprocess
+    import sys
+
+    from llm_launch.launcher import PROJECT_ROOT
+    from llm_launch.launcher.run_lock import RunLock
+
+    out = tmp_path / "out"
+    winner = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "action=render", f"output_dir={out}",
+                             "training.max_steps=7"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert winner.returncode == 0, winner.stderr
+    files = {name: ((out / name).read_bytes(), os.stat(out / name).st_mtime_ns)
+             for name in ("plan.json", "job.yaml", "launch.sh")}
+    running = RunLock(out, "output_dir").acquire()  # the winner, training
+    try:
+        loser = subprocess.run([sys.executable, "-c", LATE_CHECK, f"output_dir={out}", "training.max_steps=9"],
+                               capture_output=True, text=True, cwd=PROJECT_ROOT)
+    finally:
+        running.release()
+    assert loser.returncode == 2, loser.stdout[-2000:] + loser.stderr[-2000:]
+    assert loser.stderr.strip().splitlines() == [
+        f"llm-launch: {out} is in use by a running job (pid {os.getpid()} on {os.uname().nodename}, since "
+        f"{loser.stderr.split(', since ')[1].split(')')[0]}); wait for it to finish or stop it, or set output_dir to "
+        "another folder"]
+    assert {name: ((out / name).read_bytes(), os.stat(out / name).st_mtime_ns) for name in files} == files
+    assert "max_steps: 7" in (out / "job.yaml").read_text()

@@ -121,8 +121,9 @@ def test_trn2_ranks_follow_logical_core_config(job_for):
     assert default.logical_core_config == 2
     assert default.ranks_per_node == 64
     assert default.world_size == 4 * 64
+    # 12 GiB per rank at LNC=1: the torch engine's full-vocabulary logits of 8192-token rows need more; 4096 fit
     lnc1 = plan_of(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge",
-                           "instance.logical_core_config=1"))
+                           "instance.logical_core_config=1", "training.seq_len=4096"))
     assert lnc1.logical_core_config == 1
     assert lnc1.ranks_per_node == 128
     assert lnc1.world_size == 4 * 128
@@ -240,7 +241,7 @@ def test_cli_plan_never_imports_torch_or_transformers(tmp_path, recipe):
 
 
 def _portable_instances(job) -> tuple[str, str]:
-    """A GPU type and a Trainium type of the recipe's scale: this machine's recipes try single-node types."""
+    """A GPU type and a Trainium 1 (NxD) type of the recipe's scale: this machine's recipes try single-node types."""
     return ("local_gpu", "ml.trn1.2xlarge") if job.cluster.kind == "local" else ("ml.p5.48xlarge", "ml.trn1.32xlarge")
 
 
@@ -248,8 +249,8 @@ def _portable_instances(job) -> tuple[str, str]:
 def test_every_training_recipe_plans_on_a_gpu_and_on_a_trainium_type_by_changing_instance(recipe, job_for):
     job = job_for(f"recipe={recipe.stem}")
     gpu, trainium = _portable_instances(job)
-    backends = TASKS[job.task].backends  # a task the Neuron backend does not run is refused there (test below)
-    for instance, sharded in [(gpu, "fsdp")] + ([(trainium, "zero1")] if "neuron" in backends else []):
+    backends = TASKS[job.task].backends  # a task NxD does not run is refused there (test below)
+    for instance, sharded in [(gpu, "fsdp")] + ([(trainium, "zero1")] if "nxd" in backends else []):
         job = job_for(f"recipe={recipe.stem}", f"instance={instance}")
         plan = plan_of(job)
         assert plan.instance == instance and plan.memory.fits
@@ -258,10 +259,32 @@ def test_every_training_recipe_plans_on_a_gpu_and_on_a_trainium_type_by_changing
             assert job.parallelism.kv_replicator * job.model.num_key_value_heads >= job.parallelism.tp
 
 
+# This machine's recipes are sized for 2 CPU ranks and no trn2 type smaller than 64 ranks is in the catalog, so they
+# also scale the global batch to the ranks; every remote recipe changes instance= alone.
+LOCAL_BATCH_FOR_64_RANKS = {"tiny_llama_cpt": 256, "tiny_llama_sft": 128, "tiny_llama_dpo": 256}
+
+
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
+def test_every_training_recipe_plans_on_trn2_native_through_the_torch_engine(recipe, job_for):
+    extra = [f"training.global_batch_size={LOCAL_BATCH_FOR_64_RANKS[recipe.stem]}"] \
+        if recipe.stem in LOCAL_BATCH_FOR_64_RANKS else []
+    job = job_for(f"recipe={recipe.stem}", "instance=ml.trn2.48xlarge", *extra)
+    plan = plan_of(job)
+    assert job.neuron.stack == "native" and job.parallelism.kv_replicator is None
+    assert (plan.engine, plan.neuron_stack, plan.device, plan.process_group) == ("torch", "native", "neuron", "neuron")
+    assert plan.data_parallel in ("fsdp", "ddp") and plan.ranks_per_node == 64 and plan.memory.fits
+    assert plan.memory.capacity / 2**30 == pytest.approx(24.0)  # 96 GiB per chip / 4 logical cores at LNC=2
+    assert plan.estimates.peak_tflops_per_rank == pytest.approx(158.0)  # 79 per NeuronCore-v3 x LNC 2 (torchtitan)
+
+
 def test_a_task_is_refused_on_a_backend_that_does_not_run_it(job_for):
     findings, _ = validate(job_for("recipe=tiny_llama_dpo", "instance=ml.trn1.2xlarge"))
     assert [p.field for p in findings.problems] == ["task"]
-    assert "dpo runs on the gpu backend only" in findings.problems[0].message
+    assert "dpo runs on the torch engine only, not on nxd" in findings.problems[0].message
+    findings, _ = validate(job_for("recipe=tiny_llama_sft", "instance=ml.trn1.2xlarge", "training.lora.enabled=true",
+                                   "model.pretrained_path=null"))
+    assert [p.field for p in findings.problems] == ["training.lora.enabled"]
+    assert "not on NxD" in findings.problems[0].message
 
 
 def test_auto_is_the_default_and_becomes_fsdp_on_gpus_and_zero1_with_kv_replication_on_trainium(job_for, tmp_path):

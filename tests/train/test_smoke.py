@@ -17,6 +17,7 @@ def test_bus_bandwidth_matches_nccl_tests():
     assert bus_bandwidth(10.0, 8) == pytest.approx(17.5)
 
 
+@pytest.mark.system
 def test_two_process_gloo_run_via_the_cli(tmp_path):
     out = tmp_path / "smoke"
     done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=smoke_allreduce", f"output_dir={out}"],

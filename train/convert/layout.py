@@ -45,6 +45,12 @@ class ModelShape:
     """Width of one head."""
     tie_word_embeddings: bool = False
     """Whether lm_head shares the embedding (then checkpoints may omit lm_head.weight)."""
+    qkv_bias: bool = False
+    """Whether q, k and v have biases (Qwen2, or attention_bias)."""
+    o_bias: bool = False
+    """Whether o_proj has a bias (attention_bias of Llama and Qwen3)."""
+    qk_norm: bool = False
+    """Whether each layer has q_norm and k_norm weights over head_dim (Qwen3)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ def layout_problems(shape: ModelShape, layout: ShardLayout) -> list[tuple[str, s
         if value < 1:
             out.append((name, f"must be at least 1, got {value}"))
     if out:
+        return out
+    if shape.qkv_bias or shape.o_bias or shape.qk_norm:
+        what = "QK-norm (q_norm, k_norm)" if shape.qk_norm else "attention biases"
+        out.append(("--model", f"the model has {what}, which NxD's Llama modules cannot express; NxD checkpoints hold "
+                    "Llama and Mistral models only (train Qwen on a GPU instance, converting with dcp-to-hf/hf-to-dcp)"))
         return out
     if layout.hw not in HW_BACKENDS:
         out.append(("--hw", f"'{layout.hw}' is not one of {', '.join(HW_BACKENDS)}"))

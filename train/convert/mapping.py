@@ -46,7 +46,7 @@ class ShardTensor:
 
 
 def hf_shapes(shape: ModelShape) -> dict[str, tuple[int, ...]]:
-    """Every tensor a Hugging Face Llama/Mistral checkpoint holds, with its shape."""
+    """Every tensor a Hugging Face Llama, Mistral, Qwen2 or Qwen3 checkpoint holds, with its shape."""
     h, q_width, kv_width = shape.hidden_size, shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
     out: dict[str, tuple[int, ...]] = {EMBED: (shape.vocab_size, h)}
     for i in range(shape.num_layers):
@@ -62,6 +62,13 @@ def hf_shapes(shape: ModelShape) -> dict[str, tuple[int, ...]]:
             p + "mlp.up_proj.weight": (shape.intermediate_size, h),
             p + "mlp.down_proj.weight": (h, shape.intermediate_size),
         })
+        if shape.qkv_bias:
+            out.update({p + "self_attn.q_proj.bias": (q_width,), p + "self_attn.k_proj.bias": (kv_width,),
+                        p + "self_attn.v_proj.bias": (kv_width,)})
+        if shape.o_bias:
+            out[p + "self_attn.o_proj.bias"] = (h,)
+        if shape.qk_norm:
+            out.update({p + "self_attn.q_norm.weight": (shape.head_dim,), p + "self_attn.k_norm.weight": (shape.head_dim,)})
     out[FINAL_NORM] = (h,)
     out[LM_HEAD] = (shape.vocab_size, h)
     return out

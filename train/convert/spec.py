@@ -11,7 +11,8 @@ from typing import Any
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.config.schema import JobConfig, ModelConfig
 from llm_launch.launcher.jobfile import read_job
-from llm_launch.launcher.model_math import head_dim
+from llm_launch.launcher.model_math import head_dim, o_bias, qk_norm, qkv_bias
+from llm_launch.launcher.pretrained_config import PretrainedConfigError, file_fields
 from llm_launch.train.convert.layout import ModelShape, ShardLayout, default_kv_replicator
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,22 +29,18 @@ def shape_of_model(model: ModelConfig) -> ModelShape:
     """Dimensions of one of our model specs."""
     return ModelShape(model.vocab_size, model.hidden_size, model.intermediate_size, model.num_layers,
                       model.num_attention_heads, model.num_key_value_heads, head_dim(model),
-                      model.tie_word_embeddings)
+                      model.tie_word_embeddings, qkv_bias=qkv_bias(model), o_bias=o_bias(model),
+                      qk_norm=qk_norm(model))
 
 
 def shape_of_hf_config(config: dict[str, Any]) -> ModelShape:
-    """Dimensions from a Hugging Face config.json (Llama and Mistral keys)."""
+    """Dimensions from a Hugging Face config.json (Llama, Mistral, Qwen2 and Qwen3), read as the launcher reads it
+    (llm_launch.launcher.pretrained_config)."""
     try:
-        heads = config["num_attention_heads"]
-        return ModelShape(
-            vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
-            intermediate_size=config["intermediate_size"], num_layers=config["num_hidden_layers"],
-            num_heads=heads, num_kv_heads=config.get("num_key_value_heads") or heads,
-            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        )
-    except KeyError as exc:
-        raise SpecError(f"config.json has no {exc.args[0]}; is it a Llama or Mistral config?") from None
+        model = ModelConfig(name="config.json", **file_fields(config, "config.json"))
+    except PretrainedConfigError as exc:
+        raise SpecError(str(exc)) from None
+    return shape_of_model(model)
 
 
 def read_hf_config(path: Path) -> dict[str, Any]:
@@ -89,7 +86,18 @@ def layout_of_job(job: JobConfig) -> ShardLayout:
 
 
 def hf_config_dict(model: ModelConfig) -> dict[str, Any]:
-    """The config.json transformers writes for one of our model specs."""
-    from llm_launch.train.model import hf_config
+    """The config.json an output folder gets: the pretrained source's own (a job whose model.pretrained_path is
+    readable here), else the one transformers writes for the model spec."""
+    import dataclasses
 
-    return hf_config(model).to_dict()
+    from llm_launch.launcher.pretrained_config import read_local_config
+    from llm_launch.train.errors import JobError
+    from llm_launch.train.model import hf_config, pretrained_config_json
+
+    try:
+        if model.pretrained_path and read_local_config(model.pretrained_path) is not None:
+            return pretrained_config_json(model)
+    except (JobError, PretrainedConfigError) as exc:
+        raise SpecError(str(exc)) from None
+    # no source readable here (a SageMaker channel path, or none): the config of the spec itself
+    return hf_config(dataclasses.replace(model, pretrained_path=None)).to_dict()

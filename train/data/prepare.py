@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_launch.launcher.json_errors import json_error_text
 from llm_launch.train.data.packed import INDEX_FILE, write_packed
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _jsonl_text(raw: bytes, where: str, text_field: str) -> str | None:
     try:
         record = json.loads(line.rstrip("\r\n"))  # so the error's column is on this line
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+        raise ValueError(f"{where}: not valid JSON ({json_error_text(exc)}); fix or remove the line") from None
     if not isinstance(record, dict) or text_field not in record:
         raise ValueError(f"{where}: no '{text_field}' field (set training.data.text_field)")
     text = record[text_field]

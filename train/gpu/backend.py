@@ -1,7 +1,9 @@
-"""The GPU backend of the loop (llm_launch.train.backend): the Engine on the job's mesh, AdamW, DCP checkpoints, HF export.
+"""The torch engine's backend of the loop (llm_launch.train.backend): the Engine on the job's mesh, AdamW, DCP
+checkpoints, HF export.
 
-Runs on NVIDIA GPUs (nccl) and on the CPU (gloo), which is how the tests and the default tiny
-run drive it.
+Runs on NVIDIA GPUs (nccl), on Trainium 2/3 through TorchNeuron (device and process group "neuron") and on the CPU
+(gloo), which is how the tests and the default tiny run drive it; the differences live in the device table
+(llm_launch.launcher.devices, llm_launch.train.devices). The folder keeps its historical name, train/gpu/.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from llm_launch.train.backend import Backend, StepResult, global_target_tokens, 
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.distributed import shutdown
 from llm_launch.train.errors import JobError
+from llm_launch.train.gpu.async_checkpoint import AsyncCheckpointer
 from llm_launch.train.gpu.checkpoint import (
     find_latest,
     load_checkpoint,
@@ -43,15 +46,16 @@ def to_batches(rows: list[Rows]) -> list[Batch]:
 class GpuBackend(Backend):
     """This rank's stages of a transformers model under FSDP2 / DDP, TP and PP (train/gpu/engine.py)."""
 
-    name = "gpu"
+    name = "torch"
 
     def start(self) -> None:
         par = self.job.parallelism
         if par.data_parallel not in SUPPORTED_DATA_PARALLEL:
-            raise JobError(f"parallelism.data_parallel={par.data_parallel} is a Trainium strategy; this "
+            raise JobError(f"parallelism.data_parallel={par.data_parallel} is an NxD strategy; this "
                            "engine runs ddp, fsdp or hsdp")
         self.ctx: Dist = init_distributed(self.job, self.plan)
         self.ckpt_root = open_store(self.job.training.checkpoint.dir, self.job.cluster.region)
+        self.async_saves: AsyncCheckpointer | None = None
         ctx = self.ctx
         self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
 
@@ -63,7 +67,7 @@ class GpuBackend(Backend):
         """Preference figures of the last evaluate() (empty for token cross-entropy tasks)."""
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
-        self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer)
+        self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer, fused=self.ctx.kind.fused_adamw)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
 
     def _dp_sum(self, value) -> float:
@@ -136,10 +140,20 @@ class GpuBackend(Backend):
     def evaluation_figures(self) -> dict[str, float]:
         return dict(self.eval_figures)
 
-    def save(self, step: int, *, loss: float) -> Path:
+    def save(self, step: int, *, loss: float) -> Path | None:
         cfg = self.job.training.checkpoint
+        if cfg.mode == "async":
+            if self.async_saves is None:
+                self.async_saves = AsyncCheckpointer(self.ctx.device)
+            self.async_saves.save(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer,
+                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+            return None
         return save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
                                rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+
+    def wait_for_saves(self) -> None:
+        if self.async_saves is not None:
+            self.async_saves.wait()
 
     def resume(self) -> int:
         resume = self.job.training.checkpoint.resume
@@ -172,13 +186,19 @@ class GpuBackend(Backend):
         return {"hf_model": str(hf_dir)}
 
     def memory_gib(self) -> float | None:
-        return device_memory_gib(self.ctx.device)
+        return device_memory_gib(self.ctx.device, self.ctx.kind)
 
     def measures_accelerator_memory(self) -> bool:
-        return self.ctx.device.type == "cuda"
+        return self.ctx.device.type != "cpu"
 
     def barrier(self) -> None:
         dist.barrier()
 
     def close(self) -> None:
+        if self.async_saves is not None:
+            self.async_saves.close()
         shutdown()
+
+
+TorchBackend = GpuBackend
+"""The name the backend table uses: one torch engine for CUDA, Neuron and CPU."""

@@ -31,6 +31,8 @@ import io
 import json
 import os
 import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -186,37 +188,111 @@ def save_checkpoint(root: Path | S3Prefix, step: int, model, optimizer, schedule
     """
     if isinstance(root, S3Prefix):
         return _save_to_s3(root, step, model, optimizer, scheduler, rank=rank, keep_last=keep_last, extra=extra)
-    owner, copies = _ownership(root)
-    final = root / step_dir_name(step)
-    tmp = root / f"{step_dir_name(step)}.tmp"
-    try:
-        if owner:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        dist.barrier()
+    target = begin_save(root, step)
+    with out_of_space_as_job_error(root, step, target.tmp):
         model_state, optim_state = get_state_dict(model, optimizer)
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
-        torch.save(torch.get_rng_state(), tmp / f"rng_rank{rank}.pt")
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(target.tmp))
+        write_rng_state(target, rank, torch.get_rng_state())
+        return complete_save(target, rank=rank, keep_last=keep_last,
+                             state={"step": step, "scheduler": scheduler.state_dict(), **(extra or {})})
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    """Where one save goes: a folder (tmp, renamed to final once complete) or a checkpoint name under an S3 prefix."""
+
+    root: Path | S3Prefix
+    step: int
+    tmp: Path | None = None
+    final: Path | None = None
+    owner: bool = False
+    """This rank owns its copy of root (records the files, renames, moves `latest`, prunes)."""
+    copies: bool = False
+    """Some copy of root lacks rank 0's files (nodes with their own disks)."""
+
+    @property
+    def name(self) -> str:
+        return step_dir_name(self.step)
+
+
+def begin_save(root: Path | S3Prefix, step: int) -> SaveTarget:
+    """Clear the way for step's save: an empty step_N.tmp (or no debris under an S3 prefix). Collective."""
+    if isinstance(root, S3Prefix):
+        if dist.get_rank() == 0:
+            root.remove(step_dir_name(step))  # the debris of an earlier attempt at this step
         dist.barrier()
-        if copies:  # DCP's coordinator (rank 0) wrote .metadata into its own copy only
-            metadata = [(tmp / DCP_METADATA).read_bytes() if rank == 0 else None]
-            dist.broadcast_object_list(metadata, src=0)
-            if owner and rank != 0:
-                (tmp / DCP_METADATA).write_bytes(metadata[0])
+        return SaveTarget(root, step)
+    owner, copies = _ownership(root)
+    target = SaveTarget(root, step, root / f"{step_dir_name(step)}.tmp", root / step_dir_name(step), owner, copies)
+    with out_of_space_as_job_error(root, step, target.tmp):
         if owner:
-            state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {}), FILES_KEY: record_files(tmp)}
+            shutil.rmtree(target.tmp, ignore_errors=True)
+            target.tmp.mkdir(parents=True)
+        dist.barrier()
+    return target
+
+
+def dcp_destination(target: SaveTarget) -> dict:
+    """Keyword arguments of dcp.save / dcp.async_save for the target."""
+    if isinstance(target.root, S3Prefix):
+        return target.root.dcp_target(target.name)
+    return {"checkpoint_id": str(target.tmp)}
+
+
+def write_rng_state(target: SaveTarget, rank: int, rng: torch.Tensor) -> None:
+    """This rank's RNG state beside its shards."""
+    if isinstance(target.root, S3Prefix):
+        buffer = io.BytesIO()
+        torch.save(rng, buffer)
+        target.root.write_bytes(f"{target.name}/rng_rank{rank}.pt", buffer.getvalue())
+    else:
+        torch.save(rng, target.tmp / f"rng_rank{rank}.pt")
+
+
+def complete_save(target: SaveTarget, *, rank: int, keep_last: int, state: dict, group=None) -> Path | str:
+    """Once every rank has written its shards: record the files, rename, move `latest`, prune (collective over
+    group, the default group when None; async saves run this on a checkpoint thread with a group of their own)."""
+    root = target.root
+    if isinstance(root, S3Prefix):
+        dist.barrier(group=group)
+        if rank == 0:
+            root.write_text(f"{target.name}/{TRAINER_STATE}", json.dumps(state, indent=2) + "\n")
+            root.write_text(LATEST, target.name)
+            for old in _complete_on_s3(root)[:-keep_last] if keep_last > 0 else []:
+                root.remove(old)
+        dist.barrier(group=group)
+        return root.path(target.name)
+    tmp, final = target.tmp, target.final
+    with out_of_space_as_job_error(root, target.step, tmp):
+        dist.barrier(group=group)
+        if target.copies:  # DCP's coordinator (rank 0) wrote .metadata into its own copy only
+            metadata = [(tmp / DCP_METADATA).read_bytes() if rank == 0 else None]
+            dist.broadcast_object_list(metadata, src=0, group=group)
+            if target.owner and rank != 0:
+                (tmp / DCP_METADATA).write_bytes(metadata[0])
+        if target.owner:
+            state = {**state, FILES_KEY: record_files(tmp)}
             (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
             if final.exists():  # a damaged copy this run resumed around: kept, out of the way
                 print(f"kept the damaged {final.name} as {set_aside(final).name}", flush=True)
             os.replace(tmp, final)
             write_latest(root, final)
             prune(root, keep_last)
+    dist.barrier(group=group)
+    return final
+
+
+@contextmanager
+def out_of_space_as_job_error(root: Path | S3Prefix, step: int, tmp: Path | None):
+    """A full disk while saving step: one line (JobError), the partial save removed, earlier checkpoints kept."""
+    try:
+        yield
+    except JobError:
+        raise
     except (Exception, CheckpointException) as exc:
-        if _disk_full(exc, root):
+        if tmp is not None and _disk_full(exc, root):
             raise _no_space(root, step, tmp) from None
         raise
-    dist.barrier()
-    return final
 
 
 def _complete_on_s3(store: S3Prefix) -> list[str]:
@@ -234,24 +310,12 @@ def _complete_on_s3(store: S3Prefix) -> list[str]:
 def _save_to_s3(store: S3Prefix, step: int, model, optimizer, scheduler, *, rank: int, keep_last: int,
                 extra: dict | None) -> str:
     """S3 has no rename: the trainer state, then `latest` (one PUT each), written last, make the save complete."""
-    name = step_dir_name(step)
-    if rank == 0:
-        store.remove(name)  # the debris of an earlier attempt at this step
-    dist.barrier()
+    target = begin_save(store, step)
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, **store.dcp_target(name))
-    buffer = io.BytesIO()
-    torch.save(torch.get_rng_state(), buffer)
-    store.write_bytes(f"{name}/rng_rank{rank}.pt", buffer.getvalue())
-    dist.barrier()
-    if rank == 0:
-        state = {"step": step, "scheduler": scheduler.state_dict(), **(extra or {})}
-        store.write_text(f"{name}/{TRAINER_STATE}", json.dumps(state, indent=2) + "\n")
-        store.write_text(LATEST, name)
-        for old in _complete_on_s3(store)[:-keep_last] if keep_last > 0 else []:
-            store.remove(old)
-    dist.barrier()
-    return store.path(name)
+    dcp.save({"model": model_state, "optim": optim_state}, **dcp_destination(target))
+    write_rng_state(target, rank, torch.get_rng_state())
+    return complete_save(target, rank=rank, keep_last=keep_last,
+                         state={"step": step, "scheduler": scheduler.state_dict(), **(extra or {})})
 
 
 def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int, store: S3Prefix | None = None

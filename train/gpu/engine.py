@@ -19,7 +19,7 @@ from llm_launch.train.gpu.parallelize import parallelize_stage, replicate_stage,
 from llm_launch.train.gpu.pipeline import ScaledLoss, build_schedule
 from llm_launch.train.gpu.stage import build_stages, rank_model, stage_indices
 from llm_launch.train.loss import summed_cross_entropy
-from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained
+from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained, pretrained_config_json
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""
@@ -57,9 +57,14 @@ class Engine:
         # layers they wrap, so a LoRA job loads its base model whole first.
         pretrained = job.model.pretrained_path if not lora and init_weights else None
         if lora and job.model.pretrained_path and init_weights:
+            pretrained_config_json(job.model)  # the job's model section agrees with the file, or a JobError
             hf_model = load_pretrained(job.model.pretrained_path)
         else:
-            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights)
+            hf_model = build_model(job.model, cfg.seed, on_meta=bool(pretrained) or not init_weights,
+                                   tokenizer_path=cfg.data.tokenizer_path)
+        self.hf_config = hf_model.config
+        """The transformers config the model was built from (the pretrained model's own, or the job's)."""
+        self.rotary_class = type(hf_model.model.rotary_emb)
         if frozen:
             hf_model.requires_grad_(False)
         if lora:
@@ -93,7 +98,7 @@ class Engine:
 
     def materialise(self, job: JobConfig) -> None:
         """Give meta-built stages real (uninitialised) storage on the device, then rebuild the rotary tables."""
-        rotary = fresh_rotary(job.model, self.ctx.device)
+        rotary = fresh_rotary(self.hf_config, self.rotary_class, self.ctx.device)
         for stage in self.stages:
             stage.to_empty(device=self.ctx.device)
             stage.model.rotary_emb = rotary

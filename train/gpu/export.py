@@ -5,6 +5,12 @@ the layout (FSDP shards, tensor or pipeline slices). At the end of training the 
 trained model's full tensors to rank 0 (export_hf_from_model): no shard has to be on rank 0's disk,
 which it is not when nodes keep checkpoints on their own disks. The converter reads a checkpoint
 folder on its own, with no collective (model_from_checkpoint).
+
+The folder differs from the pretrained source only in its weights: config.json and generation_config.json are
+the source's files, copied byte for byte (save_pretrained would rewrite transformers_version, torch_dtype as
+dtype, and, in transformers 5, rope_theta and rope_scaling as rope_parameters), and the tokenizer files are
+copied from training.data.tokenizer_path as they are. A model trained from scratch gets save_pretrained's
+config.json, whose special-token ids are the tokenizer's (llm_launch.train.model.hf_config).
 """
 
 from __future__ import annotations
@@ -24,11 +30,18 @@ from llm_launch.train.model import hf_config
 HF_DIR = "hf_model"
 
 
-def _fresh_model(model: ModelConfig, lora: LoraConfig | None) -> torch.nn.Module:
+SOURCE_CONFIG_FILES = ("config.json", "generation_config.json")
+"""Copied from the pretrained source into the export as they are."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+"""The files of a Hugging Face tokenizer folder (those transformers' tokenizers save); copied as they are."""
+
+
+def _fresh_model(model: ModelConfig, lora: LoraConfig | None, tokenizer_path: str | None = None) -> torch.nn.Module:
     """A transformers model (fp32, CPU) of the job's architecture, with adapters where the job trains them."""
     from transformers import AutoModelForCausalLM
 
-    fresh = AutoModelForCausalLM.from_config(hf_config(model), dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(hf_config(model, tokenizer_path), dtype=torch.float32)
     if lora is not None and lora.enabled:
         apply_lora(fresh, lora, seed=0)
     return fresh
@@ -45,9 +58,10 @@ def _filled(fresh: torch.nn.Module, weights: dict[str, torch.Tensor], model: Mod
     return merge_lora(fresh) if lora is not None and lora.enabled else fresh
 
 
-def model_from_checkpoint(checkpoint: Path, model: ModelConfig, lora: LoraConfig | None = None) -> torch.nn.Module:
+def model_from_checkpoint(checkpoint: Path, model: ModelConfig, lora: LoraConfig | None = None,
+                          tokenizer_path: str | None = None) -> torch.nn.Module:
     """A transformers model (fp32, CPU) holding the weights of an engine checkpoint; LoRA adapters merged."""
-    fresh = _fresh_model(model, lora)
+    fresh = _fresh_model(model, lora, tokenizer_path)
     state = {"model": fresh.state_dict()}
     if model.tie_word_embeddings:
         state["model"].pop("lm_head.weight", None)
@@ -80,14 +94,29 @@ def gather_full_weights(module: torch.nn.Module, *, keep: bool, gather_stages: b
     return {k: v for p in parts or [] for k, v in (p or {}).items()}
 
 
-def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path) -> Path:
-    """save_pretrained with the tokenizer, appearing atomically at final (a previous export is replaced)."""
-    from transformers import AutoTokenizer
+def copy_tokenizer(tokenizer_path: str, out: Path) -> None:
+    """The tokenizer folder's files, copied as they are (AutoTokenizer's save_pretrained for a folder without
+    any of them, e.g. a hub name)."""
+    files = [Path(tokenizer_path) / name for name in TOKENIZER_FILES if (Path(tokenizer_path) / name).is_file()]
+    if not files:
+        from transformers import AutoTokenizer
 
+        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(out)
+    for file in files:
+        shutil.copyfile(file, out / file.name)
+
+
+def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path, source: str | None = None) -> Path:
+    """save_pretrained with the tokenizer, appearing atomically at final (a previous export is replaced); the
+    source's config.json and generation_config.json replace the ones save_pretrained writes."""
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(tmp)
+    if source:
+        for name in SOURCE_CONFIG_FILES:
+            if (Path(source) / name).is_file():
+                shutil.copyfile(Path(source) / name, tmp / name)
+    copy_tokenizer(tokenizer_path, tmp)
     if final.exists():
         previous = final.with_name(f".{final.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -105,7 +134,8 @@ def export_hf_from_model(module: torch.nn.Module, job: JobConfig, out_dir: Path,
     final = out_dir / HF_DIR
     weights = gather_full_weights(module, keep=keep, gather_stages=gather_stages)
     if is_main:
-        model = _filled(_fresh_model(job.model, job.training.lora), weights, job.model, job.training.lora)
-        write_hf_folder(model, job.training.data.tokenizer_path, final)
+        tokenizer = job.training.data.tokenizer_path
+        model = _filled(_fresh_model(job.model, job.training.lora, tokenizer), weights, job.model, job.training.lora)
+        write_hf_folder(model, tokenizer, final, source=job.model.pretrained_path)
     dist.barrier()
     return final

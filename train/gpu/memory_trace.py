@@ -71,6 +71,8 @@ def _category_bytes(snapshot: dict) -> dict[str, float]:
 
 def trace_step(job: JobConfig) -> dict[str, float]:
     """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total."""
+    from llm_launch.launcher.devices import native_neuron
+    from llm_launch.train.devices import neuron_on_cpu
     from llm_launch.train.gpu.engine import Engine
     from llm_launch.train.gpu.grad_clip import clip_gradients_with_norm, global_grad_norm
     from llm_launch.train.gpu.mesh import job_mesh
@@ -83,7 +85,7 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     plan = make_plan(job)
     os.environ.setdefault("LOCAL_RANK", "0")
     with fake_process_group(plan.world_size):
-        ctx = job_mesh(job, plan, torch.device("cpu"))
+        ctx = job_mesh(job, plan, torch.device("cpu"), neuron_on_cpu() if native_neuron(job) else None)
         # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
         # Never wrapped in DDP (its reducer needs real tensors); a DDP job's buckets are stood in for below.
         ddp = wraps_ddp(job.parallelism, ctx)
@@ -92,7 +94,7 @@ def trace_step(job: JobConfig) -> dict[str, float]:
         with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
             engine.materialise(job)
             params = engine.parameters()
-            optimizer = build_optimizer(params, job.training.optimizer)
+            optimizer = build_optimizer(params, job.training.optimizer, fused=ctx.kind.fused_adamw)
             clip = job.training.optimizer.grad_clip
 
             def optimizer_step() -> None:

@@ -1,4 +1,4 @@
-"""The GPU engine's device mesh (pp x dp_replicate x dp_shard x tp), from torchrun's environment.
+"""The torch engine's device mesh (pp x dp_replicate x dp_shard x tp), from torchrun's environment.
 
 The mesh matches the plan: tp is the innermost dimension (ranks of one node), pp the
 outermost. Data parallelism is split into a replicate and a shard dimension so that one
@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import DEVICES, DeviceKind
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.topology import data_parallel_split, layout_of
+from llm_launch.train.devices import runtime_device_kind
 from llm_launch.train.distributed import start_process_group
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
@@ -32,11 +34,13 @@ class Dist:
     world_size: int
     """All ranks."""
     device: torch.device
-    """cuda:<local_rank> on GPU nodes, cpu otherwise."""
+    """cuda:<local_rank> on GPU nodes, neuron on Trainium native, cpu otherwise."""
     mesh: DeviceMesh
     """The whole mesh, dimensions MESH_DIMS."""
     dp_mesh: DeviceMesh
     """Data-parallel ranks of this process (replicate and shard flattened): same model part, other data."""
+    kind: DeviceKind = DEVICES["cpu"]
+    """The device row the engine runs with (compile options, memory statistics, optimizer kernel)."""
 
     @property
     def is_main(self) -> bool:
@@ -70,7 +74,7 @@ class Dist:
         return self.size("tp")
 
 
-def job_mesh(job: JobConfig, plan: Plan, device: torch.device) -> Dist:
+def job_mesh(job: JobConfig, plan: Plan, device: torch.device, kind: DeviceKind | None = None) -> Dist:
     """This process's place in the job's mesh, over the process group already joined.
 
     The data-parallel split is the plan's (llm_launch.launcher.topology.data_parallel_split), so the memory
@@ -85,9 +89,11 @@ def job_mesh(job: JobConfig, plan: Plan, device: torch.device) -> Dist:
     replicate, shard = data_parallel_split(job.parallelism.data_parallel, layout_of(job).topology)
     mesh = init_device_mesh(device.type, (pp, replicate, shard, tp), mesh_dim_names=MESH_DIMS)
     dp_mesh = mesh["dp_replicate", "dp_shard"]._flatten("dp")
-    return Dist(rank, local_rank, world, device, mesh, dp_mesh)
+    return Dist(rank, local_rank, world, device, mesh, dp_mesh, kind or DEVICES["cpu"])
 
 
 def init_distributed(job: JobConfig, plan: Plan) -> Dist:
-    """Join torchrun's process group (nccl on GPUs, gloo on CPU) and build the job's mesh."""
-    return job_mesh(job, plan, start_process_group(torch.cuda.is_available()))
+    """Join torchrun's process group with the job's device row (nccl on GPUs, neuron on Trainium native, gloo on
+    CPU: llm_launch.train.devices) and build the job's mesh."""
+    kind = runtime_device_kind(job)
+    return job_mesh(job, plan, start_process_group(kind), kind)

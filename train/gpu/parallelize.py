@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 from llm_launch.launcher.config.schema import ParallelismConfig
+from llm_launch.launcher.devices import DeviceKind
+from llm_launch.train.devices import compile_options, ddp_device_ids
 from llm_launch.train.gpu.mesh import Dist
 from llm_launch.train.gpu.stage import CausalLMStage
 from llm_launch.train.gpu.tensor_parallel import apply_tensor_parallel
@@ -26,10 +28,13 @@ def apply_activation_checkpointing(stage: CausalLMStage, mode: str) -> None:
             layers[key] = checkpoint_wrapper(layers[key], preserve_rng_state=False)
 
 
-def apply_compile(stage: CausalLMStage) -> None:
-    """Compile each decoder layer (repeated blocks share one compiled graph)."""
+def apply_compile(stage: CausalLMStage, kind: DeviceKind) -> None:
+    """Compile each decoder layer (repeated blocks share one compiled graph) with the device row's backend and options:
+    on Neuron fixed shapes (dynamic=False; the engine's rows are always seq_len long and its micro-batches always
+    micro_batch_size rows) and fullgraph."""
+    options = compile_options(kind)
     for layer in stage.model.layers.values():
-        layer.compile()
+        layer.compile(**options)
 
 
 def _shard(stage: CausalLMStage, ctx: Dist, bf16: bool, data_parallel: str) -> None:
@@ -65,7 +70,7 @@ def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *
         apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
     apply_activation_checkpointing(stage, par.activation_checkpointing)
     if compile_layers:
-        apply_compile(stage)
+        apply_compile(stage, ctx.kind)
     if uses_fsdp(par, ctx):
         _shard(stage, ctx, bf16, par.data_parallel)
 
@@ -79,7 +84,7 @@ def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> 
     """The module to train: the stage, or DDP around it. DDP copies rank 0's weights to the others when
     it is built, so it wraps the stage only once the weights are loaded."""
     if wraps_ddp(par, ctx):
-        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        device_ids = ddp_device_ids(ctx.device)
         # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in and out each
         # step); broadcast_buffers off: the only buffers are rotary tables, the same on every rank,
         # and broadcasting them cost a collective before every forward.

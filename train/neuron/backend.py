@@ -75,7 +75,7 @@ def check_resume_layout(job, ckpt_dir: str) -> None:
 class NeuronBackend(Backend):
     """This rank's part of an NxD model (train/neuron/llama.py) on a NeuronCore, or on the CPU in NxD's CPU mode."""
 
-    name = "neuron"
+    name = "nxd"
     shares_objects_by_broadcast = False
 
     def start(self) -> None:

@@ -48,12 +48,26 @@ class RMSNorm(nn.Module):
         return (self.weight * x.to(dtype)).to(dtype)
 
 
-def rotary_tables(seq_len: int, dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of HF Llama's default RoPE, [seq, dim]."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
+def rope_frequencies(model: ModelConfig) -> tuple[torch.Tensor, float]:
+    """(inv_freq, attention scaling) of the model's RoPE as transformers' Llama computes them, rope scaling included
+    (Llama 3.1's llama3 type), from the same config the job trains (llm_launch.train.model.hf_config)."""
+    import dataclasses
+    from pathlib import Path
+
+    from llm_launch.train.model import hf_config
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    if model.pretrained_path and not (Path(model.pretrained_path) / "config.json").is_file():
+        model = dataclasses.replace(model, pretrained_path=None)  # an NxD checkpoint of a run: the job's own fields
+    rotary = LlamaRotaryEmbedding(config=hf_config(model))
+    return rotary.inv_freq.float(), float(rotary.attention_scaling)
+
+
+def rotary_tables(seq_len: int, inv_freq: torch.Tensor, scaling: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of HF Llama's RoPE for these frequencies, [seq, dim]."""
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq.to(device))
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()
+    return emb.cos() * scaling, emb.sin() * scaling
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +189,7 @@ class CausalLM(nn.Module):
                  dtype: torch.dtype):
         super().__init__()
         self.spec = model
+        self.inv_freq, self.rope_scaling = rope_frequencies(model)
         self.sequence_parallel = sequence_parallel
         self.loss_scale = 1.0
         """Factor on the returned summed loss (set by the backend before each step)."""
@@ -187,7 +202,7 @@ class CausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
         x = self.model.embed_tokens(input_ids)
-        cos, sin = rotary_tables(input_ids.shape[1], model_head_dim(self.spec), self.spec.rope_theta, input_ids.device)
+        cos, sin = rotary_tables(input_ids.shape[1], self.inv_freq, self.rope_scaling, input_ids.device)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for layer in self.model.layers:
             x = layer(x, cos, sin)

@@ -12,6 +12,7 @@ import re
 from llm_launch.launcher.clusters.eks.paths import shared_storage
 from llm_launch.launcher.clusters.locations import check_locations
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import is_trainium
 from llm_launch.launcher.problems import Findings
 
 K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -58,6 +59,6 @@ def check_eks(job: JobConfig, out: Findings) -> None:
     if not eks.pvc_name:
         out.warn("cluster.eks.pvc_name", "no shared volume: outputs and checkpoints stay in the pods and are lost "
                  "when they end; set cluster.eks.pvc_name=<FSx claim>")
-    if eks.elastic and job.instance.accelerator.startswith("trainium"):
+    if eks.elastic and is_trainium(job):
         out.warn("cluster.eks.elastic", "Neuron graphs are compiled for a fixed world size; the job keeps min = max "
                  "nodes, so elastic only changes how ranks meet")

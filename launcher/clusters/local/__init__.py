@@ -6,12 +6,13 @@ render.py writes launch.sh; run.py runs torchrun and judges the run by its compl
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
 from llm_launch.launcher.clusters.base import Cluster
 from llm_launch.launcher.clusters.local.render import render_local
-from llm_launch.launcher.clusters.local.run import run_local
+from llm_launch.launcher.clusters.local.run import hold_output_dir, run_local
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.problems import Findings
@@ -71,6 +72,10 @@ class LocalCluster(Cluster):
         busy = in_use(Path(job.output_dir), "output_dir")
         if busy:
             out.error("output_dir", busy)
+
+    def hold_output_dir(self, out_dir: Path) -> AbstractContextManager:
+        """The job runs here: its folder is locked before plan.json is written and until torchrun ends."""
+        return hold_output_dir(out_dir)
 
     def render(self, job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> list[Path]:
         return render_local(job, plan, out_dir, job_yaml)

@@ -31,7 +31,7 @@ from llm_launch.launcher.environment import SAFE_PATH_ENVIRONMENT
 from llm_launch.launcher.jobfile import COMPLETE_MARKER
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.processes import child_pids, die_with_parent
-from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
+from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock, held_here
 
 TRAIN_LOG = "train.log"
 JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
@@ -99,7 +99,9 @@ class JobProcesses:
             signal.signal(signum, forward)
 
 
-def _hold_output_dir(out_dir: Path) -> RunLock:
+def hold_output_dir(out_dir: Path) -> RunLock:
+    """The output folder's lock, taken (RunnerError naming the holder when another run has it); the command takes
+    it before it writes anything there (plan.json, job.yaml, launch.sh), so a refused run changes nothing."""
     try:
         lock = RunLock(out_dir, "output_dir").acquire()
     except FolderInUse as exc:
@@ -110,12 +112,12 @@ def _hold_output_dir(out_dir: Path) -> RunLock:
 
 
 def run_local(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
-    """Run torchrun, tee its output to train.log, and return the completion summary."""
-    lock = _hold_output_dir(out_dir)
-    try:
+    """Run torchrun, tee its output to train.log, and return the completion summary (under the output folder's
+    lock: the command's, or taken here)."""
+    if held_here(out_dir):
         return _run(job, plan, out_dir, job_yaml)
-    finally:
-        lock.release()
+    with hold_output_dir(out_dir):
+        return _run(job, plan, out_dir, job_yaml)
 
 
 def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
@@ -128,7 +130,7 @@ def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
     marker.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1",
                **SAFE_PATH_ENVIRONMENT)
-    env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir)})
+    env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir.resolve())})
     command = torchrun_command(job, plan, job_yaml)
     print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
     with open(out_dir / TRAIN_LOG, "ab") as log:

@@ -14,6 +14,7 @@ from llm_launch.launcher.clusters.sagemaker.render import JOB_TAG, build_request
 from llm_launch.launcher.clusters.sagemaker.request_model import partition_of, request_problems, sagemaker_regions
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.data_prep import input_paths
+from llm_launch.launcher.devices import uses_nxd
 from llm_launch.launcher.problems import Findings
 
 MAX_RUNTIME_HOURS = 28 * 24
@@ -95,7 +96,7 @@ def check_limits(job: JobConfig, out: Findings) -> None:
     if sm.volume_size_gb < 1:
         out.error("cluster.sagemaker.volume_size_gb", f"must be at least 1, got {sm.volume_size_gb}")
     direct_to_s3 = (job.training.checkpoint.dir or "").startswith("s3://")
-    if sm.s3_checkpoint_uri and job.instance.accelerator.startswith("trainium") and job.trainer.num_nodes > 1 \
+    if sm.s3_checkpoint_uri and uses_nxd(job) and job.trainer.num_nodes > 1 \
             and not direct_to_s3:
         # Each instance syncs its own /opt/ml/checkpoints with S3:
         # https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html

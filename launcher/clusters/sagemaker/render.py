@@ -16,6 +16,7 @@ from typing import Any
 
 from llm_launch.launcher.clusters.sagemaker.paths import CHECKPOINT_DIR, CODE_CHANNEL, used_channels
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.devices import native_neuron
 from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.launcher.plan import Plan
@@ -69,6 +70,17 @@ def hyperparameters(job: JobConfig, container_job_yaml: str) -> dict[str, str]:
             "num_nodes": str(topo.num_nodes), "nproc_per_node": str(topo.ranks_per_node)}
 
 
+def compile_cache_storage(job: JobConfig) -> str | None:
+    """Where the Neuron compile cache persists: S3's output prefix for NxD (its cache reads and writes s3:// itself);
+    for the native stack, whose NEFF cache is a file-system path, the checkpoint folder that SageMaker syncs with
+    cluster.sagemaker.s3_checkpoint_uri (https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html), or
+    none (node-local) without one."""
+    sm = job.cluster.sagemaker
+    if native_neuron(job):
+        return CHECKPOINT_DIR if sm.s3_checkpoint_uri else None
+    return sm.s3_output_uri
+
+
 def build_request(job: JobConfig, container_job_yaml: str) -> dict[str, Any]:
     """The CreateTrainingJob request for the job (its name without the submission suffix)."""
     sm, inst = job.cluster.sagemaker, job.instance
@@ -92,7 +104,7 @@ def build_request(job: JobConfig, container_job_yaml: str) -> dict[str, Any]:
         "InputDataConfig": input_channels(job, name),
         "OutputDataConfig": {"S3OutputPath": sm.s3_output_uri, "CompressionType": "NONE"},
         "StoppingCondition": stopping,
-        "Environment": backend_environment(job, sm.s3_output_uri),  # the compile cache persists there
+        "Environment": backend_environment(job, compile_cache_storage(job)),
         "HyperParameters": hyperparameters(job, container_job_yaml),
         "Tags": [{"Key": k, "Value": v} for k, v in sorted({**sm.tags, JOB_TAG: job.job_name}.items())],
     }

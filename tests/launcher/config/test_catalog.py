@@ -48,6 +48,7 @@ HARDWARE_FIELDS = (
     "logical_core_config",
     "device_memory_gib",
     "bf16_tflops_per_accelerator",
+    "bf16_tflops_per_core",
     "efa_interfaces",
     "network_gbps",
     "peer_gbytes_per_s",
@@ -112,7 +113,7 @@ def test_sagemaker_type_and_eks_label(path):
 @pytest.mark.parametrize("path", CATALOG_FILES, ids=ids)
 def test_ranks_per_node(path):
     inst = load(path)
-    if inst.accelerator == "trainium2":
+    if inst.accelerator in ("trainium2", "trainium3"):
         assert inst.logical_core_config in (1, 2)
     else:
         assert inst.logical_core_config is None

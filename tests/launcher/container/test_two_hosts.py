@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
 from two_hosts import CHANNELS, HOSTS, TwoHosts, namespaces_unavailable  # noqa: E402
 
-pytestmark = pytest.mark.skipif(namespaces_unavailable() is not None, reason=str(namespaces_unavailable()))
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(namespaces_unavailable() is not None, reason=str(namespaces_unavailable()))]
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 STEPS = 4
 TWO_NODES = ["cluster=sagemaker", "trainer.num_nodes=2", "instance.accelerators_per_node=1",

@@ -25,6 +25,7 @@ def test_good_corpus_packs_and_reports_progress(tmp_path, capsys):
 
 @pytest.mark.parametrize(("line", "message"), [
     (b'{"text": "ok"\n', r"c\.jsonl:3: not valid JSON \(Expecting ',' delimiter at column 14\); fix or remove"),
+    (b'{"text": "ok\n', r"c\.jsonl:3: not valid JSON \(Unterminated string starting at column 10\); fix or remove"),
     (b'{"text": "caf\xe9"}\n', r"c\.jsonl:3: not valid UTF-8 \(byte 14 of the line is b'\\xe9'\)"),
     (b'["text"]\n', r"c\.jsonl:3: no 'text' field"),
     (b'{"text": 5}\n', r"c\.jsonl:3: 'text' is a int, not a string"),

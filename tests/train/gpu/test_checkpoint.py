@@ -121,6 +121,31 @@ def test_latest_naming_a_missing_folder_says_so_and_none_left_refuses(single_ran
         resume_from(tmp_path, is_main=True)
 
 
+@pytest.mark.parametrize("pointer", ["relative", "absolute", "symlink"])
+def test_latest_naming_a_folder_outside_the_checkpoint_folder_is_refused_in_one_line(single_rank_group, tmp_path,
+                                                                                      pointer):
+    """Another run's intact checkpoint: `latest` must not lead there, however it is spelled."""
+    _, _, other = _three_checkpoints(tmp_path / "other_run" / "checkpoints")
+    root = tmp_path / "this_run" / "checkpoints"
+    _three_checkpoints(root)
+    name = {"relative": "../../other_run/checkpoints/step_00000003", "absolute": str(other),
+            "symlink": "step_00000009"}[pointer]
+    if pointer == "symlink":
+        (root / name).symlink_to(other, target_is_directory=True)
+    (root / "latest").write_text(name)
+    with pytest.raises(JobError) as refused:
+        resume_from(root, is_main=True)
+    message = str(refused.value)
+    assert message == (f"{root / 'latest'} names {name!r}, which is not a checkpoint folder of {root} (a pointer out "
+                       "of the checkpoint folder is never followed); write the name of one of its step_<8 digits> "
+                       "folders there, or delete it to resume from the newest intact checkpoint")
+    assert "\n" not in message
+    with pytest.raises(JobError):
+        find_latest(root)
+    (root / "latest").unlink()  # without the pointer: the newest of its own, never the symlinked one
+    assert resume_from(root, is_main=True) == root / "step_00000003"
+
+
 def test_a_prune_killed_half_way_leaves_nothing_that_counts(single_rank_group, tmp_path, monkeypatch):
     from llm_launch.train import checkpoint_integrity
     from llm_launch.train.checkpoint_integrity import prune, resume_point

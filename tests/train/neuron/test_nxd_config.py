@@ -39,8 +39,8 @@ def test_llama2_70b_trn1_pipeline():
 
 
 def test_llama3_8b_on_trn2_like_nxdt_trn2_config():
-    job = recipe_job("llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge", "parallelism.tp=16",
-                     "neuron.stochastic_rounding=false", "parallelism.activation_checkpointing=selective",
+    job = recipe_job("llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge", "neuron.stack=nxd",
+                     "parallelism.tp=16", "neuron.stochastic_rounding=false", "parallelism.activation_checkpointing=selective",
                      "neuron.fused_qkv=true", "trainer.num_nodes=2")
     findings, _ = validate(job)
     assert [str(p) for p in findings.problems if not str(p).startswith("cluster.")] == []

@@ -25,8 +25,8 @@ from llm_launch.launcher import PROJECT_ROOT
 
 NXD_SRC = os.environ.get("NXD_SRC")
 TOOLS = os.environ.get("NXD_CPU_TOOLS", "/work/shared/tools/nxd-cpu")
-pytestmark = pytest.mark.skipif(not NXD_SRC or not Path(TOOLS, "nxd_cpu.py").is_file(),
-                                reason="NXD_SRC (neuronx-distributed source) not set")
+pytestmark = [pytest.mark.system, pytest.mark.skipif(not NXD_SRC or not Path(TOOLS, "nxd_cpu.py").is_file(),
+                                reason="NXD_SRC (neuronx-distributed source) not set")]
 WORKER = Path(__file__).with_name("nxd_cpu_worker.py")
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=8,
             num_key_value_heads=2, max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-5,
@@ -196,7 +196,7 @@ def test_eval_task_on_trainium_equals_the_gpu_evaluation_of_the_same_weights(gpu
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
     expected = json.loads((gpu_trained / "COMPLETE").read_text())["val_loss"]
-    assert result["backend"] == "neuron" and result["rows"] > 0
+    assert result["backend"] == "nxd" and result["rows"] > 0
     assert result["val_loss"] == pytest.approx(expected, rel=1e-5), (result, expected)
     assert (tmp_path / "eval" / "COMPLETE").is_file()
 

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.system  # every test trains through torchrun (about 20-60 s each)
+
 STEPS = ["training.log_every_n_steps=1", "training.eval_every_n_steps=0", "training.checkpoint.every_n_steps=3"]
 
 

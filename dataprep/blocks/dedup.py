@@ -1,0 +1,178 @@
+"""Deduplication around DataTrove's sharded stages (exact: signature, find, filter; MinHash: signature,
+buckets, cluster, filter; https://github.com/huggingface/datatrove/tree/main/src/datatrove/pipeline/dedup).
+
+What is ours:
+- RankFile: reads back exactly the intermediate file a task of the same rank wrote, so DataTrove's
+  per-rank document indices (signature doc_idx, .remove files) line up whatever files other tasks left.
+- Paragraph granularity: SplitParagraphs makes each paragraph a document before the dedup stages and
+  JoinParagraphs rebuilds each document from its surviving paragraphs after them.
+- FullSignatures + VerifyPairs: DataTrove's LSH marks a pair as duplicate when one band of hashes matches;
+  we keep every band's hashes per document and keep a candidate pair only when the estimated Jaccard
+  similarity (share of equal hashes over all bands) reaches dedup.threshold, as the in-memory pipeline
+  did (dataprep/dedup.py), so LSH false positives are not removed.
+- CountRemoved: counts what a DataTrove dedup filter drops, per source, with examples (reports.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import get_datafolder
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.utils.binaryio import read_tuples_from_file
+from llm_launch.dataprep.blocks.reports import TaskReport
+from llm_launch.dataprep.normalize import paragraphs
+
+DEDUP_STEP = "dedup"
+FULL_SIGS = "full"
+
+
+class RankFile(JsonlReader):
+    """The documents of <folder>/<rank>.jsonl (written by JsonlWriter in task `rank`), or none."""
+
+    name = "read back"
+
+    def __init__(self, folder: str):
+        super().__init__(folder, compression=None, add_file_path=False)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        name = f"{rank:05d}.jsonl"
+        if self.data_folder.exists(name):
+            yield from self.read_file(name)
+
+
+class SplitParagraphs(PipelineStep):
+    """One document per paragraph (blocks between blank lines), ids <doc> (paragraph N)."""
+
+    name = "split paragraphs"
+    type = "✂️ - FORMAT"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            pieces = paragraphs(doc.text)
+            for number, piece in enumerate(pieces, 1):
+                yield Document(text=piece, id=f"{doc.id} (paragraph {number})",
+                               metadata={"source": doc.metadata["source"], "parent": doc.id})
+
+
+class JoinParagraphs(PipelineStep):
+    """Rebuilds documents from their surviving paragraphs (consecutive, in order), joined by a blank line."""
+
+    name = "join paragraphs"
+    type = "✂️ - FORMAT"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        current: Document | None = None
+        for doc in data:
+            parent = doc.metadata["parent"]
+            if current is not None and current.id == parent:
+                current.text += "\n\n" + doc.text
+                continue
+            if current is not None:
+                yield current
+            current = Document(text=doc.text, id=parent, metadata={"source": doc.metadata["source"]})
+        if current is not None:
+            yield current
+
+
+class CountRemoved(PipelineStep):
+    """Runs a DataTrove dedup filter and counts every document it drops as a duplicate of `kind`."""
+
+    type = "🫂 - DEDUP"
+
+    def __init__(self, inner: PipelineStep, kind: str, work: str):
+        super().__init__()
+        self.inner, self.kind, self.work = inner, kind, work
+        self.name = f"{inner.name} (counted)"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        report = TaskReport()
+        pending: deque[tuple[str, int]] = deque()
+
+        def tagged(docs: DocumentsPipeline) -> DocumentsPipeline:
+            for doc in docs:
+                pending.append((doc.id, doc.metadata["source"]))
+                yield doc
+
+        def removed(until: str | None) -> None:
+            while pending and pending[0][0] != until:
+                where, source = pending.popleft()
+                report.drop(source, "duplicates", self.kind, where)
+                self.stat_update("removed")
+
+        for doc in self.inner.run(tagged(data), rank, world_size):
+            removed(doc.id)
+            pending.popleft()
+            yield doc
+        removed(None)
+        report.save(self.work, f"{DEDUP_STEP}/{self.kind}", rank)
+
+
+class FullSignatures(MinhashDedupSignature):
+    """DataTrove's MinHash signature step that also writes every band's hashes of each document, in document
+    order, to <output>/full/<rank>.sig (zeros for a document too short to have shingles)."""
+
+    def __init__(self, output_folder: str, config: MinhashConfig, language):
+        super().__init__(output_folder, config=config, language=language)
+        self._last: list[list[int]] | None = None
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        self._last = super().get_signature(shingles)
+        return self._last
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
+        dtype = self.config.hash_config.np_dtype
+        with self.output_folder.open(f"{FULL_SIGS}/{rank:05d}.sig", "wb") as full:
+            def recorded(docs: DocumentsPipeline) -> DocumentsPipeline:
+                for doc in docs:
+                    self._last = None
+                    yield doc
+                    row = np.zeros(self.num_hashes, dtype) if self._last is None else np.array(self._last, dtype)
+                    full.write(row.tobytes())
+
+            super().run(recorded(data), rank, world_size)
+
+
+class VerifyPairs(PipelineStep):
+    """Keeps the candidate pairs of one bucket's .dups files whose estimated Jaccard similarity over all bands
+    reaches the threshold; writes them, same names, to output_folder for MinhashDedupCluster."""
+
+    name = "verify MinHash pairs"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, candidates: str, signatures: str, output_folder: str, config: MinhashConfig, threshold: float):
+        super().__init__()
+        self.candidates, self.signatures = get_datafolder(candidates), get_datafolder(signatures)
+        self.output_folder, self.config, self.threshold = get_datafolder(output_folder), config, threshold
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        hashes = self.config.num_buckets * self.config.hashes_per_bucket
+        dtype = np.dtype(self.config.hash_config.np_dtype)
+        row = hashes * dtype.itemsize
+        handles = {}
+
+        def signature(file: int, doc: int) -> np.ndarray:
+            if file not in handles:
+                handles[file] = self.signatures.open(f"{FULL_SIGS}/{file:05d}.sig", "rb")
+            handle = handles[file]
+            handle.seek(doc * row)
+            return np.frombuffer(handle.read(row), dtype=dtype)
+
+        try:
+            for name in self.candidates.list_files(glob_pattern=f"{rank:05d}_*.dups"):
+                with self.candidates.open(name, "rb") as pairs, self.output_folder.open(name, "wb") as out:
+                    for f1, d1, f2, d2 in read_tuples_from_file(pairs, "4I", lines_to_buffer=1000):
+                        self.stat_update("candidates")
+                        if float(np.mean(signature(f1, d1) == signature(f2, d2))) >= self.threshold:
+                            out.write(struct.pack("<4I", f1, d1, f2, d2))
+                            self.stat_update("verified")
+        finally:
+            for handle in handles.values():
+                handle.close()
+        return
+        yield  # a generator step that yields nothing

@@ -1,0 +1,140 @@
+"""The DataTrove pipeline where it is slow or needs the machine: killed and rerun, two SageMaker hosts, real Slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datatrove_helpers import kept_ids, shard_hashes
+from llm_launch.dataprep import pipeline, run
+from llm_launch.dataprep.filters import QualityFilters
+from llm_launch.dataprep.manifest import run_fingerprint
+from llm_launch.dataprep.normalize import normalize_text
+from llm_launch.launcher.config.schema import DataSourceConfig
+from llm_launch.train.data.prepare import load_fast_tokenizer
+from pipeline_helpers import SAMPLE, prep_config
+
+pytestmark = pytest.mark.system
+HERE = Path(__file__).parent
+SETTINGS = {"workers": 1, "task_bytes": 300_000, "split__valid_fraction": 0.05, "output__shard_chars": 300_000,
+            "filters__max_duplicate_ngram_fraction": 0.5}
+
+
+def split_sample(folder: Path, parts: int = 4) -> DataSourceConfig:
+    """The shipped corpus (298 chapters, 1.3 MB) in `parts` files of consecutive chapters."""
+    lines = (SAMPLE / "corpus" / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    per = -(-len(lines) // parts)
+    for k in range(parts):
+        (folder / f"part_{k}.jsonl").write_text("".join(lines[k * per:(k + 1) * per]), encoding="utf-8")
+    return DataSourceConfig(name="kjv", path=str(folder), id_field="id")
+
+
+def test_the_shipped_sample_differs_from_the_in_memory_pipeline_only_where_filters_differ(tmp_path):
+    """Recipe settings (repeated 3-grams <= 50%) on the whole sample. DataTrove's GopherRepetitionFilter measures
+    repeated n-grams as the characters of non-overlapping repeats over the document's length, ours as the share
+    of the characters of all n-gram occurrences; ours drops the 5 chapters listed in the old manifest, Gopher's
+    measure keeps them. Everything else (reading, other filters, dedup) keeps the same documents."""
+    source = DataSourceConfig(name="kjv", path=str(SAMPLE / "corpus" / "train.jsonl"), id_field="id")
+    settings = {**SETTINGS, "workers": 2, "output__keep_work": True, "filters__max_duplicate_line_fraction": 0.3}
+    old = run.prepare_data(prep_config(tmp_path / "old", source, **settings), progress=False)
+    cfg = prep_config(tmp_path / "new", source, **settings)
+    new = pipeline.prepare_data(cfg, progress=False)
+    chapters = [json.loads(line) for line in (SAMPLE / "corpus" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    ours = QualityFilters(cfg.filters)
+    by_ngrams = [c for c in chapters if ours.reason(normalize_text(c["text"]), {}) == "duplicate_ngrams"]
+    assert old["filters"]["dropped"]["duplicate_ngrams"]["count"] == len(by_ngrams) == 5
+    assert "duplicate_ngrams" not in new["filters"]["dropped"]
+    assert new["filters"]["dropped"]["duplicate_lines"] == old["filters"]["dropped"]["duplicate_lines"]
+    assert new["sources"][0]["kept"] == old["sources"][0]["kept"] + 5 == 297
+    assert set(kept_ids(cfg)) == {f"{source.path}:{i + 1} (id={c['id']})" for i, c in enumerate(chapters)} - {
+        e["where"] for e in new["filters"]["dropped"]["duplicate_lines"]["examples"]}
+    tokenizer, _ = load_fast_tokenizer(SAMPLE / "tokenizer")
+    extra = sum(len(tokenizer.encode(normalize_text(c["text"]), add_special_tokens=False).ids) + 1 for c in by_ngrams)
+    tokens = {name: sum(s["tokens_in"] for s in m["splits"].values()) for name, m in (("old", old), ("new", new))}
+    assert tokens["new"] - tokens["old"] == extra
+
+
+RUNNER = """
+import json, sys
+sys.path.insert(0, {here!r})
+from pipeline_helpers import prep_config
+from llm_launch.dataprep.pipeline import prepare_data
+from llm_launch.launcher.config.schema import DataSourceConfig
+from llm_launch.train.data.prepare import load_fast_tokenizer
+args = json.loads(sys.argv[1])
+prepare_data(prep_config(args["out"], DataSourceConfig(**args["source"]), **args["settings"]), progress=False)
+"""
+
+
+def test_killed_mid_stage_the_rerun_skips_finished_tasks_and_equals_an_uninterrupted_run(tmp_path):
+    source = split_sample(tmp_path / "in")
+    reference = pipeline.prepare_data(prep_config(tmp_path / "reference", source, **SETTINGS), progress=False)
+    cfg = prep_config(tmp_path / "killed", source, **SETTINGS, output__keep_work=True)
+    logs = Path(pipeline.work_folder(cfg, run_fingerprint(cfg))) / "logs"
+    args = {"out": str(tmp_path / "killed"), "settings": {**SETTINGS, "output__keep_work": True},
+            "source": {"name": source.name, "path": source.path, "id_field": source.id_field}}
+    job = subprocess.Popen([sys.executable, "-c", RUNNER.format(here=str(HERE)), json.dumps(args)],
+                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = logs / "exact_filter"  # the third stage: two before it finished, task 2 of 4 running when killed
+    deadline = time.monotonic() + 300
+    while not (stage / "completions" / "00001").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    finished = sorted(p.name for p in (stage / "completions").iterdir())
+    assert "00000" in finished and len(finished) < 4
+    before = {p: p.stat().st_mtime_ns for p in [*(stage / "completions").iterdir(), *(logs / "filter").rglob("*.log")]}
+
+    manifest = pipeline.prepare_data(cfg, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # finished tasks were not run again
+    assert sorted(p.name for p in (stage / "completions").iterdir()) == ["00000", "00001", "00002", "00003"]
+    assert manifest == reference
+    assert shard_hashes(tmp_path / "killed") == shard_hashes(tmp_path / "reference")
+
+
+def test_two_sagemaker_hosts_split_every_stage_and_host_0_gathers_the_shards(tmp_path):
+    """Two SageMaker hosts (tests/launcher/container/two_hosts.py: own /opt/ml each, a real 2-node torchrun)
+    share only the intermediates folder (a folder both mount, standing in for the s3:// prefix SageMaker needs:
+    s3fs cannot be installed beside boto3 1.44 yet); each runs half of every stage's tasks, host 0 gathers the
+    shards into its own output folder. Same kept documents and tokens as one host running all four tasks."""
+    sys.path.insert(0, str(HERE.parent / "launcher" / "container"))
+    from composed_job import compose_job
+    from llm_launch.launcher.clusters.sagemaker.paths import container_job
+    from llm_launch.train.data.packed import PackedDataset
+    from two_hosts import CHANNELS, TwoHosts, namespaces_unavailable
+
+    if namespaces_unavailable():
+        pytest.skip(namespaces_unavailable())
+    source = split_sample(tmp_path / "in")
+    reference = pipeline.prepare_data(prep_config(tmp_path / "one-host", source, **SETTINGS), progress=False)
+    out, work = "/opt/ml/output/data/prepared", "/opt/ml/checkpoints/prep-work"
+    job = container_job(compose_job(["recipe=prepare_sample", "cluster=sagemaker", "trainer.num_nodes=2",
+                                     "instance.accelerators_per_node=1", "data_prep.workers=1",
+                                     f"data_prep.task_bytes={SETTINGS['task_bytes']}", "data_prep.seq_len=64",
+                                     "data_prep.seed=7", "data_prep.split.valid_fraction=0.05",
+                                     "data_prep.output.shard_chars=300000"], tmp_path / "out"))
+    job.data_prep.sources[0].path = CHANNELS["train"]
+    job.data_prep.tokenizer_path = CHANNELS["tokenizer"]
+    job.data_prep.output.dir, job.data_prep.output.work_dir = out, work
+    hosts = TwoHosts(tmp_path / "hosts", shared=True)
+    files = {f"{CHANNELS['train']}/{p.name}": p for p in sorted(Path(source.path).glob("*.jsonl"))}
+    codes = hosts.run(job, {**files, CHANNELS["tokenizer"]: SAMPLE / "tokenizer"})
+    assert codes == {"algo-1": 0, "algo-2": 0}, hosts.logs()
+    assert "(host 1/2): stage filter: tasks 0..1 of 4" in hosts.log("algo-1")
+    assert "(host 2/2): stage filter: tasks 2..3 of 4" in hosts.log("algo-2")
+    manifest = json.loads((hosts.path("algo-1", out) / "manifest.json").read_text())
+    assert not hosts.path("algo-2", out).exists()  # only host 0 holds the dataset
+    for key in ("documents_read", "filtered", "duplicates", "kept"):
+        assert manifest["sources"][0][key] == reference["sources"][0][key]
+    assert sum(s["tokens_in"] for s in manifest["splits"].values()) == sum(
+        s["tokens_in"] for s in reference["splits"].values())
+    train = PackedDataset.open(hosts.path("algo-1", out) / "train")
+    assert len(train) == manifest["splits"]["train"]["rows"] > 0
