@@ -124,7 +124,7 @@ def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothin
                                               "scancel": ""})
     out.mkdir(parents=True)
     (out / "submissions.jsonl").write_text('{"cluster": "slurm", "job_id": "7", "log": "x"}\n')
-    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
+    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}", *cluster_inputs("slurm", "cpt")]
     for action in ("status", "stop"):
         done = llm_launch(out, *common, f"action={action}", path=path)
         assert done.returncode == 2 and done.stderr.strip() == ("llm-launch: squeue failed: slurm_load_jobs error: "
@@ -135,6 +135,7 @@ def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothin
 @pytest.mark.parametrize("field, value", [("cluster.slurm.partition", "'x\"; rm -rf / #'"),
                                           ("cluster.slurm.account", "'$(id)'")])
 def test_slurm_names_outside_the_slurm_alphabet_are_refused(tmp_path, field, value):
-    done = llm_launch(tmp_path / "out", TRN1_8B, "cluster=slurm", "action=render", f"{field}={value}")
+    done = llm_launch(tmp_path / "out", TRN1_8B, "cluster=slurm", *cluster_inputs("slurm", "cpt"), "action=render",
+                      f"{field}={value}")
     assert done.returncode == 2 and f"error: {field}: " in done.stderr
     assert not (tmp_path / "out" / "launch.sbatch").exists()

@@ -49,6 +49,7 @@ def test_a_sagemaker_prepare_job_names_an_undefined_source_channel(job_for):
     from llm_launch.launcher.validate import validate
 
     findings, _ = validate(job_for("recipe=prepare_sample", "cluster=sagemaker", "instance=ml.trn1.32xlarge",
-                                   "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]"))
+                                   "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]",
+                                   "data_prep.tokenizer_path=/opt/ml/input/data/tokenizer"))
     assert [p.field for p in findings.problems] == ["data_prep.sources[0].path"]
     assert "channel 'raw'" in findings.problems[0].message
