@@ -14,6 +14,7 @@ DataTrove's SlurmPipelineExecutor: see docs/data.md, "Executors", for why.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,8 +80,10 @@ def run_stages(stages: list[Stage], hosts: Hosts, workers: int, logs: str,
         tasks = stage.tasks() if callable(stage.tasks) else stage.tasks
         local_tasks, offset = host_share(tasks, hosts)
         if hosts.works and local_tasks:
+            started = time.perf_counter()
             progress(f"stage {stage.name}: tasks {offset}..{offset + local_tasks - 1} of {tasks} on this host")
             executor(stage, tasks, hosts, workers, logs).run()
+            progress(f"stage {stage.name}: done in {time.perf_counter() - started:.1f} s")
         hosts.barrier()
         check = LocalPipelineExecutor(pipeline=[], tasks=tasks, logging_dir=f"{logs}/{stage.name}")
         missing = check.get_incomplete_ranks()

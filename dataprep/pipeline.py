@@ -2,13 +2,14 @@
 
 Stages (each a LocalPipelineExecutor run of `tasks` tasks; hosts meet at a barrier after each, executors.py):
     filter           read our sources, extract, normalise, quality filters [, split paragraphs]; write the kept
-                     documents to <work>/filtered/<task>.jsonl [and DataTrove's exact-dedup signatures]
+                     documents to <work>/filtered/<task>.jsonl [, DataTrove's exact-dedup signatures] [, MinHash
+                     signatures, every band's hashes kept for the verification]
     exact_find       DataTrove ExactFindDedups over every task's signatures (hash ranges split over tasks)
-    exact_filter     DataTrove ExactDedupFilter; write <work>/unique/ [and MinHash signatures, every band kept]
     minhash_buckets  DataTrove MinhashDedupBuckets: candidate pairs, one task per LSH band
     minhash_verify   ours: keep the candidates whose estimated Jaccard similarity reaches dedup.threshold
     minhash_cluster  DataTrove MinhashDedupCluster (one task): which documents to remove
-    dedup_filter     DataTrove MinhashDedupFilter [, join paragraphs]; count kept text per source; <work>/kept/
+    dedup_filter     DataTrove ExactDedupFilter and MinhashDedupFilter over <work>/filtered [, join paragraphs];
+                     count kept text per source; write <work>/kept/
     mix              host 0: selection probability per source and shard buckets per split (<work>/mix.json)
     scatter          select, split and send each document to its bucket (blocks/mix.py)
     pack             one task per bucket: shuffle, tokenize, pack, write shard_<bucket>.bin and its sidecar
@@ -30,7 +31,6 @@ from datatrove.io import get_datafolder
 from datatrove.pipeline.dedup.exact_dedup import (
     ExactDedupConfig,
     ExactDedupFilter,
-    ExactDedupSignature,
     ExactFindDedups,
 )
 from datatrove.pipeline.dedup.minhash import (
@@ -43,9 +43,12 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig
 from llm_launch.dataprep.blocks.dedup import (
-    CountRemoved,
+    DEDUP_STEP,
+    DropRemoved,
     FullSignatures,
     JoinParagraphs,
+    MarkRemoved,
+    PassingExactSignatures,
     RankFile,
     SplitParagraphs,
     VerifyPairs,
@@ -130,27 +133,15 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
             steps.append(SplitParagraphs())
         steps.append(JsonlWriter(f"{work}/filtered", output_filename="${rank}.jsonl", compression=None))
         if cfg.dedup.exact:
-            steps.append(ExactDedupSignature(f"{work}/exact/sigs", config=exact, finder_workers=finders))
+            steps.append(PassingExactSignatures(f"{work}/exact/sigs", config=exact, finder_workers=finders))
+        if cfg.dedup.near:
+            steps.append(FullSignatures(f"{work}/minhash/sigs", config=minhash, language=words))
         return steps
 
     stages = [Stage("filter", tasks, filter_pipeline)]
-    current = "filtered"
-    if cfg.dedup.exact or cfg.dedup.near:
-        def unique_pipeline() -> list:
-            steps = [RankFile(f"{work}/filtered")]
-            if cfg.dedup.exact:
-                steps.append(CountRemoved(ExactDedupFilter(f"{work}/exact/dups", config=exact),
-                                          f"exact_duplicate_{unit}", work))
-            steps.append(JsonlWriter(f"{work}/unique", output_filename="${rank}.jsonl", compression=None))
-            if cfg.dedup.near:
-                steps.append(FullSignatures(f"{work}/minhash/sigs", config=minhash, language=words))
-            return steps
-
-        if cfg.dedup.exact:
-            stages.append(Stage("exact_find", finders, lambda: [ExactFindDedups(f"{work}/exact/sigs",
-                                                                                f"{work}/exact/dups", config=exact)]))
-        stages.append(Stage("exact_filter", tasks, unique_pipeline))
-        current = "unique"
+    if cfg.dedup.exact:
+        stages.append(Stage("exact_find", finders, lambda: [ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups",
+                                                                            config=exact)]))
     if cfg.dedup.near:
         stages += [
             Stage("minhash_buckets", minhash.num_buckets, lambda: [MinhashDedupBuckets(
@@ -163,9 +154,12 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
         ]
 
     def kept_pipeline() -> list:
-        steps = [RankFile(f"{work}/{current}")]
+        steps = [RankFile(f"{work}/filtered")]
+        if cfg.dedup.exact:
+            steps.append(MarkRemoved(ExactDedupFilter(f"{work}/exact/dups", config=exact), f"exact_duplicate_{unit}"))
         if cfg.dedup.near:
-            steps.append(CountRemoved(MinhashDedupFilter(f"{work}/minhash/remove"), f"near_duplicate_{unit}", work))
+            steps.append(MarkRemoved(MinhashDedupFilter(f"{work}/minhash/remove"), f"near_duplicate_{unit}"))
+        steps.append(DropRemoved(work))
         if paragraphs:
             steps.append(JoinParagraphs())
         return [*steps, CountKept(work), JsonlWriter(f"{work}/kept", output_filename="${rank}.jsonl", compression=None)]
@@ -224,7 +218,7 @@ def _plan(cfg: DataPrepConfig, work: str, listing: Tally, listing_bad: dict[int,
                     total.count(source, key, value)
         return total
 
-    filtered, dedup = step_reports(FILTER_STEP), step_reports("dedup")
+    filtered, dedup = step_reports(FILTER_STEP), merge_reports(work, DEDUP_STEP)
     kept, scatter, mix = merge_reports(work, KEPT_STEP), merge_reports(work, "scatter"), _mix(work)
     sources = []
     for i, source in enumerate(cfg.sources):

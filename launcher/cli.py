@@ -25,6 +25,7 @@ from llm_launch.launcher.jobfile import JOB_FILE, write_job, write_text_atomic
 from llm_launch.launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from llm_launch.launcher.report import print_plan
 from llm_launch.launcher.secrets import SecretInFile
+from llm_launch.launcher.stop import Stopped, default_stop_signals, stop_before_start
 from llm_launch.launcher.validate import validate
 from omegaconf import DictConfig
 
@@ -70,6 +71,8 @@ def write_and_submit(job, plan, cluster, out_dir: Path) -> None:
     rendered = cluster.render(job, plan, out_dir, job_yaml)
     print(f"llm-launch: rendered {', '.join(str(p) for p in [job_yaml, *rendered])}")
     if action == "submit":
+        if not cluster.runs_here:
+            default_stop_signals()
         submit(job, plan, out_dir, job_yaml)
 
 
@@ -115,7 +118,7 @@ def submit(job, plan, out_dir: Path, job_yaml: Path) -> None:
         sys.exit(USAGE_EXIT_CODE)
     except RunFailed as exc:
         print(f"llm-launch: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
 
 
 def manage_submitted(action: str, out_dir: Path) -> None:
@@ -181,11 +184,16 @@ def problems_beside(accepted: list[str], reported: set[str]) -> list[Problem]:
 
 def main() -> None:
     """Console entry point."""
+    stop_before_start()
     store.register()
     store.register_recipes()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us, to be reported as one line each
     try:
         _hydra_entry()
+    except Stopped as stop:
+        print(f"llm-launch: stopped by signal {stop.signum} before the job started; nothing was trained",
+              file=sys.stderr)
+        sys.exit(1)
     except COMPOSITION_ERRORS as exc:
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
         problems, accepted = diagnose_overrides(overrides)

@@ -109,7 +109,7 @@ def fill_from_pretrained(body: DictConfig, group: str = "", overridden: frozense
         return [Problem("model.pretrained_path", str(exc))], {f"model.{f}" for f in leaves}
     if OmegaConf.is_missing(model, "name"):
         model.name = name_of_folder(str(path))
-    if OmegaConf.is_missing(model, "source"):
+    if left(model, "source"):
         model.source = where
     return [Problem(key, message) for key, message in found], set()
 

@@ -46,8 +46,6 @@ def prep_stages(cfg: DataPrepConfig) -> list[str]:
     stages = ["filter"]
     if cfg.dedup.exact:
         stages.append("exact_find")
-    if cfg.dedup.exact or cfg.dedup.near:
-        stages.append("exact_filter")
     if cfg.dedup.near:
         stages += ["minhash_buckets", "minhash_verify", "minhash_cluster"]
     return [*stages, "dedup_filter", "mix", "scatter", "pack"]

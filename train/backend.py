@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class StepResult:
     """Whether any rank voted to stop (the vote travels with the loss in one collective)."""
     figures: dict[str, float] = field(default_factory=dict)
     """Task-specific means over the global batch logged beside the loss (preference rewards and accuracy)."""
+    rank_times: list[float] | None = None
+    """Each rank's seconds from the start of the step to its end-of-step collective, gathered with the loss
+    (None where the backend does not gather them); the watchdog names stragglers from them."""
 
 
 class Backend(ABC):
@@ -64,6 +68,12 @@ class Backend(ABC):
     """This rank's data-parallel index: which slice of each global batch it reads (set by start())."""
     dp_size: int
     """Data-parallel degree (set by start())."""
+
+    supports_watchdog: bool = False
+    """Whether step() calls arrival_hook and gathers rank_times, and the process group has a key-value store the
+    watchdog can use (train/watchdog.py)."""
+    arrival_hook: Callable[[], None] | None = None
+    """Called by step() just before this rank enters the end-of-step collective (the watchdog's progress report)."""
 
     def __init__(self, job: JobConfig, plan: Plan):
         self.job, self.plan = job, plan

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
@@ -18,11 +20,15 @@ from llm_launch.launcher.jobfile import COMPLETE_MARKER, write_text_atomic
 from llm_launch.launcher.memory import GIB
 from llm_launch.launcher.plan import make_plan
 from llm_launch.train.backend import Backend, open_backend
+from llm_launch.train.cadence import Cadence
 from llm_launch.train.data.loader import StepBatches, eval_batches
 from llm_launch.train.data.open import open_dataset
 from llm_launch.train.errors import JobError
+from llm_launch.train.faults import hang_here
 from llm_launch.train.metrics import MetricsLog, RunSummary, step_record
+from llm_launch.train.run_progress import RunProgress
 from llm_launch.train.signals import StopRequest
+from llm_launch.train.watchdog import Watchdog
 
 EVAL_FILE = "eval.json"
 
@@ -59,9 +65,25 @@ class Trainer:
                                      micro_batch=cfg.micro_batch_size, batches=cfg.eval_batches,
                                      dp_rank=b.dp_rank, dp_size=b.dp_size) if valid_data is not None else []
         self.valid_rows = min(len(valid_data), cfg.global_batch_size * cfg.eval_batches) if valid_data else 0
+        watched = records and b.supports_watchdog
+        self.watchdog = Watchdog(cfg.watchdog if watched else replace(cfg.watchdog, enabled=False), rank=b.rank,
+                                 world_size=b.world_size, out_dir=self.out_dir)
+        self.watchdog.start()
+        self.current_step = 0
+        b.arrival_hook = self._arrive
+        self.progress = RunProgress(self.out_dir, cfg.checkpoint.dir, cfg.max_steps, enabled=b.is_main and records)
+        self.cadence = Cadence(cfg.checkpoint.fixed_every, auto=cfg.checkpoint.auto_interval,
+                               max_lost_minutes=cfg.checkpoint.max_lost_minutes)
+
+    def _arrive(self) -> None:
+        """This rank enters the end-of-step collective (the backend calls it): report progress to the watchdog."""
+        hang_here(self.backend.rank, self.current_step)
+        self.watchdog.arrived(self.current_step)
 
     def _evaluate_and_log(self, step: int) -> float:
+        started = time.perf_counter()
         val_loss = self.backend.evaluate(self.held_out)
+        self.progress.evaluation(time.perf_counter() - started)
         figures = {f"val_{name}": value for name, value in self.backend.evaluation_figures().items()}
         if not figures:  # a token cross-entropy; preference tasks report rewards and accuracy instead
             figures = {"val_ppl": math.exp(min(val_loss, 50))}
@@ -69,13 +91,34 @@ class Trainer:
         return val_loss
 
     def _save(self, step: int, loss: float) -> float:
-        """Save (or, in async mode, start saving) step; records the seconds the loop stood still."""
+        """Save (or, in async mode, start saving) step; records the seconds the loop stood still. With
+        every_n_steps=auto the first save of a run is the probe that picks the interval (train/cadence.py)."""
         started = time.perf_counter()
+        probe = self.cadence.probing and step < self.job.training.max_steps
+        self.cadence.save_begins()
         self.backend.save(step, loss=loss)
+        if probe:  # the probe's time counts until the checkpoint is complete
+            self.backend.wait_for_saves()
         stall = time.perf_counter() - started
+        self.progress.checkpoint(stall)
         self.metrics.write({"step": step, "checkpoint_stall_s": stall,
                             "checkpoint_mode": str(self.job.training.checkpoint.mode)})
+        picked = self.cadence.save_ends(step) if probe else None
+        if picked:
+            self.progress.progress.checkpoint_every_n_steps = picked["checkpoint_every_n_steps"]
+            self.metrics.write({"step": step, **picked})
+            if self.backend.is_main:
+                print(f"checkpoint cadence: every {picked['checkpoint_every_n_steps']} steps (step "
+                      f"{picked['measured_step_s']:.3g} s, save {picked['measured_save_s']:.3g} s, "
+                      f"training.checkpoint.max_lost_minutes={self.job.training.checkpoint.max_lost_minutes:g})",
+                      flush=True)
+        self.progress.write()
         return stall
+
+    def _wait_for_saves(self) -> None:
+        started = time.perf_counter()
+        self.backend.wait_for_saves()
+        self.progress.checkpoint(time.perf_counter() - started)
 
     def _finish(self, result: dict | None, summary_path: Path | None = None) -> None:
         """Close the metrics (and the trackers' runs, with metrics.json when the run finished), write the marker
@@ -90,6 +133,8 @@ class Trainer:
         """Train to max_steps; returns the run's summary (None after a precompile run)."""
         job, cfg, b = self.job, self.job.training, self.backend
         start_step = 0 if self.precompile else b.resume()
+        if not self.precompile:
+            self.progress.start(start_step)
         last_step = min(cfg.max_steps, start_step + job.neuron.precompile_steps) if self.precompile \
             else cfg.max_steps
         tokens_per_step = cfg.global_batch_size * cfg.seq_len
@@ -97,38 +142,55 @@ class Trainer:
         started = time.perf_counter()
         loss, val_loss = math.nan, None
         for step in range(start_step, last_step):
+            self.current_step = step + 1
+            self.watchdog.step_started(step + 1)
+            self.cadence.step_begins()
             step_start = time.perf_counter()
             result = b.step(self.batches.micro_batches(step), stop_vote=self.stop.signalled)
             elapsed = time.perf_counter() - step_start
+            self.cadence.step_ends()
+            self.watchdog.step_finished(step + 1, elapsed)
             loss, done = result.loss, step + 1
             if self.precompile:
                 continue
+            self.progress.step(done, elapsed)
             record = step_record(step=done, loss=loss, lr=result.lr, grad_norm=result.grad_norm,
                                  tokens=tokens_per_step, elapsed_s=elapsed, world_size=b.world_size,
                                  flops_per_token=self.plan.flops_per_token,
                                  peak_tflops=self.plan.estimates.peak_tflops_per_rank, memory_gib=b.memory_gib())
             record.update(result.figures)
+            stragglers = self.watchdog.straggler_ranks(result.rank_times)
+            if stragglers:
+                record["straggler_ranks"] = stragglers
+                self.progress.progress.stragglers = sorted({*self.progress.progress.stragglers, *stragglers})
+                if b.is_main:
+                    median = statistics.median_low(result.rank_times)
+                    print(f"straggler: rank(s) {stragglers} reached the end of step {done} more than "
+                          f"{cfg.watchdog.straggler_factor:g}x later than the median rank ({median:.3g} s) for "
+                          f"{cfg.watchdog.straggler_steps} steps in a row: "
+                          f"{', '.join(f'rank {r} {result.rank_times[r]:.3g} s' for r in stragglers)}", flush=True)
             summary.add_step(record, first=step == start_step)
-            if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1:
+            if done % cfg.log_every_n_steps == 0 or done == cfg.max_steps or done == start_step + 1 or stragglers:
                 self.metrics.write(record)
+                self.progress.write()
             if self.held_out and cfg.eval_every_n_steps and done % cfg.eval_every_n_steps == 0 \
                     and done < cfg.max_steps:
                 val_loss = self._evaluate_and_log(done)
-            every = cfg.checkpoint.fixed_every
             if result.stop:
                 if b.is_main:
                     print(f"SIGTERM: stopping after step {done}; saving a checkpoint", flush=True)
                 self._save(done, loss)
-                b.wait_for_saves()
+                self._wait_for_saves()
+                self.progress.write()
                 if b.is_main:
                     print(f"stopped by SIGTERM after step {done}; checkpoint saved in {cfg.checkpoint.dir}; run the "
                           "job again to resume", flush=True)
                 self._finish(None)
                 return {"step": done, "stopped": True}
-            if (every and done % every == 0) or done == cfg.max_steps:
+            if self.cadence.due(done, cfg.max_steps):
                 self._save(done, loss)
         if not self.precompile:
-            b.wait_for_saves()
+            self._wait_for_saves()
 
         elapsed_s = round(time.perf_counter() - started, 2)
         if self.precompile:
@@ -144,8 +206,12 @@ class Trainer:
                   "metrics": str(self.metrics.path), "checkpoints": cfg.checkpoint.dir,
                   "elapsed_s": round(time.perf_counter() - started, 2), "world_size": b.world_size}
         estimate = self.plan.memory.total / GIB if b.measures_accelerator_memory() else None
+        self.progress.write()
+        goodput = self.progress.figures()
+        self.metrics.write({"step": cfg.max_steps, **goodput})
         summary_path = summary.write(self.out_dir, estimated_memory_gib=estimate, final_loss=loss, val_loss=val_loss,
-                                     steps=cfg.max_steps, elapsed_s=result["elapsed_s"]) if b.is_main else None
+                                     steps=cfg.max_steps, elapsed_s=result["elapsed_s"], **goodput,
+                                     checkpoint_every_n_steps=self.cadence.every or None) if b.is_main else None
         self._finish(result, summary_path)
         return result
 

@@ -10,7 +10,9 @@ What is ours:
   we keep every band's hashes per document and keep a candidate pair only when the estimated Jaccard
   similarity (share of equal hashes over all bands) reaches dedup.threshold, as the in-memory pipeline
   did (dataprep/dedup.py), so LSH false positives are not removed.
-- CountRemoved: counts what a DataTrove dedup filter drops, per source, with examples (reports.py).
+- MarkRemoved/DropRemoved: DataTrove's exact and MinHash filters run one after the other over the same
+  file in one pass, and what each removes is counted per source, with examples (reports.py).
+- PassingExactSignatures: exact signatures and MinHash signatures in the same pass as the filters.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.utils.binaryio import read_tuples_from_file
+from datatrove.utils.typeshelper import StatHints
 from llm_launch.dataprep.blocks.reports import TaskReport
 from llm_launch.dataprep.normalize import paragraphs
 
@@ -80,37 +84,78 @@ class JoinParagraphs(PipelineStep):
             yield current
 
 
-class CountRemoved(PipelineStep):
-    """Runs a DataTrove dedup filter and counts every document it drops as a duplicate of `kind`."""
+REMOVED = "removed_as"
+"""Metadata key of a document a dedup filter removed, while it still travels (MarkRemoved)."""
+
+
+class MarkRemoved(PipelineStep):
+    """Runs a DataTrove dedup filter on every document, marking (not dropping) the ones it removes.
+
+    DataTrove's dedup filters find a task's removals by the document's index in the stream, so two of them can
+    only run one after the other on the same file if the first keeps every document in the stream: the
+    documents it drops are passed on with metadata[removed_as] = kind; DropRemoved drops and counts them."""
 
     type = "🫂 - DEDUP"
 
-    def __init__(self, inner: PipelineStep, kind: str, work: str):
+    def __init__(self, inner: PipelineStep, kind: str):
         super().__init__()
-        self.inner, self.kind, self.work = inner, kind, work
-        self.name = f"{inner.name} (counted)"
+        self.inner, self.kind = inner, kind
+        self.name = f"{inner.name} (marking)"
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        report = TaskReport()
-        pending: deque[tuple[str, int]] = deque()
+        pending: deque[Document] = deque()
 
         def tagged(docs: DocumentsPipeline) -> DocumentsPipeline:
             for doc in docs:
-                pending.append((doc.id, doc.metadata["source"]))
+                pending.append(doc)
                 yield doc
 
-        def removed(until: str | None) -> None:
-            while pending and pending[0][0] != until:
-                where, source = pending.popleft()
-                report.drop(source, "duplicates", self.kind, where)
+        def removed(until: Document | None) -> DocumentsPipeline:
+            while pending and pending[0] is not until:
+                doc = pending.popleft()
+                doc.metadata.setdefault(REMOVED, self.kind)
                 self.stat_update("removed")
+                yield doc
 
         for doc in self.inner.run(tagged(data), rank, world_size):
-            removed(doc.id)
-            pending.popleft()
+            yield from removed(doc)
+            yield pending.popleft()
+        yield from removed(None)
+
+
+class DropRemoved(PipelineStep):
+    """Drops the documents MarkRemoved marked, counting each under its kind, per source, with examples."""
+
+    name = "drop duplicates"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: str):
+        super().__init__()
+        self.work = work
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        report = TaskReport()
+        for doc in data:
+            kind = doc.metadata.pop(REMOVED, None)
+            if kind is None:
+                yield doc
+                continue
+            report.drop(doc.metadata["source"], "duplicates", kind, doc.id)
+            self.stat_update(kind)
+        report.save(self.work, DEDUP_STEP, rank)
+
+
+class PassingExactSignatures(ExactDedupSignature):
+    """DataTrove's exact-dedup signature step (same hashes, same files) that passes the documents on, so the
+    MinHash signatures are computed in the same pass."""
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        signatures = []
+        for doc_idx, doc in enumerate(data):
+            self.stat_update(StatHints.total)
+            signatures.extend(self.get_hashes(doc, doc_idx))
             yield doc
-        removed(None)
-        report.save(self.work, f"{DEDUP_STEP}/{self.kind}", rank)
+        self.save_hashes(rank, signatures)
 
 
 class FullSignatures(MinhashDedupSignature):

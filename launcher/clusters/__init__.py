@@ -12,7 +12,7 @@ from pathlib import Path
 from llm_launch.launcher.clusters.base import Cluster
 from llm_launch.launcher.clusters.eks import EksCluster
 from llm_launch.launcher.clusters.local import LocalCluster
-from llm_launch.launcher.clusters.records import latest_record
+from llm_launch.launcher.clusters.records import RECORDS_FILE, latest_record
 from llm_launch.launcher.clusters.sagemaker import SageMakerCluster
 from llm_launch.launcher.clusters.slurm import SlurmCluster
 from llm_launch.launcher.config.schema import JobConfig
@@ -30,6 +30,10 @@ def cluster_of(job: JobConfig) -> Cluster:
 
 
 def manage(action: str, out_dir: Path) -> None:
-    """status, logs or stop of the latest submission from out_dir."""
+    """status, logs or stop of the latest submission from out_dir; status of a local run (which records no
+    submission) from its progress.json."""
+    if action == "status" and not (out_dir / RECORDS_FILE).is_file():
+        CLUSTERS["local"].status({}, out_dir)
+        return
     record = latest_record(out_dir)
     getattr(CLUSTERS[record["cluster"]], action)(record, out_dir)

@@ -21,7 +21,9 @@ class RunnerError(Exception):
 
 
 class RunFailed(Exception):
-    """The job ran and ended without completing; the message is one line (exit 1)."""
+    """The job ran and ended without completing; the message is one line (exit 1, or exit_code)."""
+
+    exit_code: int = 1
 
 
 class Cluster(ABC):

@@ -46,10 +46,12 @@ from llm_launch.launcher.config.parallelism import (  # noqa: F401
     PipelineSchedule,
 )
 from llm_launch.launcher.config.plan import MemoryMode, PlanConfig, PriceSource, SuggestRanking  # noqa: F401
+from llm_launch.launcher.config.resilience import WatchdogConfig  # noqa: F401
 from llm_launch.launcher.config.tracking import MlflowConfig, TrackingBackend, TrackingConfig, WandbConfig, WandbMode  # noqa: F401
 from llm_launch.launcher.config.training import (  # noqa: F401
     LORA_TARGETS,
     CheckpointConfig,
+    CheckpointMode,
     DataConfig,
     LoraConfig,
     LrSchedule,

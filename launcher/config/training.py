@@ -7,6 +7,7 @@ from typing import Any
 
 from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
+from llm_launch.launcher.config.resilience import WatchdogConfig
 from omegaconf import MISSING
 
 Precision = choices("Precision", "bf16", "fp32")
@@ -86,6 +87,10 @@ class ScheduleConfig(Section):
         checks.fraction(min_lr_ratio=self.min_lr_ratio)
 
 
+RESUME_CHANGES = ("tokenizer", "data", "seq_len", "global_batch_size")
+"""What training.checkpoint.allow_changes may name (launcher/job_record.py)."""
+
+
 @dataclass
 class CheckpointConfig(Section):
     """When, where and how checkpoints are written."""
@@ -106,6 +111,9 @@ class CheckpointConfig(Section):
     """Checkpoints kept; older ones are deleted after a newer one is complete."""
     resume: bool = True
     """Resume from the latest complete checkpoint in dir when there is one."""
+    allow_changes: list[str] = field(default_factory=list)
+    """What a resume may change besides the layout (launcher/job_record.py): any of tokenizer, data, seq_len,
+    global_batch_size, e.g. [seq_len,global_batch_size]. A changed model is always refused."""
 
     @property
     def auto_interval(self) -> bool:
@@ -125,6 +133,10 @@ class CheckpointConfig(Section):
             checks.at_least(0, every_n_steps=None if every == AUTO else every)
         checks.positive(max_lost_minutes=self.max_lost_minutes)
         checks.at_least(1, keep_last=self.keep_last)
+        for name in self.allow_changes:
+            if name not in RESUME_CHANGES:
+                checks.error("allow_changes", f"{name!r} is not a change a resume may make; name any of "
+                             f"{', '.join(RESUME_CHANGES)} (a changed model is always refused)")
 
 
 @dataclass
@@ -237,6 +249,8 @@ class TrainingConfig(Section):
     """Learning-rate schedule."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint policy."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """Hang and straggler detection."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data and tokenizer."""
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -82,7 +82,7 @@ def test_killed_mid_stage_the_rerun_skips_finished_tasks_and_equals_an_uninterru
             "source": {"name": source.name, "path": source.path, "id_field": source.id_field}}
     job = subprocess.Popen([sys.executable, "-c", RUNNER.format(here=str(HERE)), json.dumps(args)],
                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage = logs / "exact_filter"  # the third stage: two before it finished, task 2 of 4 running when killed
+    stage = logs / "dedup_filter"  # five stages before it finished, task 2 of 4 running when killed
     deadline = time.monotonic() + 300
     while not (stage / "completions" / "00001").exists():
         assert job.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
@@ -138,3 +138,51 @@ def test_two_sagemaker_hosts_split_every_stage_and_host_0_gathers_the_shards(tmp
         s["tokens_in"] for s in reference["splits"].values())
     train = PackedDataset.open(hosts.path("algo-1", out) / "train")
     assert len(train) == manifest["splits"]["train"]["rows"] > 0
+
+
+def test_a_prepare_job_on_real_slurm_runs_the_stages_and_a_resubmission_has_nothing_to_do(slurm_cluster, tmp_path):
+    """`llm-launch ... cluster=slurm action=submit` to a real single-node Slurm (tests/slurm_cluster.py): one
+    sbatch job whose node runs every stage's tasks on 2 workers; the resubmitted job finds the dataset done."""
+    import re
+    import socket
+
+    from llm_launch.train.data.packed import PackedDataset
+
+    cluster = slurm_cluster(max_time=30)
+    source = split_sample(tmp_path / "in")
+    out = tmp_path / "job"
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    args = [str(Path(sys.executable).parent / "llm-launch"), "recipe=prepare_sample", "cluster=slurm", "instance=cpu",
+            "cluster.slurm.time_limit=00:20:00", f"cluster.slurm.shared_dir={tmp_path}", f"output_dir={out}",
+            f"cluster.slurm.rendezvous_port={port.getsockname()[1]}", "data_prep.workers=2",
+            f"data_prep.task_bytes={SETTINGS['task_bytes']}",
+            f"data_prep.sources=[{{name: kjv, path: '{source.path}', id_field: id}}]"]
+    port.close()
+
+    def submit() -> str:
+        done = subprocess.run([*args, "action=submit"], capture_output=True, text=True, env=cluster.env, cwd=tmp_path,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return re.search(r"submitted Slurm job (\d+)", done.stdout).group(1)
+
+    def finished(job_id: str) -> str:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            state = cluster.tool("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").stdout.strip()
+            if state in ("", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+                break
+            time.sleep(1)
+        log = out / f"slurm-{job_id}.out"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    log = finished(submit())
+    summary = json.loads((out / "COMPLETE").read_text())
+    assert summary["task"] == "prepare" and summary["hosts"] == 1, log[-3000:]
+    assert "stage filter: tasks 0..3 of 4 on this host" in log and "stage pack:" in log
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["sources"][0]["documents_read"] == 298
+    assert len(PackedDataset.open(out / "data" / "train")) == manifest["splits"]["train"]["rows"] > 0
+    (out / "COMPLETE").unlink()
+    again = finished(submit())
+    assert "already holds this run's data; nothing to do" in again, again[-3000:]

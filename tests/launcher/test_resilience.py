@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from llm_launch.launcher.memory import GIB
 from llm_launch.launcher.model_math import param_counts
+from llm_launch.launcher.plan import make_plan
 from llm_launch.launcher.validate import validate
 
 ASYNC = "training.checkpoint.mode=async"
@@ -16,8 +17,7 @@ def _problems(findings) -> dict[str, str]:
 
 
 def test_sync_saves_stage_nothing(job_for):
-    _, plan = validate(job_for("recipe=llama2_7b_sft_p5_fsdp"))
-    assert plan.checkpoint_staging_per_node == 0
+    assert make_plan(job_for("recipe=llama2_7b_sft_p5_fsdp")).checkpoint_staging_per_node == 0
 
 
 def test_async_staging_is_each_ranks_share_of_weights_and_adam_moments(job_for):
@@ -28,7 +28,7 @@ def test_async_staging_is_each_ranks_share_of_weights_and_adam_moments(job_for):
     # each rank holds 1/16 of 12 bytes per parameter; a node holds 8 of the 16 shares
     assert (plan.tp, plan.dp, plan.ranks_per_node) == (8, 2, 8)
     assert plan.checkpoint_staging_per_node == pytest.approx(12 * params / 2)
-    replicated = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", ASYNC, "parallelism=ddp", "trainer.num_nodes=1"))[1]
+    replicated = make_plan(job_for("recipe=llama2_7b_sft_p5_fsdp", ASYNC, "parallelism=ddp", "trainer.num_nodes=1"))
     assert replicated.checkpoint_staging_per_node == pytest.approx(8 * 12 * params)  # every rank its own copy
 
 
@@ -55,7 +55,7 @@ def test_async_on_a_cpu_instance_counts_the_copy_in_each_ranks_memory(job_for):
 def test_async_is_refused_on_trainium(job_for):
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", ASYNC))
     assert _problems(findings)["training.checkpoint.mode"] == (
-        "async saves use DCP's async_save (the GPU engine); NxD on Trainium saves synchronously; set "
+        "async saves use DCP's async_save (the torch engine); NxD on Trainium saves synchronously; set "
         "training.checkpoint.mode=sync")
 
 

@@ -82,6 +82,8 @@ def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path
     second = launch(tmp_path, *RUN, "parallelism=fsdp")  # dp 2, sharded
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resumed from" in second.stdout
+    assert "written by world size 2 (tp 2, pp 1, dp 1), with world size 2 (tp 1, pp 1, dp 2): DCP reshards it" \
+        in second.stdout  # a changed layout is fine, and said
     curve = records(tmp_path)
     for step in range(1, 7):
         assert curve[step]["loss"] == pytest.approx(reference[step]["loss"], rel=1e-5), step
@@ -140,3 +142,40 @@ def test_killed_outright_the_rerun_resumes_from_the_last_intact_checkpoint(refer
     assert (checkpoints / f"{latest.name}.damaged").is_dir()  # moved aside when the rerun saved that step again
     losses = {step: r["loss"] for step, r in records(tmp_path).items() if step <= 6}  # a step logged twice keeps
     assert losses == {step: r["loss"] for step, r in reference.items()}  # the rerun's; warm-up covers 8 steps
+
+
+def test_a_resume_into_another_job_is_refused_or_announced(tmp_path, launch):
+    """The issue's run: a 2-layer job resumed from a 4-layer checkpoint printed "resumed from", exit 0, and exported a
+    2-layer model. Now refused at plan time, and by the ranks themselves (job.yaml edited past the launcher);
+    a changed seq_len continues only when training.checkpoint.allow_changes names it, and says so."""
+    import yaml
+
+    first = launch(tmp_path, "training.max_steps=2", "training.checkpoint.every_n_steps=0")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    checkpoint = tmp_path / "checkpoints" / "step_00000002"
+
+    planned = launch(tmp_path, "training.max_steps=4", "model.num_layers=2")
+    assert planned.returncode == 2, planned.stdout[-3000:] + planned.stderr[-3000:]
+    assert f"error: model.num_layers: {checkpoint} holds a model with model.num_layers=4, this job has 2; " \
+        in planned.stderr
+    assert "resumed from" not in planned.stdout
+
+    job = yaml.safe_load((tmp_path / "job.yaml").read_text())
+    job["model"]["num_layers"], job["training"]["max_steps"] = 2, 4
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    ranks = subprocess.run(["bash", str(tmp_path / "launch.sh")], capture_output=True, text=True, timeout=600)
+    assert ranks.returncode != 0
+    (line,) = [x for x in (ranks.stdout + ranks.stderr).splitlines() if x.startswith("train.cpt: ")]
+    assert line.startswith(f"train.cpt: {checkpoint} holds a model with model.num_layers=4, this job has 2; a "
+                           "checkpoint resumes only into the same model: set model.num_layers=4")
+    assert "resumed from" not in ranks.stdout
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+
+    refused = launch(tmp_path, "training.max_steps=4", "training.seq_len=128")
+    assert refused.returncode == 2 and "error: training.seq_len: " in refused.stderr
+    allowed = launch(tmp_path, "training.max_steps=4", "training.seq_len=128",
+                     "training.checkpoint.allow_changes=[seq_len]")
+    assert allowed.returncode == 0, allowed.stdout[-3000:] + allowed.stderr[-3000:]
+    assert f"resuming {checkpoint} with training.seq_len changed from 256 to 128 " \
+           "(training.checkpoint.allow_changes names seq_len)" in allowed.stdout
+    assert f"resumed from {checkpoint} at step 2" in allowed.stdout

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from llm_launch.train.data.long_text import Continued
 from llm_launch.train.file_check import mismatch, sampled_sha256
 
 FORMAT_NAME = "llm-launch-packed"
@@ -58,6 +59,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 class RowPacker:
     """Concatenates documents with EOS after each and cuts the stream into full rows.
 
+    A document may come in pieces (llm_launch.train.data.long_text.Continued for all but its last piece).
+
     After rows() is exhausted, `documents` counts the documents read and `remainder` the
     tokens of the tail that did not fill a row.
     """
@@ -72,10 +75,12 @@ class RowPacker:
         pending: list[np.ndarray] = []  # pieces not yet cut into rows, fewer than seq_len tokens before the last
         held = 0
         for tokens in documents:
-            self.documents += 1
-            piece = np.empty(len(tokens) + 1, dtype=np.int64)
-            piece[:-1] = tokens
-            piece[-1] = self.eos_id
+            continued = isinstance(tokens, Continued)  # a piece of a long document: EOS only after its last piece
+            self.documents += 0 if continued else 1
+            piece = np.empty(len(tokens) + (0 if continued else 1), dtype=np.int64)
+            piece[:len(tokens)] = tokens
+            if not continued:
+                piece[-1] = self.eos_id
             pending.append(piece)
             held += len(piece)
             if held < self.seq_len:
@@ -113,14 +118,14 @@ def write_packed(
 
     def flush() -> None:
         name = f"shard_{len(shards):05d}.bin"
-        data = np.stack(current).astype(dtype).tobytes()
+        data = np.stack(current).tobytes()
         (tmp / name).write_bytes(data)
         shards.append({"file": name, "rows": len(current), **shard_check(data)})
         current.clear()
 
     try:
         for row in (_whole_rows(documents, seq_len, packer) if whole_rows else packer.rows(documents)):
-            current.append(row)
+            current.append(row.astype(dtype))  # a copy: a view would keep a long document's int64 stream alive
             rows_total += 1
             if len(current) == rows_per_shard:
                 flush()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_launch.launcher.json_errors import json_error_text
+from llm_launch.train.data.long_text import PIECE_CHARS, encode_long
 from llm_launch.train.data.packed import INDEX_FILE, write_packed
 
 if TYPE_CHECKING:
@@ -54,14 +55,20 @@ def iter_texts(path: Path, text_field: str, progress: PackingProgress | None = N
     """
     if path.suffix == ".jsonl":
         with path.open("rb") as lines:
+            start = 0
             for number, raw in enumerate(lines, 1):
                 text = _jsonl_text(raw, f"{path}:{number}", text_field)
+                end = lines.tell()
+                del raw  # a long line's bytes are not kept while its text is tokenized
                 if progress is not None:
-                    progress.read(lines.tell())
+                    progress.document(start, end)
                 if text is not None:
                     yield text
+                start = end
         return
     data = path.read_bytes()
+    if progress is not None:
+        progress.document(0, len(data))
     try:
         yield data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -71,13 +78,25 @@ def iter_texts(path: Path, text_field: str, progress: PackingProgress | None = N
 
 
 class PackingProgress:
-    """Prints where packing a corpus stands every PROGRESS_EVERY_S seconds (and once at the end)."""
+    """Prints where packing a corpus stands, by bytes of the corpus tokenized, every PROGRESS_EVERY_S seconds (also
+    within one long document) and once at the end."""
 
     def __init__(self, corpus: Path):
         self.corpus, self.total = corpus, corpus.stat().st_size
         self.started = self.last = time.monotonic()
         self.done = self.tokens = 0
+        self.span = (0, 0)
         print(f"packing {corpus} ({self.total / 2**20:.1f} MiB) for this job", flush=True)
+
+    def document(self, start: int, end: int) -> None:
+        """The next document occupies bytes start..end of the corpus; everything before it is handed on."""
+        self.span = (start, end)
+        self.read(start)
+
+    def within(self, characters: int, of: int) -> None:
+        """Part of the current (long) document is tokenized: characters of its of."""
+        start, end = self.span
+        self.read(start + (end - start) * characters // max(1, of))
 
     def read(self, position: int) -> None:
         self.done = position
@@ -92,8 +111,8 @@ class PackingProgress:
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             share = self.done / self.total if self.total else 1.0
-            print(f"packing {self.corpus.name}: {share:.0%} read, {self.tokens:,} tokens, "
-                  f"{now - self.started:.0f} s", flush=True)
+            print(f"packing {self.corpus.name}: {self.done / 2**20:.1f} of {self.total / 2**20:.1f} MiB tokenized "
+                  f"({share:.0%}), {self.tokens:,} tokens, {now - self.started:.0f} s", flush=True)
 
     def finish(self, index: dict) -> None:
         print(f"packed {self.corpus.name}: {index['num_rows']:,} rows from {index['documents']:,} documents in "
@@ -104,7 +123,9 @@ def fingerprint(path: Path, tokenizer_dir: Path, seq_len: int, *extra: Path | st
     """Hash of the corpus, the tokenizer and seq_len (plus extra files or strings): the cache key."""
     digest = hashlib.sha256()
     for part in (path, tokenizer_dir / "tokenizer.json"):
-        digest.update(part.read_bytes())
+        with part.open("rb") as data:  # read in blocks: a corpus is not held in memory to be hashed
+            while block := data.read(1 << 20):
+                digest.update(block)
     digest.update(str(seq_len).encode())
     for part in extra:
         if isinstance(part, Path):
@@ -129,7 +150,10 @@ def load_fast_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, int]:
 
 def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], progress: PackingProgress | None = None
                  ) -> Iterator[list[int]]:
-    """Token ids of each text, encoded ENCODE_BATCH at a time by the fast tokenizer (no special tokens)."""
+    """Token ids of each text, encoded ENCODE_BATCH at a time by the fast tokenizer (no special tokens).
+
+    A text longer than long_text.PIECE_CHARS is encoded in bounded pieces with the same ids (Continued items for
+    all but its last piece; the packer adds EOS after the last)."""
 
     def encode(batch: list[str]) -> Iterator[list[int]]:
         for enc in tokenizer.encode_batch(batch, add_special_tokens=False):
@@ -137,8 +161,20 @@ def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], progress: PackingPr
                 progress.packed(len(enc.ids))
             yield enc.ids
 
+    def piece_done(text: str) -> Callable[[int, int], None]:
+        def report(characters: int, tokens: int) -> None:
+            if progress is not None:
+                progress.within(characters, len(text))
+                progress.packed(tokens)
+        return report
+
     batch: list[str] = []
     for text in texts:
+        if len(text) > PIECE_CHARS:
+            yield from encode(batch)  # the documents before it keep their order
+            batch = []
+            yield from encode_long(tokenizer, text, piece_chars=PIECE_CHARS, on_piece=piece_done(text))
+            continue
         batch.append(text)
         if len(batch) == ENCODE_BATCH:
             yield from encode(batch)

@@ -16,7 +16,7 @@ A save:
    moment of the background write leaves `latest` on the previous complete checkpoint.
 
 The background threads talk over a gloo process group of their own (DCP needs a CPU group, and collectives of two
-threads on one group would interleave), made once when the first async save starts, as torchtitan does
+threads on one group would interleave), made when the checkpointer is (every rank, before training), as torchtitan does
 (https://github.com/pytorch/torchtitan/blob/main/torchtitan/components/checkpoint.py). A failed background write
 surfaces at the next save or at the end of the run (wait()), as the same error a synchronous save raises.
 """
@@ -58,16 +58,11 @@ class AsyncCheckpointer:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.group = None
-        self.stager: DefaultStager | None = None
+        self.group = dist.new_group(backend="gloo")  # collective: every rank
+        self.stager: DefaultStager | None = DefaultStager(staging_options(device))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-launch-checkpoint")
         self.pending: Future | None = None
         self.pending_step: int | None = None
-
-    def _start(self) -> None:
-        if self.group is None:  # collective: every rank makes its first async save at the same step
-            self.group = dist.new_group(backend="gloo")
-            self.stager = DefaultStager(staging_options(self.device))
 
     def wait(self) -> float:
         """Wait until the save in flight (if any) is complete; returns the seconds waited. Re-raises its error."""
@@ -82,7 +77,6 @@ class AsyncCheckpointer:
              extra: dict | None = None) -> float:
         """Start a save of step (collective); returns the seconds spent waiting for the previous one."""
         waited = self.wait()
-        self._start()
         target = begin_save(root, step)
         with out_of_space_as_job_error(root, step, target.tmp):
             model_state, optim_state = get_state_dict(model, optimizer)
@@ -97,7 +91,7 @@ class AsyncCheckpointer:
     def _complete(self, upload: Future, target: SaveTarget, rank: int, keep_last: int, state: dict):
         with out_of_space_as_job_error(target.root, target.step, target.tmp):
             upload.result()
-            checkpoint_write_delay()
+            checkpoint_write_delay(target.step)
             return complete_save(target, rank=rank, keep_last=keep_last, state=state, group=self.group)
 
     def close(self) -> None:

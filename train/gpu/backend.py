@@ -8,16 +8,20 @@ Runs on NVIDIA GPUs (nccl), on Trainium 2/3 through TorchNeuron (device and proc
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from llm_launch.launcher.job_record import RECORD_KEY
 from llm_launch.train.backend import Backend, StepResult, global_target_tokens, regroup_rows
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.distributed import shutdown
 from llm_launch.train.errors import JobError
 from llm_launch.train.gpu.async_checkpoint import AsyncCheckpointer
 from llm_launch.train.gpu.checkpoint import (
+    TRAINER_STATE,
     find_latest,
     load_checkpoint,
     load_model_weights,
@@ -33,6 +37,7 @@ from llm_launch.train.gpu.optimizer import build_optimizer
 from llm_launch.train.gpu.preference import FIGURES, PreferenceObjective, pair_batch
 from llm_launch.train.loss import next_token_targets, summed_cross_entropy, target_count
 from llm_launch.train.metrics import device_memory_gib
+from llm_launch.train.resume_check import check_resume, record_of
 from llm_launch.train.schedule import build_scheduler
 
 SUPPORTED_DATA_PARALLEL = ("ddp", "fsdp", "hsdp", "none")
@@ -47,6 +52,7 @@ class GpuBackend(Backend):
     """This rank's stages of a transformers model under FSDP2 / DDP, TP and PP (train/gpu/engine.py)."""
 
     name = "torch"
+    supports_watchdog = True
 
     def start(self) -> None:
         par = self.job.parallelism
@@ -68,6 +74,8 @@ class GpuBackend(Backend):
         if document_eos is not None:
             self.engine.mask_documents(document_eos)
         self.optimizer = build_optimizer(self.engine.parameters(), cfg.optimizer, fused=self.ctx.kind.fused_adamw)
+        if cfg.checkpoint.mode == "async":  # its process group now, with every rank, not at the first save
+            self.async_saves = AsyncCheckpointer(self.ctx.device)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
 
     def _dp_sum(self, value) -> float:
@@ -85,7 +93,7 @@ class GpuBackend(Backend):
         return batches, tokens, summed_cross_entropy
 
     def step(self, rows: list[Rows], *, stop_vote: bool) -> StepResult:
-        ctx = self.ctx
+        ctx, started = self.ctx, time.perf_counter()
         batches, tokens, objective = self._objective(rows)
         summed = self.engine.train_step(batches, scale=ctx.dp_size / max(1.0, tokens), objective=objective)
         grad_norm = clip_gradients(self.engine.parameters(), self.job.training.optimizer.grad_clip,
@@ -95,21 +103,29 @@ class GpuBackend(Backend):
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         figures = self.preference.sums if self.preference is not None else None
-        loss, *figure_sums, votes = self._job_sums([summed, figures], votes=float(stop_vote))
+        if self.arrival_hook is not None:
+            self.arrival_hook()
+        rank_times = [0.0] * ctx.world_size
+        rank_times[ctx.rank] = time.perf_counter() - started  # this rank's time to reach the collective
+        loss, *figure_sums, votes = self._job_sums([summed, figures], votes=float(stop_vote), tail=rank_times)
+        rank_times = [figure_sums.pop() for _ in range(ctx.world_size)][::-1]
         count = max(1.0, tokens)
         means = {name: v / count for name, v in zip(FIGURES, figure_sums, strict=True)} if figure_sums else {}
-        return StepResult(loss=loss / count, grad_norm=grad_norm, lr=lr, stop=votes > 0, figures=means)
+        return StepResult(loss=loss / count, grad_norm=grad_norm, lr=lr, stop=votes > 0, figures=means,
+                          rank_times=rank_times)
 
-    def _job_sums(self, counted: list[torch.Tensor | float | None], votes: float = 0.0) -> list[float]:
+    def _job_sums(self, counted: list[torch.Tensor | float | None], votes: float = 0.0,
+                  tail: list[float] = ()) -> list[float]:
         """One all-reduce over the job: the counted values (losses, pair counts, preference figure sums) from the
-        ranks whose loss counts once per replica (last stage, first tp rank), then every rank's stop votes."""
+        ranks whose loss counts once per replica (last stage, first tp rank), then tail (summed as every rank
+        gives it: one slot per rank gathers per-rank figures), then every rank's stop votes."""
         device = self.ctx.device
         parts = [torch.as_tensor(v, dtype=torch.float64, device=device).detach().reshape(-1)
                  for v in counted if v is not None]
         own = torch.cat(parts)
         if not self.engine.reports_loss():
             own = torch.zeros_like(own)
-        totals = torch.cat([own, torch.tensor([votes], dtype=torch.float64, device=device)])
+        totals = torch.cat([own, torch.tensor([*tail, votes], dtype=torch.float64, device=device)])
         dist.all_reduce(totals)
         return totals.tolist()
 
@@ -142,14 +158,19 @@ class GpuBackend(Backend):
 
     def save(self, step: int, *, loss: float) -> Path | None:
         cfg = self.job.training.checkpoint
-        if cfg.mode == "async":
-            if self.async_saves is None:
-                self.async_saves = AsyncCheckpointer(self.ctx.device)
+        extra = {"loss": loss, RECORD_KEY: self.record()}
+        if self.async_saves is not None:
             self.async_saves.save(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer,
-                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+                                  self.scheduler, rank=self.ctx.rank, keep_last=cfg.keep_last, extra=extra)
             return None
         return save_checkpoint(self.ckpt_root, step, self.engine.checkpoint_module(), self.optimizer, self.scheduler,
-                               rank=self.ctx.rank, keep_last=cfg.keep_last, extra={"loss": loss})
+                               rank=self.ctx.rank, keep_last=cfg.keep_last, extra=extra)
+
+    def record(self) -> dict:
+        """What defines this job (launcher/job_record.py), recorded in every checkpoint; computed once."""
+        if getattr(self, "_record", None) is None:
+            self._record = record_of(self.job, self.plan)
+        return self._record
 
     def wait_for_saves(self) -> None:
         if self.async_saves is not None:
@@ -161,6 +182,10 @@ class GpuBackend(Backend):
         if latest is None:
             return 0
         on_s3 = isinstance(self.ckpt_root, S3Prefix)
+        name = latest.rsplit("/", 1)[1] if on_s3 else latest.name
+        recorded = json.loads(self.ckpt_root.read_text(f"{name}/{TRAINER_STATE}") if on_s3
+                              else (latest / TRAINER_STATE).read_text(encoding="utf-8"))
+        check_resume(self.job, self.record(), recorded, str(latest), is_main=self.is_main)
         state = load_checkpoint(latest.rsplit("/", 1)[1] if on_s3 else latest, self.engine.checkpoint_module(),
                                 self.optimizer, self.scheduler, rank=self.ctx.rank,
                                 store=self.ckpt_root if on_s3 else None)

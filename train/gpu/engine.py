@@ -17,9 +17,10 @@ from llm_launch.train.gpu.lora import apply_lora, trainable_parameter_count
 from llm_launch.train.gpu.mesh import Dist
 from llm_launch.train.gpu.parallelize import parallelize_stage, replicate_stage, unwrap
 from llm_launch.train.gpu.pipeline import ScaledLoss, build_schedule
-from llm_launch.train.gpu.stage import build_stages, rank_model, stage_indices
+from llm_launch.train.gpu.stage import build_stages, rank_model, retie_embeddings, stage_indices
 from llm_launch.train.loss import summed_cross_entropy
 from llm_launch.train.model import build_model, fresh_rotary, load_hf_weights, load_pretrained, pretrained_config_json
+from torch.distributed.fsdp import FSDPModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(input ids, next-token targets), each [rows, seq_len]."""
@@ -77,7 +78,8 @@ class Engine:
         for stage in stages:
             if not pretrained and init_weights:
                 stage.to(ctx.device)
-            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile)
+            parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile,
+                              tied=bool(self.hf_config.tie_word_embeddings))
         self.stages = stages
         self.model = rank_model(stages)
         if pretrained:
@@ -102,6 +104,8 @@ class Engine:
         for stage in self.stages:
             stage.to_empty(device=self.ctx.device)
             stage.model.rotary_emb = rotary
+            if self.hf_config.tie_word_embeddings and not isinstance(stage, FSDPModule):
+                retie_embeddings(stage)  # FSDP2 keeps its own (shared) sharded parameters through to_empty
 
     def mask_documents(self, eos_id: int) -> None:
         """Keep attention inside packed documents (single-stage models)."""

@@ -11,7 +11,7 @@ from llm_launch.launcher.config.schema import ParallelismConfig
 from llm_launch.launcher.devices import DeviceKind
 from llm_launch.train.devices import compile_options, ddp_device_ids
 from llm_launch.train.gpu.mesh import Dist
-from llm_launch.train.gpu.stage import CausalLMStage
+from llm_launch.train.gpu.stage import CausalLMStage, retie_embeddings
 from llm_launch.train.gpu.tensor_parallel import apply_tensor_parallel
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -64,10 +64,12 @@ def uses_fsdp(par: ParallelismConfig, ctx: Dist) -> bool:
 
 
 def parallelize_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist, *, bf16: bool,
-                      compile_layers: bool) -> None:
+                      compile_layers: bool, tied: bool = False) -> None:
     """Apply the layout to one stage in place: TP, recompute, compile and FSDP (DDP comes after loading)."""
     if ctx.tp_size > 1:
         apply_tensor_parallel(stage, ctx.mesh["tp"], sequence_parallel=par.sequence_parallel)
+        if tied:
+            retie_embeddings(stage)
     apply_activation_checkpointing(stage, par.activation_checkpointing)
     if compile_layers:
         apply_compile(stage, ctx.kind)

@@ -69,6 +69,15 @@ class CausalLMStage(nn.Module):
         return hidden
 
 
+def retie_embeddings(stage: CausalLMStage) -> None:
+    """Point the output projection at the input embedding again, in a stage that holds both of a model that ties
+    them: materialising a meta-built module (to_empty) and distributing it for tensor parallelism each give every
+    module a new parameter of its own, and an untied copy would train apart from the embedding (and, after
+    to_empty, hold no values: a pretrained checkpoint stores the tied weight once)."""
+    if stage.is_first and stage.is_last and stage.lm_head.weight is not stage.model.embed_tokens.weight:
+        stage.lm_head.weight = stage.model.embed_tokens.weight
+
+
 def document_positions_and_mask(inputs: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions restarting at each packed document, and a causal mask that stays inside documents.
 

@@ -6,16 +6,19 @@ render.py writes launch.sh; run.py runs torchrun and judges the run by its compl
 from __future__ import annotations
 
 import json
+import re
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
-from llm_launch.launcher.clusters.base import Cluster
+from llm_launch.launcher.clusters.base import Cluster, RunnerError
 from llm_launch.launcher.clusters.local.render import render_local
 from llm_launch.launcher.clusters.local.run import hold_output_dir, run_local
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.job_record import RECORD_KEY, compare, job_record
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.problems import Findings
+from llm_launch.launcher.progress import PROGRESS_FILE, read_progress_file, status_line
 from llm_launch.launcher.run_lock import in_use
 
 
@@ -40,6 +43,30 @@ def check_output_dir(job: JobConfig, out: Findings) -> None:
     if task and task != job.task:
         out.error("output_dir", f"{job.output_dir} holds a task={task} job whose files this "
                   f"{job.task} job would replace; set output_dir=<another folder>")
+
+
+def check_resume(job: JobConfig, out: Findings) -> None:
+    """A resume into another job is refused already at plan time: the record of the checkpoint `latest` names
+    (launcher/job_record.py) against this job's; the ranks check again, with the layout, before loading it."""
+    ckpt = job.training.checkpoint
+    if not ckpt.resume or not ckpt.dir or job.task not in ("cpt", "sft", "dpo"):
+        return
+    root = Path(ckpt.dir)
+    try:
+        name = (root / "latest").read_text(encoding="utf-8").strip()
+        if not re.fullmatch(r"step_\d{8}", name):
+            return  # the job refuses a pointer out of its folder in one line when it starts
+        state = json.loads((root / name / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    saved = state.get(RECORD_KEY) if isinstance(state, dict) else None
+    if not saved:
+        return
+    refusals, notes = compare(saved, job_record(job), list(ckpt.allow_changes), str(root / name))
+    for key, message in refusals:
+        out.error(key, message)
+    for note in notes:
+        out.warn("training.checkpoint.allow_changes", note)
 
 
 class LocalCluster(Cluster):
@@ -69,9 +96,19 @@ class LocalCluster(Cluster):
             out.error("trainer.num_nodes", "a local run uses this one machine; set trainer.num_nodes=1 or pick "
                       "cluster=sagemaker, eks or slurm")
         check_output_dir(job, out)
+        check_resume(job, out)
         busy = in_use(Path(job.output_dir), "output_dir")
         if busy:
             out.error("output_dir", busy)
+
+    def status(self, record: dict, out_dir: Path) -> None:
+        """Where the run in out_dir is: step / max_steps, pace, ETA and goodput, from its progress.json."""
+        progress = read_progress_file(out_dir / PROGRESS_FILE)
+        if progress is None:
+            raise RunnerError(f"no run has reported progress in {out_dir} ({PROGRESS_FILE} is written from the first "
+                              "logged step); start one with action=submit")
+        state = "running" if in_use(out_dir, "output_dir") else "not running"
+        print(f"{out_dir}: {state}; {status_line(progress)}")
 
     def hold_output_dir(self, out_dir: Path) -> AbstractContextManager:
         """The job runs here: its folder is locked before plan.json is written and until torchrun ends."""

@@ -7,9 +7,10 @@ act; its presence is success.
 The runner owns the job's processes: it holds the output folder's lock for the job's lifetime
 (launcher/run_lock.py), starts torchrun in a process group of its own that dies with the runner
 (PR_SET_PDEATHSIG; each rank does the same towards torchrun and watches the runner, train/lifeline.py),
-and hands SIGTERM and Ctrl-C to the ranks themselves, so they checkpoint and stop while torchrun sees
-them finish normally (a signal to torchrun makes it print a SignalException traceback). A second
-Ctrl-C kills the job at once. Whatever way the runner ends, no rank outlives it.
+and turns SIGTERM and Ctrl-C into the stop file every rank reads at each step boundary (launcher/stop.py), so
+ranks running or not yet started checkpoint and stop while torchrun sees them finish normally (a signal to
+torchrun makes it print a SignalException traceback). A second Ctrl-C kills the job at once. Whatever way
+the runner ends, no rank outlives it.
 A job that reports a problem of its input or state (one `train.<task>: ...` line, exit 2) ends the
 command with that line; what the ranks print after it goes to train.log only.
 """
@@ -31,7 +32,9 @@ from llm_launch.launcher.environment import SAFE_PATH_ENVIRONMENT
 from llm_launch.launcher.jobfile import COMPLETE_MARKER
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.processes import child_pids, die_with_parent
+from llm_launch.launcher.progress import HANG_EXIT_CODE, HANG_RECORD
 from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock, held_here
+from llm_launch.launcher.stop import STOP_FILE, STOP_FILE_ENV, StopRecorder
 
 TRAIN_LOG = "train.log"
 JOB_ERROR_LINE = re.compile(rb"^train\.\w+: ")
@@ -42,6 +45,12 @@ LAUNCHER_PID_ENV = "LLM_LAUNCH_PID"
 
 class LocalRunFailed(RunFailed):
     """The job ended without writing its completion marker."""
+
+
+class JobHung(LocalRunFailed):
+    """The watchdog found a hung step (train/watchdog.py): every rank's stacks are in train.log."""
+
+    exit_code = HANG_EXIT_CODE
 
 
 class JobRefused(RunnerError):
@@ -57,46 +66,30 @@ def read_marker(out_dir: Path) -> dict | None:
 
 
 class JobProcesses:
-    """torchrun and its ranks, signalled by the runner."""
+    """torchrun and its ranks; the runner never signals a rank to stop (the stop file does, launcher/stop.py), it
+    only kills them all when it must."""
 
     def __init__(self, command: list[str], env: dict[str, str]):
         runner = os.getpid()
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=lambda: die_with_parent(runner))
-        self.received: list[int] = []
 
     def ranks(self) -> list[int]:
         return child_pids(self.proc.pid)
-
-    def _signal_ranks(self, signum: int) -> None:
-        for pid in self.ranks():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         """SIGKILL the ranks and torchrun's process group (nothing more is written)."""
         if self.proc.poll() is not None:
             return
-        self._signal_ranks(signal.SIGKILL)
+        for pid in self.ranks():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-    def forward_stop_signals(self) -> None:
-        """SIGTERM or a first Ctrl-C: the ranks checkpoint and stop. A second Ctrl-C: kill at once."""
-
-        def forward(signum, frame):
-            self.received.append(signum)
-            if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
-                self.kill()
-            else:
-                self._signal_ranks(signal.SIGTERM)
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, forward)
 
 
 def hold_output_dir(out_dir: Path) -> RunLock:
@@ -128,30 +121,53 @@ def _run(job: JobConfig, plan: Plan, out_dir: Path, job_yaml: Path) -> dict:
         return done
     marker = out_dir / COMPLETE_MARKER
     marker.unlink(missing_ok=True)
+    (out_dir / HANG_RECORD).unlink(missing_ok=True)
+    stop_file = out_dir / STOP_FILE
     env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads(plan.ranks_per_node)), PYTHONUNBUFFERED="1",
                **SAFE_PATH_ENVIRONMENT)
-    env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir.resolve())})
+    env.update({LAUNCHER_PID_ENV: str(os.getpid()), HELD_BY_LAUNCHER_ENV: str(out_dir.resolve()),
+                STOP_FILE_ENV: str(stop_file.resolve())})
     command = torchrun_command(job, plan, job_yaml)
-    print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
-    with open(out_dir / TRAIN_LOG, "ab") as log:
-        job_processes = JobProcesses(command, env)
-        try:
-            job_processes.forward_stop_signals()
-            job_error, returncode = _follow(job_processes.proc, log)
-        finally:
-            job_processes.kill()  # nothing outlives the runner, whatever ended it
+    started: list[JobProcesses] = []
+    stops = StopRecorder(stop_file, kill=lambda: [p.kill() for p in started])
+    try:
+        if stops.received:
+            raise LocalRunFailed(f"stopped by signal {stops.received[0]} before the job started; nothing was trained")
+        print(f"llm-launch: starting {plan.ranks_per_node} local processes; log in {out_dir / TRAIN_LOG}", flush=True)
+        with open(out_dir / TRAIN_LOG, "ab") as log:
+            started.append(JobProcesses(command, env))  # ranks started from here on find the stop file at once
+            try:
+                job_error, returncode = _follow(started[0].proc, log)
+            finally:
+                started[0].kill()  # nothing outlives the runner, whatever ended it
+    finally:
+        stops.close()
     summary = read_marker(out_dir)
     if summary is None and job_error:
         raise JobRefused(job_error)
-    if summary is None and job_processes.received:
-        raise LocalRunFailed(f"stopped by signal {job_processes.received[0]}; the job saved a checkpoint if it could; "
-                             "run the same command again to resume")
+    if summary is None and (out_dir / HANG_RECORD).is_file():
+        hang = json.loads((out_dir / HANG_RECORD).read_text(encoding="utf-8"))
+        missing = f"ranks {hang['ranks_missing']} never arrived" if hang["ranks_missing"] else "every rank arrived"
+        raise JobHung(f"step {hang['step']} hung ({missing}; no step finished within {hang['timeout_s']:.0f} s); "
+                      f"every rank's stack is in {out_dir / TRAIN_LOG}; run the same command again to resume")
+    if summary is None and stops.received:
+        raise LocalRunFailed(f"stopped by signal {stops.received[0]}; {_saved(job)}; run the same command again to "
+                             "resume")
     if summary is None:
         raise LocalRunFailed(f"training did not complete (torchrun exit code {returncode}); see {out_dir / TRAIN_LOG}")
     if returncode != 0:
         print(f"llm-launch: torchrun exited with {returncode} after the job wrote its completion marker "
               "(a known gloo shutdown abort); the run is complete", file=sys.stderr)
     return summary
+
+
+def _saved(job: JobConfig) -> str:
+    """What the stopped job left to resume from: the checkpoint `latest` names, or that there is none."""
+    latest = Path(job.training.checkpoint.dir or "") / "latest"
+    try:
+        return f"its checkpoint is {latest.parent / latest.read_text(encoding='utf-8').strip()}"
+    except OSError:
+        return "no checkpoint was saved (no step was trained)"
 
 
 def _follow(proc: subprocess.Popen, log) -> tuple[str | None, int]:

@@ -23,6 +23,7 @@ from llm_launch.launcher.clusters.sagemaker.render import (
 from llm_launch.launcher.clusters.sagemaker.request_model import request_errors
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.jobfile import JOB_FILE, write_text_atomic
+from llm_launch.launcher.progress import CHECKPOINT_SIDE_PROGRESS, read_progress, status_line
 
 SUBMITTED_REQUEST = "sagemaker_request.{name}.json"
 """The exact request sent, kept next to the rendered one."""
@@ -105,6 +106,24 @@ def status(record: dict, out_dir: Path) -> None:
     if job.get("FailureReason"):
         line += f": {one_line(job['FailureReason'])}"
     print(line)
+    progress = _progress(record, job)
+    if progress is not None:
+        print(f"{record['name']}: {status_line(progress)}")
+
+
+def _progress(record: dict, job: dict):
+    """The job's progress, which the trainer writes beside the checkpoints and SageMaker syncs to the job's
+    CheckpointConfig.S3Uri while it runs; None where there is none (yet)."""
+    uri = job.get("CheckpointConfig", {}).get("S3Uri")
+    if not uri:
+        return None
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    key = f"{prefix.rstrip('/')}/{CHECKPOINT_SIDE_PROGRESS}" if prefix.strip("/") else CHECKPOINT_SIDE_PROGRESS
+    try:
+        body = _client_for(record, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception:  # noqa: BLE001 - no progress yet, or not readable with these credentials: the state alone
+        return None
+    return read_progress(body.decode("utf-8", "replace"))
 
 
 def _log_streams(logs_client, record: dict) -> list[str] | None:

@@ -11,6 +11,7 @@ from llm_launch.launcher.clusters.slurm.state import JobState, job_state
 from llm_launch.launcher.clusters.tools import require_tool, run_tool
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.jobfile import COMPLETE_MARKER, JOB_FILE, read_job
+from llm_launch.launcher.progress import PROGRESS_FILE, read_progress_file, status_line
 
 SLURM_HINT = "run llm-launch on a login node of the Slurm cluster (HyperPod or ParallelCluster)"
 LOG_TAIL_LINES = 200
@@ -33,8 +34,12 @@ def _state(job_id: str) -> JobState | None:
 
 
 def status(record: dict, out_dir: Path) -> None:
-    """STATE (reason) from squeue -t all, scontrol or sacct; after Slurm forgot the job, from output_dir."""
+    """The job's progress (step / max_steps, pace, ETA, goodput) from its progress.json, then STATE (reason) from
+    squeue -t all, scontrol or sacct; after Slurm forgot the job, from output_dir."""
     job_id = record["job_id"]
+    progress = read_progress_file(out_dir / PROGRESS_FILE)  # the job's output_dir, on the cluster's shared disk
+    if progress is not None:  # first: the job's state stays the last line
+        print(f"{job_id}: {status_line(progress)}")
     found = _state(job_id)
     if found:
         ended_early = found.ended and found.state != "COMPLETED"
@@ -77,6 +82,9 @@ def logs(record: dict, out_dir: Path) -> None:
 def stop(record: dict, out_dir: Path) -> None:
     """scancel, unless the job has already ended (scancel says nothing then)."""
     job_id = record["job_id"]
+    progress = read_progress_file(out_dir / PROGRESS_FILE)  # the job's output_dir, on the cluster's shared disk
+    if progress is not None:  # first: the job's state stays the last line
+        print(f"{job_id}: {status_line(progress)}")
     found = _state(job_id)
     if found is None or found.ended:
         known = found.describe() if found else "no longer known to Slurm"

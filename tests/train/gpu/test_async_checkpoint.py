@@ -45,7 +45,7 @@ def test_the_checkpoint_holds_the_state_at_the_save_and_counts_only_once_complet
     at_save = {k: v.clone() for k, v in model.state_dict().items()}
     moment = optimizer.state[model.weight]["exp_avg"].clone()
 
-    monkeypatch.setenv(FAULTS_ENV, "checkpoint_write_delay=1.5")  # hold the completion back
+    monkeypatch.setenv(FAULTS_ENV, "checkpoint_write_delay=1.5@2")  # hold the completion back
     saves = AsyncCheckpointer(torch.device("cpu"))
     saves.save(root, 2, model, optimizer, scheduler, rank=0, keep_last=2)
     assert saves.pending is not None and not saves.pending.done()

@@ -79,6 +79,23 @@ def test_status_and_stop_of_the_submitted_job(submitted, tmp_path, capsys, aws):
         manage("stop", tmp_path)
 
 
+def test_status_shows_progress_and_eta_from_the_synced_checkpoint_prefix(submitted, tmp_path, capsys):
+    from llm_launch.launcher.progress import Progress, status_line
+
+    _, record, _ = submitted
+    manage("status", tmp_path)
+    assert len(capsys.readouterr().out.splitlines()) == 1  # no progress synced yet: the state alone
+    progress = Progress(max_steps=1000, step=250, seconds_per_step=2.0, productive_s=450.0, checkpoint_s=20.0,
+                        wall_s=500.0)
+    boto("s3").put_object(Bucket="my-bucket", Key="ckpt/run1/.llm-launch-progress.json",  # cluster.sagemaker.s3_checkpoint_uri
+                          Body=json.dumps(progress.to_dict()).encode())
+    manage("status", tmp_path)
+    state, progress_line = capsys.readouterr().out.splitlines()
+    assert state.startswith(f"{record['name']}: ")
+    assert progress_line == f"{record['name']}: {status_line(progress)}"
+    assert "step 250/1000 (25%), 2.00 s/step, ETA 25m00s; goodput 90% " in progress_line
+
+
 def test_logs_say_no_logs_yet_before_the_group_exists_then_show_the_newest_lines(aws, tmp_path, capsys):
     append_record(tmp_path, RECORD)
     manage("logs", tmp_path)

@@ -127,6 +127,9 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     wait_for(lambda: (long_run / "metrics.jsonl").exists() and max(losses(long_run), default=0) >= 2
              or slurm_state(plain, a_id) != "RUNNING",
              "job A's second step")
+    running = cli(plain, long_run, *a_args, action="status").stdout.strip().splitlines()
+    if slurm_state(plain, a_id) == "RUNNING":  # the job's own progress.json: step / max steps, pace and ETA
+        assert re.fullmatch(rf"{a_id}: step \d+/100 \(\d+%\), [\d.]+ s/step, ETA \d+m\d\ds; goodput .*", running[-2]), running
     stop = cli(plain, long_run, *a_args, action="stop")
     assert stop.returncode == 0 and f"cancelled Slurm job {a_id}" in stop.stdout, stop.stderr
     wait_for(lambda: slurm_state(plain, a_id) in ENDED, "job A to end")
@@ -144,6 +147,8 @@ def test_cpt_jobs_pending_running_stopped_resumed_and_completed(plain, tmp_path)
     assert status(plain, short_run, *b_args) == f"{b_id}: RUNNING"
     wait_for(lambda: slurm_state(plain, b_id) in ENDED, "job B to end")
     assert status(plain, short_run, *b_args) == f"{b_id}: COMPLETED", log_of(short_run, b_id)[-3000:]
+    progress = cli(plain, short_run, *b_args, action="status").stdout.strip().splitlines()[-2]
+    assert progress.startswith(f"{b_id}: step 20/20 (100%), ") and ", done; goodput " in progress, progress
     assert (short_run / "COMPLETE").exists()
     assert sorted(p.name for p in (short_run / "checkpoints").glob("step_*")) == ["step_00000010", "step_00000020"]
     logs = cli(plain, short_run, *b_args, action="logs")

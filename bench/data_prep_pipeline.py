@@ -1,0 +1,176 @@
+"""The DataTrove pipeline (dataprep/pipeline.py) against the in-memory pipeline (dataprep/run.py), same run.
+
+On a synthetic corpus (dataprep/synthetic.py: random-word documents with planted near-duplicates) written as
+JSONL files of --file-mb each (task_bytes = one file, so a task's input stays the same when the corpus grows):
+1. documents/s per worker of both pipelines on the same corpus and workers (whole job: read to packed shards);
+2. peak RSS: the largest worker process and the main process, at --mb and 2 x --mb, for both pipelines;
+3. the same corpus on 1 host with --workers workers and on 2 simulated hosts (two processes, each running its
+   share of every stage with --workers / 2 workers, meeting at file barriers), same manifest;
+4. dedup quality, old and new side by side: recall of the planted pairs at Jaccard >= 0.8 and precision against
+   the planted non-duplicates at <= 0.5, with dedup.threshold 0.7 between them.
+Each measurement runs in a fresh process (RSS of that process and of its pool workers: getrusage).
+Usage: python bench/data_prep_pipeline.py [--mb 16] [--file-mb 4] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llm_launch.launcher import PROJECT_ROOT
+
+TOKENIZER = PROJECT_ROOT / "data" / "sample" / "tokenizer"
+DOC_BYTES = 1900
+"""About the size of one synthetic document in JSONL (150 to 400 words of 2 to 8 letters)."""
+
+
+def config(corpus: Path, out: Path, workers: int, file_bytes: int, **extra):
+    from llm_launch.launcher.config.schema import DataPrepConfig, DataSourceConfig
+
+    cfg = DataPrepConfig(sources=[DataSourceConfig(name="synthetic", path=str(corpus), id_field="id")], seq_len=2048,
+                         tokenizer_path=str(TOKENIZER), seed=0, workers=workers, task_bytes=file_bytes)
+    cfg.filters.min_alpha_word_fraction = 0.0
+    cfg.dedup.threshold = 0.7
+    cfg.split.valid_fraction = 0.01
+    cfg.output.dir = str(out)
+    cfg.output.shard_chars = file_bytes  # a pack task holds one shard's text: bounded like the other tasks
+    for key, value in extra.items():
+        setattr(cfg.output, key, value)
+    return cfg
+
+
+class FileBarrier:
+    """Hosts meet when each has written its mark for the n-th barrier (a shared folder, like the job's)."""
+
+    def __init__(self, folder: Path, index: int, count: int):
+        self.folder, self.index, self.count, self.calls = folder, index, count, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        mark = self.folder / f"{self.calls:04d}"
+        mark.mkdir(parents=True, exist_ok=True)
+        (mark / str(self.index)).touch()
+        while len(list(mark.iterdir())) < self.count:
+            time.sleep(0.05)
+
+
+def child(spec: dict) -> None:
+    """One measured run; prints its seconds and peak RSS (KiB) as JSON."""
+    cfg = config(Path(spec["corpus"]), Path(spec["out"]), spec["workers"], spec["file_bytes"], keep_work=True)
+    start = time.perf_counter()
+    if spec["pipeline"] == "old":
+        from llm_launch.dataprep.run import prepare_data
+
+        manifest = prepare_data(cfg, progress=False)
+    else:
+        from llm_launch.dataprep.executors import Hosts
+        from llm_launch.dataprep.pipeline import prepare_data
+
+        hosts = Hosts(spec["host"], spec["hosts"], barrier=FileBarrier(Path(spec["barrier"]), spec["host"],
+                                                                         spec["hosts"]))
+        manifest = prepare_data(cfg, hosts, progress=False)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rss_main_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "rss_worker_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                      "manifest": manifest}))
+
+
+def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: int, hosts: int = 1) -> dict:
+    barrier = Path(tempfile.mkdtemp(prefix="barrier-"))
+    env = {**os.environ, "RAYON_NUM_THREADS": "1", "LOGURU_LEVEL": "WARNING"}
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(
+        {"pipeline": pipeline, "corpus": str(corpus), "out": str(out), "workers": workers, "file_bytes": file_bytes,
+         "host": h, "hosts": hosts, "barrier": str(barrier)})], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, env=env) for h in range(hosts)]
+    results = []
+    for proc in procs:
+        stdout, _ = proc.communicate()
+        assert proc.returncode == 0, f"{pipeline} run failed"
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    return {"seconds": max(r["seconds"] for r in results), "rss_main_kib": max(r["rss_main_kib"] for r in results),
+            "rss_worker_kib": max(r["rss_worker_kib"] for r in results), "manifest": results[0]["manifest"]}
+
+
+def dedup_quality(corpus_obj, corpus: Path, out: Path, workers: int, file_bytes: int) -> dict:
+    from llm_launch.dataprep.dedup import Deduplicator, MinHasher, Unit, digest
+    from llm_launch.dataprep.manifest import run_fingerprint
+    from llm_launch.dataprep.normalize import normalize_text
+    from llm_launch.dataprep.pipeline import work_folder
+    from llm_launch.dataprep.synthetic import quality
+
+    cfg = config(corpus, out, workers, file_bytes, keep_work=True)
+    kept = set()
+    for path in sorted((Path(work_folder(cfg, run_fingerprint(cfg))) / "kept").glob("*.jsonl")):
+        kept |= {int(json.loads(line)["id"].rsplit("id=", 1)[1].rstrip(")")) for line in path.open()}
+    new = quality(corpus_obj, set(range(len(corpus_obj.texts))) - kept)
+    dedup, hasher, removed = Deduplicator(cfg.dedup), MinHasher(cfg.dedup.num_perm, cfg.dedup.shingle_size), set()
+    for index, text in enumerate(corpus_obj.texts):
+        text = normalize_text(text)
+        if dedup.keep([Unit(text, digest(text), hasher.signature(text))], str(index)) is None:
+            removed.add(index)
+    return {"old": quality(corpus_obj, removed), "new": new}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=float, default=16, help="corpus size (MB) of the first run; the second doubles it")
+    parser.add_argument("--file-mb", type=float, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    from llm_launch.dataprep.synthetic import make_corpus, write_corpus
+
+    root = Path(tempfile.mkdtemp(prefix="prep-bench-"))
+    file_bytes = int(args.file_mb * 1e6)
+    rows, corpora = [], {}
+    for scale in (1, 2):
+        documents = int(args.mb * scale * 1e6 / DOC_BYTES / 1.2)  # planted copies add about a fifth
+        corpus_obj = make_corpus(documents, seed=scale)
+        folder = root / f"corpus{scale}"
+        write_corpus(corpus_obj, folder, files=max(1, round(args.mb * scale / args.file_mb)))
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        corpora[scale] = (corpus_obj, folder)
+        for pipeline in ("old", "new"):
+            result = measure(pipeline, folder, root / f"{pipeline}{scale}", args.workers, file_bytes)
+            docs = result["manifest"]["sources"][0]["documents_read"]
+            rows.append((scale, size, len(corpus_obj.texts), pipeline, result, docs))
+    print(f"{args.workers} workers; files of {args.file_mb} MB (task_bytes = one file); {os.cpu_count()} cores; "
+          f"Python {platform.python_version()}")
+    print("| corpus | pipeline | s | documents/s | per worker | vs old | peak RSS main | peak RSS worker |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    base = {}
+    for scale, size, docs, pipeline, result, read in rows:
+        rate = read / result["seconds"]
+        base.setdefault(scale, rate)
+        print(f"| {size / 1e6:.1f} MB, {docs:,} docs | {pipeline} | {result['seconds']:.1f} | {rate:,.0f} | "
+              f"{rate / args.workers:,.0f} | {rate / base[scale]:.2f} | {result['rss_main_kib'] / 1024:,.0f} MiB | "
+              f"{result['rss_worker_kib'] / 1024:,.0f} MiB |")
+    corpus_obj, folder = corpora[1]
+    one = [r for r in rows if r[0] == 1 and r[3] == "new"][0][4]
+    two = measure("new", folder, root / "hosts2", max(1, args.workers // 2), file_bytes, hosts=2)
+    same = {k: v for k, v in two["manifest"].items()} == {k: v for k, v in one["manifest"].items()}
+    print("| hosts | workers each | s | same manifest as 1 host |")
+    print("|---:|---:|---:|---|")
+    print(f"| 1 | {args.workers} | {one['seconds']:.1f} | - |")
+    print(f"| 2 | {max(1, args.workers // 2)} | {two['seconds']:.1f} | {same} |")
+    quality = dedup_quality(corpus_obj, folder, root / "new1", args.workers, file_bytes)
+    print("| dedup | planted pairs (J >= 0.8) | non-duplicates (J <= 0.5) | removed | recall | precision |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, q in quality.items():
+        print(f"| {name} | {q['pairs']} | {q['non_duplicate_pairs']} | {q['removed']} | {q['recall']:.3f} | "
+              f"{q['precision']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
