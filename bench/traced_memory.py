@@ -25,6 +25,10 @@ P5_8B = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_8b", 
          "training.micro_batch_size=1")
 P5_70B = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_70b", "trainer.num_nodes=4",
           "training.micro_batch_size=1", "training.global_batch_size=64")
+P5_8B_LORA = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_8b", "training.lora.enabled=true",
+              "model.pretrained_path=/opt/ml/input/data/model", "training.seq_len=2048", "training.micro_batch_size=2",
+              "training.global_batch_size=64")
+"""LoRA (the adapters train, the base is frozen) at the batch of recipe llama3_8b_dpo_p5_lora, as an sft step."""
 CALIBRATION_JOBS = {
     "llama2_7b_sft_p5_fsdp": ("recipe=llama2_7b_sft_p5_fsdp",),
     "mistral_7b_sft_g5": ("recipe=mistral_7b_sft_g5",),
@@ -32,8 +36,9 @@ CALIBRATION_JOBS = {
        for mode in ("none", "selective", "full")},
     **{f"llama3_70b_4xp5_{mode}": (*P5_70B, f"parallelism.activation_checkpointing={mode}")
        for mode in ("none", "selective", "full")},
+    "llama3_8b_p5_lora_fsdp": P5_8B_LORA,
 }
-"""Every GPU recipe, and Llama 3 8B and 70B under fsdp with each activation-checkpointing mode."""
+"""Every GPU recipe, Llama 3 8B and 70B under fsdp with each activation-checkpointing mode, and 8B LoRA."""
 
 
 def compose(overrides: tuple[str, ...]):

@@ -10,7 +10,7 @@ The job runs on DataTrove (https://github.com/huggingface/datatrove):
 
 The pieces it reuses, one module each (run.py is the former in-memory pipeline, kept as the baseline):
     read.py          list input files and turn them into work items (JSONL, Parquet, text; HTML, PDF and
-                     DOCX through extract.py), counting bad input in a Tally (report.py)
+                     DOCX through extract.py), counting bad input in a Tally (launcher/jsonl.py)
     normalize.py     Unicode NFC, control characters, whitespace
     filters.py       quality filters, each counted under its own name
     process.py       the per-document work (extract, normalise, filter, MinHash) run in a process pool
@@ -19,7 +19,9 @@ The pieces it reuses, one module each (run.py is the former in-memory pipeline, 
     tokenize_pack.py tokenize one work unit with a Hugging Face fast tokenizer and write it as a shard
     manifest.py      the fingerprint of a run, per-split index.json and manifest.json
     run.py           the in-memory pipeline (rank 0 plans, ranks build shards): the tests' and bench's baseline
-    packages.py      the optional pip packages a job's settings need, checked where the job runs
+
+The files of a source and the pip packages its settings need are listed by llm_launch.launcher.data_sources,
+which the plan and prepare.py (where the job runs) both use.
 
 Entry point as a job: dataprep/prepare.py (python -m llm_launch.dataprep.prepare --job job.yaml).
 """

@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from llm_launch.dataprep.report import Tally
 from llm_launch.launcher.config.schema import DedupConfig
+from llm_launch.launcher.jsonl import Tally
 
 MINHASH_SEED = 1
 LSH_WEIGHTS = (0.1, 0.9)

@@ -1,21 +1,16 @@
 """Text out of HTML (trafilatura), PDF (pypdf) and DOCX (python-docx) files.
 
 The libraries are imported when first needed; a missing one raises MissingPackage naming the pip
-package (llm_launch.dataprep.packages checks this before the job reads anything, so users meet it as a
+package (llm_launch.launcher.data_sources checks this before the job reads anything, so users meet it as a
 config error).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import io
 from pathlib import Path
 from types import ModuleType
-
-FORMAT_PACKAGES = {"parquet": ("pyarrow", "pyarrow"), "html": ("trafilatura", "trafilatura"),
-                   "pdf": ("pypdf", "pypdf"), "docx": ("docx", "python-docx")}
-"""format -> (module imported, pip package that provides it), for the formats that need a library."""
 
 
 class MissingPackage(ImportError):
@@ -29,14 +24,6 @@ def require(module: str, package: str) -> ModuleType:
     except ImportError:
         raise MissingPackage(f"{module} is not installed; pip install {package} (or pip install "
                              "'llm-launch[data]')") from None
-
-
-def missing_package(fmt: str) -> str | None:
-    """The pip package a format needs that is not installed, or None."""
-    module, package = FORMAT_PACKAGES.get(fmt, (None, None))
-    if module is None or importlib.util.find_spec(module) is not None:
-        return None
-    return package
 
 
 def extract_html(data: bytes) -> str:

@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from llm_launch.dataprep.read import list_files
 from llm_launch.launcher.config.schema import DataPrepConfig
+from llm_launch.launcher.data_sources import list_files
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.train.data.packed import INDEX_FILE, make_index
 

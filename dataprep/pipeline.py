@@ -62,11 +62,11 @@ from llm_launch.dataprep.dedup import LSH_WEIGHTS
 from llm_launch.dataprep.executors import Hosts, Stage, run_stages
 from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.process import available_cores
-from llm_launch.dataprep.read import list_files
-from llm_launch.dataprep.report import Tally
 from llm_launch.dataprep.run import _check_output, _finished_run, _summarise
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.data_prep import prep_tasks, work_dir
+from llm_launch.launcher.data_sources import list_files
+from llm_launch.launcher.jsonl import Tally
 
 MAX_EXACT_FINDERS = 32
 """Tasks of exact_find (each takes a range of hash values and reads every filter task's signature file)."""

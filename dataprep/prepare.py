@@ -22,11 +22,11 @@ from pathlib import Path
 
 from llm_launch.dataprep.executors import Hosts, StageFailed
 from llm_launch.dataprep.manifest import MANIFEST_FILE
-from llm_launch.dataprep.packages import missing_packages
 from llm_launch.dataprep.pipeline import prepare_data
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import OutputInUse
-from llm_launch.launcher.data_prep import resolve_data_prep
+from llm_launch.launcher.data_prep import mix_warnings, resolve_data_prep
+from llm_launch.launcher.data_sources import missing_packages
 from llm_launch.launcher.jobfile import COMPLETE_MARKER, read_job, write_text_atomic
 from llm_launch.launcher.problems import USAGE_EXIT_CODE
 from llm_launch.launcher.tasks import entrypoint
@@ -49,6 +49,18 @@ def _hosts() -> tuple[Hosts, int]:
                   count=max(1, world // local_world), works=int(os.environ.get("LOCAL_RANK", 0)) == 0,
                   barrier=dist.barrier)
     return hosts, world
+
+
+def mix_report(sources: list[dict]) -> list[str]:
+    """What each source contributed to the mix (documents and share), then a warning for each one whose weight
+    left more than half of its kept text out (llm_launch.launcher.data_prep.mix_warnings, as the plan says)."""
+    lines = [f"source {s['name']}: {s['documents_selected']:,} of {s['documents_available']:,} kept documents, "
+             f"{s['share_selected']:.1%} of the mix" for s in sources]
+    if len(sources) > 1:
+        use = [s["chars_selected"] / s["chars_available"] if s["chars_available"] else 1.0 for s in sources]
+        lines += [f"warning: {w}" for w in mix_warnings([s["name"] for s in sources], [s["weight"] for s in sources],
+                                                         use, "kept text")]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                    "tokens": sum(s["tokens_packed"] for s in splits.values()),
                    "bad_input": manifest["bad_input"]["total"], "elapsed_s": round(time.perf_counter() - started, 2),
                    "world_size": world, "hosts": hosts.count}
+        for line in mix_report(manifest["sources"]):
+            print(f"llm_launch.dataprep.prepare: {line}", flush=True)
         print(f"llm_launch.dataprep.prepare: {json.dumps(summary)}", flush=True)
         write_text_atomic(Path(job.output_dir) / COMPLETE_MARKER, json.dumps(summary) + "\n")
     if world > 1:

@@ -8,18 +8,15 @@ a Tally with its place (path:line) and never stops the run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_launch.dataprep.extract import require
-from llm_launch.dataprep.report import Tally
 from llm_launch.launcher.config.schema import DataSourceConfig
-from llm_launch.launcher.json_errors import json_error_text
+from llm_launch.launcher.data_sources import SUFFIXES, list_files
+from llm_launch.launcher.jsonl import Tally, iter_jsonl
 
-SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md"),
-            "html": (".html", ".htm"), "pdf": (".pdf",), "docx": (".docx",)}
 RECORD_FORMATS = ("jsonl", "parquet")
 PARQUET_BATCH_ROWS = 4096
 
@@ -42,13 +39,6 @@ class Item:
     """Scalar fields of the record other than the text, for the URL and metadata filters."""
 
 
-def list_files(path: Path, fmt: str) -> list[Path]:
-    """The file itself, or the files of the format under a folder, sorted for a stable order."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[fmt])
-
-
 def _scalars(record: dict, text_field: str) -> dict:
     return {k: v for k, v in record.items() if k != text_field and isinstance(v, str | int | float | bool)}
 
@@ -68,24 +58,6 @@ def _record_item(record: object, index: int, where: str, source: DataSourceConfi
     if source.id_field and record.get(source.id_field) is not None:
         where = f"{where} ({source.id_field}={record[source.id_field]})"
     return Item(index, where, fmt, text=text, meta=_scalars(record, source.text_field))
-
-
-def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
-    """(path:line, parsed value) of each non-blank line; undecodable and malformed lines are counted."""
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                tally.add("undecodable_bytes", where, str(exc))
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                tally.add("malformed_json", where, json_error_text(exc))
 
 
 def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:

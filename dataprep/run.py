@@ -32,10 +32,10 @@ from llm_launch.dataprep.manifest import (
 from llm_launch.dataprep.mix import Doc, mix, split
 from llm_launch.dataprep.process import available_cores, process_items
 from llm_launch.dataprep.read import Item, iter_items
-from llm_launch.dataprep.report import Tally
 from llm_launch.dataprep.tokenize_pack import build_shard, finished_shard, plan_units, shard_name, write_unit
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.jsonl import Tally
 from llm_launch.train.data.packed import INDEX_FILE, token_dtype
 from llm_launch.train.data.prepare import load_fast_tokenizer
 from tqdm import tqdm

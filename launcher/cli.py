@@ -84,11 +84,11 @@ def validate_with_memory(job):
     others = [p for p in findings.problems if p.field != "memory"]
     if others:
         raise JobProblems(others)  # the trace needs a sound layout
-    from llm_launch.train.gpu.memory_trace import traced_memory
+    from llm_launch.launcher.memory_trace import traced_memory
 
     print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
           flush=True)
-    return validate(job, memory=traced_memory(job))
+    return validate(job, memory=traced_memory(job))  # the trace prints each phase as it starts
 
 
 def run_suggest(job, out_dir: Path) -> None:
@@ -182,11 +182,36 @@ def problems_beside(accepted: list[str], reported: set[str]) -> list[Problem]:
     return [p for p in found if p.field not in reported]
 
 
+def compose_once() -> None:
+    """Spare Hydra its first composition of every run, made only to read hydra.mode.
+
+    hydra.main composes the whole config twice: Hydra.get_mode composes it to read hydra.mode, then the run
+    composes it again (hydra/_internal/utils.py _run_hydra and _run_app in hydra-core 1.3,
+    https://github.com/facebookresearch/hydra/blob/v1.3.2/hydra/_internal/utils.py#L392). No config we ship
+    sets hydra.mode (tests/launcher/test_compose_once.py), so unless an override names it, get_mode's answer is
+    HydraConf.mode's default, None, and _run_app then picks RUN, or MULTIRUN under -m, exactly as before.
+    """
+    from hydra._internal.hydra import Hydra
+
+    if getattr(Hydra.get_mode, "composes_once", False):
+        return
+    reads_config = Hydra.get_mode
+
+    def get_mode(self, config_name, overrides):
+        if any("hydra.mode" in override for override in overrides):
+            return reads_config(self, config_name, overrides)
+        return None
+
+    get_mode.composes_once = True
+    Hydra.get_mode = get_mode
+
+
 def main() -> None:
     """Console entry point."""
+    compose_once()
     stop_before_start()
     store.register()
-    store.register_recipes()
+    store.register_recipes(store.recipes_named(sys.argv[1:]))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us, to be reported as one line each
     try:
         _hydra_entry()
@@ -195,6 +220,7 @@ def main() -> None:
               file=sys.stderr)
         sys.exit(1)
     except COMPOSITION_ERRORS as exc:
+        store.register_recipes()  # every option, for messages that list them
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
         problems, accepted = diagnose_overrides(overrides)
         if not problems:  # the fault is in a config file, not in an override

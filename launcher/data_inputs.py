@@ -1,6 +1,6 @@
 """Plan-time checks of training.data.train_path and valid_path, whatever they hold.
 
-Reads only metadata and the first rows (train/data/inputs.py): the layout, the schema against the task,
+Reads only metadata and the first rows (launcher/data_describe.py): the layout, the schema against the task,
 row length against training.seq_len and token ids against the tokenizer and model.vocab_size. Local
 paths are checked when the job runs here; s3:// URIs (and SageMaker channel paths, through the channel's
 S3 prefix) wherever the launcher can read them. An S3 input it cannot read is a warning: the job checks
@@ -10,6 +10,7 @@ it again where it runs.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
@@ -52,10 +53,42 @@ def _packed_seq_len(path: Path, job: JobConfig, key: str, out: Findings) -> None
                   f"set training.seq_len={seq_len} or pack the data again")
 
 
+_described_in_this_search: dict[tuple[str, str, str], object] | None = None
+
+
+@contextmanager
+def describe_once():
+    """Within it, each input is described once: action=suggest validates a dozen layouts of one job, whose
+    data does not change between them (outside it every check reads the input afresh)."""
+    global _described_in_this_search
+    _described_in_this_search = {}
+    try:
+        yield
+    finally:
+        _described_in_this_search = None
+
+
+def _described(location: str, text_field: str, region: str):
+    """describe() at plan time, or the StoreError it raised."""
+    from llm_launch.launcher.data_describe import describe
+    from llm_launch.launcher.data_store import StoreError
+
+    memo, key = _described_in_this_search, (location, text_field, region)
+    if memo is not None and key in memo:
+        return memo[key]
+    try:
+        found = describe(location, text_field, region, plan_time=True)
+    except StoreError as exc:
+        found = exc
+    if memo is not None:
+        memo[key] = found
+    return found
+
+
 def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None:
     """Every data path the job reads, checked as far as its metadata and first rows allow."""
-    from llm_launch.train.data.inputs import Layout, Schema, describe, input_problems
-    from llm_launch.train.data.store import StoreError
+    from llm_launch.launcher.data_describe import Layout, Schema, input_problems
+    from llm_launch.launcher.data_store import StoreError
 
     data = job.training.data
     size = tokenizer_size(Path(data.tokenizer_path))
@@ -66,9 +99,9 @@ def check_data_inputs(job: JobConfig, out: Findings, *, runs_here: bool) -> None
         if remote is None and not (runs_here and Path(path).exists()):
             continue  # missing local paths are named by the path check; remote folders by the job
         location = remote or path
-        try:
-            info = describe(location, data.text_field, job.cluster.region, plan_time=True)
-        except StoreError as exc:
+        info = _described(location, data.text_field, job.cluster.region)
+        if isinstance(info, StoreError):
+            exc = info
             if remote is None:
                 out.error(key, str(exc))
             else:

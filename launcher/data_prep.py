@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,9 @@ class SourcePlan:
     """Files found under path (local runs); None where the job's machine reads it."""
     size_bytes: int | None
     """Their total size; None where unknown."""
+    expected_use: float | None = None
+    """Share of its text the weighted mix is expected to take, from the input sizes (filters and deduplication
+    change it; the manifest reports what was taken); None where a size is unknown."""
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,39 @@ def _source_plan(source, share: float, local: bool) -> SourcePlan:
     files = size = None
     path = Path(source.path)
     if local and path.exists():
-        from llm_launch.dataprep.read import list_files
+        from llm_launch.launcher.data_sources import list_files
 
         found = list_files(path, source.format)
         files, size = len(found), sum(f.stat().st_size for f in found)
     return SourcePlan(source.name, str(source.format), source.path, share, files, size)
+
+
+MIX_WARN_BELOW = 0.5
+"""A source whose weight leaves more than half of its text out of the mix draws a warning."""
+
+
+def expected_mix_use(sizes: list[int], weights: list[float]) -> list[float]:
+    """Share of each source's text the mix takes, by dataprep/mix.py's rule: the source with the least text for its
+    weight is used whole, each other one up to its weight's share of the mix."""
+    live = [i for i, size in enumerate(sizes) if size > 0 and weights[i] > 0]
+    total_weight = sum(weights[i] for i in live)
+    if not live:
+        return [0.0] * len(sizes)
+    scale = min(sizes[i] / (weights[i] / total_weight) for i in live)
+    return [min(1.0, weights[i] / total_weight * scale / sizes[i]) if i in live else 0.0 for i in range(len(sizes))]
+
+
+def mix_warnings(names: list[str], weights: list[float], use: list[float], what: str) -> list[str]:
+    """One line per source whose weight discards more than half of it."""
+    lines = []
+    for i, (name, fraction) in enumerate(zip(names, use, strict=True)):
+        if weights[i] > 0 and fraction < MIX_WARN_BELOW:
+            whole = names[max(range(len(use)), key=lambda j: (use[j], -j))]
+            lines.append(f"data_prep.sources[{i}].weight: source {name} contributes only {fraction:.0%} of its {what} "
+                         f"at weight {weights[i]:g}: the mix takes {whole} whole and the others in proportion to their "
+                         "weights; raise this weight (weights in proportion to the sources' sizes use every source "
+                         "whole) or keep it if the subset is intended")
+    return lines
 
 
 def describe_filters(filters: DataFilterConfig) -> list[str]:
@@ -237,6 +268,12 @@ def make_data_prep_plan(job: JobConfig) -> DataPrepPlan:
     sources = [_source_plan(s, max(s.weight, 0) / total_weight, local) for s in cfg.sources]
     sizes = [s.size_bytes for s in sources]
     input_bytes = sum(sizes) if sources and None not in sizes else None
+    warnings = []
+    if input_bytes is not None and len(sources) > 1:
+        weights = [max(s.weight, 0) for s in cfg.sources]
+        use = expected_mix_use(sizes, weights)
+        sources = [replace(source, expected_use=fraction) for source, fraction in zip(sources, use, strict=True)]
+        warnings = mix_warnings([s.name for s in sources], weights, use, "input")
     return DataPrepPlan(
         job_name=job.job_name, task=str(job.task), instance=job.instance.name,
         accelerator=str(job.instance.accelerator), cluster=str(job.cluster.kind), num_nodes=job.trainer.num_nodes,
@@ -248,5 +285,5 @@ def make_data_prep_plan(job: JobConfig) -> DataPrepPlan:
         tokenizer_path=cfg.tokenizer_path, seed=cfg.seed, shuffle=cfg.shuffle, output_dir=cfg.output.dir,
         valid_fraction=cfg.split.valid_fraction, shard_chars=cfg.output.shard_chars, input_bytes=input_bytes,
         max_shards=None if input_bytes is None else max(1, math.ceil(input_bytes / cfg.output.shard_chars)),
-        max_tokens=None if input_bytes is None else input_bytes // CHARS_PER_TOKEN,
+        max_tokens=None if input_bytes is None else input_bytes // CHARS_PER_TOKEN, warnings=warnings,
     )

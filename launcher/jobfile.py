@@ -13,6 +13,9 @@ from omegaconf import OmegaConf
 JOB_FILE = "job.yaml"
 COMPLETE_MARKER = "COMPLETE"
 """Written by rank 0 as the last act of a finished job: a JSON summary of the run."""
+LATEST = "latest"
+"""The pointer file in training.checkpoint.dir naming the newest complete checkpoint (the trainer writes it,
+llm_launch.train.checkpoint_integrity; the Slurm status reads it for its resume hint)."""
 
 
 def write_text_atomic(path: Path, text: str) -> None:

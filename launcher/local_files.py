@@ -86,7 +86,7 @@ def pretrained_problems(model_dir: Path) -> list[str]:
 def nxd_checkpoint_problems(model_dir: Path, job) -> list[str]:
     """A Trainium job's model.pretrained_path: NxD shards (model/*.pt, as llm-launch-convert hf-to-nxd writes them)
     in the job's layout (nxd_layout.json: tp, pp, KV replication, trn1/trn2), since NxD loads shards as they are."""
-    from llm_launch.train.neuron.nxd_config import layout_differences, layout_record
+    from llm_launch.launcher.nxd_layout import layout_differences, layout_record
 
     convert = ("run llm-launch-convert hf-to-nxd -i <Hugging Face folder> -o <dir> --job <job.yaml> and point "
                "model.pretrained_path at <dir>")

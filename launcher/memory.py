@@ -32,6 +32,8 @@ rules within 10% of the traced peaks. The rules:
   plus the final norm's 8 bytes per hidden unit. The GPU engine gathers the full vocabulary on
   every tensor-parallel rank, so tp does not split them there; NxD's vocab-parallel loss keeps
   them split on Trainium.
+* LoRA (training.lora): the frozen base weights are held as above, but gradients and Adam state
+  (and FSDP's reduce-scatter buffer) exist only for the adapters, r x (in + out) per target layer.
 * A job fits when the total stays within 90% of the device's memory; the rest is left to
   the runtime, allocator fragmentation and (on Trainium) compiler scratch.
 """
@@ -42,7 +44,7 @@ import math
 from dataclasses import dataclass
 
 from llm_launch.launcher.config.schema import ModelConfig
-from llm_launch.launcher.model_math import head_dim, param_counts
+from llm_launch.launcher.model_math import head_dim, lora_params_per_layer, param_counts
 from llm_launch.launcher.topology import Layout, data_parallel_split
 
 GIB = 1024**3
@@ -104,6 +106,10 @@ class Workload:
     nxd: bool = False
     """Trained by NxD (Trainium legacy: ZeRO-1 state, vocab-parallel ends); otherwise by the torch engine, whatever the
     accelerator (Trainium native included)."""
+    lora_rank: int = 16
+    """Adapter rank r (LoRA only)."""
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    """Linear layers that get adapters (LoRA only)."""
 
 
 def _stage_params(work: Workload, layout: Layout) -> float:
@@ -117,6 +123,16 @@ def _stage_params(work: Workload, layout: Layout) -> float:
     layers = math.ceil(counts.num_layers / topo.pp) * counts.per_layer
     ends = max(counts.embedding, counts.lm_head + counts.final_norm)
     return layers / topo.tp + ends / ends_split
+
+
+def _trained_params(work: Workload, layout: Layout, params: float) -> tuple[float, float]:
+    """(parameters that train on the heaviest stage, those of one decoder layer), per tensor-parallel rank: all of
+    them, or only the adapters of a LoRA job (frozen base weights get no gradient and no optimizer state)."""
+    topo = layout.topology
+    if not work.lora:
+        return params, param_counts(work.model).per_layer / topo.tp
+    per_layer = lora_params_per_layer(work.model, work.lora_rank, work.lora_targets) / topo.tp
+    return math.ceil(work.model.num_layers / topo.pp) * per_layer, per_layer
 
 
 def shard_degree(layout: Layout) -> int:
@@ -159,7 +175,8 @@ def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
     else:
         gathered = compute_bytes * per_layer
     if work.accelerator == "nvidia":
-        gathered += compute_bytes * per_layer + 4 * per_layer
+        trained_per_layer = _trained_params(work, layout, 0.0)[1]
+        gathered += compute_bytes * per_layer + 4 * trained_per_layer
     return gathered
 
 
@@ -170,14 +187,17 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
     compute_bytes = 2 if work.precision == "bf16" else 4
     fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.nxd
 
+    trained = _trained_params(work, layout, params)[0]
     if work.nxd:
-        weights, gradients, optimizer = 2 * params, 4 * params, 12 * params / shard
+        weights, gradients, optimizer = 2 * params, 4 * trained, 12 * trained / shard
     else:
-        weights, gradients, optimizer = 4 * params / shard, 4 * params / shard, 8 * params / shard
+        weights, gradients, optimizer = 4 * params / shard, 4 * trained / shard, 8 * trained / shard
+        if work.lora:
+            weights += 4 * trained / shard  # the adapters themselves (fp32), beside the frozen base weights
         if fsdp:
             weights += _fsdp_gathered(work, layout, compute_bytes)
             if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
-                gradients = 4 * params
+                gradients = 4 * trained
 
     if work.preference and not work.lora and not work.nxd:
         weights += 4 * params / shard  # the frozen reference copy (fp32, sharded like the policy)

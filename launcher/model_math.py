@@ -70,6 +70,17 @@ def param_counts(model: ModelConfig) -> ParamCounts:
     return ParamCounts(embedding, per_layer, hidden, lm_head, model.num_layers)
 
 
+def lora_params_per_layer(model: ModelConfig, rank: int, targets: tuple[str, ...] | list[str]) -> int:
+    """Adapter parameters LoRA adds to one decoder layer: r x (in + out) for each target linear layer
+    (peft's lora_A is r x in, lora_B is out x r; https://huggingface.co/docs/peft/package_reference/lora)."""
+    hidden, q_width = model.hidden_size, model.num_attention_heads * head_dim(model)
+    kv_width, inter = model.num_key_value_heads * head_dim(model), model.intermediate_size
+    shapes = {"q_proj": (hidden, q_width), "k_proj": (hidden, kv_width), "v_proj": (hidden, kv_width),
+              "o_proj": (q_width, hidden), "gate_proj": (hidden, inter), "up_proj": (hidden, inter),
+              "down_proj": (inter, hidden)}
+    return sum(rank * sum(shapes[name]) for name in targets)
+
+
 def flops_per_token(model: ModelConfig, seq_len: int) -> float:
     """Training FLOPs per token: 6 N + 12 L H Q T.
 

@@ -6,17 +6,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.devices import engine_summary, native_neuron, uses_nxd
+from llm_launch.launcher.devices import engine_summary, uses_nxd
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
 from llm_launch.launcher.resilience import staging_bytes_per_rank
-from llm_launch.launcher.topology import Layout, Topology, layout_of, logical_core_config
+from llm_launch.launcher.step_time import peak_tflops_per_rank, throughput
+from llm_launch.launcher.topology import Layout, layout_of, logical_core_config
 
 
 @dataclass(frozen=True)
 class Estimates:
-    """Throughput, time and cost at the assumed MFU; None where the peak or price is unknown."""
+    """Throughput, time and cost from the step-time model (compute at the assumed MFU plus recompute, pipeline
+    bubble and the communication compute does not hide); None where the peak or price is unknown."""
 
     assumed_mfu: float
     """MFU the estimates assume (trainer.assumed_mfu)."""
@@ -38,6 +40,9 @@ class Estimates:
     """On-demand cost of max_steps."""
     price_source: str = ""
     """Where the node-hour price came from (the catalog with its date, or the AWS Price List API)."""
+    step_terms: dict[str, float] = field(default_factory=dict)
+    """Seconds per step by term of the step-time model: compute, bubble, tensor_parallel, pipeline,
+    data_parallel_exposed."""
 
 
 @dataclass(frozen=True)
@@ -93,34 +98,20 @@ class Plan:
         return data
 
 
-def peak_tflops_per_rank(job: JobConfig, ranks_per_node: int) -> float | None:
-    """bf16 peak of one rank, the MFU denominator. On Trainium native it is the catalog's per-core figure x LNC, as
-    torchtitan counts it (79 x 2 = 158 TFLOP/s on trn2 at LNC=2), so MFU compares with the vendor's reference trainer;
-    elsewhere the accelerator's figure shared by the ranks on it. None where the catalog has no figure."""
-    inst = job.instance
-    if native_neuron(job) and inst.bf16_tflops_per_core:
-        return inst.bf16_tflops_per_core * logical_core_config(inst)
-    if not inst.bf16_tflops_per_accelerator:
-        return None
-    return inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / ranks_per_node
-
-
-def _estimates(job: JobConfig, topo: Topology, flops_token: float, tokens_per_step: int,
-               price: Price) -> Estimates:
+def _estimates(job: JobConfig, layout: Layout, grad_accum: int, price: Price) -> Estimates:
+    """Throughput, time and cost from the step-time model (launcher/step_time.py), the one action=suggest ranks by."""
+    topo = layout.topology
     mfu = job.trainer.assumed_mfu
-    peak = peak_tflops_per_rank(job, topo.ranks_per_node)
-    if peak is None:
+    speed = throughput(job, layout, grad_accum, price.per_node_hour_usd)
+    if speed is None:
         return Estimates(mfu, None, price_source=price.source)
-    per_device = mfu * peak * 1e12 / flops_token
-    job_tps = per_device * topo.world_size
-    step = tokens_per_step / job_tps
-    hours = step * job.training.max_steps / 3600
-    if price.per_node_hour_usd is None:
-        return Estimates(mfu, peak, job_tps, per_device, step, hours, price_source=price.source)
-    per_hour = price.per_node_hour_usd * topo.num_nodes
-    per_billion = per_hour / (job_tps * 3600) * 1e9
-    return Estimates(mfu, peak, job_tps, per_device, step, hours, per_hour, per_billion, per_hour * hours,
-                     price.source)
+    peak = peak_tflops_per_rank(job, topo.ranks_per_node)
+    step, job_tps = speed.step, speed.tokens_per_second
+    hours = step.total * job.training.max_steps / 3600
+    per_hour = None if price.per_node_hour_usd is None else price.per_node_hour_usd * topo.num_nodes
+    return Estimates(mfu, peak, job_tps, job_tps / topo.world_size, step.total, hours, per_hour,
+                     speed.cost_per_billion_tokens_usd, None if per_hour is None else per_hour * hours, price.source,
+                     step_terms=asdict(step))
 
 
 def traced_layout(job: JobConfig) -> dict:
@@ -131,7 +122,8 @@ def traced_layout(job: JobConfig) -> dict:
             "ranks": [plan.world_size, plan.tp, plan.pp, plan.dp], "data_parallel": str(par.data_parallel),
             "activation_checkpointing": str(par.activation_checkpointing), "gradient_sync": str(par.gradient_sync),
             "sequence_parallel": par.sequence_parallel, "precision": str(train.precision),
-            "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation]}
+            "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation],
+            **({"lora": [train.lora.rank, sorted(train.lora.target_modules)]} if train.lora.enabled else {})}
 
 
 def gradient_accumulation(global_batch: int, micro_batch: int, dp: int) -> int:
@@ -147,8 +139,10 @@ def rank_capacity_bytes(job: JobConfig, ranks_per_node: int) -> float:
 
 def workload_of(job: JobConfig) -> Workload:
     """What the memory estimate reads from a job besides its layout."""
+    lora = job.training.lora
     return Workload(job.model, job.training.seq_len, job.training.precision, job.instance.accelerator,
-                    preference=job.task == "dpo", lora=job.training.lora.enabled, nxd=uses_nxd(job))
+                    preference=job.task == "dpo", lora=lora.enabled, nxd=uses_nxd(job), lora_rank=lora.rank,
+                    lora_targets=tuple(lora.target_modules))
 
 
 def estimate_job_memory(job: JobConfig, layout: Layout) -> MemoryEstimate:
@@ -200,7 +194,7 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         params_non_embedding=counts.non_embedding,
         flops_per_token=flops_token,
         memory=memory or estimate_job_memory(job, layout),
-        estimates=_estimates(job, topo, flops_token, tokens_per_step, price or price_of(job)),
+        estimates=_estimates(job, layout, grad_accum, price or price_of(job)),
         **engine_summary(job),
         checkpoint_staging_per_node=staging_bytes_per_rank(job, layout) * topo.ranks_per_node,
     )

@@ -194,7 +194,7 @@ def channel_config(path: str, channels: Mapping[str, str], region: str) -> tuple
         return None, f"{path} is not in a SageMaker channel this job sends"
     rest = path[len(f"{DATA_ROOT}/{channel}"):].strip("/")
     uri = "/".join(part for part in (prefix.rstrip("/"), rest, CONFIG_JSON) if part)
-    from llm_launch.train.data.store import StoreError, open_store
+    from llm_launch.launcher.data_store import StoreError, open_store
 
     try:
         store = open_store(uri, region, plan_time=True)

@@ -37,6 +37,16 @@ def _item_table(title: str, rows: list[tuple[str, str]], warnings: list[str]) ->
     return table
 
 
+STEP_TERMS = {"compute": "compute", "bubble": "bubble", "tensor_parallel": "tp", "pipeline": "pp sends",
+              "data_parallel_exposed": "dp exposed"}
+
+
+def _step_terms(terms: dict[str, float]) -> str:
+    """The step-time model's terms that are not zero, e.g. " (compute 1.90, tp 0.40)"."""
+    parts = [f"{STEP_TERMS[name]} {seconds:,.2f}" for name, seconds in terms.items() if seconds > 0]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def plan_table(plan: Plan) -> Table:
     """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
@@ -60,9 +70,9 @@ def plan_table(plan: Plan) -> Table:
         *([("checkpoint staging", f"{plan.checkpoint_staging_per_node / GIB:.2f} GiB of host memory per node "
             "(async saves)")] if plan.checkpoint_staging_per_node else []),
         ("peak/rank", _num(est.peak_tflops_per_rank, ",.2f", " TFLOP/s bf16")),
-        (f"at MFU {est.assumed_mfu:.0%}", f"{_num(est.tokens_per_second)} tokens/s "
-         f"({_num(est.tokens_per_second_per_device)} per device), step {_num(est.step_time_s, ',.2f', ' s')}, "
-         f"run {_num(est.run_hours, ',.1f', ' h')}"),
+        (f"speed (MFU {est.assumed_mfu:.0%})", f"{_num(est.tokens_per_second)} tokens/s "
+         f"({_num(est.tokens_per_second_per_device)} per device), step {_num(est.step_time_s, ',.2f', ' s')}"
+         f"{_step_terms(est.step_terms)}, run {_num(est.run_hours, ',.1f', ' h')}"),
         ("cost", f"{_num(est.cost_per_hour_usd, ',.2f')} USD/h, {_num(est.cost_per_billion_tokens_usd, ',.2f')} "
                  f"USD per billion tokens, run {_num(est.run_cost_usd, ',.0f')} USD (on-demand)"),
         ("price", est.price_source),
@@ -86,8 +96,9 @@ def data_prep_table(plan: DataPrepPlan) -> Table:
             ("intermediates", plan.work_dir)]
     for source in plan.sources:
         files = "" if source.files is None else f", {source.files} file(s)"
+        use = "" if source.expected_use is None else f", taking about {source.expected_use:.0%} of its input"
         rows.append((f"input {source.name}", f"{source.format} {source.path} ({_size(source.size_bytes)}{files}); "
-                                            f"{source.share:.0%} of the mix"))
+                                            f"{source.share:.0%} of the mix{use}"))
     rows += [("filters", "; ".join(plan.filters) or "none"),
              ("dedup", plan.dedup),
              ("mix", f"{'shuffled' if plan.shuffle else 'in reading order'}, seed {plan.seed}; "

@@ -23,7 +23,7 @@ from llm_launch.launcher.dialect import gradient_sync_for
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.plan import rank_capacity_bytes, workload_of
 from llm_launch.launcher.prices import Price, price_of
-from llm_launch.launcher.step_time import StepTime, estimate_step_time
+from llm_launch.launcher.step_time import StepTime, throughput
 from llm_launch.launcher.topology import (
     Layout,
     Topology,
@@ -149,14 +149,10 @@ def _evaluate(job: JobConfig, work: Workload, layout: Layout, accum: int, price:
     memory = estimate_layout_memory(work, layout, accum, rank_capacity_bytes(job, layout.topology.ranks_per_node))
     if not memory.fits:
         return None
-    step = estimate_step_time(job, layout, accum)
-    if step is None:
+    speed = throughput(job, layout, accum, price.per_node_hour_usd)  # what the plan of the row's command computes
+    if speed is None:
         return None
-    tokens_per_second = job.training.global_batch_size * job.training.seq_len / step.total
-    cost = None
-    if price.per_node_hour_usd is not None:
-        cost = price.per_node_hour_usd * layout.topology.num_nodes / (tokens_per_second * 3600) * 1e9
-    return Suggestion(layout, memory, step, tokens_per_second, cost)
+    return Suggestion(layout, memory, speed.step, speed.tokens_per_second, speed.cost_per_billion_tokens_usd)
 
 
 def rank_key(job: JobConfig):
@@ -253,6 +249,13 @@ def _without_layout_keys(overrides: list[str]) -> list[str]:
 
 def suggest_report(job: JobConfig, base_overrides: list[str]) -> SuggestReport:
     """Search, validate the top rows, and say where the job's own layout stands."""
+    from llm_launch.launcher.data_inputs import describe_once
+
+    with describe_once():
+        return _suggest_report(job, base_overrides)
+
+
+def _suggest_report(job: JobConfig, base_overrides: list[str]) -> SuggestReport:
     from llm_launch.launcher.problems import JobProblems
     from llm_launch.launcher.validate import validate
 

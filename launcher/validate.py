@@ -40,7 +40,12 @@ from llm_launch.launcher.pretrained_config import (
 from llm_launch.launcher.problems import Findings, Problem
 from llm_launch.launcher.resilience import check_async_checkpoints
 from llm_launch.launcher.tasks import TASKS
-from llm_launch.launcher.topology import catalog_ranks_per_node, ranks_per_accelerator
+from llm_launch.launcher.topology import (
+    catalog_ranks_per_node,
+    data_parallel_split,
+    ranks_per_accelerator,
+    topology_of,
+)
 
 SHARED_SECTIONS = ("instance", "cluster", "trainer", "plan")
 """Sections every task reads."""
@@ -117,6 +122,9 @@ def _check_stack(job: JobConfig, out: Findings) -> None:
     elif stack == "nxd" and inst.accelerator != "trainium1":
         out.warn("neuron.stack", f"nxd on {inst.name}: NeuronX Distributed training is end of support (last image: "
                  "Neuron 2.30); the default on this instance is native (TorchNeuron)")
+    if native_neuron(job) and job.neuron.precompile:
+        out.warn("neuron.precompile", "neuron_parallel_compile traces XLA graphs (NxD); the native stack compiles "
+                 "just in time into TORCH_NEURONX_NEFF_CACHE_DIR, so no precompile step is rendered")
     if native_neuron(job) and (job.neuron.compile_cache_url or "").startswith("s3://"):
         out.error("neuron.compile_cache_url", "TorchNeuron's NEFF cache (TORCH_NEURONX_NEFF_CACHE_DIR) is a file-system "
                   "path; point it at shared storage (FSx) or leave it null")
@@ -185,6 +193,13 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
         out.warn("training.precision", "bf16 on CPU is about 12x slower than fp32 on these machines")
     if par.data_parallel == "hsdp" and job.trainer.num_nodes == 1:
         out.warn("parallelism.data_parallel", "hsdp on one node shards like fsdp")
+    elif par.data_parallel == "hsdp":
+        topo = topology_of(job)
+        replicate, shard = data_parallel_split("hsdp", topo)
+        if shard == 1 and replicate > 1:
+            out.warn("parallelism.data_parallel", f"hsdp with tp {topo.tp} and {topo.ranks_per_node} ranks per node "
+                     "leaves no data-parallel rank to shard over inside a node: every replica holds the whole training "
+                     f"state (pure replication over {replicate}); use fsdp to shard across nodes, or a smaller tp")
 
 
 def _check_task_data(job: JobConfig, out: Findings) -> None:
@@ -263,7 +278,7 @@ def _check_pretrained_channel(job: JobConfig, out: Findings) -> None:
 
 def _check_tracking(job: JobConfig, out: Findings) -> None:
     """Trackers of a job that runs here: client installed, server reachable (remote jobs check where they run)."""
-    from llm_launch.train.tracking import tracking_problems
+    from llm_launch.launcher.tracking_checks import tracking_problems
 
     for key, message in tracking_problems(job):
         if job.tracking.required:
@@ -275,7 +290,7 @@ def _check_tracking(job: JobConfig, out: Findings) -> None:
 def _check_data_prep(job: JobConfig, out: Findings) -> None:
     """What a prepare job needs beyond its section's own ranges: sources, the resolved seq_len and tokenizer, and
     (where this machine runs the job) paths and pip packages; a remote job checks its packages when it starts."""
-    from llm_launch.dataprep.packages import missing_packages
+    from llm_launch.launcher.data_sources import missing_packages
 
     prep = resolve_data_prep(job)
     runs_here = cluster_of(job).runs_here
@@ -471,7 +486,9 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
     if not sound:
         return out, None
     if job.task == "prepare":
-        return out, make_data_prep_plan(job)
+        prep = make_data_prep_plan(job)
+        out.warnings.extend(w for w in prep.warnings if w not in out.warnings)  # what the weights leave out
+        return out, prep
     plan = make_plan(job, memory=memory)
     if trains_model:
         _check_heads_and_layers(job, out)

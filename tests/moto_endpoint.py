@@ -65,9 +65,23 @@ class MotoEndpoint:
             def log_message(self, *args):  # quiet
                 pass
 
+            def _body(self) -> bytes:
+                """The request body, sent with a Content-Length or chunked (aiobotocore/s3fs uploads)."""
+                if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                    length = int(self.headers.get("Content-Length") or 0)
+                    return self.rfile.read(length) if length else b""
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self._body()
                 target = self.headers.get("X-Amz-Target", "")
                 endpoint.requests.append(target or f"{self.command} {self.path}")
                 for fault in endpoint.faults:
@@ -76,7 +90,9 @@ class MotoEndpoint:
                         return self._answer(fault.status, fault.body, fault.content_type, fault.headers)
                 if target == STOP_TARGET:
                     return self._stop(body)
-                status, headers, answer = endpoint.forward(self.command, self.path, dict(self.headers), body)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers["Content-Length"] = str(len(body))
+                status, headers, answer = endpoint.forward(self.command, self.path, headers, body)
                 self._answer(status, answer, None, headers)
 
             def _stop(self, body: bytes):
@@ -100,7 +116,9 @@ class MotoEndpoint:
                         self.send_header(key, value)
                 if content_type and "content-type" not in sent:
                     self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                upstream = {k.lower(): v for k, v in headers.items()}.get("content-length")
+                # a HEAD answer has no body but the object's length (S3 HeadObject: clients read the size there)
+                self.send_header("Content-Length", upstream if self.command == "HEAD" and upstream else str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)

@@ -22,10 +22,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_launch.launcher.jobfile import LATEST, write_text_atomic
 from llm_launch.train.errors import JobError
 from llm_launch.train.file_check import file_record, mismatch
 
-LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
 DCP_METADATA = ".metadata"
 STEP_DIR = re.compile(r"^step_\d{8}$")
@@ -109,8 +109,6 @@ def set_aside(folder: Path) -> Path:
 
 def write_latest(root: Path, folder: Path) -> None:
     """Point `latest` at folder, atomically."""
-    from llm_launch.launcher.jobfile import write_text_atomic
-
     write_text_atomic(root / LATEST, folder.name)
 
 

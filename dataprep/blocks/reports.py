@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 
 from datatrove.io import DataFolder, get_datafolder
-from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.jsonl import Tally
 
 REPORTS = "reports"
 

@@ -47,7 +47,7 @@ class InstanceConfig(Section):
     """Node network bandwidth in Gbit/s."""
     peer_gbytes_per_s: float | None = None
     """Bandwidth from one accelerator to the others of its node, one direction, in GB/s (NVLink or PCIe);
-    None where no figure was found, and action=suggest then leaves tensor-parallel traffic out of its model."""
+    None where no figure was found, and the step-time model then leaves tensor-parallel traffic out."""
     host_memory_gib: float | None = None
     """Host memory per node in GiB, where the source gives it."""
     k8s_accelerator_resource: str | None = None

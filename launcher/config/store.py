@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from hydra.core.config_store import ConfigStore
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.config.schema import JobConfig
@@ -41,8 +43,27 @@ def register() -> None:
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 
 
-def register_recipes() -> None:
-    """Expose every recipes/<name>.yaml as option <name> of the `recipe` config group."""
+def register_recipes(names: Iterable[str] | None = None) -> None:
+    """Expose every recipes/<name>.yaml (or only those named) as option <name> of the `recipe` config group."""
     store = ConfigStore.instance()
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+    paths = sorted(RECIPES_DIR.glob("*.yaml")) if names is None else [RECIPES_DIR / f"{n}.yaml" for n in names]
+    for path in paths:
+        if path.is_file():
+            store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+
+
+def recipes_named(arguments: list[str]) -> list[str] | None:
+    """The recipes a command line composes - the primary config's default and every plain `recipe=a[,b]`
+    value - or None (all of them) when it may need more: any argument but a plain override or -m (--help lists
+    every option), or a sweep expression. Reading 10 recipes costs a tenth of a plan."""
+    defaults = OmegaConf.load(CONF_DIR / f"{PRIMARY_CONFIG}.yaml").get("defaults", [])
+    names = [entry["recipe"] for entry in defaults if isinstance(entry, DictConfig) and "recipe" in entry]
+    for argument in arguments:
+        if argument in ("-m", "--multirun"):
+            continue
+        key, equals, value = argument.partition("=")
+        if argument.startswith("-") or not equals or any(c in value for c in "()[]{}*?$ '\"\\"):
+            return None
+        if key.lstrip("+~") == "recipe":
+            names += value.split(",")
+    return names

@@ -48,3 +48,19 @@ def test_split_takes_a_seeded_fraction():
     assert split(docs, 0.1, seed=3)[1] == valid
     assert split(docs[:3], 0.01, seed=3)[1] != []  # at least one document when the fraction is positive
     assert split(docs, 0.0, seed=3) == (docs, [])
+
+
+def test_the_report_states_each_sources_contribution_and_warns_when_most_of_one_is_left_out():
+    from llm_launch.dataprep.prepare import mix_report
+
+    big, small = source(0, 432), source(1, 22)
+    _, stats = mix([big, small], [1, 1], seed=1, shuffle=True)
+    sources = [{"name": name, "weight": 1, **s} for name, s in zip(("big", "small"), stats, strict=True)]
+    lines = mix_report(sources)
+    assert stats[0]["documents_selected"] == 22  # equal weights: as much of big as small has (the 22 of 432)
+    assert lines[0] == f"source big: 22 of 432 kept documents, {stats[0]['share_selected']:.1%} of the mix"
+    assert lines[1] == f"source small: 22 of 22 kept documents, {stats[1]['share_selected']:.1%} of the mix"
+    (warning,) = lines[2:]
+    assert warning.startswith("warning: data_prep.sources[0].weight: source big contributes only 5% of its kept text")
+    _, even = mix([big, small], [432, 22], seed=1, shuffle=True)
+    assert len(mix_report([{"name": n, "weight": w, **s} for n, w, s in zip("ab", (432, 22), even, strict=True)])) == 2

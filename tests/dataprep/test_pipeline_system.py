@@ -18,6 +18,7 @@ from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.normalize import normalize_text
 from llm_launch.launcher.config.schema import DataSourceConfig
 from llm_launch.train.data.prepare import load_fast_tokenizer
+from moto_endpoint import REGION
 from pipeline_helpers import SAMPLE, prep_config
 
 pytestmark = pytest.mark.system
@@ -186,3 +187,21 @@ def test_a_prepare_job_on_real_slurm_runs_the_stages_and_a_resubmission_has_noth
     (out / "COMPLETE").unlink()
     again = finished(submit())
     assert "already holds this run's data; nothing to do" in again, again[-3000:]
+
+
+def test_intermediates_on_s3_give_the_same_dataset_as_a_local_folder(aws, tmp_path):
+    """data_prep.output.work_dir=s3://... against moto_server (tests/moto_endpoint.py): every stage reads and writes
+    its intermediates there through fsspec (s3fs), and the dataset equals the one built with a local folder."""
+    pytest.importorskip("s3fs", reason="s3fs is not installed (pip install s3fs; see docs/data.md)")
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="prep", CreateBucketConfiguration={"LocationConstraint": REGION})
+    source = split_sample(tmp_path / "in", parts=2)
+    local = pipeline.prepare_data(prep_config(tmp_path / "local", source, **SETTINGS), progress=False)
+    cfg = prep_config(tmp_path / "s3", source, **SETTINGS, output__work_dir="s3://prep/work", output__keep_work=True)
+    assert pipeline.prepare_data(cfg, progress=False) == local
+    assert shard_hashes(tmp_path / "s3") == shard_hashes(tmp_path / "local")
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="prep", Prefix="work/")["Contents"]]
+    fingerprint = run_fingerprint(cfg)
+    assert f"work/{fingerprint}/logs/pack/completions/00000" in keys
+    assert any(k.startswith(f"work/{fingerprint}/filtered/") for k in keys)

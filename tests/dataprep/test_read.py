@@ -4,8 +4,8 @@ from pathlib import Path
 
 from llm_launch.dataprep.process import process_items
 from llm_launch.dataprep.read import iter_items
-from llm_launch.dataprep.report import Tally
 from llm_launch.launcher.config.schema import DataFilterConfig, DataSourceConfig, DedupConfig
+from llm_launch.launcher.jsonl import Tally
 from pipeline_helpers import chapters
 
 VERSES = chapters(1)[0].split("\n")[:6]

@@ -1,5 +1,6 @@
 """A prepare job's config: composed from the recipe, checked with one line per problem before it runs."""
 
+import pytest
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.validate import validate
 
@@ -89,6 +90,26 @@ def test_the_cli_prints_the_prepare_plan_without_memory_or_cost(cli):
     assert result.returncode == 0, result.stderr
     assert "data preparation" in result.stdout and "input kjv" in result.stdout and "workers" in result.stdout
     assert "memory" not in result.stdout and "USD" not in result.stdout
+
+
+def test_the_plan_states_what_each_source_contributes_and_warns_when_a_weight_discards_most_of_one(job_for):
+    sample = PROJECT_ROOT / "data/sample/corpus"
+    two = (f"data_prep.sources=[{{name:big,path:{sample}/train.jsonl,format:jsonl,text_field:text,weight:1}},"
+           f"{{name:small,path:{sample}/valid.jsonl,format:jsonl,text_field:text,weight:1}}]")
+    findings, plan = validate(job_for("recipe=prepare_sample", two))
+    assert findings.problems == []
+    big, small = plan.sources
+    assert small.expected_use == 1.0  # the scarce source is used whole
+    assert big.expected_use == pytest.approx(small.size_bytes / big.size_bytes)  # equal weights: as much as small
+    (warning,) = [w for w in findings.warnings if w.startswith("data_prep.sources[0].weight:")]
+    assert f"source big contributes only {big.expected_use:.0%} of its input at weight 1" in warning
+    assert "takes small whole" in warning
+
+    by_size = (f"data_prep.sources=[{{name:big,path:{sample}/train.jsonl,format:jsonl,text_field:text,weight:20}},"
+               f"{{name:small,path:{sample}/valid.jsonl,format:jsonl,text_field:text,weight:1}}]")
+    findings, plan = validate(job_for("recipe=prepare_sample", by_size))
+    assert all(s.expected_use > 0.5 for s in plan.sources)
+    assert not [w for w in findings.warnings if ".weight:" in w]
 
 
 def test_the_plan_shows_hosts_tasks_stages_and_intermediates(job_for):

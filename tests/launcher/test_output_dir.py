@@ -1,5 +1,7 @@
 """An output folder holding another task's job is never reused by accident."""
 
+import pytest
+
 
 def test_eval_into_a_training_runs_folder_is_refused(cli, tmp_path):
     (tmp_path / "out").mkdir()
@@ -91,3 +93,33 @@ def test_the_run_refused_at_the_same_instant_leaves_the_winners_files_untouched(
         "another folder"]
     assert {name: ((out / name).read_bytes(), os.stat(out / name).st_mtime_ns) for name in files} == files
     assert "max_steps: 7" in (out / "job.yaml").read_text()
+
+
+@pytest.mark.system
+def test_two_runs_started_at_the_same_instant_one_trains_and_the_files_are_its_own(tmp_path, command):
+    """The real race, repeated: two llm-launch processes on one folder at once, asking for different max_steps. One is
+    refused (exit 2, one line); job.yaml and plan.json are those of the one that runs."""
+    import signal
+    import subprocess
+    import time
+
+    for attempt in range(2):
+        out = tmp_path / f"out{attempt}"
+        procs = {steps: subprocess.Popen(command(out, f"training.max_steps={steps}"), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True) for steps in (300, 400)}
+        refused = None
+        deadline = time.monotonic() + 300
+        while refused is None and time.monotonic() < deadline:
+            refused = next((s for s, p in procs.items() if p.poll() is not None), None)
+            time.sleep(0.1)
+        assert refused is not None, "neither run was refused"
+        (winner,) = [s for s in procs if s != refused]
+        loser = procs[refused]
+        _, err = loser.communicate(timeout=60)
+        assert loser.returncode == 2, err[-2000:]
+        assert "is in use by a running job" in err and "Traceback" not in err
+        while not (out / "train.log").exists() and procs[winner].poll() is None:
+            time.sleep(0.1)
+        assert f"max_steps: {winner}" in (out / "job.yaml").read_text()
+        procs[winner].send_signal(signal.SIGTERM)
+        procs[winner].communicate(timeout=240)

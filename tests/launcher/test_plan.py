@@ -181,6 +181,17 @@ def test_memory_falls_as_tp_grows(job_for, base, tps):
     assert all(a > b for a, b in zip(totals[:-1], totals[1:], strict=True)), totals
 
 
+def test_lora_plans_gradients_and_optimizer_state_for_the_adapters_only(job_for):
+    lora = make_plan(job_for("recipe=llama3_8b_dpo_p5_lora")).memory  # r 16 on all seven linear layers, fsdp over 8
+    per_layer = 16 * ((4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096) + 3 * (4096 + 14336))  # r x (in + out)
+    adapters = 32 * per_layer
+    assert lora.gradients == pytest.approx(4 * adapters / 8)
+    assert lora.optimizer == pytest.approx(8 * adapters / 8)
+    full = make_plan(job_for("recipe=llama3_8b_dpo_p5_lora", "training.lora.enabled=false")).memory
+    assert full.optimizer > 100 * lora.optimizer  # full fine-tuning keeps AdamW state for all 8 B parameters
+    assert lora.total < full.total
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 
@@ -314,7 +325,7 @@ def test_gradient_sync_auto_syncs_ddp_once_per_step_and_keeps_fsdp_gradients_sha
 
 def test_explicit_modes_are_checked_against_the_backend(job_for):
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "parallelism.data_parallel=hsdp"))
-    assert [(p.field, "GPU strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
+    assert [(p.field, "torch-engine strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.p5.48xlarge",
                                    "parallelism.data_parallel=ddp"))
     assert findings.problems == []
@@ -340,3 +351,14 @@ def test_memory_error_names_the_smallest_node_count_that_fits(job_for):
     assert nodes > 1
     assert make_plan(job_for(*base, f"trainer.num_nodes={nodes}")).memory.fits
     assert not make_plan(job_for(*base, f"trainer.num_nodes={nodes - 1}")).memory.fits
+
+
+def test_hsdp_with_tp_filling_the_node_warns_that_it_only_replicates(job_for):
+    findings, plan = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", "parallelism.data_parallel=hsdp",
+                                      "parallelism.tp=8"))  # 2 nodes x 8 GPUs, tp 8: one data-parallel rank per node
+    assert plan is not None and plan.dp == 2
+    (warning,) = [w for w in findings.warnings if w.startswith("parallelism.data_parallel:")]
+    assert "pure replication over 2" in warning and "use fsdp" in warning
+    sharding, _ = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", "parallelism.data_parallel=hsdp",
+                                   "parallelism.tp=4"))  # shard 2 inside each node: no warning
+    assert not [w for w in sharding.warnings if w.startswith("parallelism.data_parallel:")]

@@ -174,10 +174,13 @@ def test_an_unreachable_server_is_one_line_before_training_or_a_warning(tmp_path
 
 
 def test_a_missing_client_or_key_is_named(tmp_path, monkeypatch, aws):
-    import boto3
-    from llm_launch.train.tracking import mlflow_tracker, wandb_tracker
+    from importlib.util import find_spec
 
-    monkeypatch.setattr(mlflow_tracker, "find_spec", lambda name: None)  # as on a machine without the extra
+    import boto3
+    from llm_launch.launcher import tracking_checks
+
+    # as on a machine without the mlflow extra
+    monkeypatch.setattr(tracking_checks, "find_spec", lambda name: None if name == "mlflow" else find_spec(name))
     job = _job(tmp_path, TrackingBackend.mlflow, TrackingBackend.wandb, uri="http://127.0.0.1:1")
     job.tracking.wandb.mode = WandbMode.online
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -188,6 +191,6 @@ def test_a_missing_client_or_key_is_named(tmp_path, monkeypatch, aws):
                            "to a Secrets Manager secret holding it")]
     boto3.client("secretsmanager").create_secret(Name="wandb-key", SecretString='{"api_key": "k' + "0" * 39 + '"}')
     job.tracking.wandb.api_key_secret = "wandb-key"
-    assert wandb_tracker._api_key(job) == ("k" + "0" * 39, None)
+    assert tracking_checks.wandb_api_key(job) == ("k" + "0" * 39, None)
     job.tracking.wandb.api_key_secret = "no-such-secret"
-    assert wandb_tracker._api_key(job)[1].startswith("cannot read the API key from secret no-such-secret (")
+    assert tracking_checks.wandb_api_key(job)[1].startswith("cannot read the API key from secret no-such-secret (")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HW_BACKENDS = ("trn1", "trn2")
+from llm_launch.launcher.nxd_layout import HW_BACKENDS, ShardLayout, default_kv_replicator
 
+__all__ = ["HW_BACKENDS", "ModelShape", "ShardLayout", "default_kv_replicator"]  # the layout types, beside the index math
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -51,29 +52,6 @@ class ModelShape:
     """Whether o_proj has a bias (attention_bias of Llama and Qwen3)."""
     qk_norm: bool = False
     """Whether each layer has q_norm and k_norm weights over head_dim (Qwen3)."""
-
-
-@dataclass(frozen=True)
-class ShardLayout:
-    """How one NxD checkpoint is split: degrees, KV replication, hardware order and QKV format."""
-
-    tp: int = 1
-    """Tensor-parallel degree."""
-    pp: int = 1
-    """Pipeline-parallel degree."""
-    virtual_pp: int = 1
-    """Model chunks per pipeline rank (interleaved pipeline)."""
-    kv_replicator: int = 1
-    """How many times each KV head is repeated (NxD kv_size_multiplier); 1 = none."""
-    hw: str = "trn1"
-    """trn1 (interleaved KV replication) or trn2 (blocked)."""
-    fused_qkv: bool = False
-    """Store qkv_proj.weight_qkv (per-rank q, k, v concatenated) instead of weight_q/_k/_v."""
-
-
-def default_kv_replicator(num_kv_heads: int, tp: int) -> int:
-    """The replication NxD needs: tp / kv_heads when tp exceeds the KV heads, else 1."""
-    return tp // num_kv_heads if tp > num_kv_heads and tp % num_kv_heads == 0 else 1
 
 
 def layout_problems(shape: ModelShape, layout: ShardLayout) -> list[tuple[str, str]]:

@@ -12,8 +12,9 @@ from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.config.schema import JobConfig, ModelConfig
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.model_math import head_dim, o_bias, qk_norm, qkv_bias
+from llm_launch.launcher.nxd_layout import ShardLayout, layout_of_job
 from llm_launch.launcher.pretrained_config import PretrainedConfigError, file_fields
-from llm_launch.train.convert.layout import ModelShape, ShardLayout, default_kv_replicator
+from llm_launch.train.convert.layout import ModelShape
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -74,15 +75,6 @@ def job_model_and_layout(path: Path) -> tuple[ModelConfig, ShardLayout]:
     except (OSError, OmegaConfBaseException) as exc:
         raise SpecError(f"--job {path}: {exc}") from None
     return job.model, layout_of_job(job)
-
-
-def layout_of_job(job: JobConfig) -> ShardLayout:
-    """The NxD checkpoint layout a Trainium job trains with."""
-    par = job.parallelism
-    replicator = par.kv_replicator or default_kv_replicator(job.model.num_key_value_heads, par.tp)
-    hw = "trn2" if job.instance.accelerator == "trainium2" else "trn1"
-    return ShardLayout(tp=par.tp, pp=par.pp, virtual_pp=par.virtual_pp, kv_replicator=replicator, hw=hw,
-                       fused_qkv=job.neuron.fused_qkv)
 
 
 def hf_config_dict(model: ModelConfig) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Two ways in (docs/data.md):
   packed shards: text is tokenized and packed as a JSONL corpus is, SFT records are encoded with their
   loss masks, token rows (with labels, or of other lengths) are written as rows or packed as documents.
   Local files are read through `datasets` (load_from_disk, or load_dataset streaming); s3:// objects are
-  streamed through s3torchconnector (train/data/store.py), so the raw set never lands on the node.
+  streamed through s3torchconnector (launcher/data_store.py), so the raw set never lands on the node.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from llm_launch.train.data.inputs import IGNORE_LABEL, InputInfo, Layout, Schema
+from llm_launch.launcher.data_describe import IGNORE_LABEL, InputInfo, Layout, Schema
+from llm_launch.launcher.data_store import LocalStore, S3Store, open_store
 from llm_launch.train.data.packed import INDEX_FILE, write_masked_packed, write_packed
-from llm_launch.train.data.store import LocalStore, S3Store, open_store
 
 READ_BATCH = 1024
 DATASET_INPUT_VERSION = "dataset-input-v1"
@@ -193,7 +193,7 @@ def pack_input(info: InputInfo, job, cache_root: Path, region: str = "") -> Path
     metadata = {"source": info.location, "tokenizer": str(tokenizer_dir), "fingerprint": key,
                 "input_layout": info.layout.value, "input_schema": info.schema.value}
     if info.schema is Schema.SFT:
-        from llm_launch.dataprep.report import Tally
+        from llm_launch.launcher.jsonl import Tally
         from llm_launch.train.data.sft import pack_sft_records
 
         pack_sft_records(out, records, tokenizer_dir, seq_len, vocab, Tally(), metadata)

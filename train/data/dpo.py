@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from llm_launch.dataprep.read import iter_jsonl
-from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.jsonl import Tally, iter_jsonl
 from llm_launch.train.data.packed import read_index
 from llm_launch.train.data.prepare import fingerprint
 from llm_launch.train.data.sft import encode_sft_example, load_hf_tokenizer, pad_id_of, tokenizer_files

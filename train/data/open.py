@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch.distributed as dist
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.data_describe import InputInfo, Layout, Schema, describe, input_problems
+from llm_launch.launcher.data_store import StoreError
 from llm_launch.train.data.dataset_inputs import ArrowRows, pack_input, reads_in_place
-from llm_launch.train.data.inputs import InputInfo, Layout, Schema, describe, input_problems
 from llm_launch.train.data.packed import INDEX_FILE, PackedDataError, PackedDataset
 from llm_launch.train.data.prepare import prepare_corpus
-from llm_launch.train.data.store import StoreError
 from llm_launch.train.errors import JobError
 from llm_launch.train.shared_dir import ranks_sharing
 

@@ -72,6 +72,12 @@ class RowPacker:
 
     def rows(self, documents: Iterable[list[int]]) -> Iterator[np.ndarray]:
         """Rows of seq_len token ids; linear in the tokens read, however long one document is."""
+        for block in self.blocks(documents):
+            yield from block
+
+    def blocks(self, documents: Iterable[list[int]]) -> Iterator[np.ndarray]:
+        """The rows as blocks (rows x seq_len arrays, views of the stream), one per document or piece that completes
+        a row: one object per block, not per row, so a long document leaves no trail of small objects."""
         pending: list[np.ndarray] = []  # pieces not yet cut into rows, fewer than seq_len tokens before the last
         held = 0
         for tokens in documents:
@@ -87,7 +93,7 @@ class RowPacker:
                 continue
             stream = np.concatenate(pending) if len(pending) > 1 else piece
             whole = held - held % self.seq_len
-            yield from stream[:whole].reshape(-1, self.seq_len)
+            yield stream[:whole].reshape(-1, self.seq_len)
             pending = [stream[whole:]] if whole < held else []
             held -= whole
         self.remainder = held
@@ -113,22 +119,30 @@ def write_packed(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = token_dtype(vocab_size)
-    shards, current, rows_total = [], [], 0
+    shards: list[dict] = []
+    current: list[np.ndarray] = []  # blocks of rows of the shard being filled, in the shard's dtype
+    held = 0
     packer = RowPacker(seq_len, eos_id)
 
     def flush() -> None:
         name = f"shard_{len(shards):05d}.bin"
-        data = np.stack(current).tobytes()
+        data = np.concatenate(current).tobytes()
         (tmp / name).write_bytes(data)
-        shards.append({"file": name, "rows": len(current), **shard_check(data)})
+        shards.append({"file": name, "rows": held, **shard_check(data)})
         current.clear()
 
     try:
-        for row in (_whole_rows(documents, seq_len, packer) if whole_rows else packer.rows(documents)):
-            current.append(row.astype(dtype))  # a copy: a view would keep a long document's int64 stream alive
-            rows_total += 1
-            if len(current) == rows_per_shard:
-                flush()
+        blocks = (row[None] for row in _whole_rows(documents, seq_len, packer)) if whole_rows \
+            else packer.blocks(documents)
+        for block in blocks:
+            while len(block):
+                take = block[:rows_per_shard - held]
+                current.append(take.astype(dtype))  # a copy: a view would keep a long document's int64 stream alive
+                held += len(take)
+                block = block[len(take):]
+                if held == rows_per_shard:
+                    flush()
+                    held = 0
         if current:
             flush()
     except BaseException:  # a bad document or a kill: leave no half-written folder behind

@@ -45,8 +45,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from llm_launch.dataprep.read import iter_jsonl
-from llm_launch.dataprep.report import Tally
+from llm_launch.launcher.jsonl import Tally, iter_jsonl
 from llm_launch.train.data.packed import INDEX_FILE, write_masked_packed
 from llm_launch.train.data.prepare import fingerprint
 

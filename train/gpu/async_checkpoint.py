@@ -33,6 +33,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from llm_launch.train.faults import checkpoint_write_delay
 from llm_launch.train.gpu.checkpoint import (
+    STATE_DICT_OPTIONS,
     SaveTarget,
     begin_save,
     complete_save,
@@ -79,7 +80,7 @@ class AsyncCheckpointer:
         waited = self.wait()
         target = begin_save(root, step)
         with out_of_space_as_job_error(root, step, target.tmp):
-            model_state, optim_state = get_state_dict(model, optimizer)
+            model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
             upload = dcp.async_save({"model": model_state, "optim": optim_state}, **dcp_destination(target),
                                     process_group=self.group, async_stager=self.stager)
             write_rng_state(target, rank, torch.get_rng_state())

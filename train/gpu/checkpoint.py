@@ -57,10 +57,17 @@ from llm_launch.train.errors import JobError
 from llm_launch.train.gpu.checkpoint_store import S3Prefix
 from llm_launch.train.shared_dir import ranks_sharing
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 __all__ = ["DCP_METADATA", "LATEST", "TRAINER_STATE", "find_latest", "load_checkpoint", "load_model_weights",
            "resume_from", "save_checkpoint", "step_dir_name"]
+
+STATE_DICT_OPTIONS = StateDictOptions(flatten_optimizer_state_dict=True)
+"""Optimizer state and hyperparameters keyed by each parameter's name. Unflattened, DCP stores param_groups as one
+list under the same keys on every rank, written once: under pipeline parallelism the stages' groups name different
+parameters, so a resumed later stage got the first stage's group and lost its hyperparameters (KeyError 'betas').
+torchtitan flattens for the same reason (https://github.com/pytorch/torchtitan, components/optimizer.py;
+https://pytorch.org/docs/stable/distributed.checkpoint.html#torch.distributed.checkpoint.state_dict.StateDictOptions)."""
 
 NO_SPACE_MARKERS = ("No space left on device", "unexpected pos")
 """How a full disk shows in errors that carry no errno: the OS message, and torch.save's zip writer
@@ -190,7 +197,7 @@ def save_checkpoint(root: Path | S3Prefix, step: int, model, optimizer, schedule
         return _save_to_s3(root, step, model, optimizer, scheduler, rank=rank, keep_last=keep_last, extra=extra)
     target = begin_save(root, step)
     with out_of_space_as_job_error(root, step, target.tmp):
-        model_state, optim_state = get_state_dict(model, optimizer)
+        model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(target.tmp))
         write_rng_state(target, rank, torch.get_rng_state())
         return complete_save(target, rank=rank, keep_last=keep_last,
@@ -311,7 +318,7 @@ def _save_to_s3(store: S3Prefix, step: int, model, optimizer, scheduler, *, rank
                 extra: dict | None) -> str:
     """S3 has no rename: the trainer state, then `latest` (one PUT each), written last, make the save complete."""
     target = begin_save(store, step)
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
     dcp.save({"model": model_state, "optim": optim_state}, **dcp_destination(target))
     write_rng_state(target, rank, torch.get_rng_state())
     return complete_save(target, rank=rank, keep_last=keep_last,
@@ -324,7 +331,7 @@ def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int,
     name of one under an S3 prefix); returns its trainer state."""
     if store is not None:
         return _load_from_s3(store, str(path), model, optimizer, scheduler, rank=rank)
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
     state = {"model": model_state, "optim": optim_state}
     try:
         dcp.load(state, checkpoint_id=str(path))
@@ -333,7 +340,8 @@ def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int,
         detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
         raise JobError(f"{path} could not be loaded ({detail}); it is kept as it is; move it away to resume from an "
                        "earlier checkpoint, or set training.checkpoint.resume=false") from exc
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                   options=STATE_DICT_OPTIONS)
     trainer_state = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
     scheduler.load_state_dict(trainer_state["scheduler"])
     rng = path / f"rng_rank{rank}.pt"
@@ -343,10 +351,11 @@ def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int,
 
 
 def _load_from_s3(store: S3Prefix, name: str, model, optimizer, scheduler, *, rank: int) -> dict:
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
     state = {"model": model_state, "optim": optim_state}
     dcp.load(state, storage_reader=store.storage_reader(name))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                   options=STATE_DICT_OPTIONS)
     trainer_state = json.loads(store.read_text(f"{name}/{TRAINER_STATE}"))
     scheduler.load_state_dict(trainer_state["scheduler"])
     rng = store.read_bytes(f"{name}/rng_rank{rank}.pt")

@@ -1,11 +1,12 @@
 """One training step of the job's real model, traced on fake tensors: the per-rank peak memory without a GPU.
 
-plan.memory=traced runs this. It builds what the GPU engine builds for rank 0 - the
-transformers model, its stage, tensor parallelism, activation checkpointing and FSDP2 - with
-the engine's own code (llm_launch.train.gpu.engine.Engine) on a fake process group of the job's world
-size, under torch's FakeTensorMode, so no memory is allocated and no GPU is needed. Then it
-runs one optimizer step - the engine's micro-batches, gradient clipping and AdamW - under
-torch's FSDPMemTracker (torch.distributed._tools), which records the peak by category.
+plan.memory=traced runs this as a program of its own (main(), started by llm_launch.launcher.memory_trace).
+It builds what the GPU engine builds for rank 0 - the transformers model, its stage, tensor
+parallelism, activation checkpointing and FSDP2 - with the engine's own code
+(llm_launch.train.gpu.engine.Engine) on a fake process group of the job's world size, under torch's
+FakeTensorMode, so no memory is allocated and no GPU is needed. Then it runs one optimizer step - the
+engine's micro-batches, gradient clipping and AdamW - under torch's FSDPMemTracker
+(torch.distributed._tools), which records the peak by category.
 
 What it takes (torch 2.13):
 * Fake tensors on the cpu device: fake cuda tensors need a CUDA build. SDPA on fake cpu tensors
@@ -30,12 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.memory import MemoryEstimate
-from llm_launch.launcher.plan import make_plan, rank_capacity_bytes
+from llm_launch.launcher.plan import make_plan
 
 TRACED_MICROBATCHES = 2
 
@@ -69,8 +72,13 @@ def _category_bytes(snapshot: dict) -> dict[str, float]:
     return folded
 
 
-def trace_step(job: JobConfig) -> dict[str, float]:
-    """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total."""
+def _quiet(_: str) -> None:
+    pass
+
+
+def trace_step(job: JobConfig, progress: Callable[[str], None] = _quiet) -> dict[str, float]:
+    """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total.
+    progress(line) hears of each phase as it starts (a 70B trace takes minutes)."""
     from llm_launch.launcher.devices import native_neuron
     from llm_launch.train.devices import neuron_on_cpu
     from llm_launch.train.gpu.engine import Engine
@@ -89,9 +97,11 @@ def trace_step(job: JobConfig) -> dict[str, float]:
         # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
         # Never wrapped in DDP (its reducer needs real tensors); a DDP job's buckets are stood in for below.
         ddp = wraps_ddp(job.parallelism, ctx)
+        progress(f"building and parallelising {job.model.name} on the meta device")
         engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False,
                         replicate=False)
         with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
+            progress("giving the parameters fake storage; warm-up optimizer step (outside the trace)")
             engine.materialise(job)
             params = engine.parameters()
             optimizer = build_optimizer(params, job.training.optimizer, fused=ctx.kind.fused_adamw)
@@ -121,8 +131,10 @@ def trace_step(job: JobConfig) -> dict[str, float]:
             scale = 1.0 / (rows * seq * plan.gradient_accumulation)
             with tracker:
                 for i in range(count):
+                    progress(f"tracing micro-batch {i + 1} of {count} (forward and backward)")
                     tracker.reset_mod_stats()  # per micro-batch module stats; the peak is kept
                     engine.train_microbatch(ids, ids, scale, last=i == count - 1)
+                progress("tracing the optimizer step")
                 optimizer_step()
             snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
     folded = _category_bytes(snapshot)
@@ -130,11 +142,28 @@ def trace_step(job: JobConfig) -> dict[str, float]:
     return folded
 
 
-def traced_memory(job: JobConfig) -> MemoryEstimate:
-    """The plan's MemoryEstimate from a trace of one step (plan.memory=traced)."""
-    peak = trace_step(job)
-    return MemoryEstimate(weights=peak["parameters"], gradients=peak["gradients"], optimizer=peak["optimizer"],
-                          activations=peak["activations"],
-                          capacity=rank_capacity_bytes(job, make_plan(job).ranks_per_node), source="traced",
-                          temporaries=peak["temporaries"])
+def main(argv: list[str] | None = None) -> None:
+    """python -m llm_launch.train.gpu.memory_trace --job job.yaml --out peak.json: the per-rank peak of one step,
+    bytes by category and in total (what llm_launch.launcher.memory_trace turns into the plan's estimate)."""
+    import argparse
+    import json
 
+    from llm_launch.launcher.jobfile import read_job, write_text_atomic
+
+    parser = argparse.ArgumentParser(prog="python -m llm_launch.train.gpu.memory_trace",
+                                     description="Trace one training step of a job on fake tensors (plan.memory=traced).")
+    parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
+    parser.add_argument("--out", required=True, type=Path, help="where the peak bytes by category are written (JSON)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:  # llm-launch's stdout is ours: each phase shows as it starts
+        print(f"llm-launch: trace {time.monotonic() - started:6.1f} s: {line}", flush=True)
+
+    peak = trace_step(read_job(args.job), progress)
+    progress("done")
+    write_text_atomic(args.out, json.dumps(peak) + "\n")
+
+
+if __name__ == "__main__":
+    main()

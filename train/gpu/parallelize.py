@@ -91,9 +91,30 @@ def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> 
         # step); broadcast_buffers off: the only buffers are rotary tables, the same on every rank,
         # and broadcasting them cost a collective before every forward.
         # https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html
-        return DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
-                                       gradient_as_bucket_view=True, broadcast_buffers=False)
+        ddp = DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
+                                      gradient_as_bucket_view=True, broadcast_buffers=False)
+        settle_ddp_buckets(ddp, ctx.device)
+        return ddp
     return stage
+
+
+def settle_ddp_buckets(ddp: DistributedDataParallel, device: torch.device) -> None:
+    """Fix DDP's gradient buckets before the first step, so every step of every run reduces in the same ones.
+
+    DDP all-reduces the first synchronised backward in one bucket of all gradients, records the order
+    they became ready in, and rebuilds its buckets in that order before the next forward (torch's
+    DistributedDataParallel._pre_forward and _BucketCapacityConfig.compute_bucket_size_limits,
+    https://github.com/pytorch/pytorch/blob/main/torch/nn/parallel/distributed.py). An element's
+    position in its bucket decides the order in which the all-reduce sums the ranks' values (ring
+    algorithms start each chunk at another rank), which above two ranks changes the last bit. Left
+    alone, a fresh run's step 1 used the one-bucket layout and its later steps the rebuilt one, while a
+    resumed run's first step used the one-bucket layout again: resume was not bit-exact above two
+    ranks. One backward of a two-token sequence here (its gradients discarded) lets DDP record the
+    order, so every real step, the first of a fresh or a resumed run included, uses the rebuilt buckets.
+    """
+    with torch.enable_grad():
+        ddp(torch.zeros((1, 2), dtype=torch.long, device=device)).float().sum().backward()
+    ddp.zero_grad(set_to_none=True)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:

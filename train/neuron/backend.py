@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 from llm_launch.launcher.jobfile import write_text_atomic
+from llm_launch.launcher.nxd_layout import layout_differences, layout_record
 from llm_launch.train.backend import Backend, StepResult, global_target_tokens, regroup_rows
 from llm_launch.train.data.loader import Rows
 from llm_launch.train.errors import JobError
 from llm_launch.train.loss import target_count, unshifted_labels
-from llm_launch.train.neuron.nxd_config import layout_differences, layout_record
 from llm_launch.train.neuron.runtime import require_neuron
 
 NXD_LAYOUT_FILE = "nxd_layout.json"

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.nxd_layout import default_kv_replicator
 from llm_launch.launcher.plan import make_plan
 from llm_launch.launcher.topology import logical_core_config
-from llm_launch.train.convert.layout import default_kv_replicator, pipeline_cuts
-from llm_launch.train.convert.spec import layout_of_job
+from llm_launch.train.convert.layout import pipeline_cuts
 
 DEFAULT_SEQUENTIAL_MOVE_FACTOR = 11
 PIPELINE_INPUT_NAMES = ("input_ids", "labels")
@@ -168,14 +168,3 @@ def nxd_settings(job: JobConfig) -> NxdSettings:
         hw="trn2" if job.instance.accelerator == "trainium2" else "trn1",
         fused_qkv=job.neuron.fused_qkv, lnc_size=logical_core_config(job.instance), pipeline=pipeline,
     )
-
-
-def layout_record(job: JobConfig) -> dict[str, Any]:
-    """The job's NxD shard layout as nxd_layout.json holds it (tp, pp, virtual_pp, kv_replicator, hw, fused_qkv)."""
-    layout = layout_of_job(job)
-    return {k: getattr(layout, k) for k in layout.__dataclass_fields__}
-
-
-def layout_differences(found: dict[str, Any], expected: dict[str, Any]) -> str:
-    """'tp=8 (this job: 32), ...' for each field where a checkpoint's recorded layout differs from the job's."""
-    return ", ".join(f"{k}={found.get(k)} (this job: {v})" for k, v in expected.items() if found.get(k) != v)

@@ -9,56 +9,14 @@ server's URL and signs requests with the job's AWS credentials
 from __future__ import annotations
 
 import json
-import os
-from importlib.util import find_spec
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.train.tracking import job_dict, numbers, reach, redact_uri
+from llm_launch.launcher.tracking_checks import mlflow_tracking_uri
+from llm_launch.train.tracking import job_dict, numbers
 
-EXTRA_HINT = "pip install 'llm-launch[mlflow]'"
 RUN_FILE = "mlflow_run.json"
 """Where a job keeps its run id, so that a resumed job continues the same run."""
-ARN_PREFIX = "arn:"
-
-
-def tracking_uri(job: JobConfig) -> str | None:
-    return job.tracking.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
-
-
-def _server_url(uri: str) -> str:
-    """The HTTP(S) address requests for a tracking URI go to (an ARN through the plugin's own resolver)."""
-    if uri.startswith(ARN_PREFIX):
-        from sagemaker_mlflow.mlflow_sagemaker_helpers import SageMakerMLflowHostMetadataProvider
-
-        provider = SageMakerMLflowHostMetadataProvider()
-        provider.set_arn(uri)
-        return provider.construct_tracking_server_url()
-    return uri
-
-
-def problem(job: JobConfig) -> str | None:
-    if find_spec("mlflow") is None:
-        return f"the mlflow client is not installed where the job runs; {EXTRA_HINT}"
-    uri = tracking_uri(job)
-    if uri is None:
-        return ("no tracking server: set tracking.mlflow.tracking_uri (http(s)://host:port, a folder, or a SageMaker "
-                "MLflow tracking server ARN) or MLFLOW_TRACKING_URI")
-    if uri.startswith(ARN_PREFIX):
-        if find_spec("sagemaker_mlflow") is None:
-            return f"a SageMaker MLflow tracking server ARN needs the sagemaker-mlflow plugin; {EXTRA_HINT}"
-        try:
-            url = _server_url(uri)
-        except Exception as exc:  # the plugin's own exception types for a malformed ARN
-            return f"{uri} is not a SageMaker MLflow tracking server ARN ({exc})"
-    elif uri.startswith(("http://", "https://")):
-        url = uri
-    else:
-        return None  # a file store: a folder the job writes
-    why = reach(url.rstrip("/") + ("/health" if url == uri else "/"))
-    if why:
-        return f"cannot reach the MLflow tracking server at {redact_uri(url)} ({why}); start it or fix the URI"
-    return None
 
 
 def flat_params(node: object, prefix: str = "") -> dict[str, str]:
@@ -77,7 +35,7 @@ class MlflowTracker:
         import mlflow
 
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(tracking_uri(job))
+        mlflow.set_tracking_uri(mlflow_tracking_uri(job))
         cfg = job.tracking.mlflow
         mlflow.set_experiment(cfg.experiment or job.job_name)
         run_file = out_dir / RUN_FILE

@@ -12,10 +12,6 @@ from llm_launch.train.tracking import job_dict, numbers
 TENSORBOARD_DIR = "tensorboard"
 
 
-def problem(job: JobConfig) -> str | None:
-    return None  # a dependency of llm-launch itself, writing local files
-
-
 class TensorBoardTracker:
     def __init__(self, job: JobConfig | None, plan: dict, out_dir: Path):
         from torch.utils.tensorboard import SummaryWriter

@@ -12,57 +12,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from importlib.util import find_spec
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig, WandbMode
-from llm_launch.train.tracking import job_dict, numbers, reach
+from llm_launch.launcher.tracking_checks import WANDB_KEY_VARIABLE, wandb_api_key
+from llm_launch.train.tracking import job_dict, numbers
 
-EXTRA_HINT = "pip install 'llm-launch[wandb]'"
 RUN_FILE = "wandb_run.json"
-KEY_VARIABLE = "WANDB_API_KEY"
-DEFAULT_SERVER = "https://api.wandb.ai"
-
-
-def api_key_from_secret(secret_id: str) -> str:
-    """The key held by a Secrets Manager secret: its string, or the api_key field of a JSON string."""
-    import boto3
-
-    text = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.strip()
-    return str(data.get("api_key", "")) if isinstance(data, dict) else text.strip()
-
-
-def _api_key(job: JobConfig) -> tuple[str | None, str | None]:
-    """(key, why there is none)."""
-    if os.environ.get(KEY_VARIABLE):
-        return os.environ[KEY_VARIABLE], None
-    secret = job.tracking.wandb.api_key_secret
-    if not secret:
-        return None, (f"no API key: set {KEY_VARIABLE} in the job's environment or tracking.wandb.api_key_secret to "
-                      "a Secrets Manager secret holding it")
-    try:
-        key = api_key_from_secret(secret)
-    except Exception as exc:  # botocore's errors: no credentials, no such secret, access denied
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"cannot read the API key from secret {secret} ({first})"
-    return (key, None) if key else (None, f"secret {secret} holds no API key (a string, or JSON with api_key)")
-
-
-def problem(job: JobConfig) -> str | None:
-    if find_spec("wandb") is None:
-        return f"the wandb client is not installed where the job runs; {EXTRA_HINT}"
-    if job.tracking.wandb.mode == WandbMode.offline:
-        return None
-    _, why = _api_key(job)
-    if why:
-        return why
-    server = os.environ.get("WANDB_BASE_URL", DEFAULT_SERVER)
-    unreachable = reach(server)
-    return f"cannot reach the W&B server at {server} ({unreachable})" if unreachable else None
 
 
 class WandbTracker:
@@ -71,8 +27,8 @@ class WandbTracker:
 
         cfg = job.tracking.wandb
         online = cfg.mode == WandbMode.online
-        if online and not os.environ.get(KEY_VARIABLE):
-            os.environ[KEY_VARIABLE] = _api_key(job)[0] or ""  # this process only; never written
+        if online and not os.environ.get(WANDB_KEY_VARIABLE):
+            os.environ[WANDB_KEY_VARIABLE] = wandb_api_key(job)[0] or ""  # this process only; never written
         run_file = out_dir / RUN_FILE
         run_id = json.loads(run_file.read_text())["id"] if run_file.is_file() else uuid.uuid4().hex[:12]
         if not run_file.is_file():

@@ -5,20 +5,131 @@ patterns (its ParamValidator: https://github.com/boto/botocore/blob/develop/boto
 the real API rejects those. This walks the operation's input
 shape and reports every violation. Patterns in the model are unanchored but applied as full
 matches, and some use \\p{L}, so they are compiled with the `regex` package.
+
+Loading the service model and botocore's endpoint data (megabytes of JSON) took most of a plan's time, so
+what these checks read - the shapes CreateTrainingJob's input reaches and SageMaker's regions per
+partition - is taken from botocore once per botocore version and kept in ~/.cache/llm-launch (XDG_CACHE_HOME);
+nothing is cached when botocore may load models from elsewhere (AWS_DATA_PATH, ~/.aws/models).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+CACHE_FORMAT = 1
+OPERATION = "CreateTrainingJob"
+
+
+def _cache_file() -> Path | None:
+    """Where what the checks need from botocore's data is kept between runs (one file per botocore version),
+    or None when botocore may read models from elsewhere (AWS_DATA_PATH, ~/.aws/models)."""
+    import botocore
+
+    if os.environ.get("AWS_DATA_PATH") or (Path.home() / ".aws" / "models").exists():
+        return None
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-launch"
+    return root / f"sagemaker-{OPERATION}-botocore-{botocore.__version__}.json"
+
+
+def _from_botocore() -> dict[str, Any]:
+    """botocore's SageMaker regions per partition and the shapes CreateTrainingJob's input reaches, as plain data
+    (loading the service model and the endpoint data costs most of a plan; the cache keeps this instead)."""
+    import botocore
+    import botocore.session
+
+    session = botocore.session.get_session()
+    regions = {p: session.get_available_regions("sagemaker", p) for p in session.get_available_partitions()}
+    shapes: dict[str, dict[str, Any]] = {}
+    keys: dict[int, str] = {}
+
+    def add(shape) -> str:
+        if id(shape) in keys:
+            return keys[id(shape)]
+        entry: dict[str, Any] = {"name": shape.name, "type": shape.type_name, "enum": list(getattr(shape, "enum", None) or []),
+                                 "metadata": {k: shape.metadata[k] for k in ("min", "max", "pattern")
+                                              if k in shape.metadata}}
+        key = shape.name
+        while key in shapes and any(shapes[key][k] != entry[k] for k in ("type", "enum", "metadata")):
+            key += "'"  # a member reference that changes its shape's limits keeps its own entry
+        keys[id(shape)] = key
+        if key in shapes:
+            return key
+        shapes[key] = entry
+        if shape.type_name == "structure":
+            entry["required"] = list(shape.required_members)
+            entry["members"] = {name: add(member) for name, member in shape.members.items()}
+        elif shape.type_name == "list":
+            entry["member"] = add(shape.member)
+        elif shape.type_name == "map":
+            entry["key"], entry["value"] = add(shape.key), add(shape.value)
+        return key
+
+    model = session.get_service_model("sagemaker")
+    root = add(model.operation_model(OPERATION).input_shape)
+    return {"format": CACHE_FORMAT, "botocore": botocore.__file__, "regions": regions, "shapes": shapes, "input": root}
 
 
 @lru_cache(maxsize=1)
-def _input_shape():
-    import botocore.session
+def _model() -> dict[str, Any]:
+    """_from_botocore(), read from the cache file when this botocore wrote it."""
+    import botocore
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return model.operation_model("CreateTrainingJob").input_shape
+    cache = _cache_file()
+    if cache is not None:
+        try:
+            data = json.loads(cache.read_text(encoding="utf-8"))
+            if data.get("format") == CACHE_FORMAT and data.get("botocore") == botocore.__file__:
+                return data
+        except (OSError, ValueError):
+            pass
+    data = _from_botocore()
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only home: checked from botocore's data every time
+    return data
+
+
+class _Shape:
+    """One shape of the cached model, read as _walk reads botocore's Shape."""
+
+    def __init__(self, shapes: dict[str, dict[str, Any]], key: str):
+        self._shapes, self._entry = shapes, shapes[key]
+        self.name, self.type_name = self._entry["name"], self._entry["type"]
+        self.metadata, self.enum = self._entry["metadata"], self._entry["enum"]
+
+    @property
+    def required_members(self) -> list[str]:
+        return self._entry["required"]
+
+    @property
+    def members(self) -> dict[str, _Shape]:
+        return {name: _Shape(self._shapes, key) for name, key in self._entry["members"].items()}
+
+    @property
+    def member(self) -> _Shape:
+        return _Shape(self._shapes, self._entry["member"])
+
+    @property
+    def key(self) -> _Shape:
+        return _Shape(self._shapes, self._entry["key"])
+
+    @property
+    def value(self) -> _Shape:
+        return _Shape(self._shapes, self._entry["value"])
+
+
+def _input_shape() -> _Shape:
+    model = _model()
+    return _Shape(model["shapes"], model["input"])
 
 
 @lru_cache(maxsize=256)
@@ -97,22 +208,14 @@ def request_errors(request: dict[str, Any]) -> list[str]:
     return errors
 
 
-@lru_cache(maxsize=1)
 def sagemaker_regions() -> frozenset[str]:
     """Regions where botocore's endpoint data has SageMaker, in every partition (aws, aws-cn, aws-us-gov, ...)."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    return frozenset(region for partition in session.get_available_partitions()
-                     for region in session.get_available_regions("sagemaker", partition))
+    return frozenset(region for regions in _model()["regions"].values() for region in regions)
 
 
 def partition_of(region: str) -> str | None:
     """The ARN partition of a region botocore knows (aws, aws-cn, ...), or None."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    for partition in session.get_available_partitions():
-        if region in session.get_available_regions("sagemaker", partition):
+    for partition, regions in _model()["regions"].items():
+        if region in regions:
             return partition
     return None

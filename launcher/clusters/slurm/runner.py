@@ -10,7 +10,7 @@ from llm_launch.launcher.clusters.slurm.render import LOG_PATTERN, SCRIPT_FILE
 from llm_launch.launcher.clusters.slurm.state import JobState, job_state
 from llm_launch.launcher.clusters.tools import require_tool, run_tool
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.jobfile import COMPLETE_MARKER, JOB_FILE, read_job
+from llm_launch.launcher.jobfile import COMPLETE_MARKER, JOB_FILE, LATEST, read_job
 from llm_launch.launcher.progress import PROGRESS_FILE, read_progress_file, status_line
 
 SLURM_HINT = "run llm-launch on a login node of the Slurm cluster (HyperPod or ParallelCluster)"
@@ -54,8 +54,6 @@ def status(record: dict, out_dir: Path) -> None:
 def _resume_hint(out_dir: Path) -> str:
     """Where a job that ended before its last step left its newest checkpoint (time limit, scancel, a failure),
     read from the `latest` pointer the trainer writes; '' when there is none or it is not on this machine."""
-    from llm_launch.train.checkpoint_integrity import LATEST  # the pointer's name, as the trainer writes it (no torch)
-
     try:
         checkpoints = read_job(out_dir / JOB_FILE).training.checkpoint.dir
     except (OSError, ValueError, KeyError):  # no job.yaml here, or one this version cannot read: no hint, not an error

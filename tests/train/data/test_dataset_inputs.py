@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import boto3
 import numpy as np
 import pytest
+from llm_launch.launcher.data_describe import Layout, Schema, describe
+from llm_launch.launcher.data_store import StoreError
 from llm_launch.train.data.dataset_inputs import ArrowRows, pack_input, reads_in_place
-from llm_launch.train.data.inputs import Layout, Schema, describe
 from llm_launch.train.data.packed import PackedDataset
 from llm_launch.train.data.prepare import prepare_corpus
 from llm_launch.train.data.sft import prepare_sft
-from llm_launch.train.data.store import StoreError
 from sample_inputs import SEQ_LEN, TOKENIZER
 
 

@@ -157,3 +157,24 @@ def test_one_long_document_packs_like_many_short_ones(tmp_path):
     stream = [7, 8, 1, *long_doc, 1, 9, 1]
     assert rows.ravel().tolist() == stream[: len(rows) * 16]
     assert packer.remainder == len(stream) % 16 and packer.documents == 3
+
+
+def test_rows_split_across_shards_at_rows_per_shard_whole_rows_too(tmp_path):
+    """write_packed takes rows in blocks (one per document or piece); a block is split where a shard fills."""
+    import numpy as np
+    from llm_launch.train.data.packed import PackedDataset, write_packed
+
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(2, 500, size=n).tolist() for n in (100, 7, 60)]
+    index = write_packed(tmp_path / "a", docs, seq_len=16, eos_id=1, vocab_size=2048, rows_per_shard=3)
+    stream = [t for d in docs for t in (*d, 1)]
+    rows = len(stream) // 16
+    assert [s["rows"] for s in index["shards"]] == [3] * (rows // 3) + ([rows % 3] if rows % 3 else [])
+    packed = PackedDataset.open(tmp_path / "a")
+    assert np.array_equal(np.concatenate([packed.row(i) for i in range(rows)]), stream[:rows * 16])
+    whole = [rng.integers(2, 500, size=16).tolist() for _ in range(5)]
+    index = write_packed(tmp_path / "b", whole, seq_len=16, eos_id=1, vocab_size=2048, rows_per_shard=2,
+                         whole_rows=True)
+    assert [s["rows"] for s in index["shards"]] == [2, 2, 1] and index["documents"] == 5
+    packed = PackedDataset.open(tmp_path / "b")
+    assert [packed.row(i).tolist() for i in range(5)] == whole

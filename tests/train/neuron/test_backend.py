@@ -6,9 +6,9 @@ import json
 
 import pytest
 from composed_job import recipe_job
+from llm_launch.launcher.nxd_layout import layout_record
 from llm_launch.train.errors import JobError
 from llm_launch.train.neuron.backend import NXD_LAYOUT_FILE, check_resume_layout
-from llm_launch.train.neuron.nxd_config import layout_record
 
 
 def _checkpoint(root, step: int, layout: dict) -> None:

@@ -90,14 +90,14 @@ def _pretrained_errors(tmp_path, layout: dict | None, *overrides: str) -> list[s
 
 
 def test_trainium_pretrained_path_is_an_nxd_checkpoint_in_the_jobs_layout(tmp_path):
-    from llm_launch.train.neuron.nxd_config import layout_record
+    from llm_launch.launcher.nxd_layout import layout_record
 
     assert _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=32")),
                               "parallelism.tp=32") == []
 
 
 def test_trainium_pretrained_path_in_another_layout_is_refused(tmp_path):
-    from llm_launch.train.neuron.nxd_config import layout_record
+    from llm_launch.launcher.nxd_layout import layout_record
 
     errors = _pretrained_errors(tmp_path, layout_record(recipe_job("llama3_8b_cpt_trn1", "parallelism.tp=8")),
                                 "parallelism.tp=32")

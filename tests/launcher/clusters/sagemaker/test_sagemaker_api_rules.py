@@ -53,3 +53,43 @@ def test_render_stops_with_one_line_per_problem_and_exit_2(cli):
     assert any("cluster.sagemaker.role_arn" in ln for ln in lines)
     assert any("cluster.region" in ln and "check `cluster.region`" in ln for ln in lines)
     assert "Traceback" not in done.stderr
+
+
+def test_the_cached_model_checks_as_botocore_s_own_does(job_for, tmp_path, monkeypatch):
+    """The plain-data copy of the service model (kept in ~/.cache/llm-launch between runs) finds exactly what a walk
+    of botocore's own model finds, for a sound request and for one that breaks rules of every kind."""
+    import json
+
+    import botocore.session
+    from llm_launch.launcher.clusters.sagemaker import request_model
+    from llm_launch.launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job
+    from llm_launch.launcher.clusters.sagemaker.render import build_request
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    request_model._model.cache_clear()
+    request = build_request(container_job(job_for(*BASE)), CONTAINER_JOB_YAML)
+    broken = json.loads(json.dumps(request))
+    broken["RoleArn"] = "Trainer"
+    broken["ResourceConfig"]["InstanceCount"] = "two"
+    broken["ResourceConfig"]["VolumeSizeInGB"] = 10**9
+    broken["AlgorithmSpecification"]["TrainingInputMode"] = "Sometimes"
+    broken["Tags"] = [{"Key": "k" * 200, "Value": "v"}]
+    broken["Surprise"] = 1
+    del broken["StoppingCondition"]
+    real = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+
+    def walk(shape, value):
+        errors: list[str] = []
+        request_model._walk(shape, value, "", errors)
+        return errors
+
+    first = walk(request_model._input_shape(), broken)  # computed from botocore and written to the cache
+    assert list(tmp_path.glob("llm-launch/sagemaker-CreateTrainingJob-botocore-*.json"))
+    request_model._model.cache_clear()
+    cached = walk(request_model._input_shape(), broken)  # read back from the cache
+    assert first == cached == walk(real, broken) and len(cached) >= 6, cached
+    assert walk(request_model._input_shape(), request) == walk(real, request) == []
+    session = botocore.session.get_session()
+    assert request_model.sagemaker_regions() == {r for p in session.get_available_partitions()
+                                                 for r in session.get_available_regions("sagemaker", p)}
+    request_model._model.cache_clear()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
 
-from llm_launch.train.data.store import LocalStore, S3Store, StoreError
+from llm_launch.launcher.data_store import LocalStore, S3Store, StoreError
 
 SAMPLE_ROWS = 64
 """Rows read from the start of the first file for the plan's sequence-length and vocabulary checks."""
@@ -162,7 +162,7 @@ def first_batch(store: LocalStore | S3Store, layout: Layout, name: str, rows: in
 def describe(location: str, text_field: str, region: str = "", *, plan_time: bool = False) -> InputInfo:
     """Layout, schema and first-row facts of a data input; raises StoreError naming what is wrong.
     plan_time reads S3 through boto3 (no torch), else through s3torchconnector."""
-    from llm_launch.train.data.store import open_store
+    from llm_launch.launcher.data_store import open_store
 
     store = open_store(location, region, plan_time=plan_time)
     if not store.exists():

@@ -1,18 +1,40 @@
-"""The pip packages a data-preparation job needs, checked on the machine that runs it.
+"""What a data_prep source is made of: the files of its format under its path, and the pip packages its
+settings need on the machine that runs the job.
 
-llm-launch checks them at plan time only when that machine is this one (cluster=local); a job
-sent to SageMaker, EKS or Slurm checks them when llm_launch.dataprep.prepare starts there (docs/clusters.md).
+Shared by the launcher (the plan counts a local source's files; llm-launch checks the packages at plan time
+only when that machine is this one, cluster=local) and the preparation job, which lists the same files
+and checks the same packages when llm_launch.dataprep.prepare starts where it runs (docs/clusters.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
-from llm_launch.dataprep.extract import missing_package
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.problems import Problem
 
+SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md"),
+            "html": (".html", ".htm"), "pdf": (".pdf",), "docx": (".docx",)}
+FORMAT_PACKAGES = {"parquet": ("pyarrow", "pyarrow"), "html": ("trafilatura", "trafilatura"),
+                   "pdf": ("pypdf", "pypdf"), "docx": ("docx", "python-docx")}
+"""format -> (module imported, pip package that provides it), for the formats that need a library."""
 DATA_EXTRA = "(or pip install 'llm-launch[data]')"
+
+
+def list_files(path: Path, fmt: str) -> list[Path]:
+    """The file itself, or the files of the format under a folder, sorted for a stable order."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[fmt])
+
+
+def missing_package(fmt: str) -> str | None:
+    """The pip package a format needs that is not installed, or None."""
+    module, package = FORMAT_PACKAGES.get(fmt, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return package
 
 
 def missing_packages(cfg: DataPrepConfig) -> list[Problem]:

@@ -1,13 +1,24 @@
-"""Counting what a stage drops or cannot read, with a few examples of each kind for the manifest."""
+"""JSON Lines read line by line, with what cannot be read counted in a Tally instead of stopping the reader.
+
+Shared by data preparation (llm_launch.dataprep: a Tally per stage, kept in the manifest) and the training
+data packers (llm_launch.train.data.sft and dpo: bad records counted and named in the packed set's metadata).
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from llm_launch.launcher.json_errors import json_error_text
 
 MAX_EXAMPLES = 5
 DETAIL_CHARS = 160
 
 
 class Tally:
-    """Counts by kind (e.g. malformed_json, min_words), each with up to MAX_EXAMPLES examples."""
+    """What a stage drops or cannot read, counted by kind (e.g. malformed_json, min_words), each with up to
+    MAX_EXAMPLES examples for the manifest."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -46,3 +57,21 @@ class Tally:
             tally.counts[kind] = entry["count"]
             tally.examples[kind] = list(entry["examples"])
         return tally
+
+
+def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, object]]:
+    """(path:line, parsed value) of each non-blank line; undecodable and malformed lines are counted."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                tally.add("undecodable_bytes", where, str(exc))
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                tally.add("malformed_json", where, json_error_text(exc))

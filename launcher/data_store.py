@@ -160,7 +160,13 @@ class BotoS3Store(S3Store):
         self.location = uri.rstrip("/")
         self.bucket, _, self.key = self.location.removeprefix("s3://").partition("/")
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self.client = boto3.session.Session(region_name=region).client("s3")
+        session = boto3.session.Session(region_name=region)
+        if session.get_credentials() is None:  # the listing would fail the same way; building the client costs more
+            from botocore.exceptions import NoCredentialsError
+
+            raise StoreError(f"{self.location}: cannot list it ({_first_line(NoCredentialsError())}); check the URI, "
+                             "the credentials and the region")
+        self.client = session.client("s3")
         self._listing = None
 
     def _list(self) -> dict:
