@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from cluster_locations import cluster_inputs
 from llm_launch.launcher import PROJECT_ROOT
 
 HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$", re.MULTILINE)
@@ -42,6 +43,16 @@ CASES = [
          ("tracking.backends=[mlflow]", "tracking.mlflow.tracking_uri=/tmp/mlruns"),
          "tracking.mlflow.tracking_uri", "use a database, e.g. tracking.mlflow.tracking_uri=sqlite:///"),
     # --- issue 13: mistakes users make that used to get through
+    # --- issue 28: the chunked loss runs where the stage computes it whole
+    Case("chunked_loss_with_tensor_parallelism",
+         ("parallelism.tp=2", "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with tp=2, pp=1: set loss_chunk_tokens=0"),
+    Case("chunked_loss_with_dpo",
+         (DPO, "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with task=dpo"),
+    Case("negative_loss_chunk_tokens",
+         ("training.loss_chunk_tokens=-1",),
+         "training.loss_chunk_tokens", "must be 0 or more, got -1"),
     Case("virtual_pipeline_without_a_pipeline",
          ("parallelism.virtual_pp=2", "parallelism.pp_schedule=interleaved_1f1b"),
          "parallelism.virtual_pp", "virtual stages need a pipeline"),
@@ -268,8 +279,16 @@ CASES = [
          ("cluster=slurm", "instance=cpu", "cluster.slurm.rendezvous_port=80"),
          "cluster.slurm.rendezvous_port", "must be a port from 1024 to 65535"),
     Case("cpu_instance_on_sagemaker",
-         ("cluster=sagemaker",),
+         ("cluster=sagemaker", *cluster_inputs("sagemaker", "cpt")),
          "instance", "local_cpu is a CPU node type, which cluster=sagemaker does not run"),
+    Case("laptop_path_on_eks",
+         ("cluster=eks", "instance=cpu", "cluster.eks.node_selector={kubernetes.io/os: linux}",
+          *cluster_inputs("eks", "cpt")[1:], f"training.data.train_path={PROJECT_ROOT}/data/sample/corpus/train.jsonl"),
+         "training.data.train_path", "is on this machine, not on the cluster's shared storage"),
+    Case("sagemaker_channel_path_on_slurm",
+         ("cluster=slurm", "instance=cpu", *cluster_inputs("slurm", "cpt")[1:],
+          "training.data.train_path=/opt/ml/input/data/train"),
+         "training.data.train_path", "is a SageMaker input-channel path, which cluster=slurm does not mount"),
     # --- local data
     Case("missing_local_train_path",
          ("training.data.train_path=/nonexistent",),
