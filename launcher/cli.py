@@ -88,7 +88,7 @@ def validate_with_memory(job):
 
     print(f"llm-launch: tracing one training step of {job.model.name} on fake tensors (plan.memory=traced)...",
           flush=True)
-    return validate(job, memory=traced_memory(job))
+    return validate(job, memory=traced_memory(job))  # the trace prints each phase as it starts
 
 
 def run_suggest(job, out_dir: Path) -> None:

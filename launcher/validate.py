@@ -122,6 +122,9 @@ def _check_stack(job: JobConfig, out: Findings) -> None:
     elif stack == "nxd" and inst.accelerator != "trainium1":
         out.warn("neuron.stack", f"nxd on {inst.name}: NeuronX Distributed training is end of support (last image: "
                  "Neuron 2.30); the default on this instance is native (TorchNeuron)")
+    if native_neuron(job) and job.neuron.precompile:
+        out.warn("neuron.precompile", "neuron_parallel_compile traces XLA graphs (NxD); the native stack compiles "
+                 "just in time into TORCH_NEURONX_NEFF_CACHE_DIR, so no precompile step is rendered")
     if native_neuron(job) and (job.neuron.compile_cache_url or "").startswith("s3://"):
         out.error("neuron.compile_cache_url", "TorchNeuron's NEFF cache (TORCH_NEURONX_NEFF_CACHE_DIR) is a file-system "
                   "path; point it at shared storage (FSx) or leave it null")
@@ -180,6 +183,12 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if lora.enabled and nxd:
         out.error("training.lora.enabled", "LoRA runs on the torch engine only, not on NxD (trn1); use a trn2/trn3 or "
                   "GPU instance")
+    chunk = job.training.loss_chunk_tokens
+    if chunk > 0 and (par.tp > 1 or par.pp > 1 or nxd or job.task == "dpo"):
+        layout = "the NxD backend" if nxd else "task=dpo" if job.task == "dpo" else f"tp={par.tp}, pp={par.pp}"
+        out.error("training.loss_chunk_tokens", f"the chunked loss runs on the torch engine with one stage and no "
+                  f"tensor parallelism, for token cross-entropy tasks; not with {layout}: set loss_chunk_tokens=0 "
+                  "(or parallelism.tp=1 and pp=1)")
     if job.training.data.document_masking and (par.pp > 1 or nxd):
         out.error("training.data.document_masking", "works without pipeline parallelism on the torch engine only; set "
                   "parallelism.pp=1 or document_masking=false")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_launch.launcher.config.checks import Section
+from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
 
 ClusterKind = choices("ClusterKind", "local", "sagemaker", "eks", "slurm")
@@ -21,6 +21,9 @@ RestartPolicy = choices("RestartPolicy", "Always", "OnFailure", "Never", "ExitCo
 
 
 CleanPodPolicy = choices("CleanPodPolicy", "All", "Running", "None")
+
+
+EksJobKind = choices("EksJobKind", "pytorchjob", "trainjob", "hyperpod")
 
 
 @dataclass
@@ -94,6 +97,25 @@ class EksClusterConfig(Section):
     """Image of the etcd rendezvous server (rdzv_backend=etcd; run with --enable-v2)."""
     shm_size: str | None = None
     """sizeLimit of the /dev/shm memory volume (a Kubernetes quantity such as 64Gi); None for no limit."""
+    job_kind: EksJobKind = EksJobKind.pytorchjob
+    """What is rendered: pytorchjob (Kubeflow training operator v1, kubeflow.org/v1 PyTorchJob), trainjob
+    (Kubeflow Trainer v2, trainer.kubeflow.org/v1alpha1 TrainJob on a ClusterTrainingRuntime) or hyperpod
+    (SageMaker HyperPod training operator, sagemaker.amazonaws.com/v1 HyperPodPyTorchJob)."""
+    node_selector: dict[str, str] = field(default_factory=dict)
+    """Extra pod nodeSelector labels; with instance=cpu the only ones (CPU node groups have no catalog label),
+    e.g. {eks.amazonaws.com/nodegroup: cpu-pool}."""
+    training_runtime: str = "torch-distributed"
+    """job_kind=trainjob: the ClusterTrainingRuntime the TrainJob references (Trainer v2 ships torch-distributed)."""
+    hyperpod_start_timeout_s: int = 3600
+    """job_kind=hyperpod: seconds from start to the trainer's first step log line after which the operator flags
+    the job as hanging (logMonitoringConfiguration expectedStartCutOffInSeconds; model load and compile count)."""
+    hyperpod_step_log_timeout_s: int = 1800
+    """job_kind=hyperpod: seconds between two step log lines after which the job counts as hanging
+    (expectedRecurringFrequencyInSeconds); keep it above training.log_every_n_steps steps' time."""
+
+    def own_problems(self, checks: Checks) -> None:
+        checks.at_least(1, hyperpod_start_timeout_s=self.hyperpod_start_timeout_s,
+                        hyperpod_step_log_timeout_s=self.hyperpod_step_log_timeout_s)
 
 
 @dataclass

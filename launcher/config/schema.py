@@ -18,6 +18,7 @@ from llm_launch.launcher.config.cluster import (  # noqa: F401
     ClusterConfig,
     ClusterKind,
     EksClusterConfig,
+    EksJobKind,
     RdzvBackend,
     RestartPolicy,
     SageMakerClusterConfig,

@@ -243,6 +243,10 @@ class TrainingConfig(Section):
     valid_path), so that validation loss is comparable across layouts."""
     compile: bool = False
     """torch.compile the model (GPU)."""
+    loss_chunk_tokens: int = 0
+    """Compute the output projection and cross-entropy over chunks of this many tokens, never holding the full
+    fp32 logits (train/chunked_loss.py); 0 is off. Torch engine, single stage without tensor parallelism
+    (ddp, fsdp, hsdp), token cross-entropy tasks (not dpo). E.g. 4096."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     """Optimizer settings."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -262,4 +266,4 @@ class TrainingConfig(Section):
         checks.at_least(1, max_steps=self.max_steps, seq_len=self.seq_len, global_batch_size=self.global_batch_size,
                         micro_batch_size=self.micro_batch_size, log_every_n_steps=self.log_every_n_steps,
                         eval_batches=self.eval_batches)
-        checks.at_least(0, eval_every_n_steps=self.eval_every_n_steps)
+        checks.at_least(0, eval_every_n_steps=self.eval_every_n_steps, loss_chunk_tokens=self.loss_chunk_tokens)

@@ -18,6 +18,8 @@ BASES = {
                                  r"2\.9\.0-transformers[\d.]+-gpu-py312-cu\d+-ubuntu[\d.]+"),
     "Dockerfile.neuron": re.compile(r"public\.ecr\.aws/neuron/pytorch-training-neuronx:"
                                     r"2\.9\.0-neuronx-py312-sdk2\.30\.0-ubuntu24\.04"),
+    # No public TorchNeuron training image tag was found: Ubuntu plus the Neuron apt/pip repositories.
+    "Dockerfile.neuron-native": re.compile(r"public\.ecr\.aws/docker/library/ubuntu:24\.04"),
 }
 
 
@@ -29,7 +31,8 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def module_exists(module: str) -> bool:
-    base = PROJECT_ROOT.joinpath(*module.split("."))
+    """llm_launch.<pkg>.<...> lives in the folder <pkg>/ (setup.py package_dir; docs/imports.md)."""
+    base = PROJECT_ROOT.joinpath(*module.removeprefix("llm_launch.").split("."))
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
@@ -60,7 +63,7 @@ def test_dockerfile(name):
     assert cmd[:2] == ["python", "-m"] and module_exists(cmd[2])
 
 
-@pytest.mark.parametrize("name", ["requirements-gpu.txt", "requirements-neuron.txt"])
+@pytest.mark.parametrize("name", ["requirements-gpu.txt", "requirements-neuron.txt", "requirements-neuron-native.txt"])
 def test_pins_satisfy_pyproject_and_keep_the_image_torch(name):
     wanted = pyproject_requirements()
     lines = [ln for ln in (DOCKER / name).read_text().splitlines() if ln and not ln.startswith("#")]
@@ -79,3 +82,16 @@ def test_dockerignore_keeps_the_context_small():
     ignored = set((PROJECT_ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "outputs"} <= ignored
     assert not ignored & {"launcher", "train", "conf", "recipes", "pyproject.toml", "README.md", "docker"}
+
+
+def test_native_image_installs_torchneuron_inside_the_project_torch_range():
+    """TorchNeuron (torch-neuronx 2.13.3.x / 2.14.3.x) pairs with torch 2.13 / 2.14; the XLA stack never comes along."""
+    steps = instructions(DOCKER / "Dockerfile.neuron-native")
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for kind, a in steps if kind == "ARG" and "=" in a}
+    torch_pin = pyproject_requirements()["torch"]
+    assert torch_pin.specifier.contains(args["TORCH_VERSION"])
+    assert args["TORCH_NEURONX_VERSION"].startswith(args["TORCH_VERSION"].rsplit(".", 1)[0] + ".3.")
+    runs = " ".join(a for kind, a in steps if kind == "RUN")
+    assert "https://pip.repos.neuron.amazonaws.com" in runs and "https://apt.repos.neuron.amazonaws.com" in runs
+    assert "aws-neuronx-runtime-lib" in runs and "aws-neuronx-collectives" in runs and "--skip-kmod" in runs
+    assert "torch-xla" not in runs and "neuronx-distributed" not in runs

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from cluster_locations import cluster_inputs
 from llm_launch.launcher import PROJECT_ROOT
 
 HEADER = re.compile(r"^llm-launch: (\d+) problems? found before anything ran:$", re.MULTILINE)
@@ -37,7 +38,21 @@ class Case:
 
 DPO = "recipe=tiny_llama_dpo"
 CASES = [
+    # --- issue 23: MLflow 3 refuses a folder store when the first run starts, minutes into the job
+    Case("mlflow_tracking_uri_is_a_folder",
+         ("tracking.backends=[mlflow]", "tracking.mlflow.tracking_uri=/tmp/mlruns"),
+         "tracking.mlflow.tracking_uri", "use a database, e.g. tracking.mlflow.tracking_uri=sqlite:///"),
     # --- issue 13: mistakes users make that used to get through
+    # --- issue 28: the chunked loss runs where the stage computes it whole
+    Case("chunked_loss_with_tensor_parallelism",
+         ("parallelism.tp=2", "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with tp=2, pp=1: set loss_chunk_tokens=0"),
+    Case("chunked_loss_with_dpo",
+         (DPO, "training.loss_chunk_tokens=64"),
+         "training.loss_chunk_tokens", "not with task=dpo"),
+    Case("negative_loss_chunk_tokens",
+         ("training.loss_chunk_tokens=-1",),
+         "training.loss_chunk_tokens", "must be 0 or more, got -1"),
     Case("virtual_pipeline_without_a_pipeline",
          ("parallelism.virtual_pp=2", "parallelism.pp_schedule=interleaved_1f1b"),
          "parallelism.virtual_pp", "virtual stages need a pipeline"),
@@ -135,7 +150,7 @@ CASES = [
          "parallelism.tp", "does not divide the 8 attention heads", count=2),
     Case("gpu_tp_does_not_divide_kv_heads",
          (P5_7B, "model=llama3_8b", "model.num_key_value_heads=4", "parallelism.tp=8"),
-         "parallelism.tp", "KV-head replication exists only on Trainium"),
+         "parallelism.tp", "KV-head replication exists only on the NxD stack"),
     Case("gpu_tp16_llama3_8b_kv_heads_and_node",
          (P5_7B, "model=llama3_8b", "parallelism.tp=16"),
          "parallelism.tp", "does not divide the 8 KV heads", count=2),
@@ -148,7 +163,7 @@ CASES = [
          "parallelism.kv_replicator", "set parallelism.kv_replicator=4"),
     Case("gpu_kv_replicator_set",
          (P5_7B, "parallelism.kv_replicator=2"),
-         "parallelism.kv_replicator", "is a Trainium setting"),
+         "parallelism.kv_replicator", "is an NxD (trn1) setting"),
     Case("layers_not_divisible_by_pp",
          (TRN1_70B, "model.num_layers=84"),
          "parallelism.pp", "pp=8 does not divide the 84 layers"),
@@ -187,7 +202,7 @@ CASES = [
     # --- backend
     Case("zero1_on_gpu",
          (P5_7B, "parallelism.data_parallel=zero1"),
-         "parallelism.data_parallel", "zero1 is Trainium's optimizer sharding"),
+         "parallelism.data_parallel", "zero1 is NxD's optimizer sharding"),
     Case("fsdp_on_trainium",
          (TRN1_8B, "parallelism.data_parallel=fsdp"),
          "parallelism.data_parallel", "fsdp is a torch-engine strategy; on NxD (trn1)"),
@@ -264,8 +279,16 @@ CASES = [
          ("cluster=slurm", "instance=cpu", "cluster.slurm.rendezvous_port=80"),
          "cluster.slurm.rendezvous_port", "must be a port from 1024 to 65535"),
     Case("cpu_instance_on_sagemaker",
-         ("cluster=sagemaker",),
+         ("cluster=sagemaker", *cluster_inputs("sagemaker", "cpt")),
          "instance", "local_cpu is a CPU node type, which cluster=sagemaker does not run"),
+    Case("laptop_path_on_eks",
+         ("cluster=eks", "instance=cpu", "cluster.eks.node_selector={kubernetes.io/os: linux}",
+          *cluster_inputs("eks", "cpt")[1:], f"training.data.train_path={PROJECT_ROOT}/data/sample/corpus/train.jsonl"),
+         "training.data.train_path", "is on this machine, not on the cluster's shared storage"),
+    Case("sagemaker_channel_path_on_slurm",
+         ("cluster=slurm", "instance=cpu", *cluster_inputs("slurm", "cpt")[1:],
+          "training.data.train_path=/opt/ml/input/data/train"),
+         "training.data.train_path", "is a SageMaker input-channel path, which cluster=slurm does not mount"),
     # --- local data
     Case("missing_local_train_path",
          ("training.data.train_path=/nonexistent",),
@@ -341,3 +364,34 @@ def test_job_name_with_the_default_output_folder_writes_nothing(name, phrase, tm
     assert phrase in result.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["outputs"]), "nothing but the empty outputs/ folder"
     assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("override, meant", [
+    ("instance=p5.48xlarge", "instance=ml.p5.48xlarge"),  # the EC2 name people type on EKS and Slurm
+    ("recipe=llama3_8b_cpt_trn", "recipe=llama3_8b_cpt_trn1"),
+    ("recipe=tiny_lama_sft", "recipe=tiny_llama_sft"),
+], ids=["ec2_instance_name", "recipe_prefix", "recipe_typo"])
+def test_a_mistyped_option_gets_did_you_mean(cli, override, meant):
+    result = cli(override)
+    assert_usage_error(result, override, f"did you mean {meant}?", 1)
+
+
+def test_help_names_suggest_and_own_recipes():
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "--help"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "action=suggest" in result.stdout and "suggest (rank" in result.stdout
+    assert "--config-dir <dir> recipe=<name>" in result.stdout
+
+
+def test_an_own_recipe_in_config_dir_is_found(tmp_path):
+    """What --help and docs/recipes say: <dir>/recipe/<name>.yaml runs with --config-dir <dir> recipe=<name>."""
+    (tmp_path / "recipe").mkdir()
+    text = (PROJECT_ROOT / "recipes" / "tiny_llama_sft.yaml").read_text().replace("job_name: tiny-llama-sft",
+                                                                                   "job_name: my-own-sft")
+    (tmp_path / "recipe" / "my_sft.yaml").write_text(text)
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "--config-dir", str(tmp_path), "recipe=my_sft",
+           "action=plan", f"output_dir={tmp_path / 'out'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Plan for my-own-sft" in result.stdout and (tmp_path / "out" / "plan.json").is_file()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster_locations import cluster_inputs
 from llm_launch.launcher import PROJECT_ROOT
 
 TRN1_8B = "recipe=llama3_8b_cpt_trn1"
@@ -61,7 +62,7 @@ def test_eks_submit_status_logs_stop_through_kubectl(tmp_path):
     out, log = tmp_path / "out", tmp_path / "calls.log"
     path = fake_tools(tmp_path / "bin", log, {"kubectl": 'echo "pytorchjob.kubeflow.org/x configured"'})
     image = "cluster.image=123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-launch:trainium1-0.1.0"
-    common = [TRN1_8B, "cluster=eks", image]
+    common = [TRN1_8B, "cluster=eks", image, *cluster_inputs("eks", "cpt")]
     done = llm_launch(out, *common, "action=submit", path=path)
     assert done.returncode == 0, done.stderr
     record = json.loads((out / "submissions.jsonl").read_text().splitlines()[-1])
@@ -72,7 +73,7 @@ def test_eks_submit_status_logs_stop_through_kubectl(tmp_path):
     assert calls == [
         f"kubectl apply -f {out / 'pytorchjob.yaml'}",
         "kubectl get pytorchjob llama3-8b-cpt-trn1 -n default -o wide",
-        "kubectl logs -n default -l training.kubeflow.org/job-name=llama3-8b-cpt-trn1 --prefix --tail=200 "
+        "kubectl logs -n default -l llm-launch/job=llama3-8b-cpt-trn1 --prefix --tail=200 "
         "--max-log-requests=64",
         f"kubectl delete -f {out / 'pytorchjob.yaml'} --ignore-not-found",
     ]
@@ -81,12 +82,13 @@ def test_eks_submit_status_logs_stop_through_kubectl(tmp_path):
 def test_missing_kubectl_or_unreachable_cluster_is_one_line_exit_2(tmp_path):
     image = "cluster.image=123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-launch:trainium1-0.1.0"
     (tmp_path / "empty").mkdir()
-    missing = llm_launch(tmp_path / "a", TRN1_8B, "cluster=eks", image, "action=submit", path=str(tmp_path / "empty"))
+    eks = ["cluster=eks", *cluster_inputs("eks", "cpt")]
+    missing = llm_launch(tmp_path / "a", TRN1_8B, *eks, image, "action=submit", path=str(tmp_path / "empty"))
     assert missing.returncode == 2 and "kubectl is not on PATH" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     path = fake_tools(tmp_path / "bin", tmp_path / "log", {
         "kubectl": 'echo "The connection to the server localhost:8080 was refused" >&2; exit 1'})
-    down = llm_launch(tmp_path / "b", TRN1_8B, "cluster=eks", image, "action=submit", path=path)
+    down = llm_launch(tmp_path / "b", TRN1_8B, *eks, image, "action=submit", path=path)
     assert down.returncode == 2 and "Traceback" not in down.stderr
     assert down.stderr.strip().splitlines()[-1] == ("llm-launch: kubectl apply failed: The connection to the "
                                                     "server localhost:8080 was refused")
@@ -98,7 +100,7 @@ def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(
     gone = 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1'
     path = fake_tools(tmp_path / "bin", log, {"sbatch": "echo 4242", "squeue": gone, "scontrol": gone,
                                               "sacct": 'echo "CANCELLED by 0|None"', "scancel": ""})
-    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
+    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}", *cluster_inputs("slurm", "cpt")]
     done = llm_launch(out, *common, "action=submit", path=path)
     assert done.returncode == 0, done.stderr
     (out / "slurm-4242.out").write_text("step=1 loss=3.0\n")
@@ -122,7 +124,7 @@ def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothin
                                               "scancel": ""})
     out.mkdir(parents=True)
     (out / "submissions.jsonl").write_text('{"cluster": "slurm", "job_id": "7", "log": "x"}\n')
-    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}"]
+    common = [TRN1_8B, "cluster=slurm", f"cluster.slurm.shared_dir={tmp_path / 'fsx'}", *cluster_inputs("slurm", "cpt")]
     for action in ("status", "stop"):
         done = llm_launch(out, *common, f"action={action}", path=path)
         assert done.returncode == 2 and done.stderr.strip() == ("llm-launch: squeue failed: slurm_load_jobs error: "
@@ -133,6 +135,7 @@ def test_slurm_status_and_stop_with_the_controller_down_say_so_and_cancel_nothin
 @pytest.mark.parametrize("field, value", [("cluster.slurm.partition", "'x\"; rm -rf / #'"),
                                           ("cluster.slurm.account", "'$(id)'")])
 def test_slurm_names_outside_the_slurm_alphabet_are_refused(tmp_path, field, value):
-    done = llm_launch(tmp_path / "out", TRN1_8B, "cluster=slurm", "action=render", f"{field}={value}")
+    done = llm_launch(tmp_path / "out", TRN1_8B, "cluster=slurm", *cluster_inputs("slurm", "cpt"), "action=render",
+                      f"{field}={value}")
     assert done.returncode == 2 and f"error: {field}: " in done.stderr
     assert not (tmp_path / "out" / "launch.sbatch").exists()

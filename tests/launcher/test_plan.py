@@ -325,7 +325,7 @@ def test_gradient_sync_auto_syncs_ddp_once_per_step_and_keeps_fsdp_gradients_sha
 
 def test_explicit_modes_are_checked_against_the_backend(job_for):
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "parallelism.data_parallel=hsdp"))
-    assert [(p.field, "GPU strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
+    assert [(p.field, "torch-engine strategy" in p.message) for p in findings.problems] == [("parallelism.data_parallel", True)]
     findings, _ = validate(job_for("recipe=llama3_8b_cpt_trn1", "instance=ml.p5.48xlarge",
                                    "parallelism.data_parallel=ddp"))
     assert findings.problems == []

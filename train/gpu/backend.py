@@ -64,6 +64,9 @@ class GpuBackend(Backend):
         self.async_saves: AsyncCheckpointer | None = None
         ctx = self.ctx
         self.rank, self.world_size, self.dp_rank, self.dp_size = ctx.rank, ctx.world_size, ctx.dp_rank, ctx.dp_size
+        if self.is_main:
+            print(f"torch engine on {ctx.kind.name}: device {ctx.device}, process group {ctx.kind.process_group}",
+                  flush=True)
 
     def build(self, *, document_eos: int | None = None) -> None:
         cfg = self.job.training

@@ -87,6 +87,10 @@ class Engine:
             load_hf_weights(self.model, pretrained, tied=job.model.tie_word_embeddings)
         modules = list(stages) if frozen or not replicate else [replicate_stage(stage, par, ctx) for stage in stages]
         self.modules = modules
+        self.chunked_loss = cfg.loss_chunk_tokens > 0 and len(stages) == 1 and ctx.pp_size == 1
+        """training.loss_chunk_tokens: the stage computes the summed cross-entropy itself (validate refuses the rest)."""
+        if self.chunked_loss:
+            stages[0].loss_chunk_tokens = cfg.loss_chunk_tokens
         self.is_last_stage = any(s.is_last for s in stages)
         self.pipelined = ctx.pp_size > 1
         self.loss = ScaledLoss()
@@ -152,9 +156,15 @@ class Engine:
         """
         inputs, targets = inputs.to(self.ctx.device), targets.to(self.ctx.device)
         with _sync_context(self.modules[0], self.sync_every_microbatch or last), self.compute_precision():
-            summed = objective(self.modules[0](inputs), targets)
+            summed = self._summed(inputs, targets, objective)
         (summed * scale).backward()
         return summed.detach()
+
+    def _summed(self, inputs: torch.Tensor, targets: torch.Tensor, objective: Objective) -> torch.Tensor:
+        """One micro-batch's summed loss: by the stage in chunks (loss_chunk_tokens), else objective(logits)."""
+        if self.chunked_loss and objective is summed_cross_entropy:
+            return self.modules[0](inputs, targets)
+        return objective(self.modules[0](inputs), targets)
 
     @torch.no_grad()
     def eval_loss(self, batches: list[Batch], objective: Objective = summed_cross_entropy) -> torch.Tensor:
@@ -176,8 +186,7 @@ class Engine:
         else:
             for inputs, targets in batches:
                 with self.compute_precision():
-                    logits = self.modules[0](inputs.to(self.ctx.device))
-                total += objective(logits, targets.to(self.ctx.device))
+                    total += self._summed(inputs.to(self.ctx.device), targets.to(self.ctx.device), objective)
         for module in self.modules:
             module.train()
         return total

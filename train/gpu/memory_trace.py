@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,8 +72,13 @@ def _category_bytes(snapshot: dict) -> dict[str, float]:
     return folded
 
 
-def trace_step(job: JobConfig) -> dict[str, float]:
-    """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total."""
+def _quiet(_: str) -> None:
+    pass
+
+
+def trace_step(job: JobConfig, progress: Callable[[str], None] = _quiet) -> dict[str, float]:
+    """Peak bytes of rank 0 over one optimizer step, by category (parameters ... temporaries) and in total.
+    progress(line) hears of each phase as it starts (a 70B trace takes minutes)."""
     from llm_launch.launcher.devices import native_neuron
     from llm_launch.train.devices import neuron_on_cpu
     from llm_launch.train.gpu.engine import Engine
@@ -90,9 +97,11 @@ def trace_step(job: JobConfig) -> dict[str, float]:
         # Built and parallelised on the meta device (DeviceMesh needs real index tensors), then given fake storage.
         # Never wrapped in DDP (its reducer needs real tensors); a DDP job's buckets are stood in for below.
         ddp = wraps_ddp(job.parallelism, ctx)
+        progress(f"building and parallelising {job.model.name} on the meta device")
         engine = Engine(job, ctx, pipeline_microbatches=plan.pipeline_microbatches, init_weights=False,
                         replicate=False)
         with FakeTensorMode(allow_non_fake_inputs=True):  # the meta-built parameters become fake on to_empty
+            progress("giving the parameters fake storage; warm-up optimizer step (outside the trace)")
             engine.materialise(job)
             params = engine.parameters()
             optimizer = build_optimizer(params, job.training.optimizer, fused=ctx.kind.fused_adamw)
@@ -122,8 +131,10 @@ def trace_step(job: JobConfig) -> dict[str, float]:
             scale = 1.0 / (rows * seq * plan.gradient_accumulation)
             with tracker:
                 for i in range(count):
+                    progress(f"tracing micro-batch {i + 1} of {count} (forward and backward)")
                     tracker.reset_mod_stats()  # per micro-batch module stats; the peak is kept
                     engine.train_microbatch(ids, ids, scale, last=i == count - 1)
+                progress("tracing the optimizer step")
                 optimizer_step()
             snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
     folded = _category_bytes(snapshot)
@@ -144,7 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True, help="resolved job.yaml written by llm-launch")
     parser.add_argument("--out", required=True, type=Path, help="where the peak bytes by category are written (JSON)")
     args = parser.parse_args(argv)
-    write_text_atomic(args.out, json.dumps(trace_step(read_job(args.job))) + "\n")
+    started = time.monotonic()
+
+    def progress(line: str) -> None:  # llm-launch's stdout is ours: each phase shows as it starts
+        print(f"llm-launch: trace {time.monotonic() - started:6.1f} s: {line}", flush=True)
+
+    peak = trace_step(read_job(args.job), progress)
+    progress("done")
+    write_text_atomic(args.out, json.dumps(peak) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ rotary tables even when sequence parallelism shards their inputs.
 from __future__ import annotations
 
 import torch
+from llm_launch.train.chunked_loss import chunked_linear_cross_entropy
 from torch import nn
 
 
@@ -44,6 +45,9 @@ class CausalLMStage(nn.Module):
         """Ranks the sequence is split over between layers (tp under sequence parallelism)."""
         self.document_eos: int | None = None
         """With document masking: the EOS id that ends each packed document (a single-stage model only)."""
+        self.loss_chunk_tokens = 0
+        """training.loss_chunk_tokens: > 0 makes a last stage given targets return the summed loss, computed over
+        chunks of this many tokens without the full logits (train/chunked_loss.py)."""
 
     @property
     def is_first(self) -> bool:
@@ -53,7 +57,8 @@ class CausalLMStage(nn.Module):
     def is_last(self) -> bool:
         return self.lm_head is not None
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states, or logits (last stage); with targets and loss_chunk_tokens, the summed loss (last stage)."""
         hidden = self.model.embed_tokens(inputs) if self.is_first else inputs
         seq_len = inputs.shape[1] if self.is_first else inputs.shape[1] * self.sequence_shards
         mask = None
@@ -64,6 +69,9 @@ class CausalLMStage(nn.Module):
         rotary = self.model.rotary_emb(hidden, positions)
         for layer in self.model.layers.values():
             hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary)
+        if self.is_last and targets is not None and self.loss_chunk_tokens > 0:
+            return chunked_linear_cross_entropy(self.model.norm(hidden), self.lm_head.weight, targets,
+                                                self.loss_chunk_tokens)
         if self.is_last:
             return self.lm_head(self.model.norm(hidden))
         return hidden

@@ -1,7 +1,9 @@
-"""EKS: a Kubeflow PyTorchJob (with its ConfigMap) for `kubectl apply -f`.
+"""EKS: a Kubeflow PyTorchJob, a Kubeflow Trainer TrainJob or a HyperPodPyTorchJob (with its ConfigMap) for
+`kubectl apply -f`.
 
-checks.py checks the settings, paths.py names the job and its container paths, render.py writes
-pytorchjob.yaml, runner.py applies, inspects and deletes it with kubectl.
+checks.py checks the settings, paths.py names the job and its container paths, pods.py builds what every kind's
+pods hold, rendezvous.py how their nodes meet, pytorchjob.py / trainjob.py / hyperpod.py the job of each kind,
+render.py writes the manifest, runner.py applies, inspects and deletes it with kubectl.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from llm_launch.launcher.problems import Findings
 
 
 class EksCluster(RemoteCluster):
-    """cluster=eks: a PyTorchJob on a Kubernetes cluster with the training operator."""
+    """cluster=eks: a job on a Kubernetes cluster with the Kubeflow or HyperPod training operator."""
 
     kind = "eks"
     runner = eks_runner
+    runs_cpu_nodes = True
 
     def check_settings(self, job: JobConfig, out: Findings) -> None:
         check_eks(job, out)

@@ -1,6 +1,7 @@
 """Checks of the EKS settings a rendered PyTorchJob relies on, reported with every other problem.
 
 Name rules: https://kubernetes.io/docs/concepts/overview/working-with-objects/names/
+Labels: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
 Quantities: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
 """
 
@@ -8,20 +9,39 @@ from __future__ import annotations
 
 import re
 
+from llm_launch.launcher.clusters.eks.paths import shared_storage
+from llm_launch.launcher.clusters.locations import check_locations
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import is_trainium
 from llm_launch.launcher.problems import Findings
 
 K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 K8S_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+K8S_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 K8S_QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 
 
 def check_eks(job: JobConfig, out: Findings) -> None:
-    """Node label, run policy, names, mounts and the shared volume."""
+    """Node label, run policy, names, mounts, the shared volume, the job kind and where inputs are read."""
     eks, inst = job.cluster.eks, job.instance
     if inst.accelerator != "cpu" and not inst.eks_label:
         out.error("instance", f"{inst.name} has no EKS node label; pick a catalog instance type")
+    if inst.accelerator == "cpu" and not eks.node_selector:
+        out.warn("cluster.eks.node_selector", f"{inst.name} pods may land on any node; set "
+                 "cluster.eks.node_selector={eks.amazonaws.com/nodegroup: <your CPU node group>}")
+    for key, value in eks.node_selector.items():
+        if not K8S_LABEL_KEY.fullmatch(str(key)) or not K8S_LABEL_VALUE.fullmatch(str(value)):
+            out.error("cluster.eks.node_selector", f"'{key}: {value}' is not a Kubernetes label (key: [prefix/]name, "
+                      "value: at most 63 letters, digits, '-', '_', '.')")
+    if eks.job_kind != "pytorchjob" and eks.elastic:
+        how = "its torch plugin has no elastic policy" if eks.job_kind == "trainjob" else \
+            "its nodes meet through the operator (hyperpodrun)"
+        out.error("cluster.eks.elastic", f"applies to job_kind=pytorchjob only ({eks.job_kind}: {how}); "
+                  "set cluster.eks.elastic=false")
+    if eks.job_kind == "trainjob" and not K8S_SUBDOMAIN.fullmatch(eks.training_runtime):
+        out.error("cluster.eks.training_runtime", f"'{eks.training_runtime}' is not a Kubernetes object name")
+    check_locations(job, out, "eks", shared_storage(job), this_machine_only=True)
     for key, value in (("cluster.eks.backoff_limit", eks.backoff_limit),
                        ("cluster.eks.ttl_seconds_after_finished", eks.ttl_seconds_after_finished)):
         if not 0 <= value < 2**31:

@@ -7,8 +7,9 @@ https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from llm_launch.launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, container_job, data_channel_of
+from llm_launch.launcher.clusters.sagemaker.paths import CONTAINER_JOB_YAML, DATA_ROOT, container_job, data_channel_of
 from llm_launch.launcher.clusters.sagemaker.render import JOB_TAG, build_request
 from llm_launch.launcher.clusters.sagemaker.request_model import partition_of, request_problems, sagemaker_regions
 from llm_launch.launcher.config.schema import JobConfig
@@ -75,7 +76,11 @@ def check_locations(job: JobConfig, out: Findings) -> None:
                       f"define; set cluster.sagemaker.channels.{channel}=s3://<bucket>/<prefix>")
         elif path and not channel and not path.startswith("s3://"):  # s3:// data is read directly; validate
             # refuses s3:// tokenizer and model folders
-            out.warn(key, f"{path} is not under /opt/ml/input/data/<channel>; the image must already hold it")
+            if Path(path).exists():
+                out.error(key, f"{path} is on this machine, which the training job cannot read; upload it to S3, set "
+                          f"cluster.sagemaker.channels.<name>=s3://<bucket>/<prefix> and {key}={DATA_ROOT}/<name>")
+            else:
+                out.warn(key, f"{path} is not under {DATA_ROOT}/<channel>; the image must already hold it")
 
 
 def check_limits(job: JobConfig, out: Findings) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from llm_launch.launcher.clusters.locations import check_locations
 from llm_launch.launcher.clusters.remote import RemoteCluster
 from llm_launch.launcher.clusters.slurm import runner as slurm_runner
 from llm_launch.launcher.clusters.slurm.checks import check_slurm
@@ -28,6 +29,7 @@ class SlurmCluster(RemoteCluster):
 
     def check_settings(self, job: JobConfig, out: Findings) -> None:
         check_slurm(job, out)
+        check_locations(job, out, "slurm", job.cluster.slurm.shared_dir, this_machine_only=False)
 
     def resource_settings(self, job: JobConfig) -> list[tuple[str, str | None]]:
         return [("cluster.slurm.container_image", job.cluster.slurm.container_image)]

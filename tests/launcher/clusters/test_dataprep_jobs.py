@@ -7,6 +7,7 @@ import json
 
 import pytest
 import yaml
+from cluster_locations import cluster_inputs
 from llm_launch.launcher.clusters import CLUSTERS
 from llm_launch.launcher.render.command import launch_steps
 
@@ -21,6 +22,7 @@ def test_a_prepare_job_renders_the_dataprep_entrypoint_without_precompile(kind, 
     overrides = ["recipe=prepare_sample", f"cluster={kind}", "neuron.precompile=true",
                  f"instance={'ml.trn1.32xlarge' if remote else 'local_cpu'}"]
     overrides += list(CHANNEL_SOURCE) if kind == "sagemaker" else []
+    overrides += list(cluster_inputs("eks", "prepare")) if kind == "eks" else []
     job, files = render_job(job_for(*overrides), tmp_path)
     (step,) = launch_steps(job, "job.yaml")  # what each node runs (SageMaker's entry script builds it there)
     assert step[0] == "torchrun" and step[step.index("-m") + 1] == "llm_launch.dataprep.prepare"
@@ -37,7 +39,8 @@ def test_a_prepare_job_renders_the_dataprep_entrypoint_without_precompile(kind, 
 
 
 def test_a_training_job_on_trainium_is_precompiled(job_for, render_job, tmp_path):
-    _, files = render_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "neuron.precompile=true"), tmp_path)
+    _, files = render_job(job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "neuron.precompile=true",
+                                         *cluster_inputs("slurm", "cpt")), tmp_path)
     script = next(p for p in files if p.suffix == ".sbatch").read_text(encoding="utf-8")
     assert "neuron_parallel_compile" in script and "llm_launch.train.cpt" in script
 
@@ -46,6 +49,7 @@ def test_a_sagemaker_prepare_job_names_an_undefined_source_channel(job_for):
     from llm_launch.launcher.validate import validate
 
     findings, _ = validate(job_for("recipe=prepare_sample", "cluster=sagemaker", "instance=ml.trn1.32xlarge",
-                                   "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]"))
+                                   "data_prep.sources=[{name: web, path: /opt/ml/input/data/raw/web.jsonl}]",
+                                   "data_prep.tokenizer_path=/opt/ml/input/data/tokenizer"))
     assert [p.field for p in findings.problems] == ["data_prep.sources[0].path"]
     assert "channel 'raw'" in findings.problems[0].message

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster_locations import cluster_inputs
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.clusters import cluster_of
 from llm_launch.launcher.clusters.eks.render import manifests
@@ -97,7 +98,8 @@ def test_no_secret_in_rendered_files_or_output(tmp_path, cluster):
     out = tmp_path / "out"
     env = dict(os.environ, **SECRET_ENV)
     done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama3_8b_cpt_trn1", f"cluster={cluster}",
-                           "action=render", f"output_dir={out}", "cluster.eks.hf_token_secret=hf-token"],
+                           "action=render", f"output_dir={out}", "cluster.eks.hf_token_secret=hf-token",
+                           *cluster_inputs(cluster, "cpt")],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     texts = [done.stdout, done.stderr] + [p.read_text() for p in out.iterdir() if p.is_file()]
@@ -108,8 +110,9 @@ def test_no_secret_in_rendered_files_or_output(tmp_path, cluster):
 
 @pytest.mark.parametrize("overrides", [
     ("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker"),
-    ("recipe=llama3_8b_cpt_trn1", "cluster=eks", "cluster.eks.elastic=true", "cluster.eks.rdzv_backend=etcd"),
-    ("recipe=llama2_70b_cpt_trn1", "cluster=slurm", "neuron.precompile=true"),
+    ("recipe=llama3_8b_cpt_trn1", "cluster=eks", "cluster.eks.elastic=true", "cluster.eks.rdzv_backend=etcd",
+     *cluster_inputs("eks", "cpt")),
+    ("recipe=llama2_70b_cpt_trn1", "cluster=slurm", "neuron.precompile=true", *cluster_inputs("slurm", "cpt")),
     ("recipe=smoke_allreduce",),
 ])
 def test_rendering_is_deterministic(job_for, tmp_path, overrides, render_job):

@@ -45,6 +45,12 @@ def test_traced_plan_prints_categories(cli):
     assert "memory/device (traced)" in result.stdout
     for part in ("parameters", "gradients", "optimizer", "activations", "temporaries"):
         assert part in result.stdout
+    progress = [line for line in result.stdout.splitlines() if line.startswith("llm-launch: trace ")]
+    assert [line.split(": ", 2)[2] for line in progress] == [  # each phase as it starts: a 70B trace takes minutes
+        "building and parallelising tiny_llama on the meta device",
+        "giving the parameters fake storage; warm-up optimizer step (outside the trace)",
+        "tracing micro-batch 1 of 2 (forward and backward)", "tracing micro-batch 2 of 2 (forward and backward)",
+        "tracing the optimizer step", "done"]
 
 
 def test_plain_ddp_holds_whole_gradients_from_the_start_like_its_buckets(job_for, cli):
@@ -61,7 +67,7 @@ def test_plain_ddp_holds_whole_gradients_from_the_start_like_its_buckets(job_for
 
 
 @pytest.mark.parametrize("overrides, phrase", [
-    (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the GPU engine"),
+    (("recipe=llama2_70b_cpt_trn1", "plan.memory=traced"), "traced follows the torch engine"),
 ], ids=["trainium"])
 def test_traced_refuses_what_it_cannot_trace(cli, overrides, phrase):
     result = cli(*overrides)

@@ -6,11 +6,14 @@ import copy
 
 import pytest
 import yaml
+from cluster_locations import cluster_inputs
 from crd_schema import launcher_errors, pytorchjob_errors
 from llm_launch.launcher.clusters.eks.render import manifests
 from llm_launch.launcher.topology import topology_of
 
 SMOKE = "recipe=smoke_allreduce"
+EKS_INPUTS = cluster_inputs("eks", "sft")
+"""Data, tokenizer and model on the PVC, where the pods read them."""
 VARIANTS = {
     "gpu_master_worker": (SMOKE, "instance=ml.p5.48xlarge", "trainer.num_nodes=2"),
     "gpu_single_node_master_only": (SMOKE, "instance=ml.g5.12xlarge"),
@@ -32,7 +35,7 @@ VARIANTS = {
 
 @pytest.fixture(params=sorted(VARIANTS))
 def rendered(request, job_for, render_job):
-    job = job_for(*VARIANTS[request.param], "cluster=eks", "action=render")
+    job = job_for(*VARIANTS[request.param], "cluster=eks", *EKS_INPUTS, "action=render")
     remote, files = render_job(job)
     docs = list(yaml.safe_load_all(files[-1].read_text()))
     return request.param, remote, docs

@@ -4,6 +4,7 @@ write than Slurm waits between SIGTERM and SIGKILL (KillWait) or than the time-l
 from __future__ import annotations
 
 import pytest
+from cluster_locations import cluster_inputs
 from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
 from llm_launch.launcher.validate import validate
 
@@ -22,16 +23,19 @@ def test_not_a_slurm_time(text):
         seconds_of(text)
 
 
+SLURM_INPUTS = cluster_inputs("slurm", "cpt")
+
+
 def test_plan_warns_when_a_checkpoint_outlasts_the_kill_grace(job_for):
     """Llama 3 70B: ~847 GB of weights and Adam moments, ~847 s at 1 GB/s: longer than KillWait (30 s) and
     than the default 300 s between --signal and the time limit."""
-    findings, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm"))
+    findings, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm", *SLURM_INPUTS))
     assert not findings.problems, findings.problems
     kill, signal = (next(w for w in findings.warnings if w.startswith(key)) for key in
                     ("cluster.slurm.kill_wait_s:", "cluster.slurm.signal_before_s:"))
     assert "a checkpoint of llama3_70b (~847 GB) takes ~847 s to write at 1 GB/s" in kill
     assert "longer than the cluster's KillWait of 30 s" in kill
     assert "set cluster.slurm.signal_before_s=907 or more" in signal
-    quick, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm",
+    quick, _ = validate(job_for("recipe=llama2_70b_cpt_trn1", "model=llama3_70b", "cluster=slurm", *SLURM_INPUTS,
                                 "cluster.slurm.checkpoint_write_gbps=50", "cluster.slurm.kill_wait_s=60"))
     assert not [w for w in quick.warnings if w.startswith(("cluster.slurm.kill_wait_s", "cluster.slurm.signal"))]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from cluster_locations import cluster_inputs
 
 
 def step_of(script: str) -> tuple[list[str], list[str]]:
@@ -35,7 +36,8 @@ TRN2_CONTAINER = ("recipe=llama3_8b_cpt_trn1", "instance=ml.trn2.48xlarge", "clu
       "cluster.slurm.python=/fsx/venvs/llm/bin/python", "cluster.slurm.signal_before_s=0"), 8, 8, 29400, 1),
 ])
 def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, nodes, nproc, port, steps, render_job):
-    job = job_for(*overrides, "cluster=slurm", "cluster.slurm.shared_dir=/", "action=render")
+    job = job_for(*overrides, "cluster=slurm", "cluster.slurm.shared_dir=/", *cluster_inputs("slurm", "cpt"),
+                  "action=render")
     remote, files = render_job(job, tmp_path)
     script = files[-1].read_text()
     assert subprocess.run(["bash", "-n", str(files[-1])]).returncode == 0
