@@ -27,6 +27,18 @@ def _close_keys(full_key: str, schema_cfg) -> str:
     return f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
 
 
+def _close_option(name: str, options: list[str]) -> str | None:
+    """The option of a config group a mistyped name most likely means: one that contains it whole (the EC2
+    instance name p5.48xlarge for the SageMaker ml.p5.48xlarge), else the closest spelling (difflib)."""
+    if not name:
+        return None
+    containing = [o for o in options if o.endswith(name) or o.startswith(name)]
+    if len(containing) == 1:
+        return containing[0]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def _first_line(text: str) -> str:
     return " ".join(text.strip().splitlines()[0].split()) if text.strip() else text
 
@@ -38,6 +50,9 @@ def problem_from_exception(exc: BaseException, schema_cfg=None, override: str | 
         name = (exc.missing_cfg_file or "").rpartition("/")[2]
         options = ", ".join(exc.options or [])
         fix = f"choose one of: {options}" if options else "check the config group name"
+        close = _close_option(name, exc.options or [])
+        if close:
+            fix = f"did you mean {group}={close}? Or {fix}"
         return Problem(override or group, f"no option '{name}' in group '{group}'; {fix}")
     if isinstance(exc, OverrideParseException):
         return Problem(override or "override", f"cannot parse override: {_first_line(str(exc))}")

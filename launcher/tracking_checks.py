@@ -15,6 +15,7 @@ from collections.abc import Callable
 from importlib.util import find_spec
 
 from llm_launch.launcher.config.schema import JobConfig, TrackingBackend, WandbMode
+from llm_launch.launcher.config.tracking import mlflow_folder_problem
 
 MLFLOW_EXTRA_HINT = "pip install 'llm-launch[mlflow]'"
 WANDB_EXTRA_HINT = "pip install 'llm-launch[wandb]'"
@@ -75,8 +76,11 @@ def mlflow_problem(job: JobConfig) -> str | None:
         return f"the mlflow client is not installed where the job runs; {MLFLOW_EXTRA_HINT}"
     uri = mlflow_tracking_uri(job)
     if uri is None:
-        return ("no tracking server: set tracking.mlflow.tracking_uri (http(s)://host:port, a folder, or a SageMaker "
-                "MLflow tracking server ARN) or MLFLOW_TRACKING_URI")
+        return ("no tracking server: set tracking.mlflow.tracking_uri (http(s)://host:port, sqlite:///<path>/mlflow.db, "
+                "or a SageMaker MLflow tracking server ARN) or MLFLOW_TRACKING_URI")
+    folder = mlflow_folder_problem(uri)
+    if folder:
+        return folder
     if uri.startswith(ARN_PREFIX):
         if find_spec("sagemaker_mlflow") is None:
             return f"a SageMaker MLflow tracking server ARN needs the sagemaker-mlflow plugin; {MLFLOW_EXTRA_HINT}"
@@ -87,7 +91,9 @@ def mlflow_problem(job: JobConfig) -> str | None:
     elif uri.startswith(("http://", "https://")):
         url = uri
     else:
-        return None  # a file store: a folder the job writes
+        if find_spec("sqlalchemy") is None:  # mlflow-skinny has no database stores
+            return f"a database tracking URI ({uri.split(':', 1)[0]}) needs the full mlflow package; pip install mlflow"
+        return None  # a database the job writes
     why = reach(url.rstrip("/") + ("/health" if url == uri else "/"))
     if why:
         return f"cannot reach the MLflow tracking server at {redact_uri(url)} ({why}); start it or fix the URI"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llm_launch.launcher.config.checks import Section
+from llm_launch.launcher.config.checks import Checks, Section
 from llm_launch.launcher.config.choices import choices
 
 TrackingBackend = choices("TrackingBackend", "tensorboard", "mlflow", "wandb")
@@ -15,18 +15,40 @@ WandbMode = choices("WandbMode", "online", "offline")
 """wandb.init's mode: online sends to the W&B server, offline writes the run under output_dir/wandb."""
 
 
+MLFLOW_URI_SCHEMES = ("arn:", "databricks", "sqlite:", "postgresql", "mysql", "mssql", "uc:")
+"""Tracking URIs without "://" that are not folders: SageMaker ARNs and the profile-style URIs MLflow accepts."""
+
+
+def mlflow_folder_problem(uri: str | None) -> str | None:
+    """What is wrong with an MLflow tracking URI that names a folder (file store), or None.
+
+    MLflow 3's FileStore raises "The filesystem tracking backend ... is in maintenance mode" when the first run
+    is created (mlflow/store/tracking/file_store.py, FileStore.__init__), i.e. minutes into a job;
+    https://mlflow.org/docs/latest/self-hosting/migrate-from-file-store names the database stores instead.
+    """
+    if not uri or not (uri.startswith("file:") or "://" not in uri and not uri.startswith(MLFLOW_URI_SCHEMES)):
+        return None
+    return (f"{uri!r} is a folder (MLflow file store), which MLflow 3 refuses when the run starts; use a database, "
+            "e.g. tracking.mlflow.tracking_uri=sqlite:///<shared folder>/mlflow.db, or a tracking server (http://host:5000)")
+
+
 @dataclass
 class MlflowConfig(Section):
     """An MLflow tracking server (pip install 'llm-launch[mlflow]')."""
 
     tracking_uri: str | None = None
-    """http(s)://host:port of a tracking server, a local folder (file store), or the ARN of a SageMaker
-    MLflow tracking server (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>, through the
+    """http(s)://host:port of a tracking server, a database (sqlite:///path/mlflow.db, postgresql://...), or the ARN
+    of a SageMaker MLflow tracking server (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>, through the
     sagemaker-mlflow plugin and the job's AWS credentials); None reads MLFLOW_TRACKING_URI where the job runs."""
     experiment: str | None = None
     """Experiment the run is recorded in; None uses job_name."""
     run_name: str | None = None
     """Name of the run; None uses job_name. A resumed job continues the same run (output_dir/mlflow_run.json)."""
+
+    def own_problems(self, checks: Checks) -> None:
+        why = mlflow_folder_problem(self.tracking_uri)
+        if why:
+            checks.error("tracking_uri", why)
 
 
 @dataclass

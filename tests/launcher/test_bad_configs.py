@@ -38,6 +38,10 @@ class Case:
 
 DPO = "recipe=tiny_llama_dpo"
 CASES = [
+    # --- issue 23: MLflow 3 refuses a folder store when the first run starts, minutes into the job
+    Case("mlflow_tracking_uri_is_a_folder",
+         ("tracking.backends=[mlflow]", "tracking.mlflow.tracking_uri=/tmp/mlruns"),
+         "tracking.mlflow.tracking_uri", "use a database, e.g. tracking.mlflow.tracking_uri=sqlite:///"),
     # --- issue 13: mistakes users make that used to get through
     # --- issue 28: the chunked loss runs where the stage computes it whole
     Case("chunked_loss_with_tensor_parallelism",
@@ -371,3 +375,34 @@ def test_job_name_with_the_default_output_folder_writes_nothing(name, phrase, tm
     assert phrase in result.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["outputs"]), "nothing but the empty outputs/ folder"
     assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("override, meant", [
+    ("instance=p5.48xlarge", "instance=ml.p5.48xlarge"),  # the EC2 name people type on EKS and Slurm
+    ("recipe=llama3_8b_cpt_trn", "recipe=llama3_8b_cpt_trn1"),
+    ("recipe=tiny_lama_sft", "recipe=tiny_llama_sft"),
+], ids=["ec2_instance_name", "recipe_prefix", "recipe_typo"])
+def test_a_mistyped_option_gets_did_you_mean(cli, override, meant):
+    result = cli(override)
+    assert_usage_error(result, override, f"did you mean {meant}?", 1)
+
+
+def test_help_names_suggest_and_own_recipes():
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "--help"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "action=suggest" in result.stdout and "suggest (rank" in result.stdout
+    assert "--config-dir <dir> recipe=<name>" in result.stdout
+
+
+def test_an_own_recipe_in_config_dir_is_found(tmp_path):
+    """What --help and docs/recipes say: <dir>/recipe/<name>.yaml runs with --config-dir <dir> recipe=<name>."""
+    (tmp_path / "recipe").mkdir()
+    text = (PROJECT_ROOT / "recipes" / "tiny_llama_sft.yaml").read_text().replace("job_name: tiny-llama-sft",
+                                                                                   "job_name: my-own-sft")
+    (tmp_path / "recipe" / "my_sft.yaml").write_text(text)
+    cmd = [sys.executable, "-m", "llm_launch.launcher.cli", "--config-dir", str(tmp_path), "recipe=my_sft",
+           "action=plan", f"output_dir={tmp_path / 'out'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Plan for my-own-sft" in result.stdout and (tmp_path / "out" / "plan.json").is_file()

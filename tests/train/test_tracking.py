@@ -194,3 +194,31 @@ def test_a_missing_client_or_key_is_named(tmp_path, monkeypatch, aws):
     assert tracking_checks.wandb_api_key(job) == ("k" + "0" * 39, None)
     job.tracking.wandb.api_key_secret = "no-such-secret"
     assert tracking_checks.wandb_api_key(job)[1].startswith("cannot read the API key from secret no-such-secret (")
+
+
+@pytest.mark.parametrize("uri", ["/tmp/mlruns", "mlruns", "file:///tmp/mlruns"])
+def test_a_folder_store_is_refused_before_training_with_the_fix(tmp_path, monkeypatch, uri):
+    """MLflow 3.x raises 'filesystem tracking backend ... maintenance mode' when the run starts; say so first,
+    also when the folder comes from MLFLOW_TRACKING_URI where the job runs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    job = _job(tmp_path, TrackingBackend.mlflow)
+    ((key, message),) = tracking_problems(job)
+    assert key == "tracking.mlflow.tracking_uri" and "sqlite:///" in message and "MLflow 3 refuses" in message
+    with pytest.raises(JobError, match="folder .MLflow file store."):
+        start_trackers(job, {}, tmp_path, open_runs=True)
+
+
+def test_a_sqlite_store_records_a_run(tmp_path, monkeypatch):
+    """The fix the folder message gives works with the installed mlflow."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # a database store keeps artifacts under ./mlruns of the working folder
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    job = _job(tmp_path, TrackingBackend.mlflow, uri=uri)
+    assert tracking_problems(job) == []
+    (tracker,) = start_trackers(job, {"world_size": 1}, tmp_path, open_runs=True)
+    tracker.log({"step": 1, "loss": 2.5}, 1)
+    tracker.finish({"final_loss": 2.5})
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("tracked").experiment_id])
+    assert run.data.metrics["loss"] == 2.5
