@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from llm_launch.launcher.config.schema import JobConfig, LoraConfig, ModelConfig
 from llm_launch.train.gpu.lora import apply_lora, merge_lora
+from llm_launch.train.convert.tokenizer_files import TOKENIZER_FILES
 from llm_launch.train.model import hf_config
 
 HF_DIR = "hf_model"
@@ -33,9 +34,6 @@ HF_DIR = "hf_model"
 
 SOURCE_CONFIG_FILES = ("config.json", "generation_config.json")
 """Copied from the pretrained source into the export as they are."""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")
-"""The files of a Hugging Face tokenizer folder (those transformers' tokenizers save); copied as they are."""
 
 
 def _fresh_model(model: ModelConfig, lora: LoraConfig | None, tokenizer_path: str | None = None) -> torch.nn.Module:
