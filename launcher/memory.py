@@ -34,6 +34,9 @@ rules within 10% of the traced peaks. The rules:
   them split on Trainium.
 * LoRA (training.lora): the frozen base weights are held as above, but gradients and Adam state
   (and FSDP's reduce-scatter buffer) exist only for the adapters, r x (in + out) per target layer.
+* training.precision=fp8 (torchao float8 with rowwise scaling) counts as bf16: rowwise scaling keeps
+  the bf16 inputs and weights for backward and FSDP2 all-gathers bf16 weights (torchao's float8
+  all-gather works with tensorwise scaling only, https://github.com/pytorch/torchtitan/blob/main/docs/float8.md).
 * A job fits when the total stays within 90% of the device's memory; the rest is left to
   the runtime, allocator fragmentation and (on Trainium) compiler scratch.
 """
@@ -184,7 +187,7 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
     """Estimate one device's peak memory for a layout of a workload (see the module docstring)."""
     params = _stage_params(work, layout)
     shard = shard_degree(layout)
-    compute_bytes = 2 if work.precision == "bf16" else 4
+    compute_bytes = 2 if work.precision in ("bf16", "fp8") else 4  # fp8: bf16 weights, activations, all-gather
     fsdp = layout.data_parallel in ("fsdp", "hsdp") and not work.nxd
 
     trained = _trained_params(work, layout, params)[0]

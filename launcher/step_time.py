@@ -91,6 +91,18 @@ def peak_tflops_per_rank(job: JobConfig, ranks_per_node: int) -> float | None:
     return inst.bf16_tflops_per_accelerator * inst.accelerators_per_node / ranks_per_node
 
 
+def fp8_saved_flops_per_token(job: JobConfig) -> float:
+    """With training.precision=fp8: the bf16-equivalent FLOPs per token saved by running the decoder layers' linear
+    layers (6 x their parameters per token) at the FP8 peak instead of the bf16 one. Attention's score and value
+    matmuls, the output projection and recompute stay bf16, as torchao's float8 training leaves them. 0 otherwise."""
+    inst = job.instance
+    if job.training.precision != "fp8" or not inst.fp8_tflops_per_accelerator or not inst.bf16_tflops_per_accelerator:
+        return 0.0
+    counts = param_counts(job.model)
+    fp8_matmuls = 6 * counts.num_layers * counts.per_layer
+    return fp8_matmuls * (1 - inst.bf16_tflops_per_accelerator / inst.fp8_tflops_per_accelerator)
+
+
 def recompute_flops_per_token(job: JobConfig, mode: str) -> float:
     """FLOPs per token that activation checkpointing runs again in backward."""
     model, seq = job.model, job.training.seq_len
@@ -132,12 +144,13 @@ def estimate_step_time(job: JobConfig, layout: Layout, grad_accum: int) -> StepT
     peak = peak_tflops * 1e12
     tokens_per_step = train.global_batch_size * train.seq_len
     per_token = flops_per_token(model, train.seq_len) + recompute_flops_per_token(job, layout.activation_checkpointing)
+    per_token -= fp8_saved_flops_per_token(job)
     compute = per_token * tokens_per_step / (topo.world_size * peak * job.trainer.assumed_mfu)
     microbatches = layout.pp_microbatches or grad_accum
     bubble = compute * (topo.pp - 1) / (layout.virtual_pp * microbatches) if topo.pp > 1 else 0.0
 
     links = _links(job, topo.ranks_per_node)
-    compute_bytes = 2 if train.precision == "bf16" else 4
+    compute_bytes = 2 if train.precision in ("bf16", "fp8") else 4
     activation_bytes = layout.micro_batch_size * train.seq_len * model.hidden_size * compute_bytes
     layers = math.ceil(model.num_layers / topo.pp)
 

@@ -195,6 +195,8 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
     if not nxd and par.pp > 1 and job.model.tie_word_embeddings:
         out.error("parallelism.pp", "tied input and output embeddings live on the first and last stage; "
                   "use pp=1 for this model")
+    if job.training.precision == "fp8":
+        _check_fp8(job, out, nxd)
     if acc == "cpu" and job.training.precision == "bf16":
         out.warn("training.precision", "bf16 on CPU is about 12x slower than fp32 on these machines")
     if par.data_parallel == "hsdp" and job.trainer.num_nodes == 1:
@@ -206,6 +208,21 @@ def _check_backend(job: JobConfig, out: Findings) -> None:
             out.warn("parallelism.data_parallel", f"hsdp with tp {topo.tp} and {topo.ranks_per_node} ranks per node "
                      "leaves no data-parallel rank to shard over inside a node: every replica holds the whole training "
                      f"state (pure replication over {replicate}); use fsdp to shard across nodes, or a smaller tp")
+
+
+def _check_fp8(job: JobConfig, out: Findings, nxd: bool) -> None:
+    """training.precision=fp8 runs torchao's float8 linear layers on FP8 tensor cores (H100/H200) with FSDP2 or DDP."""
+    inst, par = job.instance, job.parallelism
+    if inst.accelerator != "nvidia" or nxd:
+        out.error("training.precision", f"fp8 training runs on NVIDIA H100/H200 GPUs (torchao float8); {inst.name} has "
+                  f"{inst.accelerator_name or inst.accelerator}; use bf16 or an ml.p5/p5e/p5en instance")
+    elif not inst.fp8_tflops_per_accelerator:
+        out.error("training.precision", f"fp8 needs FP8 tensor cores (H100/H200: ml.p5, p5e, p5en); {inst.name} has "
+                  f"{inst.accelerator_name or 'a GPU'} without an FP8 figure in the catalog "
+                  "(instance.fp8_tflops_per_accelerator); use bf16")
+    elif par.tp > 1 or par.pp > 1 or job.training.lora.enabled:
+        out.error("training.precision", "fp8 is wired for FSDP2/DDP without tensor or pipeline parallelism and "
+                  "without LoRA; set parallelism.tp=1, pp=1 and lora.enabled=false, or use bf16")
 
 
 def _check_task_data(job: JobConfig, out: Findings) -> None:

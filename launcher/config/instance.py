@@ -37,6 +37,9 @@ class InstanceConfig(Section):
     """Memory per accelerator in GiB (for cpu: host memory usable per process)."""
     bf16_tflops_per_accelerator: float | None = None
     """Dense bf16 peak per accelerator in TFLOP/s, the MFU denominator; None if unknown."""
+    fp8_tflops_per_accelerator: float | None = None
+    """Dense FP8 Tensor Core peak per accelerator in TFLOP/s (no sparsity); None where the GPU has no FP8 tensor cores
+    (A100, A10G) or no figure: training.precision=fp8 is refused there."""
     bf16_tflops_per_core: float | None = None
     """Trainium: dense bf16 peak of one physical NeuronCore's tensor engine in TFLOP/s. On the native (TorchNeuron)
     stack the MFU denominator per rank is this x LNC, the figure torchtitan uses for Trainium (so MFU compares
@@ -68,7 +71,8 @@ class InstanceConfig(Section):
                         cores_per_accelerator=self.cores_per_accelerator)
         checks.at_least(0, efa_interfaces=self.efa_interfaces)
         checks.positive(device_memory_gib=self.device_memory_gib,
-                        bf16_tflops_per_accelerator=self.bf16_tflops_per_accelerator)
+                        bf16_tflops_per_accelerator=self.bf16_tflops_per_accelerator,
+                        fp8_tflops_per_accelerator=self.fp8_tflops_per_accelerator)
         checks.positive(bf16_tflops_per_core=self.bf16_tflops_per_core)
         if self.accelerator in LNC_ACCELERATORS:
             if self.logical_core_config not in (None, 1, 2):

@@ -10,7 +10,7 @@ from llm_launch.launcher.config.choices import choices
 from llm_launch.launcher.config.resilience import WatchdogConfig
 from omegaconf import MISSING
 
-Precision = choices("Precision", "bf16", "fp32")
+Precision = choices("Precision", "bf16", "fp32", "fp8")
 
 
 LrSchedule = choices("LrSchedule", "cosine", "linear", "constant")
@@ -231,7 +231,8 @@ class TrainingConfig(Section):
     micro_batch_size: int = 1
     """Samples per forward pass on one rank."""
     precision: Precision = Precision.bf16
-    """bf16 (mixed precision with fp32 master weights) or fp32."""
+    """bf16 (mixed precision with fp32 master weights), fp32, or fp8: bf16 plus the decoder layers' linear layers
+    in float8 with rowwise scaling (torchao float8 training; H100/H200 only, the optional extra `fp8`; docs/training.md)."""
     seed: int = 1234
     """Seed for weights init, data order and dropout."""
     log_every_n_steps: int = 1

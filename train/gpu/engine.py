@@ -49,7 +49,7 @@ class Engine:
         DDP wrapper (its C++ reducer needs real tensors; the memory trace stands in for its buckets)."""
         par, cfg = job.parallelism, job.training
         self.ctx = ctx
-        self.bf16 = cfg.precision == "bf16"
+        self.bf16 = cfg.precision in ("bf16", "fp8")  # fp8: bf16 plus float8 linear layers (train/gpu/fp8.py)
         # every_microbatch reduce-scatters each micro-batch's gradients (FSDP keeps them sharded);
         # last_microbatch syncs once per step (auto's choice under DDP; FSDP would hold unsharded gradients).
         self.sync_every_microbatch = par.gradient_sync == "every_microbatch"
@@ -78,6 +78,10 @@ class Engine:
         for stage in stages:
             if not pretrained and init_weights:
                 stage.to(ctx.device)
+            if cfg.precision == "fp8":
+                from llm_launch.train.gpu.fp8 import convert_to_float8  # torchao only for fp8 jobs
+
+                convert_to_float8(stage)
             parallelize_stage(stage, par, ctx, bf16=self.bf16, compile_layers=cfg.compile,
                               tied=bool(self.hf_config.tie_word_embeddings))
         self.stages = stages
