@@ -24,7 +24,6 @@ from llm_launch.train.convert.hf_io import CheckpointError, SafetensorsReader
 from llm_launch.train.convert.layout import HW_BACKENDS, ModelShape, ShardLayout, default_kv_replicator, layout_problems
 from llm_launch.train.convert.nxd import ConversionStats, default_threads
 from llm_launch.train.convert.output import output_problem, staged_output
-from llm_launch.train.convert.tokenizer_files import copy_tokenizer_files
 from llm_launch.train.convert.spec import (
     CONFIG_JSON,
     SpecError,
@@ -35,6 +34,7 @@ from llm_launch.train.convert.spec import (
     shape_of_hf_config,
     shape_of_model,
 )
+from llm_launch.train.convert.tokenizer_files import copy_tokenizer_files
 
 PROG = "llm-launch-convert"
 LAYOUT_FILE = "nxd_layout.json"

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from llm_launch.launcher.config.schema import JobConfig, LoraConfig, ModelConfig
-from llm_launch.train.gpu.lora import apply_lora, merge_lora
 from llm_launch.train.convert.tokenizer_files import TOKENIZER_FILES
+from llm_launch.train.gpu.lora import apply_lora, merge_lora
 from llm_launch.train.model import hf_config
 
 HF_DIR = "hf_model"
