@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from llm_launch.launcher.clusters.eks.render import EFA_RESOURCE
+from llm_launch.launcher.clusters.eks.pods import EFA_RESOURCE
 from llm_launch.launcher.config import store
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.tasks import TASKS
