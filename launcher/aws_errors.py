@@ -20,6 +20,9 @@ THROTTLE_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "Re
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
                 "InvalidClientTokenId", "SignatureDoesNotMatch"}
 BUCKET_CODES = {"NoSuchBucket"}
+KEY_ID_CODES = {"InvalidAccessKeyId"}
+"""S3's code for an access key ID that AWS does not have (deleted, mistyped, or of another partition or endpoint;
+https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList)."""
 MAX_DETAIL = 300
 _TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
 
@@ -52,6 +55,14 @@ def _client_error_line(what: str, exc, where: dict[str, str]) -> str:
         key = where.get("key", "the s3:// URI")
         return f"{what} failed: S3 bucket {bucket!r} does not exist (or is in another account); create it or " \
                f"check `{key}` ({said})"
+    if code == "403" and "bucket" in where:  # HeadBucket: a HEAD response has no body, so no error code
+        return f"{what} failed: AWS refused access to S3 bucket {where['bucket']!r}; check that the credentials are " \
+               "valid (`aws sts get-caller-identity`) and may list the bucket (s3:ListBucket), or fix " \
+               f"`{where.get('key', 'the s3:// URI')}` ({said})"
+    if code in KEY_ID_CODES:
+        return f"{what} failed: AWS does not know the access key ID these credentials use (deleted, mistyped, or " \
+               "of another account's partition); check AWS_ACCESS_KEY_ID or the profile's aws_access_key_id " \
+               f"(`aws configure list` shows which is used) or run `aws configure` ({said})"
     if code in DENIED_CODES:
         return f"{what} failed: AWS refused the request; check that your AWS identity (and profile) may do " \
                f"this in region {where.get('region', '?')} ({said})"

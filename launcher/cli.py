@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from llm_launch.launcher.aws_errors import aws_error_line
 from llm_launch.launcher.clusters import MANAGE_ACTIONS, cluster_of, manage
 from llm_launch.launcher.clusters.base import RunFailed, RunnerError
 from llm_launch.launcher.compose import to_job
@@ -143,6 +144,11 @@ def _hydra_entry(cfg: DictConfig) -> None:
         # https://docs.python.org/3/library/signal.html#note-on-sigpipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except Exception as exc:  # botocore's local errors (no such AWS_PROFILE, an unparsable ~/.aws/config)
+        problem = aws_config_problem(exc)
+        if problem is None:
+            raise
+        exit_with_problems([problem])
 
 
 def diagnose_overrides(overrides: list[str]) -> tuple[list[Problem], list[str]]:
@@ -229,6 +235,20 @@ def main() -> None:
         exit_with_problems(problems + problems_beside(accepted, reported))
     except OSError as exc:  # Hydra creates output_dir before the job's own checks run
         exit_with_problems([output_dir_problem(exc)])
+
+
+def aws_config_problem(exc: Exception) -> Problem | None:
+    """The one-line problem for the AWS configuration botocore could not read wherever the launcher asked AWS
+    (the plan's S3 data checks, submission), or None for any other exception."""
+    try:
+        from botocore import exceptions as bx
+    except ImportError:
+        return None
+    if isinstance(exc, bx.ProfileNotFound):
+        return Problem("AWS_PROFILE", aws_error_line("reading the AWS configuration", exc))
+    if isinstance(exc, bx.ConfigParseError):
+        return Problem("AWS_CONFIG_FILE", aws_error_line("reading the AWS configuration", exc))
+    return None
 
 
 def output_dir_problem(exc: OSError) -> Problem:

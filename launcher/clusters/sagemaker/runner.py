@@ -78,10 +78,35 @@ def submission_request(job: JobConfig, out_dir: Path, now: datetime) -> dict:
     return request
 
 
+def request_buckets(request: dict, code_uri: str) -> dict[str, str]:
+    """bucket -> the config key that names it, of the code prefix (job.yaml) and the output, checkpoint and
+    input channels the request uses."""
+    uris = [("cluster.sagemaker.s3_code_uri", code_uri),
+            ("cluster.sagemaker.s3_output_uri", request.get("OutputDataConfig", {}).get("S3OutputPath")),
+            ("cluster.sagemaker.s3_checkpoint_uri", request.get("CheckpointConfig", {}).get("S3Uri"))]
+    for channel in request.get("InputDataConfig", []):
+        uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
+        uris.append((f"cluster.sagemaker.channels.{channel.get('ChannelName', '?')}", uri))
+    found: dict[str, str] = {}
+    for key, uri in uris:
+        if uri and uri.startswith("s3://"):
+            found.setdefault(split_s3(uri)[0], key)
+    return found
+
+
+def check_buckets(request: dict, code_uri: str, region: str, s3) -> None:
+    """Every bucket the job writes to or reads from exists (HeadBucket), before anything is uploaded: SageMaker
+    accepts CreateTrainingJob with a missing one and the job fails minutes later."""
+    for bucket, key in request_buckets(request, code_uri).items():
+        _call(f"checking bucket {bucket}", s3.head_bucket, where={"region": region, "bucket": bucket, "key": key},
+              Bucket=bucket)
+
+
 def submit(job: JobConfig, out_dir: Path, now: datetime | None = None) -> dict:
     request = submission_request(job, out_dir, now or utc_now())
     name, region = request["TrainingJobName"], job.cluster.region
     session = make_session(region)
+    check_buckets(request, code_prefix(job, name), region, client(session, "s3", region))
     bucket, key = split_s3(code_prefix(job, name) + JOB_FILE)
     body = (out_dir / JOB_FILE).read_bytes()
     _call("uploading job.yaml", client(session, "s3", region).put_object,

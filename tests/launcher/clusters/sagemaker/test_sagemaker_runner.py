@@ -149,7 +149,7 @@ def test_a_missing_bucket_names_the_config_key(aws, job_for, tmp_path, render_jo
     container_job, _ = render_job(job, tmp_path)
     with pytest.raises(RunnerError) as caught:
         sagemaker.submit(container_job, tmp_path, now=NOW)
-    assert str(caught.value).startswith("uploading job.yaml failed: S3 bucket 'my-bucket' does not exist")
+    assert str(caught.value).startswith("checking bucket my-bucket failed: S3 bucket 'my-bucket' does not exist")
     assert "check `cluster.sagemaker.s3_code_uri`" in str(caught.value)
 
 
@@ -171,3 +171,63 @@ def test_bad_aws_config_ends_the_command_with_one_line_and_exit_2(aws, tmp_path,
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("missing, key", [
+    ("out-bucket", "cluster.sagemaker.s3_output_uri"),
+    ("data-bucket", "cluster.sagemaker.channels.train"),
+])
+def test_a_missing_output_or_data_bucket_is_named_before_anything_is_created(aws, job_for, tmp_path, render_job,
+                                                                             missing, key):
+    """Issue 23: SageMaker accepts CreateTrainingJob with a missing bucket and the job fails later."""
+    for bucket in {"my-bucket", "out-bucket", "data-bucket"} - {missing}:
+        boto("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    args = [a for a in REAL if not a.startswith(("cluster.sagemaker.s3_output_uri", "cluster.sagemaker.channels.train"))]
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *args,
+                  "cluster.sagemaker.s3_output_uri=s3://out-bucket/out",
+                  "cluster.sagemaker.channels.train=s3://data-bucket/train")
+    container_job, _ = render_job(job, tmp_path)
+    with pytest.raises(RunnerError) as caught:
+        sagemaker.submit(container_job, tmp_path, now=NOW)
+    assert str(caught.value).startswith(f"checking bucket {missing} failed: S3 bucket '{missing}' does not exist")
+    assert f"check `{key}`" in str(caught.value)
+    assert boto("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    assert "Contents" not in boto("s3").list_objects_v2(Bucket="my-bucket")  # nothing uploaded
+
+
+def test_an_unknown_access_key_id_names_the_fix(aws, job_for, tmp_path, render_job):
+    """S3's InvalidAccessKeyId (the endpoint answers as S3 does) gets the fix, not only AWS's words."""
+    boto("s3").create_bucket(Bucket="my-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+    body = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access '
+            'Key Id you provided does not exist in our records.</Message></Error>')
+    aws.fail("/my-bucket/code", 403, body, "application/xml")  # the upload of job.yaml
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
+    container_job, _ = render_job(job, tmp_path)
+    with pytest.raises(RunnerError) as caught:
+        sagemaker.submit(container_job, tmp_path, now=NOW)
+    message = str(caught.value)
+    assert "AWS does not know the access key ID" in message and "check AWS_ACCESS_KEY_ID" in message, message
+    assert "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist" in message, message
+    aws.reset()
+    aws.fail("/my-bucket", 403, "", "application/xml")  # HeadBucket: S3 sends no body, so no code either
+    with pytest.raises(RunnerError) as caught:
+        sagemaker.submit(container_job, tmp_path, now=NOW)
+    assert "AWS refused access to S3 bucket 'my-bucket'; check that the credentials are valid" in str(caught.value)
+
+
+@pytest.mark.parametrize("action", ["plan", "submit"])
+@pytest.mark.parametrize("setup, expected", [
+    ({"AWS_PROFILE": "nobody"}, "error: AWS_PROFILE: reading the AWS configuration failed: AWS profile 'nobody'"),
+    ({"AWS_CONFIG_FILE": "{bad}"}, "error: AWS_CONFIG_FILE: reading the AWS configuration failed: cannot parse"),
+])
+def test_bad_aws_config_at_plan_and_submit_is_one_line_exit_2(aws, tmp_path, setup, expected, action):
+    """Issue 23: validation (the S3 data checks) read the AWS config outside the one-line handling."""
+    (tmp_path / "config").write_text(BAD_CONFIG)
+    env = {**aws.env(), "PATH": "/usr/bin:/bin"}
+    env.update({k: v.format(bad=tmp_path / "config") for k, v in setup.items()})
+    done = subprocess.run([sys.executable, "-m", "llm_launch.launcher.cli", "recipe=llama3_8b_cpt_trn1",
+                           "cluster=sagemaker", *REAL, f"output_dir={tmp_path / 'out'}", f"action={action}"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Error executing job" not in done.stderr, done.stderr
+    assert expected in done.stderr, done.stderr
