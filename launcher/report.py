@@ -28,8 +28,8 @@ def memory_parts(mem: MemoryEstimate) -> str:
 def _item_table(title: str, rows: list[tuple[str, str]], warnings: list[str]) -> Table:
     """A two-column table of (item, value) rows, the plan's warnings last."""
     table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column("item", style="bold")
-    table.add_column("value")
+    table.add_column("item", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")  # long paths and URLs wrap whole, never cut with an ellipsis
     for name, value in rows:
         table.add_row(name, value)
     for warning in warnings:
@@ -125,7 +125,7 @@ def suggest_table(report: SuggestReport) -> Table:
              f"{report.rank_by.replace('_', ' ')} ({report.fitting} of {report.searched} fit)")
     table = Table(title=title, title_justify="left", box=box.SIMPLE, pad_edge=False)
     for name in ("#", "nodes", "tp", "pp", "vpp", "dp", "recompute", "mbs", "GiB", "step s", "tok/s", "$/Btok"):
-        table.add_column(name, justify="left" if name in ("dp", "recompute") else "right")
+        table.add_column(name, justify="left" if name in ("dp", "recompute") else "right", overflow="fold")
     for i, row in enumerate(report.rows, start=1):
         topo, layout = row.layout.topology, row.layout
         table.add_row(str(i), str(topo.num_nodes), str(topo.tp), str(topo.pp), str(layout.virtual_pp),

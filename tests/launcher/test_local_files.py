@@ -5,8 +5,10 @@ import shutil
 
 import pytest
 import torch
+from composed_job import compose_job
 from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.local_files import pretrained_problems, tokenizer_problems
+from llm_launch.train.model import hf_config
 from safetensors.torch import save_file
 
 TOKENIZER = PROJECT_ROOT / "data" / "sample" / "tokenizer"
@@ -16,7 +18,7 @@ TOKENIZER = PROJECT_ROOT / "data" / "sample" / "tokenizer"
 def model_dir(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text("{}")
+    hf_config(compose_job([], tmp_path / "out").model).save_pretrained(folder)  # the default recipe's model
     save_file({"a": torch.zeros(64, 64)}, folder / "model-00001-of-00002.safetensors")
     save_file({"b": torch.ones(8)}, folder / "model-00002-of-00002.safetensors")
     weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}

@@ -34,7 +34,9 @@ def test_remote_cpt_from_random_weights_warns_but_the_local_default_does_not(job
 
 def test_the_p5_sft_recipe_names_its_weights_and_submit_refuses_the_example(job_for):
     findings, _ = validate(job_for("recipe=llama2_7b_sft_p5_fsdp", "action=submit", *REAL))
-    assert weight_warnings(findings) == []
+    # The example channel cannot be read here (no AWS credentials): its config.json is left to the job.
+    (unchecked,) = weight_warnings(findings)
+    assert "config.json not checked before the job" in unchecked and "when it starts" in unchecked
     refused = {p.field: p.message for p in findings.problems}
     assert list(refused) == ["cluster.sagemaker.channels.model"]
     assert "documentation example" in refused["cluster.sagemaker.channels.model"]

@@ -34,6 +34,7 @@ from llm_launch.train.convert.spec import (
     shape_of_hf_config,
     shape_of_model,
 )
+from llm_launch.train.convert.tokenizer_files import copy_tokenizer_files
 
 PROG = "llm-launch-convert"
 LAYOUT_FILE = "nxd_layout.json"
@@ -236,6 +237,7 @@ def run_hf_to_nxd(args: argparse.Namespace, plan: Plan) -> ConversionStats:
         _write_config(tmp, plan.config_json, dtype)
         layout = {k: getattr(plan.layout, k) for k in ShardLayout.__dataclass_fields__}
         (tmp / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n", encoding="utf-8")
+        copy_tokenizer_files(args, tmp)  # carried, so that nxd-to-hf gives a folder that loads whole
     return stats
 
 
@@ -270,6 +272,7 @@ def run_nxd_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
                           max_shard_bytes=args.max_shard_size or threaded_shard_bytes(total, args.threads),
                           dtype=dtype, progress=bar.update, threads=args.threads)
         _write_config(tmp, plan.config_json, dtype)
+        copy_tokenizer_files(args, tmp)
     return stats
 
 
@@ -297,6 +300,7 @@ def run_dcp_to_hf(args: argparse.Namespace, plan: Plan) -> ConversionStats:
         stats = dcp_to_hf(source, tmp, plan.shape, max_shard_bytes=args.max_shard_size or _size(DEFAULT_MAX_SHARD),
                           dtype=dtype, progress=bar.update)
         _write_config(tmp, plan.config_json, dtype or first)
+        copy_tokenizer_files(args, tmp)
     return stats
 
 

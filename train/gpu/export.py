@@ -15,6 +15,7 @@ config.json, whose special-token ids are the tokenizer's (llm_launch.train.model
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
@@ -24,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from llm_launch.launcher.config.schema import JobConfig, LoraConfig, ModelConfig
+from llm_launch.train.convert.tokenizer_files import TOKENIZER_FILES
 from llm_launch.train.gpu.lora import apply_lora, merge_lora
 from llm_launch.train.model import hf_config
 
@@ -32,9 +34,6 @@ HF_DIR = "hf_model"
 
 SOURCE_CONFIG_FILES = ("config.json", "generation_config.json")
 """Copied from the pretrained source into the export as they are."""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")
-"""The files of a Hugging Face tokenizer folder (those transformers' tokenizers save); copied as they are."""
 
 
 def _fresh_model(model: ModelConfig, lora: LoraConfig | None, tokenizer_path: str | None = None) -> torch.nn.Module:
@@ -94,6 +93,21 @@ def gather_full_weights(module: torch.nn.Module, *, keep: bool, gather_stages: b
     return {k: v for p in parts or [] for k, v in (p or {}).items()}
 
 
+@contextlib.contextmanager
+def quiet_transformers_progress():
+    """Without transformers' "Writing model shards" tqdm bar (modeling_utils.save_pretrained), which otherwise
+    ends up in the job's log as carriage-return frames; the previous setting is restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def copy_tokenizer(tokenizer_path: str, out: Path) -> None:
     """The tokenizer folder's files, copied as they are (AutoTokenizer's save_pretrained for a folder without
     any of them, e.g. a hub name)."""
@@ -111,7 +125,8 @@ def write_hf_folder(model: torch.nn.Module, tokenizer_path: str, final: Path, so
     source's config.json and generation_config.json replace the ones save_pretrained writes."""
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    with quiet_transformers_progress():
+        model.save_pretrained(tmp, safe_serialization=True)
     if source:
         for name in SOURCE_CONFIG_FILES:
             if (Path(source) / name).is_file():

@@ -6,6 +6,8 @@ FSDP, each per decoder layer. Model code never changes; only the stages are wrap
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from llm_launch.launcher.config.schema import ParallelismConfig
 from llm_launch.launcher.devices import DeviceKind
@@ -82,6 +84,16 @@ def wraps_ddp(par: ParallelismConfig, ctx: Dist) -> bool:
     return par.data_parallel == "ddp" and ctx.dp_size > 1 and not uses_fsdp(par, ctx)
 
 
+def ddp_buffer_options() -> dict[str, bool]:
+    """DDP's option that turns off the buffer broadcast before every forward. torch 2.13 deprecates
+    broadcast_buffers (a FutureWarning from every rank) for forward_sync_buffers, which still syncs the buffers
+    once at init (torch/nn/parallel/distributed.py, DistributedDataParallel.__init__); older torch has only
+    broadcast_buffers."""
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> torch.nn.Module:
     """The module to train: the stage, or DDP around it. DDP copies rank 0's weights to the others when
     it is built, so it wraps the stage only once the weights are loaded."""
@@ -92,7 +104,7 @@ def replicate_stage(stage: CausalLMStage, par: ParallelismConfig, ctx: Dist) -> 
         # and broadcasting them cost a collective before every forward.
         # https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html
         ddp = DistributedDataParallel(stage, device_ids=device_ids, process_group=ctx.dp_mesh.get_group(),
-                                      gradient_as_bucket_view=True, broadcast_buffers=False)
+                                      gradient_as_bucket_view=True, **ddp_buffer_options())
         settle_ddp_buckets(ddp, ctx.device)
         return ddp
     return stage

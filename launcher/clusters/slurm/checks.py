@@ -1,7 +1,8 @@
 """Checks of the Slurm settings an sbatch script relies on, reported with every other problem.
 
 With action=submit the cluster itself is asked too (scontrol, on the login node): a time limit
-above the partition's MaxTime would leave the job pending forever (reason PartitionTimeLimit),
+above the partition's MaxTime or more nodes than its TotalNodes would leave the job pending forever,
+srun must have HyperPod's --auto-resume when cluster.slurm.hyperpod is set,
 and the cluster's KillWait is what a checkpoint must beat after scancel or preemption.
 sbatch options: https://slurm.schedmd.com/sbatch.html
 """
@@ -22,6 +23,8 @@ from llm_launch.launcher.problems import Findings
 SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 CHECKPOINT_BYTES_PER_PARAM = 12
 """fp32 weights and the two fp32 Adam moments a checkpoint holds per parameter (launcher/memory.py)."""
+AUTO_RESUME_OPTION = "--auto-resume"
+"""The srun option of SageMaker HyperPod's Slurm plugin that cluster.slurm.hyperpod=true puts on the step."""
 SIGNAL_RESOLUTION_S = 60
 """Slurm checks --signal once a minute, so the signal may come up to 60 s early (sbatch --signal)."""
 
@@ -112,5 +115,16 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
             out.error("cluster.slurm.time_limit", f"{slurm.time_limit} exceeds the {slurm_time(max_time)} MaxTime of "
                       f"partition {partition['PartitionName']}; set cluster.slurm.time_limit={slurm_time(max_time)} "
                       "or less")
+        total = partition.get("TotalNodes", "")
+        if total.isdigit() and job.trainer.num_nodes > int(total):  # sbatch would queue it forever (PartitionNodeLimit)
+            out.error("trainer.num_nodes", f"{job.trainer.num_nodes} nodes, but partition {partition['PartitionName']} "
+                      f"has {total} (TotalNodes); set trainer.num_nodes={total} or less, or pick another partition")
+    srun_help = tool_output(["srun", "--help"]) if slurm.hyperpod else ""
+    if srun_help and AUTO_RESUME_OPTION not in srun_help:
+        # HyperPod's SPANK plugin adds srun --auto-resume, and SPANK options are listed by srun --help
+        # (https://slurm.schedmd.com/spank.html#SECTION_SPANK-OPTIONS,
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-resiliency-slurm-auto-resume.html).
+        out.error("cluster.slurm.hyperpod", "this cluster's srun has no --auto-resume (the SageMaker HyperPod plugin): "
+                  "the job would fail when its step starts; set cluster.slurm.hyperpod=false on a plain Slurm")
     match = re.search(r"^KillWait\s*=\s*(\d+)", tool_output(["scontrol", "show", "config"]), re.MULTILINE)
     _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)

@@ -89,5 +89,9 @@ def stop(record: dict, out_dir: Path) -> None:
         print(f"llm-launch: Slurm job {job_id} had already ended ({known}); nothing to stop")
         return
     run_tool([require_tool("scancel", SLURM_HINT), job_id], "scancel")
+    if found.state == "PENDING":  # never started: no process to signal, nothing trained, no checkpoint
+        print(f"llm-launch: cancelled Slurm job {job_id} (was {found.describe()}); it had not started, so nothing "
+              "was trained")
+        return
     print(f"llm-launch: cancelled Slurm job {job_id} (was {found.state}); training saves a checkpoint on the "
           "SIGTERM it receives if it can within the cluster's KillWait")

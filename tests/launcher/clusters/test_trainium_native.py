@@ -8,7 +8,8 @@ import json
 
 import pytest
 import yaml
-from llm_launch.launcher.clusters.eks.render import EFA_RESOURCE
+from cluster_locations import cluster_inputs
+from llm_launch.launcher.clusters.eks.pods import EFA_RESOURCE
 from llm_launch.launcher.config import store
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.tasks import TASKS
@@ -45,7 +46,7 @@ def test_every_training_recipe_renders_for_trn2_native_on_its_cluster(recipe, jo
 
 
 def test_eks_requests_the_neuron_device_plugin_and_efa(job_for, render_job, tmp_path):
-    job = job_for("recipe=llama3_8b_dpo_p5_lora", TRN2, "cluster=eks", "trainer.num_nodes=2",
+    job = job_for("recipe=llama3_8b_dpo_p5_lora", TRN2, "cluster=eks", *cluster_inputs("eks", "dpo"), "trainer.num_nodes=2",
                   "training.global_batch_size=128", "action=render")
     _, files = render_job(job, tmp_path)
     (ptj,) = [d for d in yaml.safe_load_all(files[-1].read_text()) if d["kind"] == "PyTorchJob"]
@@ -59,7 +60,8 @@ def test_eks_requests_the_neuron_device_plugin_and_efa(job_for, render_job, tmp_
 
 
 def test_slurm_exports_the_native_environment_and_never_precompiles(job_for, render_job, tmp_path):
-    job = job_for("recipe=llama3_8b_cpt_trn1", TRN2, "cluster=slurm", "cluster.slurm.shared_dir=/fsx",
+    job = job_for("recipe=llama3_8b_cpt_trn1", TRN2, "cluster=slurm", *cluster_inputs("slurm", "cpt"),
+                  "cluster.slurm.shared_dir=/fsx",
                   "neuron.precompile=true", "action=render")
     assert any(str(w).startswith("neuron.precompile:") for w in validate(job)[0].warnings)
     _, files = render_job(job, tmp_path)
@@ -72,7 +74,7 @@ def test_slurm_exports_the_native_environment_and_never_precompiles(job_for, ren
 
 
 def test_trn1_keeps_nxd_and_its_precompile(job_for, render_job, tmp_path):
-    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", "cluster.slurm.shared_dir=/fsx",
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=slurm", *cluster_inputs("slurm", "cpt"), "cluster.slurm.shared_dir=/fsx",
                   "neuron.precompile=true", "action=render")
     _, files = render_job(job, tmp_path)
     assert read_job(files[0]).neuron.stack == "nxd"

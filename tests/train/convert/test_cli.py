@@ -161,3 +161,16 @@ def test_nxd_to_hf_default_gives_each_thread_a_file_for_models_over_a_gib():
     assert threaded_shard_bytes(int(2.2e9), 2) == int(1.1e9)  # the 1.1 B bf16 model: about a file per thread
     assert threaded_shard_bytes(500 * 1024 ** 2, 2) == gib  # small models stay one file
     assert threaded_shard_bytes(16 * 10 ** 9, 2) == 5 * gib  # large ones keep the 5GB default
+
+
+def test_tokenizer_files_go_through_hf_to_nxd_and_back(tmp_path):
+    """nxd-to-hf gives a folder with the source's tokenizer (issue 23), carried by hf-to-nxd's output."""
+    import shutil
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "hf")
+    shutil.copytree(PROJECT_ROOT / "data" / "sample" / "tokenizer", tmp_path / "hf", dirs_exist_ok=True)
+    assert convert("hf-to-nxd", "-i", tmp_path / "hf", "-o", tmp_path / "nxd", "--tp", 2) == 0
+    assert convert("nxd-to-hf", "-i", tmp_path / "nxd", "-o", tmp_path / "back") == 0
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "back" / name).read_bytes() == (tmp_path / "hf" / name).read_bytes()

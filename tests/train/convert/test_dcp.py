@@ -54,3 +54,21 @@ def _config(tmp_path, model):
     path = tmp_path / "config.json"
     model.config.to_json_file(path)
     return path
+
+
+def test_dcp_to_hf_gets_the_sources_tokenizer(tmp_path):
+    """The converted folder loads with AutoTokenizer when the source has a tokenizer (issue 23): here the
+    folder of --config, as for a job that started from a Hugging Face folder."""
+    import shutil
+
+    from llm_launch.launcher import PROJECT_ROOT
+    from transformers import AutoTokenizer
+
+    model = tiny_model(seed=3).train()
+    root = tmp_path / "checkpoints"
+    _engine_checkpoint(root, model)
+    config = _config(tmp_path, model)
+    shutil.copytree(PROJECT_ROOT / "data" / "sample" / "tokenizer", config.parent, dirs_exist_ok=True)
+    assert convert("dcp-to-hf", "-i", root, "-o", tmp_path / "hf", "--config", config) == 0
+    assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == (config.parent / "tokenizer.json").read_bytes()
+    assert AutoTokenizer.from_pretrained(tmp_path / "hf")("In the beginning").input_ids

@@ -61,3 +61,22 @@ def test_eval_of_the_export_in_a_pipeline_equals_the_runs_own_validation(trained
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["val_loss"] == pytest.approx(final_val, rel=1e-5)
     assert evaluated["val_ppl"] == pytest.approx(2.718281828 ** final_val, rel=1e-4)
+
+
+def test_the_export_writes_no_progress_bar_into_the_log(tmp_path, capfd):
+    """transformers' "Writing model shards" bar leaked into every export's log (issue 23)."""
+    from llm_launch.launcher import PROJECT_ROOT
+    from llm_launch.launcher.config.schema import ModelConfig
+    from llm_launch.train.gpu.export import write_hf_folder
+    from llm_launch.train.model import build_model
+    from transformers.utils import logging as hf_logging
+
+    tiny = ModelConfig(name="t", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    hf_logging.enable_progress_bar()
+    final = write_hf_folder(build_model(tiny, seed=0), str(PROJECT_ROOT / "data" / "sample" / "tokenizer"),
+                            tmp_path / "hf_model")
+    out, err = capfd.readouterr()
+    assert (final / "model.safetensors").is_file()
+    assert "Writing model shards" not in out + err and "\r" not in out + err
+    assert hf_logging.is_progress_bar_enabled()  # the setting is restored

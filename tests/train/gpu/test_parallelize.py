@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from llm_launch.launcher.config.schema import ModelConfig
-from llm_launch.train.gpu.parallelize import settle_ddp_buckets
+from llm_launch.train.gpu.parallelize import ddp_buffer_options, settle_ddp_buckets
 from llm_launch.train.gpu.stage import CausalLMStage
 from llm_launch.train.model import build_model
 from torch.nn.parallel import DistributedDataParallel
@@ -24,7 +24,7 @@ def single_rank_group(tmp_path):
 
 def _ddp() -> DistributedDataParallel:
     stage = CausalLMStage(build_model(TINY, seed=0), [0, 1], first=True, last=True)
-    return DistributedDataParallel(stage, gradient_as_bucket_view=True, broadcast_buffers=False)
+    return DistributedDataParallel(stage, gradient_as_bucket_view=True, **ddp_buffer_options())
 
 
 def test_ddp_buckets_are_rebuilt_before_the_first_training_step(single_rank_group):
@@ -40,3 +40,13 @@ def test_ddp_buckets_are_rebuilt_before_the_first_training_step(single_rank_grou
     ddp(ids).sum().backward()  # the first training step runs in the buckets every later step uses
     assert ddp._has_rebuilt_buckets
     assert all(torch.equal(p, reference[name]) for name, p in ddp.named_parameters())
+
+
+def test_ddp_is_built_without_a_deprecation_warning(single_rank_group):
+    """torch 2.13's FutureWarning for broadcast_buffers was printed once per rank of every DDP job (issue 23)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ddp = _ddp()
+    assert ddp.forward_sync_buffers is False

@@ -76,9 +76,11 @@ def _pretrained_errors(tmp_path, layout: dict | None, *overrides: str) -> list[s
     (layout None: a Hugging Face folder instead)."""
     import json
 
+    from llm_launch.train.model import hf_config
+
     folder = tmp_path / "pretrained"
     (folder / "model").mkdir(parents=True)
-    (folder / "config.json").write_text("{}")
+    hf_config(recipe_job("llama3_8b_cpt_trn1").model).save_pretrained(folder)  # hf-to-nxd copies the model's
     if layout is None:
         (folder / "model.safetensors").write_bytes(b"")
     else:

@@ -219,3 +219,36 @@ def test_stop_of_a_job_slurm_no_longer_knows_says_so(plain, tmp_path):
     done = cli(plain, out, *TINY, action="stop")
     assert done.returncode == 0, done.stderr
     assert "Slurm job 999999 had already ended" in done.stdout
+
+
+def test_more_nodes_than_the_partition_and_hyperpod_on_plain_slurm_are_refused_before_sbatch(plain, tmp_path):
+    """Issue 23: both used to be accepted; the first pended forever (PartitionNodeLimit), the second failed
+    after queuing with "srun: unrecognized option '--auto-resume=1'"."""
+    out = tmp_path / "run"
+    done = cli(plain, out, *TINY, "trainer.num_nodes=2", "training.global_batch_size=4",
+               "cluster.slurm.hyperpod=true", "training.checkpoint.every_n_steps=5", action="submit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert ("error: trainer.num_nodes: 2 nodes, but partition debug has 1 (TotalNodes); set trainer.num_nodes=1 "
+            "or less, or pick another partition") in done.stderr, done.stderr
+    assert "error: cluster.slurm.hyperpod: this cluster's srun has no --auto-resume" in done.stderr, done.stderr
+    assert not (out / "submissions.jsonl").exists()
+    assert plain.tool("squeue", "-h", "-t", "all", "-n", "tiny-llama-cpt").stdout.strip() == ""
+
+
+def test_stop_of_a_pending_job_does_not_talk_about_a_checkpoint(plain, tmp_path):
+    """A job submitted while its partition is down stays PENDING; stopping it says it never ran (issue 23)."""
+    out = tmp_path / "held"
+    args = [*TINY, "job_name=held-job", "training.max_steps=20"]
+    assert plain.tool("scontrol", "update", "PartitionName=debug", "State=DOWN").returncode == 0
+    try:
+        job_id = submitted(plain, out, *args)
+        wait_for(lambda: plain.tool("squeue", "-h", "-j", job_id, "-o", "%r").stdout.strip() not in ("", "None"),
+                 "the scheduler to give the job its pending reason")
+        assert slurm_state(plain, job_id) == "PENDING"
+        stop = cli(plain, out, *args, action="stop")
+    finally:
+        plain.tool("scontrol", "update", "PartitionName=debug", "State=UP")
+    assert stop.returncode == 0, stop.stderr
+    assert f"cancelled Slurm job {job_id} (was PENDING (PartitionDown)); it had not started, so nothing was trained" \
+        in stop.stdout, stop.stdout
+    assert "checkpoint" not in stop.stdout
