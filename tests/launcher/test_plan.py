@@ -258,6 +258,7 @@ def _portable_instances(job) -> tuple[str, str]:
     return ("local_gpu", "ml.trn1.2xlarge") if job.cluster.kind == "local" else ("ml.p5.48xlarge", "ml.trn1.32xlarge")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=[p.stem for p in TRAINING_RECIPES])
 def test_every_training_recipe_plans_on_a_gpu_and_on_a_trainium_type_by_changing_instance(recipe, job_for):
     job = job_for(f"recipe={recipe.stem}")
