@@ -11,6 +11,13 @@ Sections, each independent (one failing does not stop the others), each written 
   4. resume: a 20-step CPT continued from an exported Hugging Face folder, with a checkpoint at
      step 10; a second run stopped at step 10 and resumed must log the same losses for steps
      11-20 (bf16 tolerance), and its export must load in transformers.
+  5. profile: torch.profiler over 3 compiled steps of the engine (after 3 warm-up steps; bench/gpu_profile.py):
+     OUT/profile/trace.json and a kernel-time table by category (matmul, attention, norm/elementwise, optimizer,
+     communication, idle; bench/kernel_categories.py) in OUT/profile/kernels.{json,md}.
+  6. torchtitan: torchtitan's trainer on the same shape, rows, batch and precision (bench/torchtitan_run.py, compiled,
+     its wheel carried in .whl/ like Hydra's), for the engine / torchtitan tokens/s ratio.
+  7. engine_chunked_loss: the compiled run with training.loss_chunk_tokens=4096 (no full fp32 logits).
+  8. engine_fp8: the compiled run with training.precision=fp8 (torchao float8, rowwise; its wheel in .whl/), on H100/H200.
 
 Writes OUT/gpu_check.json and OUT/gpu_check.md. Usage: python bench/gpu_check.py --out DIR [--quick]
 (--quick: a few steps of each, to check the script itself; on CPU it also shrinks the model).
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -105,17 +113,24 @@ def environment() -> dict:
 
 def engine_args(gpu: bool, steps: int, micro_batch: int = 2) -> argparse.Namespace:
     args = argparse.Namespace(gpu=gpu, steps=steps, micro_batch=micro_batch, global_batch=8, nproc=1,
-                              parallelism="fsdp")
+                              parallelism="fsdp", compile=False)
     args.seq_len = 2048 if gpu else 256
     return args
 
 
+def with_overrides(overrides: list[str], extra: list[str]) -> list[str]:
+    """overrides with each key of extra replaced by extra's value (Hydra refuses a key given twice)."""
+    keys = {item.split("=", 1)[0] for item in extra}
+    return [item for item in overrides if item.split("=", 1)[0] not in keys] + list(extra)
+
+
 def engine_run(work: Path, name: str, gpu: bool, steps: int, warmup: int, compiled: bool,
-               micro_batch: int = 2) -> dict:
+               micro_batch: int = 2, extra: tuple[str, ...] = ()) -> dict:
     """One engine run of the bench model: step times, MFU, measured peak memory against the plan's."""
     args = engine_args(gpu, steps, micro_batch)
     out_dir = work / name
-    overrides = harness.engine_overrides(args, out_dir) + [f"training.compile={str(compiled).lower()}"]
+    overrides = with_overrides(harness.engine_overrides(args, out_dir), [f"training.compile={str(compiled).lower()}",
+                                                                         *extra])
     launch(overrides, work / f"{out_dir.name}.log", timeout=240)
     times = step_times(out_dir)[warmup:]
     plan = json.loads((out_dir / "plan.json").read_text())
@@ -151,6 +166,46 @@ def hf_trainer_run(work: Path, gpu: bool, steps: int, warmup: int) -> dict:
     peak = plan["estimates"]["peak_tflops_per_rank"]
     return {"steps_timed": len(times), "median_step_s": round(step, 4), "tokens_per_s": round(tokens / step),
             "mfu": round(tokens / step * plan["flops_per_token"] / (peak * 1e12), 4) if peak else None}
+
+
+def profile(work: Path, out: Path, gpu: bool) -> dict:
+    """3 profiled compiled steps of the bench model (bench/gpu_profile.py), its own run."""
+    args = engine_args(gpu, steps=6)
+    run_dir = work / "profile_run"
+    overrides = with_overrides(harness.engine_overrides(args, run_dir), ["training.compile=true"])
+    launch([*overrides, "action=render"], work / "profile_render.log", timeout=120)
+    harness._torchrun(args, ROOT / "bench" / "gpu_profile.py", "cpt", str(run_dir / "job.yaml"), str(out / "profile"),
+                      timeout=300)
+    return json.loads((out / "profile" / "kernels.json").read_text())
+
+
+TITAN_TPS = re.compile(r"tps:\s*([\d,]+)")
+
+
+def torchtitan(work: Path, results: dict, gpu: bool, steps: int, warmup: int) -> dict:
+    """torchtitan (compiled, bf16, FSDP on one GPU) on the engine's model, rows and batch; ratio to engine_compiled."""
+    import yaml
+
+    args = engine_args(gpu, steps)
+    engine_dir = work / "engine_compiled"
+    tokenizer = yaml.safe_load((engine_dir / "job.yaml").read_text())["training"]["data"]["tokenizer_path"]
+    log = work / "torchtitan.log"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+               str(ROOT / "bench" / "torchtitan_run.py"), str(work / "torchtitan"), str(tokenizer), "--steps", str(steps),
+               "--seq-len", str(args.seq_len), "--local-batch", str(args.micro_batch), "--global-batch",
+               str(args.global_batch), "--compile"]
+    with log.open("w") as sink:
+        done = subprocess.run(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, timeout=300)
+    text = log.read_text()
+    if done.returncode != 0:
+        raise RuntimeError(f"torchtitan exited {done.returncode}: ...{text[-3000:]}")
+    rates = [int(m.replace(",", "")) for m in TITAN_TPS.findall(text)][warmup:]
+    if not rates:
+        raise RuntimeError(f"no tps lines in torchtitan's log: ...{text[-2000:]}")
+    tps = statistics.median(rates)
+    engine = results.get("engine_compiled", {}).get("tokens_per_s")
+    return {"steps_timed": len(rates), "tokens_per_s": tps, "engine_over_torchtitan": round(engine / tps, 3)
+            if engine else None}
 
 
 def smoke(work: Path, gpu: bool) -> dict:
@@ -205,7 +260,8 @@ def markdown(results: dict) -> str:
               "micro batch 2 unless the run's name says otherwise.", "",
               "| run | ok | median step s | tokens/s | MFU | peak GiB measured | plan GiB |",
               "|---|---|---:|---:|---:|---:|---:|"]
-    for name in ("engine_eager", "engine_compiled", "engine_compiled_mb4", "hf_trainer"):
+    for name in ("engine_eager", "engine_compiled", "engine_compiled_mb4", "engine_chunked_loss", "engine_fp8",
+                 "hf_trainer", "torchtitan"):
         r = results.get(name)
         if r is None:
             continue
@@ -217,6 +273,16 @@ def markdown(results: dict) -> str:
         r = results.get(name, {})
         if r.get("tokens_per_s") and hf.get("tokens_per_s"):
             lines.append(f"\n{name} vs HF Trainer: {r['tokens_per_s'] / hf['tokens_per_s']:.2f}x tokens/s")
+    titan = results.get("torchtitan", {})
+    if titan.get("engine_over_torchtitan"):
+        lines.append(f"\nengine_compiled vs torchtitan: {titan['engine_over_torchtitan']:.2f}x tokens/s")
+    table = results.get("profile", {}).get("table")
+    if table:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import kernel_categories
+
+        lines += ["", f"Kernel time over 3 compiled steps ({results['profile'].get('window_us', 0) / 1000:.0f} ms):", "",
+                  kernel_categories.markdown_table(table)]
     for name in ("smoke", "resume"):
         r = results.get(name)
         if r is not None:
@@ -248,6 +314,12 @@ def main() -> None:
         "engine_compiled": (engine_run, args.work, "engine_compiled", gpu, steps, warmup, True),
         "hf_trainer": (hf_trainer_run, args.work, gpu, steps, warmup),
         "engine_compiled_mb4": (engine_run, args.work, "engine_compiled_mb4", gpu, steps, warmup, True, 4),
+        "profile": (profile, args.work, args.out, gpu),
+        "torchtitan": (torchtitan, args.work, check.results, gpu, steps, warmup),
+        "engine_chunked_loss": (engine_run, args.work, "engine_chunked_loss", gpu, steps, warmup, True, 2,
+                                ("training.loss_chunk_tokens=4096",)),
+        "engine_fp8": (engine_run, args.work, "engine_fp8", gpu, steps, warmup, True, 2,
+                       ("training.precision=fp8", "instance.fp8_tflops_per_accelerator=1979")),
         "smoke": (smoke, args.work, gpu),
         "resume": (resume, args.work, gpu, args.quick),
     }

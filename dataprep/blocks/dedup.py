@@ -29,7 +29,7 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignatur
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.typeshelper import StatHints
-from llm_launch.dataprep.blocks.reports import TaskReport
+from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.normalize import paragraphs
 
 DEDUP_STEP = "dedup"
@@ -123,15 +123,11 @@ class MarkRemoved(PipelineStep):
         yield from removed(None)
 
 
-class DropRemoved(PipelineStep):
+class DropRemoved(ReportingStep):
     """Drops the documents MarkRemoved marked, counting each under its kind, per source, with examples."""
 
     name = "drop duplicates"
     type = "🫂 - DEDUP"
-
-    def __init__(self, work: str):
-        super().__init__()
-        self.work = work
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()

@@ -20,7 +20,7 @@ import math
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
-from llm_launch.dataprep.blocks.reports import TaskReport
+from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 
 KEPT_STEP = "kept"
 MIX_FILE = "mix.json"
@@ -34,15 +34,11 @@ def unit_hash(seed: int, stage: str, doc_id: str) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
-class CountKept(PipelineStep):
+class CountKept(ReportingStep):
     """Counts kept documents and characters per source; every task's counts decide the mix (mix_plan)."""
 
     name = "count kept"
     type = "📊 - STATS"
-
-    def __init__(self, work: str):
-        super().__init__()
-        self.work = work
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()

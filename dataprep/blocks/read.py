@@ -14,7 +14,7 @@ from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from llm_launch.dataprep.blocks.reports import TaskReport
+from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.extract import EXTRACTORS, extract_file
 from llm_launch.dataprep.normalize import normalize_text
 from llm_launch.dataprep.read import RECORD_FORMATS, read_jsonl, read_parquet
@@ -77,15 +77,11 @@ class SourceReader(PipelineStep):
         report.save(self.work, READ_STEP, rank)
 
 
-class Extract(PipelineStep):
+class Extract(ReportingStep):
     """Reads the text of whole-file documents (text files as UTF-8; HTML, PDF, DOCX through extract.py)."""
 
     name = "extract text"
     type = "🛢 - EXTRAC"
-
-    def __init__(self, work: str):
-        super().__init__()
-        self.work = work
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()
@@ -110,15 +106,11 @@ class Extract(PipelineStep):
         report.save(self.work, EXTRACT_STEP, rank)
 
 
-class Normalize(PipelineStep):
+class Normalize(ReportingStep):
     """normalize_text (NFC, newlines, control characters, whitespace); a document left empty is bad input."""
 
     name = "normalise text"
     type = "✂️ - FORMAT"
-
-    def __init__(self, work: str):
-        super().__init__()
-        self.work = work
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()

@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 
 from datatrove.io import DataFolder, get_datafolder
+from datatrove.pipeline.base import PipelineStep
 from llm_launch.launcher.jsonl import Tally
 
 REPORTS = "reports"
@@ -51,3 +52,11 @@ def merge_reports(work: str | DataFolder, step: str) -> TaskReport:
                 merged.count(int(source), key, value)
         merged.tally.merge(Tally.from_dict(data["tally"]))
     return merged
+
+
+class ReportingStep(PipelineStep):
+    """A pipeline step that saves a TaskReport of what it dropped or counted under the work folder."""
+
+    def __init__(self, work: str):
+        super().__init__()
+        self.work = work

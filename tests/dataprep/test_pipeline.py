@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from datatrove_helpers import kept_ids, shard_hashes
 from llm_launch.dataprep import pipeline, run
 from llm_launch.dataprep.dedup import Deduplicator, MinHasher, Unit, digest
@@ -27,6 +28,7 @@ def two_files(folder):
     return DataSourceConfig(name="kjv", path=str(folder), id_field="id")
 
 
+@pytest.mark.system
 def test_two_workers_keep_the_same_documents_and_write_the_same_rows_as_the_in_memory_pipeline(tmp_path):
     source = two_files(tmp_path / "in")
     settings = dict(workers=2, task_bytes=1, shuffle=False, output__shard_chars=10**9, output__keep_work=True)
@@ -48,6 +50,7 @@ def test_two_workers_keep_the_same_documents_and_write_the_same_rows_as_the_in_m
     assert shard_hashes(tmp_path / "new") == shard_hashes(tmp_path / "old")  # byte-identical rows
 
 
+@pytest.mark.system
 def test_planted_near_duplicates_are_found_by_both_pipelines(tmp_path):
     """Pairs at Jaccard >= 0.8 against non-duplicates at <= 0.5, with the decision threshold between them (0.7):
     a threshold of 0.8 itself would miss about half the pairs that sit right at 0.8 (the MinHash estimate's

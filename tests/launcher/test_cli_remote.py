@@ -94,6 +94,7 @@ def test_missing_kubectl_or_unreachable_cluster_is_one_line_exit_2(tmp_path):
                                                     "server localhost:8080 was refused")
 
 
+@pytest.mark.system
 def test_slurm_status_after_squeue_and_scontrol_forgot_the_job_comes_from_sacct(tmp_path):
     """Fake tools: accounting storage (slurmdbd) is what the real single-node Slurm of the tests lacks."""
     out, log = tmp_path / "fsx" / "out", tmp_path / "calls.log"

@@ -3,6 +3,7 @@
 import pytest
 
 
+@pytest.mark.system
 def test_eval_into_a_training_runs_folder_is_refused(cli, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "job.yaml").write_text("training:\n  task: cpt\n")
@@ -64,6 +65,7 @@ main()
 """
 
 
+@pytest.mark.system
 def test_the_run_refused_at_the_same_instant_leaves_the_winners_files_untouched(tmp_path):
     """Two runs started at the same instant both pass the plan-time check; the one that does not get the lock
     must not have written anything into the folder (plan.json, job.yaml, launch.sh stay the winner's)."""

@@ -16,6 +16,7 @@ TRN1_7B_TP8 = ("recipe=llama3_8b_cpt_trn1", "model=llama2_7b", "parallelism.tp=8
 """The seed jobs: the FSDP p5 job, Llama 2 70B on 32 trn1 (TP 8 x PP 8), Llama 2 7B on trn1 with TP 8."""
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("overrides", [P5_7B, TRN1_70B, TRN1_7B_TP8], ids=["p5_fsdp", "trn1_70b", "trn1_7b_tp8"])
 def test_published_layout_is_suggested_or_beaten(overrides, job_for):
     job = job_for(*overrides)
@@ -33,6 +34,7 @@ def test_published_layout_is_suggested_or_beaten(overrides, job_for):
     assert report.current_rank == 1 or key(report.rows[0]) <= key(same[0])
 
 
+@pytest.mark.system
 def test_every_suggestion_fits_and_validates(job_for):
     job = job_for(*P5_7B, "plan.min_nodes=1", "plan.max_nodes=4", "plan.top=8")
     report = suggest_report(job, list(P5_7B))
@@ -66,6 +68,7 @@ def test_70b_over_64_nodes_fits_and_prefers_sharding(job_for):
     assert all(s.memory.total <= s.memory.usable for s in found)
 
 
+@pytest.mark.system
 def test_cli_prints_table_and_commands_that_compose(cli_suggest, job_for):
     result, out = cli_suggest(*P5_7B, "plan.top=3")
     assert result.returncode == 0, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch.distributed as dist
 from llm_launch.launcher import PROJECT_ROOT
 
 
@@ -22,3 +23,11 @@ def base_model(tmp_path_factory):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(PROJECT_ROOT / "data" / "sample" / "tokenizer" / name, folder / name)
     return folder, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture()
+def single_rank_group(tmp_path):
+    """A one-rank gloo process group for checkpoint code that calls torch.distributed."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()

@@ -4,20 +4,12 @@ is complete and recorded; keep_last prunes as before; a failed background write 
 
 import pytest
 import torch
-import torch.distributed as dist
 from llm_launch.train.checkpoint_integrity import checkpoint_problem
 from llm_launch.train.errors import JobError
 from llm_launch.train.faults import FAULTS_ENV
 from llm_launch.train.gpu import async_checkpoint, checkpoint
 from llm_launch.train.gpu.async_checkpoint import AsyncCheckpointer
 from llm_launch.train.gpu.checkpoint import find_latest, load_checkpoint, save_checkpoint
-
-
-@pytest.fixture()
-def single_rank_group(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def _training_state(seed: int):

@@ -6,20 +6,12 @@ import shutil
 import boto3
 import pytest
 import torch
-import torch.distributed as dist
 from llm_launch.train.errors import JobError
 from llm_launch.train.gpu import checkpoint
 from llm_launch.train.gpu.checkpoint import find_latest, load_checkpoint, resume_from, save_checkpoint
 from llm_launch.train.gpu.checkpoint_store import open_store
 
 REGION = "us-west-2"
-
-
-@pytest.fixture()
-def single_rank_group(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def _training_state(seed: int):
