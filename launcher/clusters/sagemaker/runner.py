@@ -102,6 +102,40 @@ def check_buckets(request: dict, code_uri: str, region: str, s3) -> None:
               Bucket=bucket)
 
 
+SAME_JOB_FIELDS = (("RoleArn",), ("AlgorithmSpecification", "TrainingImage"), ("OutputDataConfig", "S3OutputPath"),
+                   ("CheckpointConfig", "S3Uri"), ("ResourceConfig", "InstanceType"),
+                   ("ResourceConfig", "InstanceCount"), ("HyperParameters",), ("Environment",))
+"""Fields of DescribeTrainingJob that must equal the request for a job of that name to be the one it created
+(those the answer has: moto's leaves out Environment)."""
+
+
+def _field(data: dict, path: tuple[str, ...]):
+    for name in path:
+        data = data.get(name) or {} if isinstance(data, dict) else {}
+    return data or None
+
+
+def create_training_job(sagemaker, request: dict, region: str) -> dict:
+    """CreateTrainingJob. botocore retries a call whose response was lost, and the retry is told the name is taken
+    (ResourceInUse) by the job the first attempt created: then the job of that name is described, and when it is
+    the one this request describes, that is the submission's answer."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return sagemaker.create_training_job(**request)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceInUse" or "already exists" in str(exc):
+            existing = _call("DescribeTrainingJob", sagemaker.describe_training_job, where={"region": region},
+                             TrainingJobName=request["TrainingJobName"])
+            answered = [path for path in SAME_JOB_FIELDS if _field(existing, path) is not None]
+            if answered and all(_field(existing, path) == _field(request, path) for path in answered):
+                print(f"llm-launch: CreateTrainingJob was retried and the first attempt had created "
+                      f"{request['TrainingJobName']}; recording that job")
+                return existing
+        raise RunnerError(aws_error_line("CreateTrainingJob", exc, region=region)) from None
+
+
 def submit(job: JobConfig, out_dir: Path, now: datetime | None = None) -> dict:
     request = submission_request(job, out_dir, now or utc_now())
     name, region = request["TrainingJobName"], job.cluster.region
@@ -112,8 +146,7 @@ def submit(job: JobConfig, out_dir: Path, now: datetime | None = None) -> dict:
     _call("uploading job.yaml", client(session, "s3", region).put_object,
           where={"region": region, "bucket": bucket, "key": "cluster.sagemaker.s3_code_uri"},
           Bucket=bucket, Key=key, Body=body)
-    response = _call("CreateTrainingJob", client(session, "sagemaker", region).create_training_job,
-                     where={"region": region}, **request)
+    response = create_training_job(client(session, "sagemaker", region), request, region)
     write_text_atomic(out_dir / SUBMITTED_REQUEST.format(name=name), json.dumps(request, indent=2, sort_keys=True)
                       + "\n")
     print(f"llm-launch: submitted SageMaker training job {name} in {region}")

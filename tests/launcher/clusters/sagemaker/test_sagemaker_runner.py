@@ -231,3 +231,34 @@ def test_bad_aws_config_at_plan_and_submit_is_one_line_exit_2(aws, tmp_path, set
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "Error executing job" not in done.stderr, done.stderr
     assert expected in done.stderr, done.stderr
+
+
+def _resource_in_use(name: str) -> tuple:
+    return ("CreateTrainingJob", 400, json.dumps({"__type": "ResourceInUse", "message": "Training job names must be "
+            f"unique within an AWS account and region, and a training job with this name already exists ({name})"}),
+            "application/x-amz-json-1.1")
+
+
+def test_a_retried_create_that_finds_its_own_job_is_a_success(aws, job_for, tmp_path, render_job):
+    """Issue 23: the first CreateTrainingJob created the job but its response was lost; botocore's retry is told
+    the name is taken. moto does not refuse a taken name, so the first attempt is this test's own call with the
+    same request, and the endpoint answers the retry as SageMaker does."""
+    boto("s3").create_bucket(Bucket="my-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
+    container_job, _ = render_job(job, tmp_path)
+    request = sagemaker.submission_request(container_job, tmp_path, NOW)
+    created = boto("sagemaker").create_training_job(**request)
+    aws.fail(*_resource_in_use(request["TrainingJobName"]))
+    record = sagemaker.submit(container_job, tmp_path, now=NOW)
+    assert record == {"name": request["TrainingJobName"], "arn": created["TrainingJobArn"], "region": REGION}
+
+
+def test_a_taken_name_of_another_job_is_still_refused(aws, job_for, tmp_path, render_job):
+    boto("s3").create_bucket(Bucket="my-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+    job = job_for("recipe=llama3_8b_cpt_trn1", "cluster=sagemaker", "action=submit", *REAL)
+    container_job, _ = render_job(job, tmp_path)
+    request = sagemaker.submission_request(container_job, tmp_path, NOW)
+    boto("sagemaker").create_training_job(**{**request, "RoleArn": "arn:aws:iam::123456789012:role/Other"})
+    aws.fail(*_resource_in_use(request["TrainingJobName"]))
+    with pytest.raises(RunnerError, match="CreateTrainingJob failed: ResourceInUse: Training job names must be"):
+        sagemaker.submit(container_job, tmp_path, now=NOW)
