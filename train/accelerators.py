@@ -48,6 +48,20 @@ def neuron_stack_present() -> bool:
     return os.environ.get("NXD_CPU_MODE") != "1" and importlib.util.find_spec("torch_xla") is not None
 
 
+def missing_cuda_fix(local_rank: int) -> str:
+    """Why a rank sees too few CUDA devices, and the fix: a torch built without CUDA, GPUs the scheduler gave that
+    CUDA cannot open, or GPUs never requested."""
+    import torch
+
+    if torch.version.cuda is None:  # a CPU-only (or ROCm) build: torch.cuda finds nothing whatever the node has
+        return (f"this torch ({torch.__version__}) is built without CUDA; install a CUDA build of torch where the job "
+                "runs (https://pytorch.org/get-started/locally/) or run it in the GPU image")
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if len(visible) > local_rank:
+        return "the scheduler gave this rank GPUs that CUDA cannot open; check the node's NVIDIA driver (nvidia-smi)"
+    return "request the GPUs from the scheduler (Slurm: --gpus-per-node) or pick a CPU instance"
+
+
 def require_accelerators(job: JobConfig) -> None:
     """Raise JobError unless this rank can reach the accelerator its instance type promises."""
     kind, name = job.instance.accelerator, job.instance.name
@@ -60,7 +74,7 @@ def require_accelerators(job: JobConfig) -> None:
         if count <= local_rank:
             raise JobError(f"instance {name} has {job.instance.accelerators_per_node} NVIDIA GPU(s) per node but rank "
                            f"{rank} (local rank {local_rank}) sees {count} CUDA device(s) ({visible_devices_note()}); "
-                           "request the GPUs from the scheduler (Slurm: --gpus-per-node) or pick a CPU instance")
+                           f"{missing_cuda_fix(local_rank)}")
     elif native_neuron(job):
         if os.environ.get(NEURON_ON_CPU_ENV) == "1":
             return  # tests: the neuron row's code path on CPU (llm_launch.train.devices)

@@ -24,7 +24,13 @@ def test_gpu_job_without_a_gpu_stops_with_one_line(tmp_path, launch, recipe, mod
                           text=True, cwd=PROJECT_ROOT, env=env, timeout=300)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert lines == [f"{module}: instance local_gpu has 1 NVIDIA GPU(s) per node but rank 0 (local rank 0) sees 0 "
-                     "CUDA device(s) (CUDA_VISIBLE_DEVICES='0'); request the GPUs from the scheduler (Slurm: "
-                     "--gpus-per-node) or pick a CPU instance"], proc.stderr
+    import torch
+
+    # GPUs were requested (CUDA_VISIBLE_DEVICES is set), so the cause is the torch build or the driver (issue 23)
+    cause = (f"this torch ({torch.__version__}) is built without CUDA; install a CUDA build of torch where the job "
+             "runs (https://pytorch.org/get-started/locally/) or run it in the GPU image") if torch.version.cuda is None \
+        else "the scheduler gave this rank GPUs that CUDA cannot open; check the node's NVIDIA driver (nvidia-smi)"
+    assert len(lines) == 1 and lines[0].split(": ", 1)[0] in (module, module.removeprefix("llm_launch.")), proc.stderr
+    assert lines[0].split(": ", 1)[1] == ("instance local_gpu has 1 NVIDIA GPU(s) per node but rank 0 (local rank 0) "
+                                          f"sees 0 CUDA device(s) (CUDA_VISIBLE_DEVICES='0'); {cause}"), proc.stderr
     assert not (tmp_path / "COMPLETE").exists() and not (tmp_path / "checkpoints").exists()

@@ -205,8 +205,8 @@ def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, 
     assert state_of(ended(odd, out, job_id, *args)) == "FAILED"
     log = log_of(out, job_id)
     refusals = sorted(re.findall(r"train\.smoke: instance ml\.g5\.12xlarge has 4 NVIDIA GPU\(s\) per node but rank "
-                                 r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\)",
-                                 log))
+                                 r"(\d) \(local rank \d\) sees 0 CUDA device\(s\) \(CUDA_VISIBLE_DEVICES='0,1,2,3'\); "
+                                 r"this torch \(\S+\) is built without CUDA; install a CUDA build of torch", log))
     assert refusals and set(refusals) <= {"0", "1", "2", "3"}, log[-3000:]
     assert not (out / "COMPLETE").exists()
 
