@@ -4,6 +4,7 @@ on NxD, GPUs on cuda/nccl and CPUs on cpu/gloo; neuron.stack is resolved at comp
 from __future__ import annotations
 
 import pytest
+from cluster_locations import cluster_inputs
 from llm_launch.launcher.devices import DEVICES, device_kind_of, engine_of
 from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import read_job, write_job
@@ -32,7 +33,7 @@ def test_engine_and_device_row_by_instance(job_for, tmp_path, instance, engine, 
 
 
 def test_trn2_job_asks_for_the_neuron_device_and_the_documented_environment(job_for):
-    job = job_for(TRN1_8B, "instance=ml.trn2.48xlarge", "cluster=eks")
+    job = job_for(TRN1_8B, "instance=ml.trn2.48xlarge", "cluster=eks", *cluster_inputs("eks", "cpt"))
     findings, plan = validate(job)
     assert findings.problems == []
     assert (plan.engine, plan.neuron_stack, plan.device, plan.process_group, plan.compile_backend) == (

@@ -208,6 +208,7 @@ def test_a_folder_store_is_refused_before_training_with_the_fix(tmp_path, monkey
         start_trackers(job, {}, tmp_path, open_runs=True)
 
 
+@pytest.mark.system  # a traced or tracked run: over 10 s on 2 cores
 def test_a_sqlite_store_records_a_run(tmp_path, monkeypatch):
     """The fix the folder message gives works with the installed mlflow."""
     from mlflow.tracking import MlflowClient

@@ -39,6 +39,7 @@ def test_no_sync_accumulation_holds_unsharded_gradients_and_the_plan_counts_them
     assert make_plan(synced).memory.gradients == pytest.approx(4 * params / 4)
 
 
+@pytest.mark.system  # a traced or tracked run: over 10 s on 2 cores
 def test_traced_plan_prints_categories(cli):
     result = cli(*FSDP4, "plan.memory=traced")
     assert result.returncode == 0, result.stderr
@@ -53,6 +54,7 @@ def test_traced_plan_prints_categories(cli):
         "tracing the optimizer step", "done"]
 
 
+@pytest.mark.system  # a traced or tracked run: over 10 s on 2 cores
 def test_plain_ddp_holds_whole_gradients_from_the_start_like_its_buckets(job_for, cli):
     ddp = job_for("parallelism=ddp")  # the default recipe: 2 replicas of the whole model
     params = param_counts(ddp.model).total
