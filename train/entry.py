@@ -32,7 +32,7 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     args = parser.parse_args(argv)
     job = read_job(args.job)
     if job.task != task:
-        sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start train.{job.task}")
+        sys.exit(f"train.{task}: {args.job} is a '{job.task}' job; start llm_launch.train.{job.task}")
     if args.precompile and not uses_nxd(job):
         sys.exit(f"train.{task}: --precompile is for Trainium jobs on NxD (neuron_parallel_compile); this job runs on "
                  f"the torch engine ({job.instance.accelerator}), which has no ahead-of-time compile step; drop "

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(args.job, args.precompile)
     except SmokeFailed as exc:
-        sys.exit(f"llm_launch.train.smoke: {exc}")
+        sys.exit(f"train.smoke: {exc}")
 
 
 if __name__ == "__main__":

@@ -188,5 +188,5 @@ def test_nodes_that_see_different_data_stop_with_one_line(cpt_files, tmp_path):
     codes = hosts.wait()
     assert codes["algo-1"] != 0 and codes["algo-2"] != 0
     errors = [line for h in HOSTS for line in hosts.log(h).splitlines() if "nodes see different data" in line]
-    assert errors and errors[0].startswith("llm_launch.train.cpt: nodes see different data in "), hosts.logs()
+    assert errors and errors[0].startswith("train.cpt: nodes see different data in "), hosts.logs()
     assert "ranks [0] read" in errors[0] and "ranks [1] read" in errors[0]
