@@ -132,11 +132,11 @@ def _saved_columns(store: LocalStore | S3Store) -> list[str]:
 
 
 def first_batch(store: LocalStore | S3Store, layout: Layout, name: str, rows: int = SAMPLE_ROWS):
-    """The first rows of one data file as a pyarrow Table (JSONL: a list of records)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """The first rows of one data file as a pyarrow Table (JSONL: a list of records; pyarrow is not imported)."""
     with store.open(name, random_access=layout is Layout.PARQUET) as raw:
+        if layout in (Layout.SAVED, Layout.PARQUET):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
         if layout is Layout.SAVED:
             reader = pa.ipc.open_stream(raw)
             try:
