@@ -23,7 +23,7 @@ from llm_launch.launcher.dialect import gradient_sync_for
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.plan import rank_capacity_bytes, workload_of
 from llm_launch.launcher.prices import Price, price_of
-from llm_launch.launcher.step_time import StepTime, throughput
+from llm_launch.launcher.step_time import Throughput, throughput
 from llm_launch.launcher.topology import (
     Layout,
     Topology,
@@ -41,18 +41,11 @@ LAYOUT_KEYS = ("parallelism.", "trainer.num_nodes", "training.micro_batch_size",
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    """One layout that fits, with its estimates."""
+class Suggestion(Throughput):
+    """One layout that fits: its throughput (the step-time model the plan uses) and memory."""
 
     layout: Layout
     memory: MemoryEstimate
-    step: StepTime
-    tokens_per_second: float
-    cost_per_billion_tokens_usd: float | None
-
-    @property
-    def step_time_s(self) -> float:
-        return self.step.total
 
 
 def _divisors(n: int) -> list[int]:
@@ -152,7 +145,8 @@ def _evaluate(job: JobConfig, work: Workload, layout: Layout, accum: int, price:
     speed = throughput(job, layout, accum, price.per_node_hour_usd)  # what the plan of the row's command computes
     if speed is None:
         return None
-    return Suggestion(layout, memory, speed.step, speed.tokens_per_second, speed.cost_per_billion_tokens_usd)
+    return Suggestion(step=speed.step, tokens_per_second=speed.tokens_per_second,
+                      cost_per_billion_tokens_usd=speed.cost_per_billion_tokens_usd, layout=layout, memory=memory)
 
 
 def rank_key(job: JobConfig):
