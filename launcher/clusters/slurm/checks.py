@@ -18,7 +18,10 @@ from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
 from llm_launch.launcher.clusters.tools import tool_output
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.model_math import param_counts
+from llm_launch.launcher.plan import gradient_accumulation
 from llm_launch.launcher.problems import Findings
+from llm_launch.launcher.step_time import throughput
+from llm_launch.launcher.topology import layout_of
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 CHECKPOINT_BYTES_PER_PARAM = 12
@@ -35,14 +38,29 @@ def checkpoint_save_seconds(job: JobConfig) -> tuple[float, float]:
     return size, size / (job.cluster.slurm.checkpoint_write_gbps * 1e9)
 
 
+def step_seconds(job: JobConfig) -> float | None:
+    """Seconds of one optimizer step by the plan's step-time model (launcher/step_time.py); None where it has no
+    figure (no accelerator peak, e.g. CPU jobs)."""
+    layout = layout_of(job)
+    grad_accum = gradient_accumulation(job.training.global_batch_size, layout.micro_batch_size, layout.topology.dp)
+    speed = throughput(job, layout, grad_accum, None)
+    return None if speed is None else speed.step_time_s
+
+
 def _check_save_time(job: JobConfig, kill_wait_s: int, key: str, out: Findings) -> None:
-    """Warn when a checkpoint takes longer to write than Slurm waits after SIGTERM (or than the signal's lead)."""
+    """Warn when the step in flight plus a checkpoint take longer than Slurm waits after SIGTERM (or than the
+    signal's lead): training finishes the step it is in, then saves (llm_launch.train.signals)."""
     slurm = job.cluster.slurm
     if slurm.checkpoint_write_gbps <= 0:
         return
-    size, seconds = checkpoint_save_seconds(job)
-    estimate = f"a checkpoint of {job.model.name} (~{size / 1e9:.0f} GB) takes ~{seconds:.0f} s to write at " \
+    size, save = checkpoint_save_seconds(job)
+    step = step_seconds(job) or 0.0
+    seconds = save + step
+    estimate = f"a checkpoint of {job.model.name} (~{size / 1e9:.0f} GB) takes ~{save:.0f} s to write at " \
                f"{slurm.checkpoint_write_gbps:g} GB/s (cluster.slurm.checkpoint_write_gbps)"
+    if step:
+        estimate = f"the step in flight (~{step:.0f} s by the plan's step-time model) and then {estimate}: " \
+                   f"~{seconds:.0f} s in all"
     if seconds > kill_wait_s:
         out.warn(key, f"{estimate}, longer than the cluster's KillWait of {kill_wait_s} s: a job cancelled or "
                  "preempted is killed before that checkpoint is complete (the previous one is kept); ask the "
