@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 
+from llm_launch.launcher.clusters.slurm.render import job_python
 from llm_launch.launcher.clusters.slurm.state import key_values
 from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
 from llm_launch.launcher.clusters.tools import tool_output
@@ -109,6 +110,12 @@ def check_slurm(job: JobConfig, out: Findings) -> None:
     elif not job.output_dir.startswith(shared.rstrip("/") + "/"):
         out.warn("output_dir", f"{job.output_dir} is not under {shared}: every node must be able to read job.yaml "
                  "there; set output_dir=<shared_dir>/... unless that folder is shared too")
+    python = job_python(job)
+    if not slurm.container_image and not python.startswith(shared.rstrip("/") + "/"):
+        out.warn("cluster.slurm.python", f"without a container the nodes run {python} (the Python llm-launch "
+                 f"runs from), which is not under {shared}: every node must have that environment at that path; "
+                 "set cluster.slurm.python=<a Python on the shared file system> or cluster.slurm.container_image "
+                 "unless it is installed the same way on every node")
     if job.action == "submit" and shutil.which("scontrol"):
         check_against_cluster(job, limit, out)
     else:

@@ -3,6 +3,8 @@ write than Slurm waits between SIGTERM and SIGKILL (KillWait) or than the time-l
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from cluster_locations import cluster_inputs
 from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
@@ -51,3 +53,16 @@ def test_kill_wait_counts_the_step_in_flight_as_well_as_the_save(job_for):
     kill = next(w for w in findings.warnings if w.startswith("cluster.slurm.kill_wait_s:"))
     assert "the step in flight (~45 s" in kill and "takes ~17 s to write" in kill and "~62 s in all" in kill, kill
     assert "longer than the cluster's KillWait of 60 s" in kill
+
+
+def test_a_job_without_a_container_warns_when_its_python_is_not_on_the_shared_file_system(job_for):
+    """Outside a container every node runs the Python llm-launch runs from (issue 23): warned, as output_dir is, when
+    that path is not under shared_dir; a Python under shared_dir, or a container image, is not warned about."""
+    python = sys.executable
+    findings, _ = validate(job_for("recipe=tiny_llama_cpt", "cluster=slurm", "instance=cpu", *SLURM_INPUTS))
+    warning = next(w for w in findings.warnings if w.startswith("cluster.slurm.python:"))
+    assert f"without a container the nodes run {python} (the Python llm-launch runs from), which is not under " \
+           "/fsx" in warning and "set cluster.slurm.python=" in warning, warning
+    for fix in ("cluster.slurm.python=/fsx/venvs/llm/bin/python", "cluster.slurm.container_image=/fsx/images/llm.sqsh"):
+        fixed, _ = validate(job_for("recipe=tiny_llama_cpt", "cluster=slurm", "instance=cpu", *SLURM_INPUTS, fix))
+        assert not [w for w in fixed.warnings if w.startswith("cluster.slurm.python")], fixed.warnings
