@@ -2,7 +2,8 @@
 
 With action=submit the cluster itself is asked too (scontrol, on the login node): a time limit
 above the partition's MaxTime or more nodes than its TotalNodes would leave the job pending forever,
-srun must have HyperPod's --auto-resume when cluster.slurm.hyperpod is set,
+srun must have HyperPod's --auto-resume when cluster.slurm.hyperpod is set, a GPU job's partition needs a
+GPU GRES for --gpus-per-node (unless cluster.slurm.request_gpus=false),
 and the cluster's KillWait is what a checkpoint must beat after scancel or preemption.
 sbatch options: https://slurm.schedmd.com/sbatch.html
 """
@@ -144,6 +145,8 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
         if total.isdigit() and job.trainer.num_nodes > int(total):  # sbatch would queue it forever (PartitionNodeLimit)
             out.error("trainer.num_nodes", f"{job.trainer.num_nodes} nodes, but partition {partition['PartitionName']} "
                       f"has {total} (TotalNodes); set trainer.num_nodes={total} or less, or pick another partition")
+        if job.instance.accelerator == "nvidia" and slurm.request_gpus:
+            _check_gpu_gres(partition.get("PartitionName", ""), out)
     srun_help = tool_output(["srun", "--help"]) if slurm.hyperpod else ""
     if srun_help and AUTO_RESUME_OPTION not in srun_help:
         # HyperPod's SPANK plugin adds srun --auto-resume, and SPANK options are listed by srun --help
@@ -153,3 +156,15 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
                   "the job would fail when its step starts; set cluster.slurm.hyperpod=false on a plain Slurm")
     match = re.search(r"^KillWait\s*=\s*(\d+)", tool_output(["scontrol", "show", "config"]), re.MULTILINE)
     _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
+
+
+def _check_gpu_gres(partition: str, out: Findings) -> None:
+    """sbatch --gpus-per-node needs a GPU GRES on the partition's nodes (gres.conf); without one sbatch refuses the job
+    (https://slurm.schedmd.com/gres.html). sinfo %G lists each node group's GRES, "(null)" for none
+    (https://slurm.schedmd.com/sinfo.html#OPT_%G)."""
+    gres = tool_output(["sinfo", "-h", "-p", partition, "-o", "%G"]) if partition else ""
+    if gres and not any(item.split(":")[0] == "gpu" for line in gres.splitlines() for item in line.split(",")):
+        out.error("cluster.slurm.request_gpus", f"the nodes of partition {partition} have no GPU GRES (sinfo %G: "
+                  f"{' '.join(sorted(set(gres.split())))}), so sbatch --gpus-per-node would be refused; set "
+                  "cluster.slurm.request_gpus=false (the job takes whole nodes and sees all their GPUs) or have the "
+                  "cluster's admin configure gres.conf")

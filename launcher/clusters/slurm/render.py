@@ -98,7 +98,7 @@ def sbatch_header(job: JobConfig) -> list[str]:
              f"#SBATCH --nodes={topology_of(job).num_nodes}",
              "#SBATCH --ntasks-per-node=1",
              "#SBATCH --exclusive"]
-    if job.instance.accelerator == "nvidia":
+    if job.instance.accelerator == "nvidia" and slurm.request_gpus:
         lines.append(f"#SBATCH --gpus-per-node={job.instance.accelerators_per_node}")
     lines.append(f"#SBATCH --time={slurm.time_limit}")
     if slurm.signal_before_s:
