@@ -54,7 +54,7 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     container = "cluster.slurm.container_image=/fsx/images/llm-launch.sqsh" in overrides
     python = "/fsx/venvs/llm/bin/python" if "cluster.slurm.python=/fsx/venvs/llm/bin/python" in overrides \
         else sys.executable
-    launcher = ["torchrun"] if container else [python, "-m", "torch.distributed.run"]
+    launcher = ["python" if container else python, "-m", "llm_launch.train.node_run"]
     assert train[0] == "exec" and train[1:1 + len(launcher)] == launcher
     args = train[1 + len(launcher):]
     assert args[:3] == [f"--nnodes={nodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d"]
