@@ -12,6 +12,12 @@ what the operators inject differs between versions:
   variables every version injects.
 * Elastic PyTorchJob: the endpoint is written from the job itself (<job>-worker-0, or the etcd Service) with the
   same port the rendered elasticPolicy.rdzvPort names (elastic.go, generateEnvRDZVEndpoint).
+  torch's c10d rendezvous shares its TCPStore with the trainers by default, and a pod restarted into a job whose
+  other agents survived then waits for a MASTER_ADDR the surviving rank 0 never writes again (it built its store
+  info in the first round only: torch/distributed/elastic/rendezvous/dynamic_rendezvous.py, next_rendezvous;
+  https://github.com/pytorch/pytorch/issues/135712). Elastic pods therefore get
+  TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (torch's own opt-out): every round publishes a fresh master address.
+  Without it, each lost pod stalled the job for the 60 s store read timeout and then restarted every pod.
 * Kubeflow Trainer v2 TrainJob, torch plugin: PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the Job completion
   index), PET_MASTER_ADDR=<job>-node-0-0.<job> and PET_MASTER_PORT=29500
   (https://github.com/kubeflow/trainer/blob/v2.3.0/pkg/runtime/framework/plugins/torch/torch.go).
@@ -61,6 +67,14 @@ def rendezvous_flags(job: JobConfig) -> list[str]:
     else:
         endpoint = f"{worker0(job)}:{rendezvous_port(job)}"
     return [f"--rdzv_backend={eks.rdzv_backend}", f"--rdzv_endpoint={endpoint}", f"--rdzv_id={eks_name(job)}"]
+
+
+def rendezvous_env(job: JobConfig) -> dict[str, str]:
+    """Environment the rendezvous needs in every pod (see the module docstring)."""
+    eks = job.cluster.eks
+    if eks.job_kind == "pytorchjob" and eks.elastic:
+        return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    return {}
 
 
 def launcher(job: JobConfig) -> tuple[str, ...]:
