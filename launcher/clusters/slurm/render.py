@@ -112,7 +112,7 @@ def sbatch_header(job: JobConfig) -> list[str]:
              "#SBATCH --exclusive"]
     if low != high:
         lines += ["#SBATCH --no-kill", "#SBATCH --requeue"]
-    if job.instance.accelerator == "nvidia":
+    if job.instance.accelerator == "nvidia" and slurm.request_gpus:
         lines.append(f"#SBATCH --gpus-per-node={job.instance.accelerators_per_node}")
     lines.append(f"#SBATCH --time={slurm.time_limit}")
     if slurm.signal_before_s:

@@ -252,3 +252,19 @@ def test_stop_of_a_pending_job_does_not_talk_about_a_checkpoint(plain, tmp_path)
     assert f"cancelled Slurm job {job_id} (was PENDING (PartitionDown)); it had not started, so nothing was trained" \
         in stop.stdout, stop.stdout
     assert "checkpoint" not in stop.stdout
+
+
+def test_gpu_job_on_a_partition_without_gpu_gres_is_refused_before_sbatch(plain, tmp_path):
+    """The plain cluster's node has no GRES: sbatch --gpus-per-node would be refused, so submit says so with the fix
+    (issue 23); with cluster.slurm.request_gpus=false the script asks for no GPUs and sbatch takes it."""
+    out = tmp_path / "run"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT,
+            "cluster.slurm.hyperpod=false"]
+    done = cli(plain, out, *args, action="submit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert ("error: cluster.slurm.request_gpus: the nodes of partition debug have no GPU GRES (sinfo %G: (null)), so "
+            "sbatch --gpus-per-node would be refused; set cluster.slurm.request_gpus=false") in done.stderr, done.stderr
+    assert not (out / "submissions.jsonl").exists()
+    job_id = submitted(plain, out, *args, "cluster.slurm.request_gpus=false")
+    assert "--gpus-per-node" not in (out / "launch.sbatch").read_text()
+    wait_for(lambda: slurm_state(plain, job_id) in ENDED, f"job {job_id} to end")
