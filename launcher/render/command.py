@@ -93,9 +93,10 @@ def shell_exports(env: dict[str, str]) -> list[str]:
 
 
 def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
-                launcher: Sequence[str] = (TORCHRUN,)) -> str:
-    """The shell script one node (or container) runs: limits, then every step, the last one exec'd."""
-    lines = ["set -euo pipefail"]
+                launcher: Sequence[str] = (TORCHRUN,), setup: Sequence[str] = ()) -> str:
+    """The shell script one node (or container) runs: `setup` (renderer-written shell lines), limits, then every
+    step, the last one exec'd."""
+    lines = ["set -euo pipefail", *setup]
     if is_trainium(job):
         lines.append(OPEN_FILES_LINE)
     steps = launch_steps(job, job_yaml, rendezvous, launcher)

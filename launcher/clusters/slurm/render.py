@@ -3,8 +3,9 @@
 One srun task per node runs the node script (torchrun); c10d rendezvous at the first node's address
 gives node ranks, so every node runs the identical command. The address is the node's NodeAddr from
 scontrol, which slurmctld itself uses to reach it, because a NodeName need not resolve; the first
-node hosts the rendezvous store (is_host) without guessing from host names. Without a container the
-job runs the Python llm-launch runs from (or cluster.slurm.python) with its bin/ first on PATH, so it
+node hosts the rendezvous store (is_host) without guessing from host names. The step itself looks the first node up
+each time it starts (HyperPod's auto-resume restarts the step, not the batch script, after replacing a node).
+Without a container the job runs the Python llm-launch runs from (or cluster.slurm.python) with its bin/ first on PATH, so it
 never depends on the submitting shell's PATH (sbatch passes that shell's environment on). With
 slurm.container_image, pyxis/enroot run the step in that image with the shared file system mounted.
 GPU jobs ask for their GPUs per node (the step sees them as CUDA_VISIBLE_DEVICES); --signal warns
@@ -50,10 +51,24 @@ LOG_PATTERN = "slurm-%j.out"
 HEAD_LINES = [
     'HEAD_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)',
     "HEAD_ADDR=$(scontrol -o show node \"${HEAD_NODE}\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
-    'export HEAD_ADDR="${HEAD_ADDR:-${HEAD_NODE}}"',
-    'echo "llm-launch: ${SLURM_JOB_NUM_NODES} node(s), rendezvous on ${HEAD_NODE} at ${HEAD_ADDR}"',
+    'export HEAD_NODE HEAD_ADDR="${HEAD_ADDR:-${HEAD_NODE}}"',
 ]
-"""The first node of the allocation and the address slurmctld reaches it at (its NodeAddr)."""
+"""The first node of the allocation and the address slurmctld reaches it at (its NodeAddr), as the batch script
+starts: what the step uses where it cannot ask scontrol itself (a container image without Slurm's tools)."""
+STEP_HEAD_LINES = [
+    "# Every start of the step finds its first node anew: HyperPod's auto-resume restarts the step, not this batch",
+    "# script, on a replaced node, so the address from the batch script's start may be stale.",
+    "if command -v scontrol >/dev/null; then",
+    '  HEAD_NODE=$(scontrol show hostnames "${SLURM_STEP_NODELIST:-${SLURM_JOB_NODELIST}}" | head -n 1)',
+    "  HEAD_ADDR=$(scontrol -o show node \"${HEAD_NODE}\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
+    '  HEAD_ADDR="${HEAD_ADDR:-${HEAD_NODE}}"',
+    "fi",
+    'if [ "${SLURM_NODEID:-0}" = 0 ]; then',
+    '  echo "llm-launch: step ${SLURM_STEP_ID:-?} on ${SLURM_STEP_NUM_NODES:-${SLURM_JOB_NUM_NODES}} node(s), '
+    'rendezvous on ${HEAD_NODE} at ${HEAD_ADDR}"',
+    "fi",
+]
+"""The step's own first node (SLURM_STEP_NODELIST) and its NodeAddr, found when the step starts."""
 
 
 def job_python(job: JobConfig) -> str:
@@ -138,7 +153,7 @@ def sbatch_script(job: JobConfig, job_yaml: str) -> str:
     port = job.cluster.slurm.rendezvous_port or rendezvous_port(job)
     rendezvous = ["--rdzv_backend=c10d", ShellExpr(f'"--rdzv_endpoint=${{HEAD_ADDR}}:{port}"'),
                   ShellExpr('"--rdzv_id=${SLURM_JOB_ID}"'), ShellExpr('"--rdzv_conf=is_host=$((SLURM_NODEID == 0))"')]
-    step = node_script(job, job_yaml, rendezvous, torchrun_launcher(job))
+    step = node_script(job, job_yaml, rendezvous, torchrun_launcher(job), STEP_HEAD_LINES)
     lines = ["#!/bin/bash", *sbatch_header(job),
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
              "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir)),

@@ -195,6 +195,31 @@ def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolv
     assert json.loads((out / "COMPLETE").read_text())["ok"]
 
 
+def test_the_step_finds_its_first_node_itself_when_the_batch_scripts_address_is_stale(odd, tmp_path):
+    """HyperPod's auto-resume restarts the step, not the batch script, after replacing a node (issue 23): the
+    address the batch script found at its start may then name a node that is gone. Here the batch script's
+    HEAD_NODE/HEAD_ADDR are overwritten with a node that does not exist (192.0.2.1, TEST-NET) before srun; the
+    step looks its first node up itself (node-a1 at NodeAddr 127.0.0.1) and the job completes."""
+    out = tmp_path / "stale"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT,
+            f"cluster.slurm.rendezvous_port={free_port()}"]
+    done = cli(odd, out, *args, action="render")
+    assert done.returncode == 0, done.stderr
+    script = out / "launch.sbatch"
+    lines = script.read_text().splitlines()
+    srun = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    lines.insert(srun, "export HEAD_NODE=replaced-node HEAD_ADDR=192.0.2.1  # node 0 as it was before a replacement")
+    script.write_text("\n".join(lines) + "\n")
+    submit = odd.tool("sbatch", "--parsable", f"--output={out}/slurm-%j.out", str(script))
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip().split(";")[0]
+    wait_for(lambda: slurm_state(odd, job_id) in ENDED, f"job {job_id} to end", timeout=120)
+    log = log_of(out, job_id)
+    assert slurm_state(odd, job_id) == "COMPLETED", log[-3000:]
+    assert re.search(r"llm-launch: step \d+ on 1 node\(s\), rendezvous on node-a1 at 127\.0\.0\.1", log), log[-3000:]
+    assert "allreduce OK on 2 ranks (gloo)" in log
+
+
 def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, tmp_path):
     """The fake GPUs reach the step as CUDA_VISIBLE_DEVICES; torch finds no CUDA device behind them,
     so a rank stops with one line and the job fails instead of training on CPU. torchrun

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from cluster_locations import cluster_inputs
+from llm_launch.launcher.clusters.slurm.render import STEP_HEAD_LINES
 
 
 def step_of(script: str) -> tuple[list[str], list[str]]:
@@ -46,6 +47,9 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     assert srun[:4] == ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert ("--auto-resume=1" in srun) == ("cluster.slurm.hyperpod=true" in overrides)
     assert len([line for line in node_lines if "train." in line]) == steps
+    # the step looks its first node up each time it starts (HyperPod's auto-resume restarts the step, not the script)
+    assert node_lines[1:1 + len(STEP_HEAD_LINES)] == STEP_HEAD_LINES
+    assert 'scontrol show hostnames "${SLURM_STEP_NODELIST:-${SLURM_JOB_NODELIST}}"' in "\n".join(node_lines)
     train = shlex.split(node_lines[-1])
     container = "cluster.slurm.container_image=/fsx/images/llm-launch.sqsh" in overrides
     python = "/fsx/venvs/llm/bin/python" if "cluster.slurm.python=/fsx/venvs/llm/bin/python" in overrides \
