@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from llm_launch.launcher.clusters.eks.paths import eks_name
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.elastic import is_elastic
 from llm_launch.launcher.render.command import TORCHRUN, ShellExpr, rendezvous_port
 
 ETCD_PORT = 2379
@@ -51,6 +52,11 @@ def _from_env(flag: str, variable: str) -> ShellExpr:
     return ShellExpr(f'{flag}="${{{variable}}}"')
 
 
+def elastic_job(job: JobConfig) -> bool:
+    """Whether a PyTorchJob is rendered elastic: asked for (cluster.eks.elastic) or needed (trainer.min_nodes)."""
+    return job.cluster.eks.elastic or is_elastic(job)
+
+
 def rendezvous_flags(job: JobConfig) -> list[str]:
     """The torchrun rendezvous flags of the job's kind and topology."""
     eks = job.cluster.eks
@@ -59,7 +65,7 @@ def rendezvous_flags(job: JobConfig) -> list[str]:
                 _from_env("--master_port", "PET_MASTER_PORT")]
     if eks.job_kind == "hyperpod":
         return ["--rdzv-backend=hyperpod", "--server-host=0.0.0.0", f"--server-port={HYPERPOD_AGENT_PORT}"]
-    if not eks.elastic:
+    if not elastic_job(job):
         return [_from_env("--node_rank", "RANK"), _from_env("--master_addr", "MASTER_ADDR"),
                 _from_env("--master_port", "MASTER_PORT")]
     if eks.rdzv_backend == "etcd":
