@@ -24,6 +24,10 @@ what the operators inject differs between versions:
 * HyperPodPyTorchJob: the HyperPod elastic agent (`hyperpodrun`, torchrun's options plus its own) meets through
   the operator with --rdzv-backend hyperpod and serves the operator on --server-port 8080
   (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-eks-operator-install.html#sagemaker-eks-operator-elastic-agent).
+  The operator's /start call hands each agent its rank, nnodes, master_addr and master_port; the agent's hyperpod
+  rendezvous also reads NNODES from the environment when it is created (hyperpod-elastic-agent 1.1.3,
+  rendezvous/hyperpod_rendezvous_backend.py: int(os.environ["NNODES"]); the agent's own example job,
+  k8s/mnist_lightning_cd_template.yaml, sets it in the container), so the pods set it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from llm_launch.launcher.clusters.eks.paths import eks_name
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.elastic import is_elastic
 from llm_launch.launcher.render.command import TORCHRUN, ShellExpr, rendezvous_port
+from llm_launch.launcher.topology import topology_of
 
 ETCD_PORT = 2379
 HYPERPOD_LAUNCHER = "hyperpodrun"
@@ -80,6 +85,8 @@ def rendezvous_env(job: JobConfig) -> dict[str, str]:
     eks = job.cluster.eks
     if eks.job_kind == "pytorchjob" and eks.elastic:
         return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    if eks.job_kind == "hyperpod":
+        return {"NNODES": str(topology_of(job).num_nodes)}
     return {}
 
 

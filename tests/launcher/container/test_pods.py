@@ -47,15 +47,15 @@ TOPOLOGIES = {
     "trainjob": ("cluster.eks.job_kind=trainjob",),
 }
 CORPUS_DOCUMENTS = 30
-REQUIRE_ETCD = "LLM_LAUNCH_REQUIRE_ETCD"
+REQUIRE_POD_TOOLS = "LLM_LAUNCH_REQUIRE_POD_TOOLS"
 """Set to 1 by .ci/run (which installs etcd-server): a missing etcd then fails the etcd topology instead of skipping."""
 
 
 def _needs(topology: str) -> None:
-    """Skip (or under LLM_LAUNCH_REQUIRE_ETCD=1, fail) a topology whose outside programs are missing."""
+    """Skip (or under LLM_LAUNCH_REQUIRE_POD_TOOLS=1, fail) a topology whose outside programs are missing."""
     reason = etcd_unavailable() if "etcd" in topology else None
-    if reason and os.environ.get(REQUIRE_ETCD) == "1":
-        pytest.fail(f"{topology} needs etcd ({REQUIRE_ETCD}=1) but {reason}")
+    if reason and os.environ.get(REQUIRE_POD_TOOLS) == "1":
+        pytest.fail(f"{topology} needs etcd ({REQUIRE_POD_TOOLS}=1) but {reason}")
     if reason:
         pytest.skip(f"{topology}: {reason}")
 

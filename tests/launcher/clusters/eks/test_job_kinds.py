@@ -155,3 +155,17 @@ def test_elastic_pods_opt_out_of_the_shared_rendezvous_store(job_for, elastic):
     env = {e["name"]: e.get("value") for e in
            ptj["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"][0]["env"]}
     assert (env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") == "1") == elastic
+
+
+def test_hyperpod_pods_set_nnodes_and_warn_about_the_agents_torch_pin(job_for):
+    """hyperpodrun's rendezvous reads NNODES when it is created (hyperpod-elastic-agent 1.1.3), and the agent does
+    not start under torch 2.13 (checked in tests/launcher/container/test_hyperpod_agent.py)."""
+    from llm_launch.launcher.validate import validate
+
+    job = job_for("recipe=smoke_allreduce", *EKS, "instance=ml.p5.48xlarge", "trainer.num_nodes=2",
+                  "cluster.eks.job_kind=hyperpod")
+    hp = manifests(job)[-1]
+    env = {e["name"]: e.get("value") for e in hp["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NNODES"] == "2" == str(hp["spec"]["replicaSpecs"][0]["replicas"])
+    findings, _ = validate(job)
+    assert any(w.startswith("cluster.eks.job_kind:") and "torch < 2.12" in w for w in findings.warnings)
