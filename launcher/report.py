@@ -47,6 +47,21 @@ def _step_terms(terms: dict[str, float]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _elastic_rows(plan: Plan) -> list[tuple[str, str]]:
+    """The layouts an elastic job runs in at its fewest and most nodes (the global batch stays)."""
+    if not plan.elastic:
+        return []
+    el = plan.elastic
+
+    def one(at: dict) -> str:
+        return (f"{at['nodes']} node(s): {at['world_size']} ranks, dp {at['dp']}, grad accum "
+                f"{at['gradient_accumulation']}, {at['memory_gib']:.2f} GiB/device")
+
+    return [("elastic", f"{el['min_nodes']} to {el['max_nodes']} nodes (c10d rendezvous, max {el['max_restarts']} "
+             f"restarts), global batch {plan.global_batch_size} kept"),
+            ("  at min", one(el["at_min"])), ("  at max", one(el["at_max"]))]
+
+
 def plan_table(plan: Plan) -> Table:
     """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
@@ -67,6 +82,7 @@ def plan_table(plan: Plan) -> Table:
                   f"embedding); {plan.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12LHQT)"),
         (f"memory/device ({mem.source})", f"{mem.total / GIB:.2f} GiB of {mem.capacity / GIB:.1f} GiB "
                                           f"({'fits' if mem.fits else 'DOES NOT FIT'} in 90%): {memory_parts(mem)}"),
+        *_elastic_rows(plan),
         *([("checkpoint staging", f"{plan.checkpoint_staging_per_node / GIB:.2f} GiB of host memory per node "
             "(async saves)")] if plan.checkpoint_staging_per_node else []),
         ("peak/rank", _num(est.peak_tflops_per_rank, ",.2f", " TFLOP/s bf16")),

@@ -26,6 +26,7 @@ from llm_launch.launcher.data_prep import (
 )
 from llm_launch.launcher.devices import engine_of, is_trainium, native_neuron, uses_nxd
 from llm_launch.launcher.dialect import backend_modes
+from llm_launch.launcher.elastic import check_elastic
 from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan, make_plan
@@ -521,4 +522,5 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)
         check_async_checkpoints(job, plan.checkpoint_staging_per_node, plan.ranks_per_node, plan.memory, out)
+        check_elastic(job, out)
     return out, plan

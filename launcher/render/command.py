@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import is_trainium, uses_nxd
+from llm_launch.launcher.elastic import is_elastic, nnodes_flag
 from llm_launch.launcher.tasks import TASKS, entrypoint
 from llm_launch.launcher.topology import topology_of
 
@@ -56,10 +57,13 @@ def static_rendezvous(master_addr: str, node_rank: int, port: int) -> list[str]:
 def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
                   launcher: Sequence[str] = (TORCHRUN,)) -> list[str]:
     """The torchrun command of one node; `launcher` replaces the bare `torchrun` (e.g. an absolute
-    `<python> -m torch.distributed.run`, the same program)."""
+    `<python> -m torch.distributed.run`, the same program). An elastic job (trainer.min_nodes) runs
+    `--nnodes=MIN:MAX --max-restarts=R`: torchrun restarts the workers on the nodes left after losing one
+    (https://docs.pytorch.org/docs/stable/elastic/run.html#elastic-min-1-max-4-tolerates-up-to-3-membership-changes-or-failures)."""
     topo = topology_of(job)
-    return [*launcher, f"--nnodes={topo.num_nodes}", f"--nproc_per_node={topo.ranks_per_node}", *rendezvous,
-            "-m", entrypoint(job.task), "--job", job_yaml]
+    restarts = [f"--max-restarts={job.trainer.max_restarts}"] if is_elastic(job) else []
+    return [*launcher, f"--nnodes={nnodes_flag(job)}", f"--nproc_per_node={topo.ranks_per_node}", *restarts,
+            *rendezvous, "-m", entrypoint(job.task), "--job", job_yaml]
 
 
 def wants_precompile(job: JobConfig) -> bool:

@@ -12,6 +12,13 @@ GPU jobs ask for their GPUs per node (the step sees them as CUDA_VISIBLE_DEVICES
 the step before the time limit, and training saves a checkpoint on it. With slurm.hyperpod, srun
 --auto-resume=1 lets HyperPod restart the step on a replaced node
 (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-resiliency-slurm-auto-resume.html).
+An elastic job (trainer.min_nodes) asks for a node range, `--nodes=<min>-<max>` (Slurm allocates at least min and
+at most max nodes), with `--no-kill` on the allocation and on the step (a failed node ends neither; the tasks on the
+nodes left go on) and `--requeue` (a job that still fails, e.g. losing the head node that hosts the c10d store, is
+queued again and resumes from its newest checkpoint): https://slurm.schedmd.com/sbatch.html#OPT_nodes,
+https://slurm.schedmd.com/sbatch.html#OPT_no-kill, https://slurm.schedmd.com/srun.html#OPT_no-kill,
+https://slurm.schedmd.com/sbatch.html#OPT_requeue. The step runs on every node the allocation got
+(SLURM_JOB_NUM_NODES), and torchrun (--nnodes=<min>:<max>) restarts the workers on the nodes left.
 #SBATCH lines carry only values that validation has restricted to Slurm-name characters; everything
 in the script body is shlex-quoted.
 """
@@ -23,6 +30,7 @@ import sys
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.elastic import is_elastic, node_range
 from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.launcher.plan import Plan
@@ -97,8 +105,11 @@ def container_mounts(job: JobConfig) -> str:
 
 def srun_prefix(job: JobConfig) -> list[str]:
     """srun with one task per node, inside the container when one is set."""
-    nodes = topology_of(job).num_nodes
-    argv = ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    if is_elastic(job):
+        argv = ["srun", ShellExpr('"--nodes=${SLURM_JOB_NUM_NODES}"'), "--ntasks-per-node=1", "--no-kill",
+                "--kill-on-bad-exit=0"]
+    else:
+        argv = ["srun", f"--nodes={topology_of(job).num_nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if job.cluster.slurm.hyperpod:
         argv.append("--auto-resume=1")
     image = job.cluster.slurm.container_image
@@ -110,10 +121,13 @@ def srun_prefix(job: JobConfig) -> list[str]:
 def sbatch_header(job: JobConfig) -> list[str]:
     """#SBATCH lines (values validated or sanitised to need no quoting)."""
     slurm = job.cluster.slurm
+    low, high = node_range(job)
     lines = [f"#SBATCH --job-name={slurm_job_name(job.job_name)}",
-             f"#SBATCH --nodes={topology_of(job).num_nodes}",
+             f"#SBATCH --nodes={low}-{high}" if low != high else f"#SBATCH --nodes={high}",
              "#SBATCH --ntasks-per-node=1",
              "#SBATCH --exclusive"]
+    if low != high:
+        lines += ["#SBATCH --no-kill", "#SBATCH --requeue"]
     if job.instance.accelerator == "nvidia" and slurm.request_gpus:
         lines.append(f"#SBATCH --gpus-per-node={job.instance.accelerators_per_node}")
     lines.append(f"#SBATCH --time={slurm.time_limit}")

@@ -76,3 +76,18 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
         assert "#SBATCH --partition=train" in script and "#SBATCH --account=ml-team" in script
         assert "--container-image=/fsx/images/llm-launch.sqsh" in srun
         assert "NEURON_LOGICAL_NC_CONFIG=2" in script
+
+
+def test_slurm_asks_for_a_node_range_keeps_the_allocation_and_requeues(job_for, tmp_path, render_job):
+    job = job_for("recipe=smoke_allreduce", "instance=ml.p5.48xlarge", "trainer.num_nodes=8", "trainer.min_nodes=6",
+                  "cluster=slurm", "cluster.slurm.shared_dir=/", "action=render")
+    _, files = render_job(job, tmp_path)
+    script = files[-1].read_text()
+    assert subprocess.run(["bash", "-n", str(files[-1])]).returncode == 0
+    lines = script.splitlines()
+    assert {"#SBATCH --nodes=6-8", "#SBATCH --no-kill", "#SBATCH --requeue"} <= set(lines)
+    srun, _ = step_of(script)
+    assert srun[:5] == ["srun", "--nodes=${SLURM_JOB_NUM_NODES}", "--ntasks-per-node=1", "--no-kill",
+                        "--kill-on-bad-exit=0"]
+    torchrun = script[script.index("torch.distributed.run"):]
+    assert "--nnodes=6:8 --nproc_per_node=8 --max-restarts=3 --rdzv_backend=c10d" in torchrun
