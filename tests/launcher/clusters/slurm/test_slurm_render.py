@@ -89,5 +89,5 @@ def test_slurm_asks_for_a_node_range_keeps_the_allocation_and_requeues(job_for, 
     srun, _ = step_of(script)
     assert srun[:5] == ["srun", "--nodes=${SLURM_JOB_NUM_NODES}", "--ntasks-per-node=1", "--no-kill",
                         "--kill-on-bad-exit=0"]
-    torchrun = script[script.index("torch.distributed.run"):]
+    torchrun = script[script.index("llm_launch.train.node_run"):]
     assert "--nnodes=6:8 --nproc_per_node=8 --max-restarts=3 --rdzv_backend=c10d" in torchrun
