@@ -169,3 +169,24 @@ def test_hyperpod_pods_set_nnodes_and_warn_about_the_agents_torch_pin(job_for):
     assert env["NNODES"] == "2" == str(hp["spec"]["replicaSpecs"][0]["replicas"])
     findings, _ = validate(job)
     assert any(w.startswith("cluster.eks.job_kind:") and "torch < 2.12" in w for w in findings.warnings)
+
+
+@pytest.mark.parametrize("cluster", ["eks", "slurm"])
+def test_s3_tokenizer_and_model_folders_are_read_in_eks_pods_only(job_for, cluster):
+    """EKS pods copy s3:// tokenizer and model folders at start (train/s3_folders.py, with the pod's own credentials:
+    nothing secret is rendered); Slurm jobs read folders from the shared file system and are refused."""
+    from cluster_locations import cluster_inputs as inputs_for
+    from llm_launch.launcher.validate import validate
+
+    tok, model = "s3://my-bucket/tokenizers/llama3", "s3://my-bucket/models/llama3_8b"
+    job = job_for("recipe=llama2_7b_sft_p5_fsdp", f"cluster={cluster}", *inputs_for(cluster, "sft"),
+                  f"training.data.tokenizer_path={tok}", f"model.pretrained_path={model}", "action=render")
+    findings, _ = validate(job)
+    keys = {p.field for p in findings.problems}
+    if cluster == "slurm":
+        assert {"training.data.tokenizer_path", "model.pretrained_path"} <= keys
+        return
+    assert not keys & {"training.data.tokenizer_path", "model.pretrained_path"}, findings.problems
+    config = yaml.safe_load(manifests(job)[0]["data"]["job.yaml"])
+    assert config["training"]["data"]["tokenizer_path"] == tok and config["model"]["pretrained_path"] == model
+    assert "AWS_SECRET_ACCESS_KEY" not in yaml.safe_dump_all(manifests(job))
