@@ -25,6 +25,11 @@ Injected environment:
   pkg/runtime/framework/plugins/torch/torch.go): PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the Job completion
   index), PET_MASTER_ADDR=<job>-node-0-0.<job>, PET_MASTER_PORT=29500. JobSet names the pods
   <jobset>-<replicatedJob>-<jobIndex>-<podIndex> with the JobSet's name as their subdomain.
+* A Deployment rendered beside the job (the etcd rendezvous server of an elastic etcd PyTorchJob) runs as one pod
+  with no injected environment, started before the job's pods; its Service's name resolves to that pod's address
+  (standing in for the ClusterIP kube-proxy would route). Its image's etcd is Debian's (package etcd-server, etcd
+  3.4, which still serves the v2 API torch's etcd rendezvous speaks with --enable-v2), and its data dir, the
+  container's writable layer, is a fresh folder per run.
 Where the ConfigMap's image would have llm-launch installed, the pods run this checkout's Python (PATH).
 Needs root (namespaces, veth, bridge); the tests skip with the reason where that is missing.
 """
@@ -85,6 +90,36 @@ def _int_nproc(spec: dict) -> int:
 
 def _port(container: dict, name: str, default: int) -> int:
     return next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == name), default)
+
+
+def etcd_unavailable() -> str | None:
+    """Why an elastic etcd job cannot run here, or None: Debian's etcd-server and torch's etcd client (python-etcd)."""
+    if not shutil.which("etcd"):
+        return "etcd is not installed (apt-get install etcd-server)"
+    try:
+        import etcd  # noqa: F401  (python-etcd, which torch.distributed.elastic.rendezvous.etcd_rendezvous imports)
+    except ImportError:
+        return "python-etcd is not installed (pip install -e '.[dev]')"
+    return None
+
+
+def deployment_pods(docs: list[dict]) -> list[Pod]:
+    """One pod per Deployment (replicas 1), reachable under the name of the Service that selects it."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        template = doc["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"
+                    and d["spec"]["selector"].items() <= labels.items()]
+        container = dict(template["spec"]["containers"][0])
+        command = list(container["command"])
+        if Path(command[0]).name == "etcd":  # the image's etcd binary is this machine's
+            command[0] = shutil.which("etcd") or command[0]
+        container["command"] = command
+        pods.append(Pod(f"{doc['metadata']['name']}-0", container, template["spec"], {}, aliases=services))
+    return pods
 
 
 def pytorchjob_pods(doc: dict, operator_version: str = "1.9") -> list[Pod]:
@@ -155,11 +190,14 @@ class Cluster:
         job = next(d for d in docs if d["kind"] in ("PyTorchJob", "TrainJob"))
         self.job = job
         self.pods = pytorchjob_pods(job, operator_version) if job["kind"] == "PyTorchJob" else trainjob_pods(job)
+        self.services = deployment_pods(docs)
+        """Pods of the Deployments beside the job: started first, never awaited, stopped last."""
         self.backoff_limit = job["spec"].get("runPolicy", {}).get("backoffLimit", 6)
         self.tag = f"k{os.getpid() % 100000}"
-        self.netns = {p.name: f"{self.tag}-{i}" for i, p in enumerate(self.pods)}
+        every = [*self.pods, *self.services]
+        self.netns = {p.name: f"{self.tag}-{i}" for i, p in enumerate(every)}
         self.bridge_ns = f"{self.tag}-br"
-        self.address = {p.name: f"{SUBNET}.{10 + i}" for i, p in enumerate(self.pods)}
+        self.address = {p.name: f"{SUBNET}.{10 + i}" for i, p in enumerate(every)}
         self.created_mount_points: list[Path] = []
         self.bin = root / "bin"
 
@@ -171,7 +209,7 @@ class Cluster:
         self._ip("netns", "add", self.bridge_ns)
         self._ip("-n", self.bridge_ns, "link", "add", BRIDGE, "type", "bridge")
         self._ip("-n", self.bridge_ns, "link", "set", BRIDGE, "up")
-        for i, pod in enumerate(self.pods):
+        for i, pod in enumerate([*self.pods, *self.services]):
             ns, peer = self.netns[pod.name], f"veth{i}"
             self._ip("netns", "add", ns)
             self._ip("-n", self.bridge_ns, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns)
@@ -187,7 +225,7 @@ class Cluster:
     def _hosts_file(self, pod: Pod) -> Path:
         """/etc/hosts of one pod: kubelet's own lines, then every pod as its headless Service resolves it."""
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        lines += [f"{self.address[p.name]} {' '.join([*p.aliases, p.name])}" for p in self.pods]
+        lines += [f"{self.address[p.name]} {' '.join([*p.aliases, p.name])}" for p in [*self.pods, *self.services]]
         path = self.root / "hosts" / pod.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
@@ -220,6 +258,13 @@ class Cluster:
                 lines.append(f"mount --bind {q(str(self.pvc))} {q(path)}")
             elif "emptyDir" in volume and volume["emptyDir"].get("medium") == "Memory":
                 lines.append(f"mount -t tmpfs -o size=1g tmpfs {q(path)}")
+        command = pod.container["command"]
+        if "--data-dir" in command:  # etcd's data in the container's own (fresh) writable layer
+            layer = self.root / "layers" / pod.name
+            layer.mkdir(parents=True, exist_ok=True)
+            data_dir = str(Path(command[command.index("--data-dir") + 1]).parent)
+            self._mount_point(data_dir)
+            lines.append(f"mount --bind {q(str(layer))} {q(data_dir)}")
         return lines
 
     def _launcher_shims(self) -> None:
@@ -258,7 +303,7 @@ class Cluster:
     def start(self) -> None:
         self._launcher_shims()
         self._network_up()
-        for pod in self.pods:
+        for pod in [*self.services, *self.pods]:
             self._start(pod)
 
     def pod(self, name_suffix: str) -> Pod:
@@ -299,10 +344,10 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{(self.root / f'{p.name}.log').read_text(errors='replace')[-3000:]}"
-                         for p in self.pods if (self.root / f"{p.name}.log").exists())
+                         for p in [*self.pods, *self.services] if (self.root / f"{p.name}.log").exists())
 
     def stop(self) -> None:
-        for pod in self.pods:
+        for pod in [*self.pods, *self.services]:
             if pod.process and pod.process.poll() is None:
                 os.killpg(pod.process.pid, signal.SIGKILL)
                 pod.process.wait(timeout=30)

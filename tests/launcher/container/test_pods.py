@@ -12,6 +12,7 @@ order in which four ranks' gradients are added, a difference in the last bit.)
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
-from pods import Cluster, pods_unavailable  # noqa: E402
+from pods import Cluster, etcd_unavailable, pods_unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(pods_unavailable() is not None, reason=str(pods_unavailable()))]
@@ -42,9 +43,21 @@ TINY = ["recipe=tiny_llama_cpt", "cluster=eks", "instance=cpu", "trainer.num_nod
 TOPOLOGIES = {
     "pytorchjob_static": (),
     "pytorchjob_elastic_c10d": ("cluster.eks.elastic=true",),
+    "pytorchjob_elastic_etcd": ("cluster.eks.elastic=true", "cluster.eks.rdzv_backend=etcd"),
     "trainjob": ("cluster.eks.job_kind=trainjob",),
 }
 CORPUS_DOCUMENTS = 30
+REQUIRE_POD_TOOLS = "LLM_LAUNCH_REQUIRE_POD_TOOLS"
+"""Set to 1 by .ci/run (which installs etcd-server): a missing etcd then fails the etcd topology instead of skipping."""
+
+
+def _needs(topology: str) -> None:
+    """Skip (or under LLM_LAUNCH_REQUIRE_POD_TOOLS=1, fail) a topology whose outside programs are missing."""
+    reason = etcd_unavailable() if "etcd" in topology else None
+    if reason and os.environ.get(REQUIRE_POD_TOOLS) == "1":
+        pytest.fail(f"{topology} needs etcd ({REQUIRE_POD_TOOLS}=1) but {reason}")
+    if reason:
+        pytest.skip(f"{topology}: {reason}")
 
 
 def _pvc(root: Path) -> Path:
@@ -94,6 +107,7 @@ def reference(tmp_path_factory) -> tuple[dict[int, float], dict]:
 
 @pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
 def test_two_pods_train_lose_a_pod_restart_and_resume_bit_exact(topology, reference, tmp_path):
+    _needs(topology)
     docs, output_dir = rendered(tmp_path, *TOPOLOGIES[topology])
     pvc = _pvc(tmp_path / "pvc")
     out = _on_pvc(pvc, output_dir)
