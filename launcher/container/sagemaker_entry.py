@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llm_launch.launcher.container import node_run
 from llm_launch.launcher.environment import is_trainium
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.render.command import TRAINIUM_OPEN_FILES, launch_steps, rendezvous_port, static_rendezvous
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         done = subprocess.run(step, check=False)
         if done.returncode:
             sys.exit(f"sagemaker_entry: {step[0]} exited with {done.returncode}")
-    os.execvp(steps[-1][0], steps[-1])
+    sys.exit(node_run.run(steps[-1]))  # exit 75 when the watchdog ended a hung step (torchrun itself exits 1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile)
     for tool in ("srun", "neuron_parallel_compile", "torchrun"):
         (bin_dir / tool).write_text(CAPTURE_TOOL.format(log=log))
     (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-1\n")
+    # the image's python, which runs torchrun under the node wrapper (launcher/container/node_run.py)
+    (bin_dir / "python").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin", SLURM_JOB_ID="5", SLURM_JOB_NODELIST="node-1",

@@ -64,7 +64,8 @@ def test_hyperpod_job_passes_the_hyperpod_model(job_for, render_job, variant):
     (replica,) = spec["replicaSpecs"]
     assert replica["replicas"] == job.trainer.num_nodes
     container = replica["template"]["spec"]["containers"][0]
-    assert _script(container).splitlines()[-1].startswith("exec hyperpodrun ")
+    assert _script(container).splitlines()[-1].startswith("exec python -m llm_launch.launcher.container.node_run "
+                                                          "hyperpodrun ")
     assert "--rdzv-backend=hyperpod" in _script(container)
     if job.instance.sagemaker_type:
         assert replica["template"]["spec"]["nodeSelector"]["node.kubernetes.io/instance-type"] == job.instance.sagemaker_type

@@ -55,7 +55,10 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     python = "/fsx/venvs/llm/bin/python" if "cluster.slurm.python=/fsx/venvs/llm/bin/python" in overrides \
         else sys.executable
     launcher = ["torchrun"] if container else [python, "-m", "torch.distributed.run"]
-    assert train[0] == "exec" and train[1:1 + len(launcher)] == launcher
+    runner = ["python" if container else python, "-m", "llm_launch.launcher.container.node_run"]
+    assert train[0] == "exec" and train[1:4] == runner  # exit 75 after a hang, signals passed on
+    train = [train[0], *train[4:]]
+    assert train[1:1 + len(launcher)] == launcher
     args = train[1 + len(launcher):]
     assert args[:3] == [f"--nnodes={nodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d"]
     # expanded by the step's shell: the first node's NodeAddr, and only that node hosts the store
