@@ -2,8 +2,9 @@
 
 The Kubernetes counterpart of two_hosts.py. It reads the manifest llm-launch rendered (ConfigMap + PyTorchJob or
 TrainJob) and starts each pod the controller would create:
-* a network namespace per pod, its eth0 a veth on a bridge that lives in a namespace of its own (10.244.0.0/24:
-  addresses that exist only inside these namespaces), pod names resolved as the operator's headless Services
+* a network namespace per pod, its eth0 a veth on a bridge that lives in a namespace of its own (10.244.<n>.0/24
+  for the n-th cluster, so that several jobs run side by side: addresses that exist only inside these namespaces),
+  pod names resolved as the operator's headless Services
   resolve them (an /etc/hosts per pod);
 * a mount namespace and UTS namespace per pod (hostname = pod name), the ConfigMap's keys as files at the volume's
   mountPath, one host folder as the PersistentVolumeClaim at its mountPath, a memory tmpfs at /dev/shm;
@@ -36,23 +37,40 @@ Needs root (namespaces, veth, bridge); the tests skip with the reason where that
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUBNET = "10.244.0"
+SUBNET = "10.244"
+"""Cluster n's pods get 10.244.<n>.10 and up, on a bridge of its own: several jobs can run side by side."""
 BRIDGE = "br0"
 RESTART_DELAY_S = 10.0
 """kubelet's first restart back-off. Shorter is not faithful: a static torchrun restarted before its peers have
 noticed the loss joins their dying rendezvous."""
 TRAINER_PORT = 29500
 """constants.ContainerTrainerPort of Kubeflow Trainer v2.3.0."""
+
+
+HARNESS_MARK = ".llm-launch-pod-harness"
+"""A file in each host folder the harness created as a mount point (and may remove again)."""
+MOUNT_LOCKS = Path("/tmp/llm-launch-pod-mounts")
+"""One lock file per mount point: every running cluster, in any process, holds a shared lock on it, and a folder
+is removed only by a cluster that can then take it exclusively. Removing a mount point on the host detaches the
+mounts on it in every pod's mount namespace, so a folder in use by another cluster must stay."""
+_MOUNT_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> Path:
+    MOUNT_LOCKS.mkdir(parents=True, exist_ok=True)
+    return MOUNT_LOCKS / (str(path).strip("/").replace("/", "_") + ".lock")
 
 
 def pods_unavailable() -> str | None:
@@ -183,7 +201,7 @@ class Cluster:
     """Pods of one rendered job on this machine; pvc is the host folder standing in for every claim."""
 
     def __init__(self, root: Path, docs: list[dict], pvc: Path, *, operator_version: str = "1.9",
-                 restart_delay_s: float = RESTART_DELAY_S):
+                 restart_delay_s: float = RESTART_DELAY_S, index: int = 0):
         self.root, self.pvc, self.restart_delay_s = root, pvc, restart_delay_s
         root.mkdir(parents=True, exist_ok=True)
         self.config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
@@ -193,12 +211,13 @@ class Cluster:
         self.services = deployment_pods(docs)
         """Pods of the Deployments beside the job: started first, never awaited, stopped last."""
         self.backoff_limit = job["spec"].get("runPolicy", {}).get("backoffLimit", 6)
-        self.tag = f"k{os.getpid() % 100000}"
+        self.tag = f"k{os.getpid() % 100000}-{index}"
         every = [*self.pods, *self.services]
         self.netns = {p.name: f"{self.tag}-{i}" for i, p in enumerate(every)}
         self.bridge_ns = f"{self.tag}-br"
-        self.address = {p.name: f"{SUBNET}.{10 + i}" for i, p in enumerate(every)}
-        self.created_mount_points: list[Path] = []
+        self.address = {p.name: f"{SUBNET}.{index}.{10 + i}" for i, p in enumerate(every)}
+        self.mount_points: dict[Path, object] = {}
+        """Mount points the harness created (this cluster or another), with this cluster's shared lock on each."""
         self.bin = root / "bin"
 
     # --- network -------------------------------------------------------------------------------------------
@@ -234,10 +253,19 @@ class Cluster:
     # --- file systems ----------------------------------------------------------------------------------------
     def _mount_point(self, path: str) -> None:
         target = Path(path)
-        if not target.exists():
-            missing = next(p for p in [target, *target.parents] if p.parent.exists())
-            target.mkdir(parents=True)
-            self.created_mount_points.append(missing)
+        with _MOUNT_LOCK:
+            if not target.exists():
+                missing = next(p for p in [target, *target.parents] if p.parent.exists())
+                target.mkdir(parents=True, exist_ok=True)
+                (missing / HARNESS_MARK).touch()
+            created = next((p for p in [target, *target.parents] if (p / HARNESS_MARK).exists()), None)
+            if created is not None and created not in self.mount_points:
+                held = _lock_file(created).open("a")
+                fcntl.flock(held, fcntl.LOCK_SH)
+                self.mount_points[created] = held
+                if not target.exists():  # removed by a cluster that stopped while this one took its lock
+                    target.mkdir(parents=True, exist_ok=True)
+                    (created / HARNESS_MARK).touch()
 
     def _mounts(self, pod: Pod) -> list[str]:
         """Shell lines binding each volume at its mountPath inside the pod's mount namespace."""
@@ -352,8 +380,16 @@ class Cluster:
                 os.killpg(pod.process.pid, signal.SIGKILL)
                 pod.process.wait(timeout=30)
         self._network_down()
-        for path in reversed(self.created_mount_points):
-            shutil.rmtree(path, ignore_errors=True)
+        with _MOUNT_LOCK:
+            for path, held in self.mount_points.items():
+                held.close()  # this cluster's shared lock
+                with _lock_file(path).open("a") as last:
+                    try:
+                        fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # another cluster still uses it
+                    shutil.rmtree(path, ignore_errors=True)
+            self.mount_points.clear()
 
     def __enter__(self) -> Cluster:
         self.start()
