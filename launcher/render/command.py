@@ -20,6 +20,10 @@ from llm_launch.launcher.tasks import TASKS, entrypoint
 from llm_launch.launcher.topology import topology_of
 
 TORCHRUN = "torchrun"
+NODE_RUN = "llm_launch.train.node_run"
+"""torchrun that ends as its ranks end: the failed rank's own exit code (2 for a one-line error), 128 + N after
+signal N, and no traceback after the ranks' last line (train/node_run.py). SageMaker and Slurm nodes run it as
+`<python> -m llm_launch.train.node_run <torchrun arguments>`."""
 PRECOMPILE_TOOL = "neuron_parallel_compile"
 PRECOMPILE_FLAG = "--precompile"
 """Flag of the training entrypoints: trace neuron.precompile_steps steps, write no checkpoint."""

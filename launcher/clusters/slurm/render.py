@@ -35,7 +35,7 @@ from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.render.command import (
-    TORCHRUN,
+    NODE_RUN,
     ShellExpr,
     node_script,
     rendezvous_port,
@@ -77,10 +77,11 @@ def job_python(job: JobConfig) -> str:
 
 
 def torchrun_launcher(job: JobConfig) -> list[str]:
-    """torchrun as the job starts it: the image's own in a container, else by absolute path."""
+    """torchrun as the job starts it (llm_launch.train.node_run, which exits as its ranks do): with the image's own
+    python in a container, else the environment's by absolute path."""
     if job.cluster.slurm.container_image:
-        return [TORCHRUN]
-    return [job_python(job), "-m", "torch.distributed.run"]
+        return ["python", "-m", NODE_RUN]
+    return [job_python(job), "-m", NODE_RUN]
 
 
 def environment_lines(job: JobConfig) -> list[str]:
