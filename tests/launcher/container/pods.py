@@ -31,6 +31,12 @@ Injected environment:
   (standing in for the ClusterIP kube-proxy would route). Its image's etcd is Debian's (package etcd-server, etcd
   3.4, which still serves the v2 API torch's etcd rendezvous speaks with --enable-v2), and its data dir, the
   container's writable layer, is a fresh folder per run.
+* S3 (s3_seed): a stand-in, since the pods cannot reach AWS: moto_server runs as a pod named `s3` on the bridge,
+  holding the seeded folders, and the job's pods get AWS_ENDPOINT_URL=http://s3:5000 with moto's test keys. On EKS
+  the keys would come from the pod's service account: the IRSA webhook injects AWS_ROLE_ARN and
+  AWS_WEB_IDENTITY_TOKEN_FILE and boto3 exchanges the token with STS
+  (https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html), which moto has no
+  counterpart for; either way the manifest holds no secret.
 Where the ConfigMap's image would have llm-launch installed, the pods run this checkout's Python (PATH).
 Needs root (namespaces, veth, bridge); the tests skip with the reason where that is missing.
 """
@@ -38,6 +44,7 @@ Needs root (namespaces, veth, bridge); the tests skip with the reason where that
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -55,6 +62,32 @@ BRIDGE = "br0"
 RESTART_DELAY_S = 10.0
 """kubelet's first restart back-off. Shorter is not faithful: a static torchrun restarted before its peers have
 noticed the loss joins their dying rendezvous."""
+S3_PORT = 5000
+S3_REGION = "us-west-2"
+S3_ENV = {"AWS_ENDPOINT_URL": f"http://s3:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+          "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": S3_REGION, "AWS_DEFAULT_REGION": S3_REGION}
+"""What the job's pods get from the S3 stand-in (in place of IRSA's role and token file)."""
+SEED_S3 = """
+import json, socket, sys, time
+from pathlib import Path
+import boto3
+url, seeds, port, region = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+for _ in range(600):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+s3 = boto3.client("s3", endpoint_url=url, region_name=region, aws_access_key_id="testing",
+                  aws_secret_access_key="testing")
+for uri, folder in seeds.items():
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    for file in Path(folder).rglob("*"):
+        if file.is_file():
+            s3.upload_file(str(file), bucket, f"{prefix.rstrip('/')}/{file.relative_to(folder)}")
+"""
 TRAINER_PORT = 29500
 """constants.ContainerTrainerPort of Kubeflow Trainer v2.3.0."""
 
@@ -201,7 +234,7 @@ class Cluster:
     """Pods of one rendered job on this machine; pvc is the host folder standing in for every claim."""
 
     def __init__(self, root: Path, docs: list[dict], pvc: Path, *, operator_version: str = "1.9",
-                 restart_delay_s: float = RESTART_DELAY_S, index: int = 0):
+                 restart_delay_s: float = RESTART_DELAY_S, index: int = 0, s3_seed: dict[str, Path] | None = None):
         self.root, self.pvc, self.restart_delay_s = root, pvc, restart_delay_s
         root.mkdir(parents=True, exist_ok=True)
         self.config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
@@ -209,7 +242,12 @@ class Cluster:
         self.job = job
         self.pods = pytorchjob_pods(job, operator_version) if job["kind"] == "PyTorchJob" else trainjob_pods(job)
         self.services = deployment_pods(docs)
-        """Pods of the Deployments beside the job: started first, never awaited, stopped last."""
+        """Pods of the Deployments beside the job (and the S3 stand-in): started first, never awaited, stopped last."""
+        self.s3_seed = s3_seed
+        """s3:// URI -> host folder uploaded to the S3 stand-in before the job's pods start (None: no S3)."""
+        if s3_seed is not None:
+            moto = str(Path(sys.executable).parent / "moto_server")
+            self.services.append(Pod("s3", {"command": [moto, "-H", "0.0.0.0", "-p", str(S3_PORT)]}, {}, {}))
         self.backoff_limit = job["spec"].get("runPolicy", {}).get("backoffLimit", 6)
         self.tag = f"k{os.getpid() % 100000}-{index}"
         every = [*self.pods, *self.services]
@@ -309,6 +347,8 @@ class Cluster:
         for item in pod.container.get("env", []):
             assert "value" in item, f"{item['name']}: only literal env values run here"
             env[item["name"]] = item["value"]
+        if self.s3_seed is not None and pod in self.pods:
+            env.update(S3_ENV)  # what the service account's credentials would give (see the module docstring)
         env.update(pod.env)  # the controller's variables are appended after the container's own
         return env
 
@@ -331,7 +371,14 @@ class Cluster:
     def start(self) -> None:
         self._launcher_shims()
         self._network_up()
-        for pod in [*self.services, *self.pods]:
+        for pod in self.services:
+            self._start(pod)
+        if self.s3_seed is not None:
+            seeds = json.dumps({uri: str(folder) for uri, folder in self.s3_seed.items()})
+            subprocess.run(["ip", "netns", "exec", self.netns["s3"], sys.executable, "-c", SEED_S3,
+                            f"http://127.0.0.1:{S3_PORT}", seeds, str(S3_PORT), S3_REGION],
+                           check=True, capture_output=True, timeout=300)
+        for pod in self.pods:
             self._start(pod)
 
     def pod(self, name_suffix: str) -> Pod:

@@ -8,12 +8,13 @@ ranks, which is exact in any order. (Plain DDP over all four ranks is not bit-ex
 its gradient buckets after the first step of each run, which moves where gloo's ring splits the buffer and so the
 order in which four ranks' gradients are added, a difference in the last bit.)
 
-Time: every job of the file runs at once (the `runs` fixture; each on its own bridge and subnet), since most of a
-run is waiting: kubelet's 10 s back-off, rendezvous, imports. Measured on the 2-core development machine (shared
-with five other sessions, load average 17 to 25 throughout): the seven jobs (the reference, four topologies with a
-lost pod, two smoke runs) took 248 s for the whole file. Run one after the other they took about 5.5 minutes in
-CI before the etcd topology was added, and the elastic c10d run alone waited out a 60 s store timeout that the
-rendered TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 now avoids (147 s -> 77 s alone on this machine, load 2 to 5).
+Time: every job of the file runs at once (the `runs` fixture; each on its own bridge and subnet), since much of a
+run is waiting: kubelet's 10 s back-off, rendezvous, imports. Measured on the 2-core development machine shared
+with five other sessions: the seven jobs (the reference, four topologies with a lost pod, two smoke runs) took
+248 s and 246 s for the whole file (load average 9 to 32 during the runs, most of it these jobs' own ~30 processes;
+CPU-bound there: 4.5 CPU-minutes in 4.1 minutes). One after the other they took about 5.5 minutes in CI before the
+etcd topology was added, and the elastic c10d run alone waited out a 60 s store timeout that the rendered
+TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 now avoids (147 s -> 77 s alone on this machine, load 2 to 5).
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
-from pods import Cluster, etcd_unavailable, pods_unavailable  # noqa: E402
+from pods import S3_REGION, Cluster, etcd_unavailable, pods_unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(pods_unavailable() is not None, reason=str(pods_unavailable()))]
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 STEPS = 4
 MOUNT = "/fsx"
+S3_TOKENIZER = "s3://llm-launch-inputs/tokenizers/tiny"
 TINY = ["recipe=tiny_llama_cpt", "cluster=eks", "instance=cpu", "trainer.num_nodes=2", "cluster.image=local/llm-launch:test",
         "cluster.eks.node_selector={kubernetes.io/os: linux}", f"training.max_steps={STEPS}",
         "training.checkpoint.every_n_steps=2", "training.log_every_n_steps=1", "training.eval_every_n_steps=0",
@@ -53,8 +55,11 @@ TOPOLOGIES = {
     "pytorchjob_static": (),
     "pytorchjob_elastic_c10d": ("cluster.eks.elastic=true",),
     "pytorchjob_elastic_etcd": ("cluster.eks.elastic=true", "cluster.eks.rdzv_backend=etcd"),
-    "trainjob": ("cluster.eks.job_kind=trainjob",),
+    "trainjob": ("cluster.eks.job_kind=trainjob", f"training.data.tokenizer_path={S3_TOKENIZER}",
+                 f"cluster.region={S3_REGION}"),
 }
+"""The TrainJob also reads its tokenizer from S3 (the harness's S3 stand-in): its pods copy it at start
+(train/s3_folders.py) with the credentials the pod has."""
 CORPUS_DOCUMENTS = 30
 SMOKE_OPERATORS = ("1.9", "1.6")
 REQUIRE_POD_TOOLS = "LLM_LAUNCH_REQUIRE_POD_TOOLS"
@@ -83,7 +88,9 @@ def _pvc(root: Path) -> Path:
 
 def rendered(tmp_path: Path, *overrides: str) -> tuple[list[dict], str]:
     """The manifest `llm-launch ... action=render` writes, and the job's output folder inside the pods."""
-    job = compose_job([*TINY, *overrides, "action=render"], tmp_path / "out")
+    keys = {o.split("=", 1)[0] for o in overrides}
+    base = [o for o in TINY if o.split("=", 1)[0] not in keys]
+    job = compose_job([*base, *overrides, "action=render"], tmp_path / "out")
     from llm_launch.launcher.validate import validate
 
     findings, _ = validate(job)
@@ -109,6 +116,8 @@ class Run:
     codes: dict[str, list[int]]
     logs: str
     out: Path
+    pods: Path
+    """The harness's folder of the job (every pod's whole log)."""
     victim: str | None = None
 
 
@@ -118,13 +127,16 @@ def _train(root: Path, index: int, job: tuple[list[dict], str], interrupt: bool)
     docs, output_dir = job
     pvc = _pvc(root / "pvc")
     out = _on_pvc(pvc, output_dir)
-    with Cluster(root / "pods", docs, pvc, index=index) as cluster:
+    config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["job.yaml"])
+    s3_seed = {S3_TOKENIZER: SAMPLE / "tokenizer"} if config["training"]["data"]["tokenizer_path"] == S3_TOKENIZER \
+        else None
+    with Cluster(root / "pods", docs, pvc, index=index, s3_seed=s3_seed) as cluster:
         victim = cluster.pods[-1] if interrupt else None
         if victim:
             cluster.wait(timeout=420, until=lambda: (out / "checkpoints" / "step_00000002").is_dir())
             cluster.kill(victim)
         codes = cluster.wait(timeout=420)
-        return Run(codes, cluster.logs(), out, victim.name if victim else None)
+        return Run(codes, cluster.logs(), out, root / "pods", victim.name if victim else None)
 
 
 def _smoke_job(root: Path) -> list[dict]:
@@ -138,7 +150,7 @@ def _smoke(root: Path, index: int, docs: list[dict], operator_version: str) -> R
     pvc = root / "pvc"
     pvc.mkdir(parents=True)
     with Cluster(root / "pods", docs, pvc, operator_version=operator_version, index=index) as cluster:
-        return Run(cluster.wait(timeout=420), cluster.logs(), pvc)
+        return Run(cluster.wait(timeout=420), cluster.logs(), pvc, root / "pods")
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +190,11 @@ def test_two_pods_train_lose_a_pod_restart_and_resume_bit_exact(topology, runs):
     codes, logs = run.codes, run.logs
     assert codes[run.victim][0] != 0 and codes[run.victim][-1] == 0, logs
     assert all(c[-1] == 0 for c in codes.values()), logs
+    if f"training.data.tokenizer_path={S3_TOKENIZER}" in TOPOLOGIES[topology]:
+        every_line = "".join(p.read_text(errors="replace") for p in run.pods.glob("*.log"))
+        assert f"training.data.tokenizer_path: {S3_TOKENIZER} copied to /tmp/llm-launch-s3/" in every_line, logs
+        exported = run.out / "hf_model" / "tokenizer.json"
+        assert exported.read_bytes() == (SAMPLE / "tokenizer" / "tokenizer.json").read_bytes()
     assert losses(run.out)[STEPS] == losses(reference.out)[STEPS], logs
     weights = load_file(run.out / "hf_model" / "model.safetensors")
     ref_weights = load_file(reference.out / "hf_model" / "model.safetensors")
