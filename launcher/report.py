@@ -165,3 +165,30 @@ def print_suggestions(report: SuggestReport, console: Console | None = None) -> 
     console.print(f"The job's own layout {own}. Prices: {report.price_source}.", highlight=False, markup=False)
     for note in report.notes:
         console.print(f"note (any layout): {note}", highlight=False, markup=False)
+
+
+def sweep_table(rows: list[tuple[list[str], Plan]]) -> Table:
+    """One row per job of a sweep: the overrides that vary, fits or not, memory per rank, step time, tokens/s and
+    cost per billion tokens."""
+    from llm_launch.launcher.sweep_summary import varying_keys
+
+    keys = varying_keys([overrides for overrides, _ in rows])
+    table = Table(title=f"Sweep: {len(rows)} jobs", title_justify="left", box=box.SIMPLE, pad_edge=False)
+    for name in ("#", *keys, "fits", "GiB/rank", "step s", "tok/s", "$/Btok"):
+        table.add_column(name, justify="left" if name in (*keys, "fits") else "right", overflow="fold",
+                         min_width=len(name))  # a key is never folded inside a word
+    for i, (overrides, plan) in enumerate(rows):
+        pairs = dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides)
+        est = plan.estimates
+        table.add_row(str(i), *(pairs.get(key, "") for key in keys), "yes" if plan.memory.fits else "no",
+                      f"{plan.memory.total / GIB:.1f}", _num(est.step_time_s, ".2f"), _num(est.tokens_per_second),
+                      _num(est.cost_per_billion_tokens_usd))
+    return table
+
+
+def print_sweep(rows: list[tuple[list[str], Plan]], console: Console | None = None) -> None:
+    """The sweep's summary table (launcher/sweep_summary.py)."""
+    console = console or Console()
+    if not console.is_terminal:  # a log or a pipe: no terminal to fit, so no column is folded or dropped
+        console = Console(width=max(console.width, 160))
+    console.print(sweep_table(rows))

@@ -231,10 +231,11 @@ def _check_task_data(job: JobConfig, out: Findings) -> None:
     data = job.training.data
     for key, path in (("training.data.tokenizer_path", data.tokenizer_path),
                       ("model.pretrained_path", job.model.pretrained_path)):
-        if path and path.startswith("s3://"):
+        if path and path.startswith("s3://") and job.cluster.kind != "eks":  # EKS pods copy it (train/s3_folders.py)
             out.error(key, f"{path}: the job reads this folder from a file system, not from S3; on SageMaker set "
                       "cluster.sagemaker.channels.<name>=<that URI> and point this at /opt/ml/input/data/<name>; "
-                      "elsewhere copy it to the shared file system (FSx) and point this there")
+                      "on EKS the pods copy it at start; elsewhere copy it to the shared file system (FSx) and point "
+                      "this there")
     if job.task == "eval":
         if data.valid_path is None:
             out.error("training.data.valid_path", "eval measures loss on held-out data and none is set; point it at "

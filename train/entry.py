@@ -15,6 +15,7 @@ from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunL
 from llm_launch.train.errors import JobError
 from llm_launch.train.lifeline import tie_rank_to_launcher
 from llm_launch.train.reporting import another_rank_reported, report
+from llm_launch.train.s3_folders import localize_folders
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
@@ -43,7 +44,7 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     if job_runner is None:
         from llm_launch.train.trainer import train as job_runner
     try:
-        job = elastic_layout(job)
+        job = elastic_layout(localize_folders(job))
         require_accelerators(job)
         with held_folders(job):
             job_runner(job, job_path=args.job, precompile=args.precompile)

@@ -36,7 +36,6 @@ from collections import deque
 from pathlib import Path
 
 import torch.distributed as dist
-from llm_launch.launcher.container.node_run import HANG_MARKER_ENV
 from llm_launch.launcher.progress import HANG_EXIT_CODE, HANG_RECORD
 
 HANG_DIR = str(Path(HANG_RECORD).parent)
@@ -148,7 +147,6 @@ class Watchdog:
         return arrivals
 
     def _on_hang(self, step: int, *, declaring: bool) -> None:
-        mark_hang()
         timeout = self.timeout_s()
         print(f"watchdog: rank {self.rank}: step {step} did not finish within {timeout:.0f} s; Python stacks of "
               f"rank {self.rank}:", file=sys.stderr, flush=True)
@@ -203,14 +201,3 @@ class Watchdog:
     def straggler_ranks(self, rank_times: list[float] | None) -> list[int]:
         """The ranks named as stragglers at this step (logged by the caller)."""
         return self.stragglers.add(rank_times) if rank_times else []
-
-
-def mark_hang() -> None:
-    """Tell the node's launch wrapper (launcher/container/node_run.py) that this rank ends a hung step, so the node
-    exits with HANG_EXIT_CODE although torchrun exits 1; nothing where no wrapper set the marker path."""
-    marker = os.environ.get(HANG_MARKER_ENV)
-    if marker:
-        try:
-            Path(marker).touch()
-        except OSError:
-            pass

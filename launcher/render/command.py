@@ -14,13 +14,16 @@ import shlex
 from collections.abc import Sequence
 
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.container.node_run import NODE_RUN_MODULE
 from llm_launch.launcher.devices import is_trainium, uses_nxd
 from llm_launch.launcher.elastic import is_elastic, nnodes_flag
 from llm_launch.launcher.tasks import TASKS, entrypoint
 from llm_launch.launcher.topology import topology_of
 
 TORCHRUN = "torchrun"
+NODE_RUN = "llm_launch.train.node_run"
+"""torchrun that ends as its ranks end: the failed rank's own exit code (2 for a one-line error), 128 + N after
+signal N, and no traceback after the ranks' last line (train/node_run.py). SageMaker and Slurm nodes run it as
+`<python> -m llm_launch.train.node_run <torchrun arguments>`."""
 PRECOMPILE_TOOL = "neuron_parallel_compile"
 PRECOMPILE_FLAG = "--precompile"
 """Flag of the training entrypoints: trace neuron.precompile_steps steps, write no checkpoint."""
@@ -93,20 +96,14 @@ def shell_exports(env: dict[str, str]) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
 
 
-NODE_RUNNER = ("python", "-m", NODE_RUN_MODULE)
-"""What runs a node's last step in an image: the wrapper that turns a hang's torchrun exit into HANG_EXIT_CODE."""
-
-
 def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
-                launcher: Sequence[str] = (TORCHRUN,), setup: Sequence[str] = (),
-                runner: Sequence[str] = NODE_RUNNER) -> str:
+                launcher: Sequence[str] = (TORCHRUN,), setup: Sequence[str] = ()) -> str:
     """The shell script one node (or container) runs: `setup` (renderer-written shell lines), limits, then every
-    step, the last one exec'd under `runner` (launcher/container/node_run.py: exit 75 when the watchdog ended a
-    hung step, signals passed on)."""
+    step, the last one exec'd."""
     lines = ["set -euo pipefail", *setup]
     if is_trainium(job):
         lines.append(OPEN_FILES_LINE)
     steps = launch_steps(job, job_yaml, rendezvous, launcher)
     lines += [shell_command(step) for step in steps[:-1]]
-    lines.append(f"exec {shell_command([*runner, *steps[-1]])}")
+    lines.append(f"exec {shell_command(steps[-1])}")
     return "\n".join(lines) + "\n"

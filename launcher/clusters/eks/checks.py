@@ -47,6 +47,11 @@ def check_eks(job: JobConfig, out: Findings) -> None:
                "(https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-eks-elastic-training.html)")
         out.error("trainer.min_nodes", f"an elastic node count is rendered for cluster.eks.job_kind=pytorchjob only "
                   f"({eks.job_kind}: {how}); set cluster.eks.job_kind=pytorchjob or trainer.min_nodes=null")
+    if eks.job_kind == "hyperpod":
+        out.warn("cluster.eks.job_kind", f"hyperpod pods start hyperpodrun (hyperpod-elastic-agent, newest 1.1.3), which "
+                 f"needs torch < 2.12 in {job.cluster.image}: the agent pins it, and under torch 2.13 hyperpodrun exits "
+                 "at start (argparse: torchrun's own --shutdown-timeout clashes with the agent's); build the image "
+                 "with torch 2.9 to 2.11")
     if eks.job_kind == "trainjob" and not K8S_SUBDOMAIN.fullmatch(eks.training_runtime):
         out.error("cluster.eks.training_runtime", f"'{eks.training_runtime}' is not a Kubernetes object name")
     check_locations(job, out, "eks", shared_storage(job), this_machine_only=True)

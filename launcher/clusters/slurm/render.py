@@ -30,14 +30,12 @@ import sys
 from pathlib import Path
 
 from llm_launch.launcher.config.schema import JobConfig
-from llm_launch.launcher.container.node_run import NODE_RUN_MODULE
 from llm_launch.launcher.elastic import is_elastic, node_range
 from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.render.command import (
-    NODE_RUNNER,
-    TORCHRUN,
+    NODE_RUN,
     ShellExpr,
     node_script,
     rendezvous_port,
@@ -79,15 +77,11 @@ def job_python(job: JobConfig) -> str:
 
 
 def torchrun_launcher(job: JobConfig) -> list[str]:
-    """torchrun as the job starts it: the image's own in a container, else by absolute path."""
+    """torchrun as the job starts it (llm_launch.train.node_run, which exits as its ranks do): with the image's own
+    python in a container, else the environment's by absolute path."""
     if job.cluster.slurm.container_image:
-        return [TORCHRUN]
-    return [job_python(job), "-m", "torch.distributed.run"]
-
-
-def node_runner(job: JobConfig) -> list[str]:
-    """The wrapper that runs torchrun on a node (launcher/container/node_run.py), with the job's Python."""
-    return list(NODE_RUNNER) if job.cluster.slurm.container_image else [job_python(job), "-m", NODE_RUN_MODULE]
+        return ["python", "-m", NODE_RUN]
+    return [job_python(job), "-m", NODE_RUN]
 
 
 def environment_lines(job: JobConfig) -> list[str]:
@@ -160,7 +154,7 @@ def sbatch_script(job: JobConfig, job_yaml: str) -> str:
     port = job.cluster.slurm.rendezvous_port or rendezvous_port(job)
     rendezvous = ["--rdzv_backend=c10d", ShellExpr(f'"--rdzv_endpoint=${{HEAD_ADDR}}:{port}"'),
                   ShellExpr('"--rdzv_id=${SLURM_JOB_ID}"'), ShellExpr('"--rdzv_conf=is_host=$((SLURM_NODEID == 0))"')]
-    step = node_script(job, job_yaml, rendezvous, torchrun_launcher(job), STEP_HEAD_LINES, node_runner(job))
+    step = node_script(job, job_yaml, rendezvous, torchrun_launcher(job), STEP_HEAD_LINES)
     lines = ["#!/bin/bash", *sbatch_header(job),
              f"# Rendered by llm-launch; submit with: sbatch --output=<output_dir>/{LOG_PATTERN} {SCRIPT_FILE}",
              "set -euo pipefail", *shell_exports(backend_environment(job, job.cluster.slurm.shared_dir)),

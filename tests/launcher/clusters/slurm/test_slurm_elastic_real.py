@@ -2,8 +2,9 @@
 
 * trainer.min_nodes=1, trainer.num_nodes=2 renders `#SBATCH --nodes=1-2`, --no-kill and --requeue: sbatch accepts
   them, Slurm allocates the one node there is, and the ranks lay the job out for one node (the global batch kept).
-* A rank made to hang (train/faults.py): the watchdog ends every rank with 75, torchrun exits 1, and the node
-  wrapper (launcher/container/node_run.py) ends the step, and so the batch script, with 75: Slurm's ExitCode 75:0.
+* A rank made to hang (train/faults.py): the watchdog ends every rank with 75; the step runs torchrun as
+  `python -m llm_launch.train.node_run`, which ends with the first failed rank's own code, so the step, and the
+  batch script, end with 75: Slurm's ExitCode 75:0.
 """
 
 from __future__ import annotations
@@ -59,6 +60,5 @@ def test_a_hung_step_ends_the_slurm_job_with_exit_code_75(plain, tmp_path, monke
     log = log_of(out, job_id)
     assert "test fault: rank 1 hangs at step 3" in log, log[-4000:]
     assert "hang: step 3 did not finish within 10 s; ranks [1] did not arrive" in log, log[-4000:]
-    assert "the training watchdog ended a hung step on this node" in log, log[-4000:]
     assert slurm_state(plain, job_id) == "FAILED"
     assert _exit_code(plain, job_id) == f"{HANG_EXIT_CODE}:0"

@@ -293,3 +293,26 @@ def test_gpu_job_on_a_partition_without_gpu_gres_is_refused_before_sbatch(plain,
     job_id = submitted(plain, out, *args, "cluster.slurm.request_gpus=false")
     assert "--gpus-per-node" not in (out / "launch.sbatch").read_text()
     wait_for(lambda: slurm_state(plain, job_id) in ENDED, f"job {job_id} to end")
+
+
+def test_a_stopped_job_saves_ends_before_killwait_and_its_log_ends_with_our_line(plain, tmp_path):
+    """action=stop (scancel: SIGTERM to the step): the ranks finish their step, save and exit, torchrun
+    (llm_launch.train.node_run) exits 143 without its SignalException traceback, well before Slurm's SIGKILL at
+    KillWait (30 s here), and the job's own last line is ours (issue 23); after it only srun's lines follow."""
+    out = tmp_path / "stopped"
+    args = [*TINY, "job_name=cpt-stop", "training.max_steps=400", "training.checkpoint.every_n_steps=0"]
+    job_id = submitted(plain, out, *args)
+    wait_for(lambda: (out / "metrics.jsonl").exists() and max(losses(out), default=0) >= 2, "the job's second step")
+    started = time.monotonic()
+    assert cli(plain, out, *args, action="stop").returncode == 0
+    wait_for(lambda: slurm_state(plain, job_id) in ENDED, "the stopped job to end", timeout=120)
+    took = time.monotonic() - started
+    log = log_of(out, job_id)
+    # exited on its own (srun reports 143), not killed by Slurm's SIGKILL at KillWait (30 s here)
+    assert "srun: error: vm: task 0: Killed" not in log, f"{took:.1f} s from scancel to the job's end\n{log[-3000:]}"
+    assert took < 30, f"{took:.1f} s from scancel to the job's end (KillWait 30 s)\n{log[-3000:]}"
+    assert "Traceback" not in log and "SignalException" not in log, log[-3000:]
+    own = [line for line in log.splitlines() if not line.startswith(("srun:", "slurmstepd"))]
+    assert own[-1].startswith("stopped by SIGTERM after step ") and "checkpoint saved" in own[-1], log[-3000:]
+    assert "srun: error: vm: task 0: Exited with exit code 143" in log, log[-3000:]
+    assert (out / "checkpoints" / "latest").read_text().strip().startswith("step_")

@@ -54,11 +54,8 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     container = "cluster.slurm.container_image=/fsx/images/llm-launch.sqsh" in overrides
     python = "/fsx/venvs/llm/bin/python" if "cluster.slurm.python=/fsx/venvs/llm/bin/python" in overrides \
         else sys.executable
-    launcher = ["torchrun"] if container else [python, "-m", "torch.distributed.run"]
-    runner = ["python" if container else python, "-m", "llm_launch.launcher.container.node_run"]
-    assert train[0] == "exec" and train[1:4] == runner  # exit 75 after a hang, signals passed on
-    train = [train[0], *train[4:]]
-    assert train[1:1 + len(launcher)] == launcher
+    launcher = ["python" if container else python, "-m", "llm_launch.train.node_run"]
+    assert train[0] == "exec" and train[1:1 + len(launcher)] == launcher
     args = train[1 + len(launcher):]
     assert args[:3] == [f"--nnodes={nodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d"]
     # expanded by the step's shell: the first node's NodeAddr, and only that node hosts the store
@@ -92,5 +89,5 @@ def test_slurm_asks_for_a_node_range_keeps_the_allocation_and_requeues(job_for, 
     srun, _ = step_of(script)
     assert srun[:5] == ["srun", "--nodes=${SLURM_JOB_NUM_NODES}", "--ntasks-per-node=1", "--no-kill",
                         "--kill-on-bad-exit=0"]
-    torchrun = script[script.index("torch.distributed.run"):]
+    torchrun = script[script.index("llm_launch.train.node_run"):]
     assert "--nnodes=6:8 --nproc_per_node=8 --max-restarts=3 --rdzv_backend=c10d" in torchrun
