@@ -153,6 +153,17 @@ def _smoke(root: Path, index: int, docs: list[dict], operator_version: str) -> R
         return Run(cluster.wait(timeout=420), cluster.logs(), pvc, root / "pods")
 
 
+JOB_GIB = 2.5
+"""Memory one job takes at most: four ranks of the tiny Llama (about 0.45 GiB each) and two launchers."""
+
+
+def _jobs_that_fit() -> int:
+    """How many jobs run at once: as many as the available memory holds (at least one)."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    available_gib = int(meminfo["MemAvailable"].split()[0]) / 2**20
+    return max(1, int(available_gib // JOB_GIB))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Run | BaseException]:
     """Every job of this file at once, each on its own bridge and subnet: the uninterrupted static PyTorchJob every
@@ -170,7 +181,7 @@ def runs(tmp_path_factory) -> dict[str, Run | BaseException]:
         else:
             job = rendered(roots[name], *TOPOLOGIES.get(name, ()))
             jobs[name] = lambda root, i, job=job, name=name: _train(root, i, job, interrupt=name != "reference")
-    with ThreadPoolExecutor(len(jobs)) as pool:
+    with ThreadPoolExecutor(min(len(jobs), _jobs_that_fit())) as pool:
         futures = {name: pool.submit(job, roots[name], i) for i, (name, job) in enumerate(jobs.items())}
         return {name: future.exception() or future.result() for name, future in futures.items()}
 
