@@ -16,7 +16,9 @@ in both cases without a traceback, so the ranks' own last line stays the log's l
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -36,14 +38,23 @@ def node_exit_code(failure: ChildFailedError) -> int:
     return SIGNAL_EXIT_BASE - code if code < 0 else 1
 
 
+def leave(code: int) -> NoReturn:
+    """End the agent at once: its ranks have all exited (torchrun waited for them), so nothing of the job is left to
+    save, and the interpreter's teardown of the agent's rendezvous store and threads took seconds on a loaded node,
+    time a stopped job spends within Slurm's KillWait."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         run(args)
     except ChildFailedError as exc:
-        sys.exit(node_exit_code(exc))
+        leave(node_exit_code(exc))
     except SignalException as exc:
-        sys.exit(SIGNAL_EXIT_BASE + int(exc.sigval))
+        leave(SIGNAL_EXIT_BASE + int(exc.sigval))
 
 
 if __name__ == "__main__":

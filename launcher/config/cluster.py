@@ -80,7 +80,8 @@ class EksClusterConfig(Section):
     elastic: bool = False
     """Elastic worker-only job with rendezvous instead of Master and Worker."""
     rdzv_backend: RdzvBackend = RdzvBackend.c10d
-    """Elastic rendezvous backend: c10d or etcd."""
+    """Elastic rendezvous backend: c10d (on the first Worker) or etcd (a rendered etcd Deployment and Service; the
+    image then needs python-etcd, the client torch's etcd rendezvous imports)."""
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     """Pod tolerations, as Kubernetes writes them."""
     hf_token_secret: str | None = None
