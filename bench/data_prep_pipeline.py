@@ -2,14 +2,17 @@
 
 On a synthetic corpus (dataprep/synthetic.py: random-word documents with planted near-duplicates) written as
 JSONL files of --file-mb each (task_bytes = one file, so a task's input stays the same when the corpus grows):
-1. documents/s per worker of both pipelines on the same corpus and workers (whole job: read to packed shards);
+1. documents/s per worker of both pipelines on the same corpus and workers (whole job: read to packed shards),
+   by wall time and by CPU time (user + system of the job and all its processes: less sensitive to other load
+   on a shared machine); --repeats runs of each, alternating old and new, medians;
 2. peak RSS: the largest worker process and the main process, at --mb and 2 x --mb, for both pipelines;
 3. the same corpus on 1 host with --workers workers and on 2 simulated hosts (two processes, each running its
    share of every stage with --workers / 2 workers, meeting at file barriers), same manifest;
 4. dedup quality, old and new side by side: recall of the planted pairs at Jaccard >= 0.8 and precision against
    the planted non-duplicates at <= 0.5, with dedup.threshold 0.7 between them.
 Each measurement runs in a fresh process (RSS of that process and of its pool workers: getrusage).
-Usage: python bench/data_prep_pipeline.py [--mb 16] [--file-mb 4] [--workers 2]
+The load average of the machine is printed before and after.
+Usage: python bench/data_prep_pipeline.py [--mb 16] [--file-mb 4] [--workers 2] [--repeats 1] [--sizes 1,2]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +89,11 @@ def child(spec: dict) -> None:
 
 def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: int, hosts: int = 1) -> dict:
     barrier = Path(tempfile.mkdtemp(prefix="barrier-"))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "LOGURU_LEVEL": "WARNING"}
     procs = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(
         {"pipeline": pipeline, "corpus": str(corpus), "out": str(out), "workers": workers, "file_bytes": file_bytes,
@@ -95,7 +104,10 @@ def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: in
         stdout, _ = proc.communicate()
         assert proc.returncode == 0, f"{pipeline} run failed"
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    return {"seconds": max(r["seconds"] for r in results), "rss_main_kib": max(r["rss_main_kib"] for r in results),
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": max(r["seconds"] for r in results), "cpu_seconds": cpu,
+            "rss_main_kib": max(r["rss_main_kib"] for r in results),
             "rss_worker_kib": max(r["rss_worker_kib"] for r in results), "manifest": results[0]["manifest"]}
 
 
@@ -124,6 +136,8 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=16, help="corpus size (MB) of the first run; the second doubles it")
     parser.add_argument("--file-mb", type=float, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--sizes", default="1,2", help="corpus sizes as multiples of --mb")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -134,37 +148,48 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="prep-bench-"))
     file_bytes = int(args.file_mb * 1e6)
     rows, corpora = [], {}
-    for scale in (1, 2):
+    load_before = os.getloadavg()
+    scales = [float(x) for x in args.sizes.split(",")]
+    for scale in scales:
         documents = int(args.mb * scale * 1e6 / DOC_BYTES / 1.2)  # planted copies add about a fifth
-        corpus_obj = make_corpus(documents, seed=scale)
+        corpus_obj = make_corpus(documents, seed=int(scale))
         folder = root / f"corpus{scale}"
         write_corpus(corpus_obj, folder, files=max(1, round(args.mb * scale / args.file_mb)))
         size = sum(p.stat().st_size for p in folder.iterdir())
         corpora[scale] = (corpus_obj, folder)
-        for pipeline in ("old", "new"):
-            result = measure(pipeline, folder, root / f"{pipeline}{scale}", args.workers, file_bytes)
+        runs = {"old": [], "new": []}
+        for repeat in range(args.repeats):
+            for pipeline in (("old", "new") if repeat % 2 == 0 else ("new", "old")):
+                runs[pipeline].append(measure(pipeline, folder, root / f"{pipeline}{scale}", args.workers, file_bytes))
+        for pipeline, results in runs.items():
+            result = {key: statistics.median(r[key] for r in results)
+                      for key in ("seconds", "cpu_seconds", "rss_main_kib", "rss_worker_kib")}
+            result["manifest"] = results[-1]["manifest"]
             docs = result["manifest"]["sources"][0]["documents_read"]
             rows.append((scale, size, len(corpus_obj.texts), pipeline, result, docs))
     print(f"{args.workers} workers; files of {args.file_mb} MB (task_bytes = one file); {os.cpu_count()} cores; "
-          f"Python {platform.python_version()}")
-    print("| corpus | pipeline | s | documents/s | per worker | vs old | peak RSS main | peak RSS worker |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          f"Python {platform.python_version()}; {args.repeats} run(s) each, medians; load average before "
+          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
+    print("| corpus | pipeline | s | documents/s | per worker | vs old | CPU s | documents per CPU s | vs old "
+          "| peak RSS main | peak RSS worker |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = {}
     for scale, size, docs, pipeline, result, read in rows:
-        rate = read / result["seconds"]
-        base.setdefault(scale, rate)
+        rate, cpu_rate = read / result["seconds"], read / result["cpu_seconds"]
+        base.setdefault(scale, (rate, cpu_rate))
         print(f"| {size / 1e6:.1f} MB, {docs:,} docs | {pipeline} | {result['seconds']:.1f} | {rate:,.0f} | "
-              f"{rate / args.workers:,.0f} | {rate / base[scale]:.2f} | {result['rss_main_kib'] / 1024:,.0f} MiB | "
-              f"{result['rss_worker_kib'] / 1024:,.0f} MiB |")
-    corpus_obj, folder = corpora[1]
-    one = [r for r in rows if r[0] == 1 and r[3] == "new"][0][4]
+              f"{rate / args.workers:,.0f} | {rate / base[scale][0]:.2f} | {result['cpu_seconds']:.1f} | {cpu_rate:,.0f} | "
+              f"{cpu_rate / base[scale][1]:.2f} | {result['rss_main_kib'] / 1024:,.0f} MiB | "
+              f"{result['rss_worker_kib'] / 1024:,.0f} MiB |", flush=True)
+    corpus_obj, folder = corpora[scales[0]]
+    one = [r for r in rows if r[0] == scales[0] and r[3] == "new"][0][4]
     two = measure("new", folder, root / "hosts2", max(1, args.workers // 2), file_bytes, hosts=2)
     same = {k: v for k, v in two["manifest"].items()} == {k: v for k, v in one["manifest"].items()}
     print("| hosts | workers each | s | same manifest as 1 host |")
     print("|---:|---:|---:|---|")
     print(f"| 1 | {args.workers} | {one['seconds']:.1f} | - |")
     print(f"| 2 | {max(1, args.workers // 2)} | {two['seconds']:.1f} | {same} |")
-    quality = dedup_quality(corpus_obj, folder, root / "new1", args.workers, file_bytes)
+    quality = dedup_quality(corpus_obj, folder, root / f"new{scales[0]}", args.workers, file_bytes)
     print("| dedup | planted pairs (J >= 0.8) | non-duplicates (J <= 0.5) | removed | recall | precision |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, q in quality.items():

@@ -7,6 +7,15 @@ before the next stage starts, since a stage reads what every task of the one bef
 each finished task under <work>/logs/<stage>/completions/, so a rerun skips finished tasks of every stage
 (https://github.com/huggingface/datatrove/blob/main/src/datatrove/executor/local.py).
 
+Tasks run on our own loop over DataTrove's per-task entry point (PipelineExecutor._run_for_rank: logging,
+statistics, completion marker) instead of LocalPipelineExecutor.run: that one maps tasks over a
+multiprocess.Pool, which waits forever for the result of a task whose worker process died (killed, or out of
+memory: https://github.com/python/cpython/pull/10441, never merged), so one killed worker hung the whole job.
+concurrent.futures.ProcessPoolExecutor notices a dead worker (BrokenProcessPool,
+https://docs.python.org/3/library/concurrent.futures.html#concurrent.futures.process.BrokenProcessPool): the
+stage then fails with one line and a rerun redoes only the unfinished tasks. It also needs no Manager process
+per stage (DataTrove's ranks queue).
+
 Slurm runs this too, as one sbatch job (the launcher's Slurm script, one srun task per node) rather than
 DataTrove's SlurmPipelineExecutor: see docs/data.md, "Executors", for why.
 """
@@ -16,9 +25,13 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from copy import deepcopy
 from dataclasses import dataclass, field
 
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.utils.stats import PipelineStats
 
 
 @dataclass
@@ -68,6 +81,55 @@ def executor(stage: Stage, tasks: int, hosts: Hosts, workers: int, logs: str) ->
                                  start_method=start_method())
 
 
+_EXECUTOR: LocalPipelineExecutor | None = None
+"""The stage's executor in a pool worker (set by the pool's initializer: inherited under fork, pickled else)."""
+
+
+def _init_worker(ex: LocalPipelineExecutor) -> None:
+    global _EXECUTOR
+    _EXECUTOR = ex
+
+
+def _run_task(rank: int, local_rank: int) -> PipelineStats:
+    assert _EXECUTOR is not None
+    return _EXECUTOR._run_for_rank(rank, local_rank)
+
+
+def run_tasks(ex: LocalPipelineExecutor, stage: str) -> None:
+    """Run this host's unfinished tasks of a stage on ex.workers processes (1: in this process, as DataTrove does);
+    raise StageFailed with one line when a task raises or a worker process dies."""
+    ranks = ex.get_incomplete_ranks(range(ex.local_rank_offset, ex.local_rank_offset + ex.local_tasks))
+    if not ranks:
+        return
+    ex.save_executor_as_json()
+    stats: list[PipelineStats] = []
+    try:
+        if ex.workers == 1:
+            pipeline = ex.pipeline
+            for rank in ranks:
+                ex.pipeline = deepcopy(pipeline)
+                stats.append(ex._run_for_rank(rank, 0))
+        else:
+            context = multiprocessing.get_context(ex.start_method)
+            with ProcessPoolExecutor(ex.workers, mp_context=context, initializer=_init_worker, initargs=(ex,)) as pool:
+                futures = [pool.submit(_run_task, rank, int(i > 0)) for i, rank in enumerate(ranks)]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in futures if f.done() and f.exception() is not None]
+                if failed:
+                    for future in futures:
+                        future.cancel()
+                    raise failed[0].exception()
+                stats = [f.result() for f in futures]
+    except BrokenProcessPool:
+        raise StageFailed(f"stage {stage}: a worker process died (killed, or out of memory); the tasks it finished "
+                          f"are kept: run the job again to redo only the others (logs in {ex.logging_dir.path}/logs)") from None
+    except Exception as exc:  # noqa: BLE001 - any task error ends the stage with one line; its traceback is in the log
+        raise StageFailed(f"stage {stage}: a task failed: {type(exc).__name__}: {exc} (logs in "
+                          f"{ex.logging_dir.path}/logs); run the job again to redo the unfinished tasks") from None
+    with ex.logging_dir.open("stats.json", "wt") as f:
+        sum(stats, start=PipelineStats()).save_to_disk(f)
+
+
 def run_stages(stages: list[Stage], hosts: Hosts, workers: int, logs: str,
                progress: Callable[[str], None] = lambda _: None) -> None:
     """Run every stage in order on this host's share of tasks, with a barrier after each."""
@@ -82,7 +144,7 @@ def run_stages(stages: list[Stage], hosts: Hosts, workers: int, logs: str,
         if hosts.works and local_tasks:
             started = time.perf_counter()
             progress(f"stage {stage.name}: tasks {offset}..{offset + local_tasks - 1} of {tasks} on this host")
-            executor(stage, tasks, hosts, workers, logs).run()
+            run_tasks(executor(stage, tasks, hosts, workers, logs), stage.name)
             progress(f"stage {stage.name}: done in {time.perf_counter() - started:.1f} s")
         hosts.barrier()
         check = LocalPipelineExecutor(pipeline=[], tasks=tasks, logging_dir=f"{logs}/{stage.name}")

@@ -4,9 +4,10 @@ Stages (each a LocalPipelineExecutor run of `tasks` tasks; hosts meet at a barri
     filter           read our sources, extract, normalise, quality filters [, split paragraphs]; write the kept
                      documents to <work>/filtered/<task>.jsonl [, DataTrove's exact-dedup signatures] [, MinHash
                      signatures, every band's hashes kept for the verification]
-    exact_find       DataTrove ExactFindDedups over every task's signatures (hash ranges split over tasks)
-    minhash_buckets  DataTrove MinhashDedupBuckets: candidate pairs, one task per LSH band
-    minhash_verify   ours: keep the candidates whose estimated Jaccard similarity reaches dedup.threshold
+    find_duplicates  DataTrove ExactFindDedups over every task's signatures (hash ranges split over tasks) and,
+                     in the same tasks (no barrier is needed between them), DataTrove MinhashDedupBuckets (candidate
+                     pairs, one task per LSH band) then ours: keep the candidates whose estimated Jaccard
+                     similarity reaches dedup.threshold
     minhash_cluster  DataTrove MinhashDedupCluster (one task): which documents to remove
     dedup_filter     DataTrove ExactDedupFilter and MinhashDedupFilter over <work>/filtered [, join paragraphs];
                      count kept text per source; write <work>/kept/
@@ -45,6 +46,7 @@ from datatrove.utils.text import TextNormConfig
 from llm_launch.dataprep.blocks.dedup import (
     DEDUP_STEP,
     DropRemoved,
+    FirstRanks,
     FullSignatures,
     JoinParagraphs,
     MarkRemoved,
@@ -76,6 +78,12 @@ def document_bytes(doc) -> bytes:
     """What exact deduplication hashes: the normalised text, UTF-8 (xxhash 4 hashes bytes only; DataTrove
     picks the hash function's input type from this annotation)."""
     return doc.text.encode("utf-8")
+
+
+def document_record(writer, doc) -> dict:
+    """What our JsonlWriters write of a document (read back by RankFile with DataTrove's default reader adapter):
+    text, id and metadata, without DataTrove's default adapter's dataclasses.asdict deep copy of each document."""
+    return {"text": doc.text, "id": doc.id, "metadata": doc.metadata}
 
 
 def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str]], int, Tally, dict[int, int]]:
@@ -131,27 +139,34 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
         steps = [SourceReader(cfg.sources, files, work), Extract(work), Normalize(work), *filter_steps(cfg.filters, work)]
         if paragraphs:
             steps.append(SplitParagraphs())
-        steps.append(JsonlWriter(f"{work}/filtered", output_filename="${rank}.jsonl", compression=None))
+        steps.append(JsonlWriter(f"{work}/filtered", output_filename="${rank}.jsonl", compression=None,
+                                 adapter=document_record))
         if cfg.dedup.exact:
             steps.append(PassingExactSignatures(f"{work}/exact/sigs", config=exact, finder_workers=finders))
         if cfg.dedup.near:
             steps.append(FullSignatures(f"{work}/minhash/sigs", config=minhash, language=words))
         return steps
 
+    def find_pipeline() -> list:
+        """exact_find in tasks 0..finders-1, MinHash buckets then their verification in tasks 0..bands-1."""
+        steps = []
+        if cfg.dedup.exact:
+            steps.append(FirstRanks(ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", config=exact), finders))
+        if cfg.dedup.near:
+            steps += [FirstRanks(MinhashDedupBuckets(f"{work}/minhash/sigs", f"{work}/minhash/candidates",
+                                                     config=minhash), minhash.num_buckets),
+                      FirstRanks(VerifyPairs(f"{work}/minhash/candidates", f"{work}/minhash/sigs",
+                                             f"{work}/minhash/verified", minhash, cfg.dedup.threshold),
+                                 minhash.num_buckets)]
+        return steps
+
     stages = [Stage("filter", tasks, filter_pipeline)]
-    if cfg.dedup.exact:
-        stages.append(Stage("exact_find", finders, lambda: [ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups",
-                                                                            config=exact)]))
+    if cfg.dedup.exact or cfg.dedup.near:
+        stages.append(Stage("find_duplicates", max(finders if cfg.dedup.exact else 0,
+                                                   minhash.num_buckets if cfg.dedup.near else 0), find_pipeline))
     if cfg.dedup.near:
-        stages += [
-            Stage("minhash_buckets", minhash.num_buckets, lambda: [MinhashDedupBuckets(
-                f"{work}/minhash/sigs", f"{work}/minhash/candidates", config=minhash)]),
-            Stage("minhash_verify", minhash.num_buckets, lambda: [VerifyPairs(
-                f"{work}/minhash/candidates", f"{work}/minhash/sigs", f"{work}/minhash/verified", minhash,
-                cfg.dedup.threshold)]),
-            Stage("minhash_cluster", 1, lambda: [MinhashDedupCluster(
-                f"{work}/minhash/verified", f"{work}/minhash/remove", config=minhash)]),
-        ]
+        stages.append(Stage("minhash_cluster", 1, lambda: [MinhashDedupCluster(
+            f"{work}/minhash/verified", f"{work}/minhash/remove", config=minhash)]))
 
     def kept_pipeline() -> list:
         steps = [RankFile(f"{work}/filtered")]
@@ -162,7 +177,8 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
         steps.append(DropRemoved(work))
         if paragraphs:
             steps.append(JoinParagraphs())
-        return [*steps, CountKept(work), JsonlWriter(f"{work}/kept", output_filename="${rank}.jsonl", compression=None)]
+        return [*steps, CountKept(work), JsonlWriter(f"{work}/kept", output_filename="${rank}.jsonl", compression=None,
+                                                   adapter=document_record)]
 
     def decide_mix() -> None:
         kept = [_task_counts(work, KEPT_STEP, rank) for rank in range(tasks)]

@@ -23,6 +23,7 @@ from llm_launch.launcher.compose import to_job
 from llm_launch.launcher.compose_errors import COMPOSITION_ERRORS, problem_from_exception
 from llm_launch.launcher.config import store
 from llm_launch.launcher.jobfile import JOB_FILE, write_job, write_text_atomic
+from llm_launch.launcher.plan import Plan
 from llm_launch.launcher.problems import USAGE_EXIT_CODE, JobProblems, Problem, exit_with_problems
 from llm_launch.launcher.report import print_plan
 from llm_launch.launcher.secrets import SecretInFile
@@ -34,8 +35,9 @@ PLAN_FILE = "plan.json"
 SUGGEST_FILE = "suggest.json"
 
 
-def run_job(cfg: DictConfig) -> None:
-    """The body of one Hydra job (one combination under -m)."""
+def run_job(cfg: DictConfig) -> Plan | None:
+    """The body of one Hydra job (one combination under -m); its plan, for the sweep's summary table
+    (launcher/sweep_summary.py), where the action makes one."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     job = to_job(cfg, out_dir)
     if job.action in MANAGE_ACTIONS:
@@ -57,6 +59,7 @@ def run_job(cfg: DictConfig) -> None:
         sys.exit(USAGE_EXIT_CODE)
     with held:
         write_and_submit(job, plan, cluster, out_dir)
+    return plan
 
 
 def write_and_submit(job, plan, cluster, out_dir: Path) -> None:
@@ -132,9 +135,9 @@ def manage_submitted(action: str, out_dir: Path) -> None:
 
 
 @hydra.main(config_path=str(store.CONF_DIR), config_name=store.PRIMARY_CONFIG, version_base="1.3")
-def _hydra_entry(cfg: DictConfig) -> None:
+def _hydra_entry(cfg: DictConfig) -> Plan | None:
     try:
-        run_job(cfg)
+        return run_job(cfg)
     except JobProblems as exc:
         exit_with_problems(exc.problems)
     except SecretInFile as exc:

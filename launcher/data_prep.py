@@ -44,10 +44,10 @@ def work_dir(cfg: DataPrepConfig) -> str:
 def prep_stages(cfg: DataPrepConfig) -> list[str]:
     """The DataTrove stages a prepare job runs, in order (dataprep/pipeline.py builds them)."""
     stages = ["filter"]
-    if cfg.dedup.exact:
-        stages.append("exact_find")
+    if cfg.dedup.exact or cfg.dedup.near:
+        stages.append("find_duplicates")
     if cfg.dedup.near:
-        stages += ["minhash_buckets", "minhash_verify", "minhash_cluster"]
+        stages.append("minhash_cluster")
     return [*stages, "dedup_filter", "mix", "scatter", "pack"]
 
 

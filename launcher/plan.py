@@ -7,6 +7,7 @@ from typing import Any
 
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import engine_summary, uses_nxd
+from llm_launch.launcher.elastic import elastic_summary
 from llm_launch.launcher.memory import GIB, MemoryEstimate, Workload, estimate_layout_memory
 from llm_launch.launcher.model_math import flops_per_token, param_counts
 from llm_launch.launcher.prices import Price, price_of
@@ -89,6 +90,9 @@ class Plan:
     """torch.compile backend where training.compile is on (neuron on Trainium native)."""
     checkpoint_staging_per_node: float = 0.0
     """Host memory (bytes) async checkpoints stage their copy of the training state in, per node (0: sync saves)."""
+    elastic: dict[str, Any] | None = None
+    """With trainer.min_nodes: min_nodes, max_nodes, max_restarts and the layouts at min (at_min) and at max (at_max)
+    nodes (world size, dp, gradient accumulation, memory per rank); None for a fixed node count."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json, with the memory total and verdict spelled out."""
@@ -198,4 +202,5 @@ def make_plan(job: JobConfig, memory: MemoryEstimate | None = None, price: Price
         estimates=_estimates(job, layout, grad_accum, price or price_of(job)),
         **engine_summary(job),
         checkpoint_staging_per_node=staging_bytes_per_rank(job, layout) * topo.ranks_per_node,
+        elastic=elastic_summary(job),
     )

@@ -47,6 +47,21 @@ def _step_terms(terms: dict[str, float]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _elastic_rows(plan: Plan) -> list[tuple[str, str]]:
+    """The layouts an elastic job runs in at its fewest and most nodes (the global batch stays)."""
+    if not plan.elastic:
+        return []
+    el = plan.elastic
+
+    def one(at: dict) -> str:
+        return (f"{at['nodes']} node(s): {at['world_size']} ranks, dp {at['dp']}, grad accum "
+                f"{at['gradient_accumulation']}, {at['memory_gib']:.2f} GiB/device")
+
+    return [("elastic", f"{el['min_nodes']} to {el['max_nodes']} nodes (c10d rendezvous, max {el['max_restarts']} "
+             f"restarts), global batch {plan.global_batch_size} kept"),
+            ("  at min", one(el["at_min"])), ("  at max", one(el["at_max"]))]
+
+
 def plan_table(plan: Plan) -> Table:
     """The plan as one two-column table, grouped by topic."""
     mem, est = plan.memory, plan.estimates
@@ -67,6 +82,7 @@ def plan_table(plan: Plan) -> Table:
                   f"embedding); {plan.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12LHQT)"),
         (f"memory/device ({mem.source})", f"{mem.total / GIB:.2f} GiB of {mem.capacity / GIB:.1f} GiB "
                                           f"({'fits' if mem.fits else 'DOES NOT FIT'} in 90%): {memory_parts(mem)}"),
+        *_elastic_rows(plan),
         *([("checkpoint staging", f"{plan.checkpoint_staging_per_node / GIB:.2f} GiB of host memory per node "
             "(async saves)")] if plan.checkpoint_staging_per_node else []),
         ("peak/rank", _num(est.peak_tflops_per_rank, ",.2f", " TFLOP/s bf16")),
@@ -149,3 +165,30 @@ def print_suggestions(report: SuggestReport, console: Console | None = None) -> 
     console.print(f"The job's own layout {own}. Prices: {report.price_source}.", highlight=False, markup=False)
     for note in report.notes:
         console.print(f"note (any layout): {note}", highlight=False, markup=False)
+
+
+def sweep_table(rows: list[tuple[list[str], Plan]]) -> Table:
+    """One row per job of a sweep: the overrides that vary, fits or not, memory per rank, step time, tokens/s and
+    cost per billion tokens."""
+    from llm_launch.launcher.sweep_summary import varying_keys
+
+    keys = varying_keys([overrides for overrides, _ in rows])
+    table = Table(title=f"Sweep: {len(rows)} jobs", title_justify="left", box=box.SIMPLE, pad_edge=False)
+    for name in ("#", *keys, "fits", "GiB/rank", "step s", "tok/s", "$/Btok"):
+        table.add_column(name, justify="left" if name in (*keys, "fits") else "right", overflow="fold",
+                         min_width=len(name))  # a key is never folded inside a word
+    for i, (overrides, plan) in enumerate(rows):
+        pairs = dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides)
+        est = plan.estimates
+        table.add_row(str(i), *(pairs.get(key, "") for key in keys), "yes" if plan.memory.fits else "no",
+                      f"{plan.memory.total / GIB:.1f}", _num(est.step_time_s, ".2f"), _num(est.tokens_per_second),
+                      _num(est.cost_per_billion_tokens_usd))
+    return table
+
+
+def print_sweep(rows: list[tuple[list[str], Plan]], console: Console | None = None) -> None:
+    """The sweep's summary table (launcher/sweep_summary.py)."""
+    console = console or Console()
+    if not console.is_terminal:  # a log or a pipe: no terminal to fit, so no column is folded or dropped
+        console = Console(width=max(console.width, 160))
+    console.print(sweep_table(rows))

@@ -26,6 +26,7 @@ from llm_launch.launcher.data_prep import (
 )
 from llm_launch.launcher.devices import engine_of, is_trainium, native_neuron, uses_nxd
 from llm_launch.launcher.dialect import backend_modes
+from llm_launch.launcher.elastic import check_elastic
 from llm_launch.launcher.local_files import nxd_checkpoint_problems, pretrained_problems, tokenizer_problems
 from llm_launch.launcher.memory import GIB, MemoryEstimate
 from llm_launch.launcher.plan import Plan, make_plan
@@ -230,10 +231,11 @@ def _check_task_data(job: JobConfig, out: Findings) -> None:
     data = job.training.data
     for key, path in (("training.data.tokenizer_path", data.tokenizer_path),
                       ("model.pretrained_path", job.model.pretrained_path)):
-        if path and path.startswith("s3://"):
+        if path and path.startswith("s3://") and job.cluster.kind != "eks":  # EKS pods copy it (train/s3_folders.py)
             out.error(key, f"{path}: the job reads this folder from a file system, not from S3; on SageMaker set "
                       "cluster.sagemaker.channels.<name>=<that URI> and point this at /opt/ml/input/data/<name>; "
-                      "elsewhere copy it to the shared file system (FSx) and point this there")
+                      "on EKS the pods copy it at start; elsewhere copy it to the shared file system (FSx) and point "
+                      "this there")
     if job.task == "eval":
         if data.valid_path is None:
             out.error("training.data.valid_path", "eval measures loss on held-out data and none is set; point it at "
@@ -517,4 +519,5 @@ def validate(job: JobConfig, memory: MemoryEstimate | None = None) -> tuple[Find
         _check_layout(job, plan, out)  # skipped after a rejected nproc_per_node: it would use that value
         _check_memory(plan, job, out)
         check_async_checkpoints(job, plan.checkpoint_staging_per_node, plan.ranks_per_node, plan.memory, out)
+        check_elastic(job, out)
     return out, plan

@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llm_launch.launcher.devices import uses_nxd
+from llm_launch.launcher.elastic import WorldSizeError, is_elastic, layout_at, node_range, runtime_job
 from llm_launch.launcher.jobfile import read_job
 from llm_launch.launcher.run_lock import HELD_BY_LAUNCHER_ENV, FolderInUse, RunLock
 from llm_launch.train.errors import JobError
 from llm_launch.train.lifeline import tie_rank_to_launcher
 from llm_launch.train.reporting import another_rank_reported, report
+from llm_launch.train.s3_folders import localize_folders
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
@@ -42,6 +44,7 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     if job_runner is None:
         from llm_launch.train.trainer import train as job_runner
     try:
+        job = elastic_layout(localize_folders(job))
         require_accelerators(job)
         with held_folders(job):
             job_runner(job, job_path=args.job, precompile=args.precompile)
@@ -51,6 +54,23 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
         if isinstance(exc, SystemExit | KeyboardInterrupt) or not another_rank_reported():
             raise
         sys.exit(2)  # this rank failed because the reporting rank is gone (DCP errors are BaseExceptions)
+
+
+def elastic_layout(job):
+    """An elastic job (trainer.min_nodes) laid out for the ranks torchrun started (launcher/elastic.py): the same
+    global batch, dp and gradient accumulation from WORLD_SIZE; any other job unchanged."""
+    if not is_elastic(job) or "WORLD_SIZE" not in os.environ:
+        return job
+    try:
+        running = runtime_job(job, int(os.environ["WORLD_SIZE"]))
+    except WorldSizeError as exc:
+        raise JobError(str(exc)) from None
+    if os.environ.get("RANK", "0") == "0":
+        low, high = node_range(job)
+        layout = layout_at(job, running.trainer.num_nodes).describe()
+        print(f"elastic: nodes {low} to {high}, running on {layout}; global batch {job.training.global_batch_size}",
+              flush=True)
+    return running
 
 
 @contextmanager

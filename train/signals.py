@@ -25,6 +25,7 @@ class StopRequest:
 
     def __init__(self):
         self._signalled = False
+        self._signum: int | None = None
         self.stop_file = os.environ.get(STOP_FILE_ENV) or None
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
@@ -34,9 +35,30 @@ class StopRequest:
         """Whether this rank was asked to stop (a signal, or its launcher's stop file; one stat per step)."""
         if not self._signalled and self.stop_file is not None and os.path.exists(self.stop_file):
             self._signalled = True
+            try:  # the launcher writes the signal it received (launcher/stop.py)
+                with open(self.stop_file, encoding="ascii") as text:
+                    self._signum = int(text.read().strip())
+            except (OSError, ValueError):
+                pass
         return self._signalled
+
+    @property
+    def reason(self) -> str:
+        """What asked this rank to stop, for the one-line messages: "SIGTERM", "Ctrl-C (SIGINT)", or "a stop
+        request" when the rank only learned of it from another rank's vote."""
+        return signal_words(self._signum) if self._signum is not None else "a stop request"
 
     def _handle(self, signum, frame) -> None:
         if self._signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self._signalled = True
+        self._signum = signum
+
+
+def signal_words(signum: int) -> str:
+    """A signal as the stop messages name it: Ctrl-C for SIGINT, else its name (SIGTERM)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+    return "Ctrl-C (SIGINT)" if signum == signal.SIGINT else name

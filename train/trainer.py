@@ -178,13 +178,13 @@ class Trainer:
                 val_loss = self._evaluate_and_log(done)
             if result.stop:
                 if b.is_main:
-                    print(f"SIGTERM: stopping after step {done}; saving a checkpoint", flush=True)
+                    print(f"{self.stop.reason}: stopping after step {done}; saving a checkpoint", flush=True)
                 self._save(done, loss)
                 self._wait_for_saves()
                 self.progress.write()
                 if b.is_main:
-                    print(f"stopped by SIGTERM after step {done}; checkpoint saved in {cfg.checkpoint.dir}; run the "
-                          "job again to resume", flush=True)
+                    print(f"stopped by {self.stop.reason} after step {done}; checkpoint saved in {cfg.checkpoint.dir}; "
+                          "run the job again to resume", flush=True)
                 self._finish(None)
                 return {"step": done, "stopped": True}
             if self.cadence.due(done, cfg.max_steps):

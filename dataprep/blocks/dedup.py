@@ -13,6 +13,12 @@ What is ours:
 - MarkRemoved/DropRemoved: DataTrove's exact and MinHash filters run one after the other over the same
   file in one pass, and what each removes is counted per source, with examples (reports.py).
 - PassingExactSignatures: exact signatures and MinHash signatures in the same pass as the filters.
+- FirstRanks: runs a step in tasks 0..n-1 of a stage of more tasks, so stages that need no barrier between them
+  (exact find, MinHash buckets and their verification) run as one stage.
+- Shingle hashing (FullSignatures.get_shingles): each distinct word is hashed once (DataTrove's hash function,
+  cached per task) and a shingle's hash is a mix of its words' hashes computed with numpy, instead of DataTrove's
+  one Python call per shingle that joins its words and hashes the string (the filter stage's largest cost);
+  the signature itself is DataTrove's, with a cheaper modulo (FullSignatures.get_signature).
 """
 
 from __future__ import annotations
@@ -25,15 +31,58 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.exact_dedup import ExactDedupSignature
-from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature, _mersenne_prime
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.utils.binaryio import read_tuples_from_file
+from datatrove.utils.text import simplify_text
 from datatrove.utils.typeshelper import StatHints
 from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.normalize import paragraphs
 
 DEDUP_STEP = "dedup"
 FULL_SIGS = "full"
+
+
+WORD_CACHE = 200_000
+"""Distinct words whose hash a signature task keeps (then starts over), so its memory stays bounded."""
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_PRIME = np.uint64(_mersenne_prime)
+
+
+def shingle_hashes(words: np.ndarray, n: int) -> np.ndarray:
+    """uint64 hash of each run of n consecutive word hashes: a polynomial of the n hashes (mod 2^64) finished with
+    splitmix64's mixer (https://prng.di.unimi.it/splitmix64.c), so every bit depends on every word."""
+    count = len(words) - n + 1
+    if count <= 0:
+        return np.empty((0, 1), np.uint64)
+    with np.errstate(over="ignore"):
+        x = words[:count].copy()
+        for k in range(1, n):
+            x = x * _MIX + words[k:k + count]
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x.reshape((-1, 1))
+
+
+class FirstRanks(PipelineStep):
+    """Runs `inner`, a step that reads no documents, as if its stage had `tasks` tasks: in tasks 0..tasks-1 with
+    world_size = tasks, not in the others. The steps before it in the same task run first (they make no documents)."""
+
+    def __init__(self, inner: PipelineStep, tasks: int):
+        super().__init__()
+        self.inner, self.tasks = inner, tasks
+        self.name, self.type, self.stats = inner.name, inner.type, inner.stats
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for _ in data or ():
+            pass
+        if rank < self.tasks:
+            result = self.inner.run(None, rank, self.tasks)
+            if result is not None:
+                yield from result
 
 
 class RankFile(JsonlReader):
@@ -161,9 +210,31 @@ class FullSignatures(MinhashDedupSignature):
     def __init__(self, output_folder: str, config: MinhashConfig, language):
         super().__init__(output_folder, config=config, language=language)
         self._last: list[list[int]] | None = None
+        self._words: dict[str, int] = {}
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        """The hashes of the text's word n-grams (same words and n-grams as DataTrove's; see the module docstring)."""
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        cache = self._words
+        missing = set(words).difference(cache)
+        if len(cache) + len(missing) > WORD_CACHE:
+            cache.clear()
+            missing = set(words)
+        for word in missing:
+            cache[word] = self._hash_func(word)
+        return shingle_hashes(np.fromiter(map(cache.__getitem__, words), np.uint64, len(words)), self.config.n_grams)
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        self._last = super().get_signature(shingles)
+        """DataTrove's signature (min over shingles of (a * shingle + b) mod 2^61 - 1 per hash), the same numbers,
+        with the modulo of the Mersenne prime done by shifts and masks instead of a division."""
+        a, b = self.parameters
+        with np.errstate(over="ignore"):
+            x = shingles * a + b
+        y = (x & _PRIME) + (x >> np.uint64(61))
+        y = np.where(y >= _PRIME, y - _PRIME, y)
+        if self.config.hash_config.precision == 32:
+            y = np.bitwise_and(y, self.config.hash_config.max)
+        self._last = y.min(axis=0).astype(self.config.hash_config.np_dtype).reshape(self.config.num_buckets, -1).tolist()
         return self._last
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):

@@ -80,7 +80,8 @@ class EksClusterConfig(Section):
     elastic: bool = False
     """Elastic worker-only job with rendezvous instead of Master and Worker."""
     rdzv_backend: RdzvBackend = RdzvBackend.c10d
-    """Elastic rendezvous backend: c10d or etcd."""
+    """Elastic rendezvous backend: c10d (on the first Worker) or etcd (a rendered etcd Deployment and Service; the
+    image then needs python-etcd, the client torch's etcd rendezvous imports)."""
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     """Pod tolerations, as Kubernetes writes them."""
     hf_token_secret: str | None = None
@@ -145,11 +146,15 @@ class SlurmClusterConfig(Section):
     python: str | None = None
     """Python of the environment llm-launch is installed in, the same absolute path on every node (such as
     /fsx/venvs/llm/bin/python); None: the Python running llm-launch. The job runs torchrun as `<python> -m
-    torch.distributed.run` with that environment's bin/ first on PATH, so it never depends on the submitting
-    shell's PATH. Not used with container_image (the image's own environment runs)."""
+    llm_launch.train.node_run` (torchrun that exits as its ranks do) with that environment's bin/ first on PATH, so
+    it never depends on the submitting shell's PATH. Not used with container_image (the image's own environment runs)."""
     rendezvous_port: int | None = None
     """Port of torchrun's rendezvous store on the first node; None: 29500 (torchrun's default), 41000 on
     Trainium (the port Neuron reserves)."""
+    request_gpus: bool = True
+    """GPU jobs ask Slurm for their GPUs (sbatch --gpus-per-node, a GPU GRES); false on a cluster whose nodes have no
+    GPU GRES configured (some HyperPod clusters): the job still takes whole nodes (--exclusive) and its ranks see
+    every GPU of the node. action=submit checks the partition's GRES (sinfo %G)."""
     hyperpod: bool = False
     """SageMaker HyperPod: srun --auto-resume=1, so that after a hardware failure HyperPod replaces the node and
     restarts the step, which resumes from the last checkpoint

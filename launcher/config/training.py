@@ -34,14 +34,24 @@ class TrainerConfig(Section):
     """How many nodes and processes run the job."""
 
     num_nodes: int = 1
-    """Nodes of the instance type."""
+    """Nodes of the instance type (with min_nodes: the most the job runs on)."""
+    min_nodes: int | None = None
+    """Elastic node count: the fewest nodes the job continues on after losing nodes (torchrun --nnodes=min:max,
+    c10d rendezvous); the trainer lays out its ranks from the world size it finds and keeps the global batch
+    (docs/training.md, Resilience). None: a fixed num_nodes."""
+    max_restarts: int = 3
+    """With min_nodes: times torchrun restarts the workers after a failure or a lost node (--max-restarts)."""
     nproc_per_node: int | None = None
     """Ranks per node; None takes it from the instance catalog (trn2 follows its LNC)."""
     assumed_mfu: float = 0.40
     """Model FLOPs utilisation assumed for the plan's throughput, time and cost estimates."""
 
     def own_problems(self, checks: Checks) -> None:
-        checks.at_least(1, num_nodes=self.num_nodes, nproc_per_node=self.nproc_per_node)
+        checks.at_least(1, num_nodes=self.num_nodes, nproc_per_node=self.nproc_per_node, min_nodes=self.min_nodes)
+        checks.at_least(0, max_restarts=self.max_restarts)
+        if self.min_nodes is not None and self.min_nodes > self.num_nodes:
+            checks.error("min_nodes", f"{self.min_nodes} is above trainer.num_nodes={self.num_nodes} (the most nodes); "
+                         f"set trainer.min_nodes={self.num_nodes} or less")
         if not 0 < self.assumed_mfu <= 1:
             checks.error("assumed_mfu", f"must be in (0, 1], got {self.assumed_mfu}; e.g. 0.4")
 

@@ -3,7 +3,9 @@
 Reads the hosts of the job from /opt/ml/input/config/resourceconfig.json (the platform contract:
 https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html;
 SM_HOSTS / SM_CURRENT_HOST when set win, e.g. under the training toolkit), derives this node's rank
-and the master, then runs the job's steps (llm_launch.launcher.render.command) with a static rendezvous.
+and the master, then runs the job's steps (llm_launch.launcher.render.command) with a static rendezvous, torchrun as
+llm_launch.train.node_run under this Python, so the node exits with its failed rank's own code (2 for a one-line
+error) and no torchrun traceback.
 
 Hosts arrive sorted as text (algo-1, algo-10, algo-11, ..., algo-2). Every node orders them the same
 way here, numerically by their trailing number, so node ranks follow algo-N and the master is algo-1;
@@ -24,7 +26,13 @@ from pathlib import Path
 
 from llm_launch.launcher.environment import is_trainium
 from llm_launch.launcher.jobfile import read_job
-from llm_launch.launcher.render.command import TRAINIUM_OPEN_FILES, launch_steps, rendezvous_port, static_rendezvous
+from llm_launch.launcher.render.command import (
+    NODE_RUN,
+    TRAINIUM_OPEN_FILES,
+    launch_steps,
+    rendezvous_port,
+    static_rendezvous,
+)
 
 RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 
@@ -69,7 +77,7 @@ def node_steps(job_yaml: str, env: dict[str, str], resource_config: Path = RESOU
                          f"{job.trainer.num_nodes}")
     rank, master = node_place(hosts, current)
     port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT", "").isdigit() else rendezvous_port(job)
-    return launch_steps(job, job_yaml, static_rendezvous(master, rank, port))
+    return launch_steps(job, job_yaml, static_rendezvous(master, rank, port), [sys.executable, "-m", NODE_RUN])
 
 
 def main(argv: list[str] | None = None) -> None:

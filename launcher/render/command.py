@@ -15,10 +15,15 @@ from collections.abc import Sequence
 
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import is_trainium, uses_nxd
+from llm_launch.launcher.elastic import is_elastic, nnodes_flag
 from llm_launch.launcher.tasks import TASKS, entrypoint
 from llm_launch.launcher.topology import topology_of
 
 TORCHRUN = "torchrun"
+NODE_RUN = "llm_launch.train.node_run"
+"""torchrun that ends as its ranks end: the failed rank's own exit code (2 for a one-line error), 128 + N after
+signal N, and no traceback after the ranks' last line (train/node_run.py). SageMaker and Slurm nodes run it as
+`<python> -m llm_launch.train.node_run <torchrun arguments>`."""
 PRECOMPILE_TOOL = "neuron_parallel_compile"
 PRECOMPILE_FLAG = "--precompile"
 """Flag of the training entrypoints: trace neuron.precompile_steps steps, write no checkpoint."""
@@ -52,10 +57,13 @@ def static_rendezvous(master_addr: str, node_rank: int, port: int) -> list[str]:
 def torchrun_argv(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
                   launcher: Sequence[str] = (TORCHRUN,)) -> list[str]:
     """The torchrun command of one node; `launcher` replaces the bare `torchrun` (e.g. an absolute
-    `<python> -m torch.distributed.run`, the same program)."""
+    `<python> -m torch.distributed.run`, the same program). An elastic job (trainer.min_nodes) runs
+    `--nnodes=MIN:MAX --max-restarts=R`: torchrun restarts the workers on the nodes left after losing one
+    (https://docs.pytorch.org/docs/stable/elastic/run.html#elastic-min-1-max-4-tolerates-up-to-3-membership-changes-or-failures)."""
     topo = topology_of(job)
-    return [*launcher, f"--nnodes={topo.num_nodes}", f"--nproc_per_node={topo.ranks_per_node}", *rendezvous,
-            "-m", entrypoint(job.task), "--job", job_yaml]
+    restarts = [f"--max-restarts={job.trainer.max_restarts}"] if is_elastic(job) else []
+    return [*launcher, f"--nnodes={nnodes_flag(job)}", f"--nproc_per_node={topo.ranks_per_node}", *restarts,
+            *rendezvous, "-m", entrypoint(job.task), "--job", job_yaml]
 
 
 def wants_precompile(job: JobConfig) -> bool:
@@ -89,9 +97,10 @@ def shell_exports(env: dict[str, str]) -> list[str]:
 
 
 def node_script(job: JobConfig, job_yaml: str, rendezvous: Sequence[str] = (),
-                launcher: Sequence[str] = (TORCHRUN,)) -> str:
-    """The shell script one node (or container) runs: limits, then every step, the last one exec'd."""
-    lines = ["set -euo pipefail"]
+                launcher: Sequence[str] = (TORCHRUN,), setup: Sequence[str] = ()) -> str:
+    """The shell script one node (or container) runs: `setup` (renderer-written shell lines), limits, then every
+    step, the last one exec'd."""
+    lines = ["set -euo pipefail", *setup]
     if is_trainium(job):
         lines.append(OPEN_FILES_LINE)
     steps = launch_steps(job, job_yaml, rendezvous, launcher)

@@ -83,7 +83,7 @@ def test_killed_mid_stage_the_rerun_skips_finished_tasks_and_equals_an_uninterru
             "source": {"name": source.name, "path": source.path, "id_field": source.id_field}}
     job = subprocess.Popen([sys.executable, "-c", RUNNER.format(here=str(HERE)), json.dumps(args)],
                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage = logs / "dedup_filter"  # five stages before it finished, task 2 of 4 running when killed
+    stage = logs / "dedup_filter"  # the stages before it finished, task 2 of 4 running when killed
     deadline = time.monotonic() + 300
     while not (stage / "completions" / "00001").exists():
         assert job.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"

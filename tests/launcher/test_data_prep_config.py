@@ -124,7 +124,7 @@ def test_the_plan_shows_hosts_tasks_stages_and_intermediates(job_for):
     cfg = resolve_data_prep(job)
     assert plan.stages == [s.name for s in build_stages(cfg, "/w", [(0, "f")], 1, "fp")]  # what the job runs
     rows = {row[0]: row[1] for row in zip(*(c._cells for c in data_prep_table(plan).columns), strict=True)}
-    assert "filter -> exact_find -> minhash_buckets -> minhash_verify" in rows["stages"]
+    assert "filter -> find_duplicates -> minhash_cluster -> dedup_filter" in rows["stages"]
     assert rows["intermediates"] == plan.work_dir and "workers = 2" in rows["workers"]
 
 

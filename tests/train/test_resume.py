@@ -76,6 +76,21 @@ def test_sigterm_checkpoints_and_the_rerun_continues_bit_for_bit(reference, tmp_
     assert losses == {step: r["loss"] for step, r in reference.items()}  # bit for bit on CPU
 
 
+@pytest.mark.system
+def test_ctrl_c_is_named_as_ctrl_c_in_the_ranks_stop_lines(tmp_path, command):
+    """Ctrl-C (SIGINT) reaches the ranks as the launcher's stop file, which holds the signal; their lines name it
+    (they said SIGTERM for every stop, issue 23)."""
+    proc = subprocess.Popen(command(tmp_path, "training.max_steps=500", "training.checkpoint.every_n_steps=0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_step(tmp_path, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output[-3000:]
+    assert "Ctrl-C (SIGINT): stopping after step " in output and "stopped by Ctrl-C (SIGINT) after step " in output, \
+        output[-3000:]
+    assert "SIGTERM" not in output, output[-3000:]
+
+
 def test_resume_with_another_layout_and_data_parallel_degree(reference, tmp_path, launch, records):
     first = launch(tmp_path, "training.max_steps=3", "training.checkpoint.every_n_steps=0",
                        "parallelism.tp=2")  # dp 1

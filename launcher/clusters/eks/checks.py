@@ -13,6 +13,7 @@ from llm_launch.launcher.clusters.eks.paths import shared_storage
 from llm_launch.launcher.clusters.locations import check_locations
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import is_trainium
+from llm_launch.launcher.elastic import is_elastic
 from llm_launch.launcher.problems import Findings
 
 K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -39,6 +40,18 @@ def check_eks(job: JobConfig, out: Findings) -> None:
             "its nodes meet through the operator (hyperpodrun)"
         out.error("cluster.eks.elastic", f"applies to job_kind=pytorchjob only ({eks.job_kind}: {how}); "
                   "set cluster.eks.elastic=false")
+    if eks.job_kind != "pytorchjob" and is_elastic(job):
+        how = ("its torch plugin renders no elastic policy (--nnodes=min:max)" if eks.job_kind == "trainjob" else
+               "the sagemaker-hyperpod model its rendering is validated against (3.12.0) has no elastic policy; "
+               "HyperPod documents elastic training for its operator 1.2+ "
+               "(https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-eks-elastic-training.html)")
+        out.error("trainer.min_nodes", f"an elastic node count is rendered for cluster.eks.job_kind=pytorchjob only "
+                  f"({eks.job_kind}: {how}); set cluster.eks.job_kind=pytorchjob or trainer.min_nodes=null")
+    if eks.job_kind == "hyperpod":
+        out.warn("cluster.eks.job_kind", f"hyperpod pods start hyperpodrun (hyperpod-elastic-agent, newest 1.1.3), which "
+                 f"needs torch < 2.12 in {job.cluster.image}: the agent pins it, and under torch 2.13 hyperpodrun exits "
+                 "at start (argparse: torchrun's own --shutdown-timeout clashes with the agent's); build the image "
+                 "with torch 2.9 to 2.11")
     if eks.job_kind == "trainjob" and not K8S_SUBDOMAIN.fullmatch(eks.training_runtime):
         out.error("cluster.eks.training_runtime", f"'{eks.training_runtime}' is not a Kubernetes object name")
     check_locations(job, out, "eks", shared_storage(job), this_machine_only=True)
@@ -59,6 +72,6 @@ def check_eks(job: JobConfig, out: Findings) -> None:
     if not eks.pvc_name:
         out.warn("cluster.eks.pvc_name", "no shared volume: outputs and checkpoints stay in the pods and are lost "
                  "when they end; set cluster.eks.pvc_name=<FSx claim>")
-    if eks.elastic and is_trainium(job):
+    if eks.elastic and is_trainium(job) and not is_elastic(job):
         out.warn("cluster.eks.elastic", "Neuron graphs are compiled for a fixed world size; the job keeps min = max "
                  "nodes, so elastic only changes how ranks meet")

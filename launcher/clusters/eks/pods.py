@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_launch.launcher.clusters.eks.paths import JOB_DIR, eks_name, shared_storage
+from llm_launch.launcher.clusters.eks.rendezvous import rendezvous_env
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.environment import backend_environment
 from llm_launch.launcher.jobfile import job_to_yaml
@@ -43,7 +44,7 @@ def resources(job: JobConfig) -> dict[str, Any]:
 
 def container_env(job: JobConfig) -> list[dict[str, Any]]:
     """The backend environment, and the Hugging Face token only as a reference to a Secret."""
-    backend = backend_environment(job, shared_storage(job))
+    backend = {**backend_environment(job, shared_storage(job)), **rendezvous_env(job)}
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in backend.items()]
     secret = job.cluster.eks.hf_token_secret
     if secret:

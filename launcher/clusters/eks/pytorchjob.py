@@ -2,6 +2,10 @@
 
 Topologies (https://github.com/kubeflow/training-operator, branch release-1.9): Master x1 + Worker x(N-1) with a
 static master (the default), or elastic Worker x N with c10d (rendezvous on <job>-worker-0) or etcd rendezvous.
+Elastic (cluster.eks.elastic, or trainer.min_nodes below num_nodes): elasticPolicy minReplicas = trainer.min_nodes,
+maxReplicas = Worker replicas = trainer.num_nodes, maxRestarts = trainer.max_restarts, the fields of ElasticPolicy
+in pkg/apis/kubeflow.org/v1/pytorch_types.go, which the operator passes on as PET_NNODES=<min>:<max> and
+PET_MAX_RESTARTS (elastic.go); torchrun's own flags say the same (launcher/render/command.py).
 The operator owns MASTER_ADDR, RANK and WORLD_SIZE, so the rendered environment holds none of them; the
 container's torchrun reads them through explicit flags (rendezvous.py). nprocPerNode is always the catalog's
 integer: "auto" would start one process per vCPU on Trainium.
@@ -21,8 +25,9 @@ from llm_launch.launcher.clusters.eks.pods import (
     resources,
     volumes,
 )
-from llm_launch.launcher.clusters.eks.rendezvous import ETCD_PORT, etcd_name, launcher, rendezvous_flags
+from llm_launch.launcher.clusters.eks.rendezvous import ETCD_PORT, elastic_job, etcd_name, launcher, rendezvous_flags
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.elastic import is_elastic, node_range
 from llm_launch.launcher.render.command import node_script, rendezvous_port
 from llm_launch.launcher.topology import topology_of
 
@@ -62,9 +67,11 @@ def pytorchjob(job: JobConfig) -> dict[str, Any]:
         "runPolicy": {"backoffLimit": eks.backoff_limit, "ttlSecondsAfterFinished": eks.ttl_seconds_after_finished,
                       "cleanPodPolicy": str(eks.clean_pod_policy)},
     }
-    if eks.elastic:
-        elastic: dict[str, Any] = {"rdzvBackend": str(eks.rdzv_backend), "minReplicas": nodes, "maxReplicas": nodes,
-                                   "maxRestarts": eks.backoff_limit, "rdzvPort": rendezvous_port(job)}
+    if elastic_job(job):
+        low, high = node_range(job)
+        restarts = job.trainer.max_restarts if is_elastic(job) else eks.backoff_limit
+        elastic: dict[str, Any] = {"rdzvBackend": str(eks.rdzv_backend), "minReplicas": low, "maxReplicas": high,
+                                   "maxRestarts": restarts, "rdzvPort": rendezvous_port(job)}
         if eks.rdzv_backend == "etcd":
             elastic.update(rdzvHost=etcd_name(job), rdzvPort=ETCD_PORT)
         spec["elasticPolicy"] = elastic
@@ -104,7 +111,7 @@ def etcd_documents(job: JobConfig) -> list[dict[str, Any]]:
 def documents(job: JobConfig) -> list[dict[str, Any]]:
     """Every document, in the order kubectl should create them."""
     docs = [config_map(job)]
-    if job.cluster.eks.elastic and job.cluster.eks.rdzv_backend == "etcd":
+    if elastic_job(job) and job.cluster.eks.rdzv_backend == "etcd":
         docs += etcd_documents(job)
     docs.append(pytorchjob(job))
     return docs

@@ -15,6 +15,7 @@ from llm_launch.launcher.clusters.sagemaker.request_model import partition_of, r
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.data_prep import input_paths
 from llm_launch.launcher.devices import uses_nxd
+from llm_launch.launcher.elastic import is_elastic
 from llm_launch.launcher.problems import Findings
 
 MAX_RUNTIME_HOURS = 28 * 24
@@ -95,6 +96,12 @@ def check_limits(job: JobConfig, out: Findings) -> None:
         out.error("cluster.sagemaker.tags", f"at most {MAX_USER_TAGS} tags (llm-launch adds one)")
     if sm.volume_size_gb < 1:
         out.error("cluster.sagemaker.volume_size_gb", f"must be at least 1, got {sm.volume_size_gb}")
+    if is_elastic(job):
+        # ResourceConfig.InstanceCount is one number; a retry (RetryStrategy) runs the job again on as many instances:
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+        out.error("trainer.min_nodes", f"a SageMaker training job runs a fixed instance count (ResourceConfig."
+                  f"InstanceCount={job.trainer.num_nodes}), so it cannot continue on fewer nodes; set "
+                  "trainer.min_nodes=null (cluster.sagemaker.max_retry_attempts restarts it on all of them)")
     direct_to_s3 = (job.training.checkpoint.dir or "").startswith("s3://")
     if sm.s3_checkpoint_uri and uses_nxd(job) and job.trainer.num_nodes > 1 \
             and not direct_to_s3:

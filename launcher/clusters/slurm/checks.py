@@ -2,7 +2,8 @@
 
 With action=submit the cluster itself is asked too (scontrol, on the login node): a time limit
 above the partition's MaxTime or more nodes than its TotalNodes would leave the job pending forever,
-srun must have HyperPod's --auto-resume when cluster.slurm.hyperpod is set,
+srun must have HyperPod's --auto-resume when cluster.slurm.hyperpod is set, a GPU job's partition needs a
+GPU GRES for --gpus-per-node (unless cluster.slurm.request_gpus=false),
 and the cluster's KillWait is what a checkpoint must beat after scancel or preemption.
 sbatch options: https://slurm.schedmd.com/sbatch.html
 """
@@ -13,12 +14,16 @@ import math
 import re
 import shutil
 
+from llm_launch.launcher.clusters.slurm.render import job_python
 from llm_launch.launcher.clusters.slurm.state import key_values
 from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
 from llm_launch.launcher.clusters.tools import tool_output
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.model_math import param_counts
+from llm_launch.launcher.plan import gradient_accumulation
 from llm_launch.launcher.problems import Findings
+from llm_launch.launcher.step_time import throughput
+from llm_launch.launcher.topology import layout_of
 
 SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 CHECKPOINT_BYTES_PER_PARAM = 12
@@ -35,14 +40,29 @@ def checkpoint_save_seconds(job: JobConfig) -> tuple[float, float]:
     return size, size / (job.cluster.slurm.checkpoint_write_gbps * 1e9)
 
 
+def step_seconds(job: JobConfig) -> float | None:
+    """Seconds of one optimizer step by the plan's step-time model (launcher/step_time.py); None where it has no
+    figure (no accelerator peak, e.g. CPU jobs)."""
+    layout = layout_of(job)
+    grad_accum = gradient_accumulation(job.training.global_batch_size, layout.micro_batch_size, layout.topology.dp)
+    speed = throughput(job, layout, grad_accum, None)
+    return None if speed is None else speed.step_time_s
+
+
 def _check_save_time(job: JobConfig, kill_wait_s: int, key: str, out: Findings) -> None:
-    """Warn when a checkpoint takes longer to write than Slurm waits after SIGTERM (or than the signal's lead)."""
+    """Warn when the step in flight plus a checkpoint take longer than Slurm waits after SIGTERM (or than the
+    signal's lead): training finishes the step it is in, then saves (llm_launch.train.signals)."""
     slurm = job.cluster.slurm
     if slurm.checkpoint_write_gbps <= 0:
         return
-    size, seconds = checkpoint_save_seconds(job)
-    estimate = f"a checkpoint of {job.model.name} (~{size / 1e9:.0f} GB) takes ~{seconds:.0f} s to write at " \
+    size, save = checkpoint_save_seconds(job)
+    step = step_seconds(job) or 0.0
+    seconds = save + step
+    estimate = f"a checkpoint of {job.model.name} (~{size / 1e9:.0f} GB) takes ~{save:.0f} s to write at " \
                f"{slurm.checkpoint_write_gbps:g} GB/s (cluster.slurm.checkpoint_write_gbps)"
+    if step:
+        estimate = f"the step in flight (~{step:.0f} s by the plan's step-time model) and then {estimate}: " \
+                   f"~{seconds:.0f} s in all"
     if seconds > kill_wait_s:
         out.warn(key, f"{estimate}, longer than the cluster's KillWait of {kill_wait_s} s: a job cancelled or "
                  "preempted is killed before that checkpoint is complete (the previous one is kept); ask the "
@@ -91,6 +111,12 @@ def check_slurm(job: JobConfig, out: Findings) -> None:
     elif not job.output_dir.startswith(shared.rstrip("/") + "/"):
         out.warn("output_dir", f"{job.output_dir} is not under {shared}: every node must be able to read job.yaml "
                  "there; set output_dir=<shared_dir>/... unless that folder is shared too")
+    python = job_python(job)
+    if not slurm.container_image and not python.startswith(shared.rstrip("/") + "/"):
+        out.warn("cluster.slurm.python", f"without a container the nodes run {python} (the Python llm-launch "
+                 f"runs from), which is not under {shared}: every node must have that environment at that path; "
+                 "set cluster.slurm.python=<a Python on the shared file system> or cluster.slurm.container_image "
+                 "unless it is installed the same way on every node")
     if job.action == "submit" and shutil.which("scontrol"):
         check_against_cluster(job, limit, out)
     else:
@@ -119,6 +145,8 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
         if total.isdigit() and job.trainer.num_nodes > int(total):  # sbatch would queue it forever (PartitionNodeLimit)
             out.error("trainer.num_nodes", f"{job.trainer.num_nodes} nodes, but partition {partition['PartitionName']} "
                       f"has {total} (TotalNodes); set trainer.num_nodes={total} or less, or pick another partition")
+        if job.instance.accelerator == "nvidia" and slurm.request_gpus:
+            _check_gpu_gres(partition.get("PartitionName", ""), out)
     srun_help = tool_output(["srun", "--help"]) if slurm.hyperpod else ""
     if srun_help and AUTO_RESUME_OPTION not in srun_help:
         # HyperPod's SPANK plugin adds srun --auto-resume, and SPANK options are listed by srun --help
@@ -128,3 +156,15 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
                   "the job would fail when its step starts; set cluster.slurm.hyperpod=false on a plain Slurm")
     match = re.search(r"^KillWait\s*=\s*(\d+)", tool_output(["scontrol", "show", "config"]), re.MULTILINE)
     _check_save_time(job, int(match.group(1)) if match else slurm.kill_wait_s, "cluster.slurm.kill_wait_s", out)
+
+
+def _check_gpu_gres(partition: str, out: Findings) -> None:
+    """sbatch --gpus-per-node needs a GPU GRES on the partition's nodes (gres.conf); without one sbatch refuses the job
+    (https://slurm.schedmd.com/gres.html). sinfo %G lists each node group's GRES, "(null)" for none
+    (https://slurm.schedmd.com/sinfo.html#OPT_%G)."""
+    gres = tool_output(["sinfo", "-h", "-p", partition, "-o", "%G"]) if partition else ""
+    if gres and not any(item.split(":")[0] == "gpu" for line in gres.splitlines() for item in line.split(",")):
+        out.error("cluster.slurm.request_gpus", f"the nodes of partition {partition} have no GPU GRES (sinfo %G: "
+                  f"{' '.join(sorted(set(gres.split())))}), so sbatch --gpus-per-node would be refused; set "
+                  "cluster.slurm.request_gpus=false (the job takes whole nodes and sees all their GPUs) or have the "
+                  "cluster's admin configure gres.conf")

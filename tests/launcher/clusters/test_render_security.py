@@ -54,7 +54,7 @@ def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile)
     assert re.fullmatch(r"#SBATCH --job-name=[A-Za-z0-9_.-]+", name_line)
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
-    for tool in ("srun", "neuron_parallel_compile", "torchrun"):
+    for tool in ("srun", "neuron_parallel_compile", "python"):
         (bin_dir / tool).write_text(CAPTURE_TOOL.format(log=log))
     (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-1\n")
     for tool in bin_dir.iterdir():
@@ -65,7 +65,7 @@ def test_hostile_strings_reach_slurm_commands_intact(job_for, tmp_path, hostile)
     assert done.returncode == 0, done.stderr
     assert not canary.exists()
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c["tool"] for c in calls] == ["srun", "neuron_parallel_compile", "torchrun"]  # precompile, then training
+    assert [c["tool"] for c in calls] == ["srun", "neuron_parallel_compile", "python"]  # precompile, then training
     assert f"--container-image={value}" in calls[0]["argv"]
     for call in calls:
         assert call["cc"].endswith(f"--verbose {value}") and call["cache"] == value

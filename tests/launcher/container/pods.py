@@ -2,8 +2,9 @@
 
 The Kubernetes counterpart of two_hosts.py. It reads the manifest llm-launch rendered (ConfigMap + PyTorchJob or
 TrainJob) and starts each pod the controller would create:
-* a network namespace per pod, its eth0 a veth on a bridge that lives in a namespace of its own (10.244.0.0/24:
-  addresses that exist only inside these namespaces), pod names resolved as the operator's headless Services
+* a network namespace per pod, its eth0 a veth on a bridge that lives in a namespace of its own (10.244.<n>.0/24
+  for the n-th cluster, so that several jobs run side by side: addresses that exist only inside these namespaces),
+  pod names resolved as the operator's headless Services
   resolve them (an /etc/hosts per pod);
 * a mount namespace and UTS namespace per pod (hostname = pod name), the ConfigMap's keys as files at the volume's
   mountPath, one host folder as the PersistentVolumeClaim at its mountPath, a memory tmpfs at /dev/shm;
@@ -25,29 +26,84 @@ Injected environment:
   pkg/runtime/framework/plugins/torch/torch.go): PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the Job completion
   index), PET_MASTER_ADDR=<job>-node-0-0.<job>, PET_MASTER_PORT=29500. JobSet names the pods
   <jobset>-<replicatedJob>-<jobIndex>-<podIndex> with the JobSet's name as their subdomain.
+* A Deployment rendered beside the job (the etcd rendezvous server of an elastic etcd PyTorchJob) runs as one pod
+  with no injected environment, started before the job's pods; its Service's name resolves to that pod's address
+  (standing in for the ClusterIP kube-proxy would route). Its image's etcd is Debian's (package etcd-server, etcd
+  3.4, which still serves the v2 API torch's etcd rendezvous speaks with --enable-v2), and its data dir, the
+  container's writable layer, is a fresh folder per run.
+* S3 (s3_seed): a stand-in, since the pods cannot reach AWS: moto_server runs as a pod named `s3` on the bridge,
+  holding the seeded folders, and the job's pods get AWS_ENDPOINT_URL=http://s3:5000 with moto's test keys. On EKS
+  the keys would come from the pod's service account: the IRSA webhook injects AWS_ROLE_ARN and
+  AWS_WEB_IDENTITY_TOKEN_FILE and boto3 exchanges the token with STS
+  (https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html), which moto has no
+  counterpart for; either way the manifest holds no secret.
 Where the ConfigMap's image would have llm-launch installed, the pods run this checkout's Python (PATH).
 Needs root (namespaces, veth, bridge); the tests skip with the reason where that is missing.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUBNET = "10.244.0"
+SUBNET = "10.244"
+"""Cluster n's pods get 10.244.<n>.10 and up, on a bridge of its own: several jobs can run side by side."""
 BRIDGE = "br0"
 RESTART_DELAY_S = 10.0
 """kubelet's first restart back-off. Shorter is not faithful: a static torchrun restarted before its peers have
 noticed the loss joins their dying rendezvous."""
+S3_PORT = 5000
+S3_REGION = "us-west-2"
+S3_ENV = {"AWS_ENDPOINT_URL": f"http://s3:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+          "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": S3_REGION, "AWS_DEFAULT_REGION": S3_REGION}
+"""What the job's pods get from the S3 stand-in (in place of IRSA's role and token file)."""
+SEED_S3 = """
+import json, socket, sys, time
+from pathlib import Path
+import boto3
+url, seeds, port, region = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+for _ in range(600):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+s3 = boto3.client("s3", endpoint_url=url, region_name=region, aws_access_key_id="testing",
+                  aws_secret_access_key="testing")
+for uri, folder in seeds.items():
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    for file in Path(folder).rglob("*"):
+        if file.is_file():
+            s3.upload_file(str(file), bucket, f"{prefix.rstrip('/')}/{file.relative_to(folder)}")
+"""
 TRAINER_PORT = 29500
 """constants.ContainerTrainerPort of Kubeflow Trainer v2.3.0."""
+
+
+HARNESS_MARK = ".llm-launch-pod-harness"
+"""A file in each host folder the harness created as a mount point (and may remove again)."""
+MOUNT_LOCKS = Path("/tmp/llm-launch-pod-mounts")
+"""One lock file per mount point: every running cluster, in any process, holds a shared lock on it, and a folder
+is removed only by a cluster that can then take it exclusively. Removing a mount point on the host detaches the
+mounts on it in every pod's mount namespace, so a folder in use by another cluster must stay."""
+_MOUNT_LOCK = threading.Lock()
+
+
+def _lock_file(path: Path) -> Path:
+    MOUNT_LOCKS.mkdir(parents=True, exist_ok=True)
+    return MOUNT_LOCKS / (str(path).strip("/").replace("/", "_") + ".lock")
 
 
 def pods_unavailable() -> str | None:
@@ -85,6 +141,36 @@ def _int_nproc(spec: dict) -> int:
 
 def _port(container: dict, name: str, default: int) -> int:
     return next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == name), default)
+
+
+def etcd_unavailable() -> str | None:
+    """Why an elastic etcd job cannot run here, or None: Debian's etcd-server and torch's etcd client (python-etcd)."""
+    if not shutil.which("etcd"):
+        return "etcd is not installed (apt-get install etcd-server)"
+    try:
+        import etcd  # noqa: F401  (python-etcd, which torch.distributed.elastic.rendezvous.etcd_rendezvous imports)
+    except ImportError:
+        return "python-etcd is not installed (pip install -e '.[dev]')"
+    return None
+
+
+def deployment_pods(docs: list[dict]) -> list[Pod]:
+    """One pod per Deployment (replicas 1), reachable under the name of the Service that selects it."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        template = doc["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"
+                    and d["spec"]["selector"].items() <= labels.items()]
+        container = dict(template["spec"]["containers"][0])
+        command = list(container["command"])
+        if Path(command[0]).name == "etcd":  # the image's etcd binary is this machine's
+            command[0] = shutil.which("etcd") or command[0]
+        container["command"] = command
+        pods.append(Pod(f"{doc['metadata']['name']}-0", container, template["spec"], {}, aliases=services))
+    return pods
 
 
 def pytorchjob_pods(doc: dict, operator_version: str = "1.9") -> list[Pod]:
@@ -148,19 +234,28 @@ class Cluster:
     """Pods of one rendered job on this machine; pvc is the host folder standing in for every claim."""
 
     def __init__(self, root: Path, docs: list[dict], pvc: Path, *, operator_version: str = "1.9",
-                 restart_delay_s: float = RESTART_DELAY_S):
+                 restart_delay_s: float = RESTART_DELAY_S, index: int = 0, s3_seed: dict[str, Path] | None = None):
         self.root, self.pvc, self.restart_delay_s = root, pvc, restart_delay_s
         root.mkdir(parents=True, exist_ok=True)
         self.config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
         job = next(d for d in docs if d["kind"] in ("PyTorchJob", "TrainJob"))
         self.job = job
         self.pods = pytorchjob_pods(job, operator_version) if job["kind"] == "PyTorchJob" else trainjob_pods(job)
+        self.services = deployment_pods(docs)
+        """Pods of the Deployments beside the job (and the S3 stand-in): started first, never awaited, stopped last."""
+        self.s3_seed = s3_seed
+        """s3:// URI -> host folder uploaded to the S3 stand-in before the job's pods start (None: no S3)."""
+        if s3_seed is not None:
+            moto = str(Path(sys.executable).parent / "moto_server")
+            self.services.append(Pod("s3", {"command": [moto, "-H", "0.0.0.0", "-p", str(S3_PORT)]}, {}, {}))
         self.backoff_limit = job["spec"].get("runPolicy", {}).get("backoffLimit", 6)
-        self.tag = f"k{os.getpid() % 100000}"
-        self.netns = {p.name: f"{self.tag}-{i}" for i, p in enumerate(self.pods)}
+        self.tag = f"k{os.getpid() % 100000}-{index}"
+        every = [*self.pods, *self.services]
+        self.netns = {p.name: f"{self.tag}-{i}" for i, p in enumerate(every)}
         self.bridge_ns = f"{self.tag}-br"
-        self.address = {p.name: f"{SUBNET}.{10 + i}" for i, p in enumerate(self.pods)}
-        self.created_mount_points: list[Path] = []
+        self.address = {p.name: f"{SUBNET}.{index}.{10 + i}" for i, p in enumerate(every)}
+        self.mount_points: dict[Path, object] = {}
+        """Mount points the harness created (this cluster or another), with this cluster's shared lock on each."""
         self.bin = root / "bin"
 
     # --- network -------------------------------------------------------------------------------------------
@@ -171,7 +266,7 @@ class Cluster:
         self._ip("netns", "add", self.bridge_ns)
         self._ip("-n", self.bridge_ns, "link", "add", BRIDGE, "type", "bridge")
         self._ip("-n", self.bridge_ns, "link", "set", BRIDGE, "up")
-        for i, pod in enumerate(self.pods):
+        for i, pod in enumerate([*self.pods, *self.services]):
             ns, peer = self.netns[pod.name], f"veth{i}"
             self._ip("netns", "add", ns)
             self._ip("-n", self.bridge_ns, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns)
@@ -187,7 +282,7 @@ class Cluster:
     def _hosts_file(self, pod: Pod) -> Path:
         """/etc/hosts of one pod: kubelet's own lines, then every pod as its headless Service resolves it."""
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        lines += [f"{self.address[p.name]} {' '.join([*p.aliases, p.name])}" for p in self.pods]
+        lines += [f"{self.address[p.name]} {' '.join([*p.aliases, p.name])}" for p in [*self.pods, *self.services]]
         path = self.root / "hosts" / pod.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
@@ -196,10 +291,19 @@ class Cluster:
     # --- file systems ----------------------------------------------------------------------------------------
     def _mount_point(self, path: str) -> None:
         target = Path(path)
-        if not target.exists():
-            missing = next(p for p in [target, *target.parents] if p.parent.exists())
-            target.mkdir(parents=True)
-            self.created_mount_points.append(missing)
+        with _MOUNT_LOCK:
+            if not target.exists():
+                missing = next(p for p in [target, *target.parents] if p.parent.exists())
+                target.mkdir(parents=True, exist_ok=True)
+                (missing / HARNESS_MARK).touch()
+            created = next((p for p in [target, *target.parents] if (p / HARNESS_MARK).exists()), None)
+            if created is not None and created not in self.mount_points:
+                held = _lock_file(created).open("a")
+                fcntl.flock(held, fcntl.LOCK_SH)
+                self.mount_points[created] = held
+                if not target.exists():  # removed by a cluster that stopped while this one took its lock
+                    target.mkdir(parents=True, exist_ok=True)
+                    (created / HARNESS_MARK).touch()
 
     def _mounts(self, pod: Pod) -> list[str]:
         """Shell lines binding each volume at its mountPath inside the pod's mount namespace."""
@@ -220,6 +324,13 @@ class Cluster:
                 lines.append(f"mount --bind {q(str(self.pvc))} {q(path)}")
             elif "emptyDir" in volume and volume["emptyDir"].get("medium") == "Memory":
                 lines.append(f"mount -t tmpfs -o size=1g tmpfs {q(path)}")
+        command = pod.container["command"]
+        if "--data-dir" in command:  # etcd's data in the container's own (fresh) writable layer
+            layer = self.root / "layers" / pod.name
+            layer.mkdir(parents=True, exist_ok=True)
+            data_dir = str(Path(command[command.index("--data-dir") + 1]).parent)
+            self._mount_point(data_dir)
+            lines.append(f"mount --bind {q(str(layer))} {q(data_dir)}")
         return lines
 
     def _launcher_shims(self) -> None:
@@ -236,6 +347,8 @@ class Cluster:
         for item in pod.container.get("env", []):
             assert "value" in item, f"{item['name']}: only literal env values run here"
             env[item["name"]] = item["value"]
+        if self.s3_seed is not None and pod in self.pods:
+            env.update(S3_ENV)  # what the service account's credentials would give (see the module docstring)
         env.update(pod.env)  # the controller's variables are appended after the container's own
         return env
 
@@ -258,6 +371,13 @@ class Cluster:
     def start(self) -> None:
         self._launcher_shims()
         self._network_up()
+        for pod in self.services:
+            self._start(pod)
+        if self.s3_seed is not None:
+            seeds = json.dumps({uri: str(folder) for uri, folder in self.s3_seed.items()})
+            subprocess.run(["ip", "netns", "exec", self.netns["s3"], sys.executable, "-c", SEED_S3,
+                            f"http://127.0.0.1:{S3_PORT}", seeds, str(S3_PORT), S3_REGION],
+                           check=True, capture_output=True, timeout=300)
         for pod in self.pods:
             self._start(pod)
 
@@ -299,16 +419,24 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{(self.root / f'{p.name}.log').read_text(errors='replace')[-3000:]}"
-                         for p in self.pods if (self.root / f"{p.name}.log").exists())
+                         for p in [*self.pods, *self.services] if (self.root / f"{p.name}.log").exists())
 
     def stop(self) -> None:
-        for pod in self.pods:
+        for pod in [*self.pods, *self.services]:
             if pod.process and pod.process.poll() is None:
                 os.killpg(pod.process.pid, signal.SIGKILL)
                 pod.process.wait(timeout=30)
         self._network_down()
-        for path in reversed(self.created_mount_points):
-            shutil.rmtree(path, ignore_errors=True)
+        with _MOUNT_LOCK:
+            for path, held in self.mount_points.items():
+                held.close()  # this cluster's shared lock
+                with _lock_file(path).open("a") as last:
+                    try:
+                        fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # another cluster still uses it
+                    shutil.rmtree(path, ignore_errors=True)
+            self.mount_points.clear()
 
     def __enter__(self) -> Cluster:
         self.start()

@@ -39,7 +39,8 @@ def test_steps_of_a_trainium_node_with_precompile(job_for, tmp_path):
     job_yaml = str(write_job(job, tmp_path / "job.yaml"))
     env = {"SM_HOSTS": json.dumps(["algo-1", "algo-2", "algo-3", "algo-4"]), "SM_CURRENT_HOST": "algo-3"}
     precompile, train = node_steps(job_yaml, env)
-    assert train == ["torchrun", "--nnodes=4", "--nproc_per_node=32", "--node_rank=2", "--master_addr=algo-1",
+    assert train == [sys.executable, "-m", "llm_launch.train.node_run",
+                     "--nnodes=4", "--nproc_per_node=32", "--node_rank=2", "--master_addr=algo-1",
                      "--master_port=41000", "-m", "llm_launch.train.cpt", "--job", job_yaml]
     assert precompile == ["neuron_parallel_compile", *train, "--precompile"]
     with pytest.raises(HostsError, match="trainer.num_nodes=4"):

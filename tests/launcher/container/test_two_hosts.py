@@ -186,7 +186,9 @@ def test_nodes_that_see_different_data_stop_with_one_line(cpt_files, tmp_path):
     shutil.copy(SAMPLE / "corpus" / "valid.jsonl", hosts.path("algo-2", f"{CHANNELS['train']}/train.jsonl"))
     hosts.start()
     codes = hosts.wait()
-    assert codes["algo-1"] != 0 and codes["algo-2"] != 0
+    # the entrypoint's one line, then each host exits 2 (llm_launch.train.node_run) without torchrun's traceback
+    assert codes == {"algo-1": 2, "algo-2": 2}, hosts.logs()
+    assert "Traceback" not in hosts.logs() and "ChildFailedError" not in hosts.logs(), hosts.logs()
     errors = [line for h in HOSTS for line in hosts.log(h).splitlines() if "nodes see different data" in line]
     assert errors and errors[0].startswith("train.cpt: nodes see different data in "), hosts.logs()
     assert "ranks [0] read" in errors[0] and "ranks [1] read" in errors[0]

@@ -18,6 +18,10 @@ VARIANTS = {
     "gpu_master_worker": (SMOKE, "instance=ml.p5.48xlarge", "trainer.num_nodes=2"),
     "gpu_single_node_master_only": (SMOKE, "instance=ml.g5.12xlarge"),
     "gpu_elastic_c10d": (SMOKE, "instance=ml.p4d.24xlarge", "trainer.num_nodes=4", "cluster.eks.elastic=true"),
+    "gpu_elastic_node_range": (SMOKE, "instance=ml.p4d.24xlarge", "trainer.num_nodes=4", "trainer.min_nodes=2",
+                               "trainer.max_restarts=5"),
+    "gpu_elastic_node_range_etcd": (SMOKE, "instance=ml.p5.48xlarge", "trainer.num_nodes=3", "trainer.min_nodes=1",
+                                    "cluster.eks.rdzv_backend=etcd"),
     "gpu_elastic_etcd": (SMOKE, "instance=ml.p5en.48xlarge", "trainer.num_nodes=3", "cluster.eks.elastic=true",
                          "cluster.eks.rdzv_backend=etcd"),
     "neuron_trn1_recipe": ("recipe=llama3_8b_cpt_trn1",),
@@ -56,19 +60,21 @@ def test_topology_matches_the_config(rendered):
     name, job, docs = rendered
     (ptj,) = by_kind(docs, "PyTorchJob")
     replicas = ptj["spec"]["pytorchReplicaSpecs"]
-    nodes = job.trainer.num_nodes
-    if job.cluster.eks.elastic:
+    nodes, low = job.trainer.num_nodes, job.trainer.min_nodes or job.trainer.num_nodes
+    if job.cluster.eks.elastic or low < nodes:
         assert set(replicas) == {"Worker"} and replicas["Worker"]["replicas"] == nodes
         policy = ptj["spec"]["elasticPolicy"]
-        assert policy["minReplicas"] == policy["maxReplicas"] == nodes
+        assert (policy["minReplicas"], policy["maxReplicas"]) == (low, nodes)
         assert policy["rdzvBackend"] == job.cluster.eks.rdzv_backend
+        assert policy["maxRestarts"] == (job.trainer.max_restarts if low < nodes else job.cluster.eks.backoff_limit)
     else:
         assert replicas["Master"]["replicas"] == 1
         assert replicas.get("Worker", {"replicas": 0})["replicas"] == nodes - 1
         assert "elasticPolicy" not in ptj["spec"]
     script = replicas[next(iter(replicas))]["template"]["spec"]["containers"][0]["command"][2]
     assert f"--nproc_per_node={topology_of(job).ranks_per_node}" in script
-    assert f"--nnodes={nodes}" in script
+    assert f"--nnodes={low}:{nodes}" in script if low < nodes else f"--nnodes={nodes}" in script
+    assert (f"--max-restarts={job.trainer.max_restarts}" in script) == (low < nodes)
     if "precompile" in name:
         assert "neuron_parallel_compile torchrun" in script and script.count("torchrun") == 2
         assert "rm " not in script  # the compile cache is never deleted by a job
@@ -84,7 +90,7 @@ def test_companion_documents(rendered):
     pod = next(iter(ptj["spec"]["pytorchReplicaSpecs"].values()))["template"]["spec"]
     assert {"name": "job", "configMap": {"name": cm["metadata"]["name"]}} in pod["volumes"]
     etcd = by_kind(docs, "Service") + by_kind(docs, "Deployment")
-    if job.cluster.eks.elastic and job.cluster.eks.rdzv_backend == "etcd":
+    if (job.cluster.eks.elastic or job.trainer.min_nodes) and job.cluster.eks.rdzv_backend == "etcd":
         service, deployment = etcd
         assert service["metadata"]["name"] == deployment["metadata"]["name"] == ptj["spec"]["elasticPolicy"]["rdzvHost"]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]

@@ -142,3 +142,51 @@ def test_elastic_is_refused_for_kinds_that_have_no_torch_elastic_policy(job_for,
     findings, _ = validate(job_for("recipe=smoke_allreduce", *EKS, "instance=ml.p5.48xlarge",
                                    f"cluster.eks.job_kind={kind}", "cluster.eks.elastic=true"))
     assert [p.field for p in findings.problems] == ["cluster.eks.elastic"]
+
+
+@pytest.mark.parametrize("elastic", [True, False])
+def test_elastic_pods_opt_out_of_the_shared_rendezvous_store(job_for, elastic):
+    """A restarted elastic pod waits for a master address a surviving rank 0 never writes again unless torch's
+    TCPStore sharing is off (pytorch/pytorch#135712; found by the pod harness: tests/launcher/container)."""
+    job = job_for("recipe=smoke_allreduce", *EKS, "instance=ml.p5.48xlarge", "trainer.num_nodes=2",
+                  f"cluster.eks.elastic={str(elastic).lower()}")
+    ptj = manifests(job)[-1]
+    role = "Worker" if elastic else "Master"
+    env = {e["name"]: e.get("value") for e in
+           ptj["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"][0]["env"]}
+    assert (env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") == "1") == elastic
+
+
+def test_hyperpod_pods_set_nnodes_and_warn_about_the_agents_torch_pin(job_for):
+    """hyperpodrun's rendezvous reads NNODES when it is created (hyperpod-elastic-agent 1.1.3), and the agent does
+    not start under torch 2.13 (checked in tests/launcher/container/test_hyperpod_agent.py)."""
+    from llm_launch.launcher.validate import validate
+
+    job = job_for("recipe=smoke_allreduce", *EKS, "instance=ml.p5.48xlarge", "trainer.num_nodes=2",
+                  "cluster.eks.job_kind=hyperpod")
+    hp = manifests(job)[-1]
+    env = {e["name"]: e.get("value") for e in hp["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NNODES"] == "2" == str(hp["spec"]["replicaSpecs"][0]["replicas"])
+    findings, _ = validate(job)
+    assert any(w.startswith("cluster.eks.job_kind:") and "torch < 2.12" in w for w in findings.warnings)
+
+
+@pytest.mark.parametrize("cluster", ["eks", "slurm"])
+def test_s3_tokenizer_and_model_folders_are_read_in_eks_pods_only(job_for, cluster):
+    """EKS pods copy s3:// tokenizer and model folders at start (train/s3_folders.py, with the pod's own credentials:
+    nothing secret is rendered); Slurm jobs read folders from the shared file system and are refused."""
+    from cluster_locations import cluster_inputs as inputs_for
+    from llm_launch.launcher.validate import validate
+
+    tok, model = "s3://my-bucket/tokenizers/llama3", "s3://my-bucket/models/llama3_8b"
+    job = job_for("recipe=llama2_7b_sft_p5_fsdp", f"cluster={cluster}", *inputs_for(cluster, "sft"),
+                  f"training.data.tokenizer_path={tok}", f"model.pretrained_path={model}", "action=render")
+    findings, _ = validate(job)
+    keys = {p.field for p in findings.problems}
+    if cluster == "slurm":
+        assert {"training.data.tokenizer_path", "model.pretrained_path"} <= keys
+        return
+    assert not keys & {"training.data.tokenizer_path", "model.pretrained_path"}, findings.problems
+    config = yaml.safe_load(manifests(job)[0]["data"]["job.yaml"])
+    assert config["training"]["data"]["tokenizer_path"] == tok and config["model"]["pretrained_path"] == model
+    assert "AWS_SECRET_ACCESS_KEY" not in yaml.safe_dump_all(manifests(job))

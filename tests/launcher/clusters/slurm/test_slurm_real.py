@@ -195,6 +195,31 @@ def test_smoke_test_meets_at_the_node_address_when_the_node_name_does_not_resolv
     assert json.loads((out / "COMPLETE").read_text())["ok"]
 
 
+def test_the_step_finds_its_first_node_itself_when_the_batch_scripts_address_is_stale(odd, tmp_path):
+    """HyperPod's auto-resume restarts the step, not the batch script, after replacing a node (issue 23): the
+    address the batch script found at its start may then name a node that is gone. Here the batch script's
+    HEAD_NODE/HEAD_ADDR are overwritten with a node that does not exist (192.0.2.1, TEST-NET) before srun; the
+    step looks its first node up itself (node-a1 at NodeAddr 127.0.0.1) and the job completes."""
+    out = tmp_path / "stale"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=cpu", TIME_LIMIT,
+            f"cluster.slurm.rendezvous_port={free_port()}"]
+    done = cli(odd, out, *args, action="render")
+    assert done.returncode == 0, done.stderr
+    script = out / "launch.sbatch"
+    lines = script.read_text().splitlines()
+    srun = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    lines.insert(srun, "export HEAD_NODE=replaced-node HEAD_ADDR=192.0.2.1  # node 0 as it was before a replacement")
+    script.write_text("\n".join(lines) + "\n")
+    submit = odd.tool("sbatch", "--parsable", f"--output={out}/slurm-%j.out", str(script))
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip().split(";")[0]
+    wait_for(lambda: slurm_state(odd, job_id) in ENDED, f"job {job_id} to end", timeout=120)
+    log = log_of(out, job_id)
+    assert slurm_state(odd, job_id) == "COMPLETED", log[-3000:]
+    assert re.search(r"llm-launch: step \d+ on 1 node\(s\), rendezvous on node-a1 at 127\.0\.0\.1", log), log[-3000:]
+    assert "allreduce OK on 2 ranks (gloo)" in log
+
+
 def test_gpu_job_gets_its_gpus_in_the_step_and_refuses_to_run_without_cuda(odd, tmp_path):
     """The fake GPUs reach the step as CUDA_VISIBLE_DEVICES; torch finds no CUDA device behind them,
     so a rank stops with one line and the job fails instead of training on CPU. torchrun
@@ -252,3 +277,42 @@ def test_stop_of_a_pending_job_does_not_talk_about_a_checkpoint(plain, tmp_path)
     assert f"cancelled Slurm job {job_id} (was PENDING (PartitionDown)); it had not started, so nothing was trained" \
         in stop.stdout, stop.stdout
     assert "checkpoint" not in stop.stdout
+
+
+def test_gpu_job_on_a_partition_without_gpu_gres_is_refused_before_sbatch(plain, tmp_path):
+    """The plain cluster's node has no GRES: sbatch --gpus-per-node would be refused, so submit says so with the fix
+    (issue 23); with cluster.slurm.request_gpus=false the script asks for no GPUs and sbatch takes it."""
+    out = tmp_path / "run"
+    args = ["recipe=smoke_allreduce", "cluster=slurm", "instance=ml.g5.12xlarge", TIME_LIMIT,
+            "cluster.slurm.hyperpod=false"]
+    done = cli(plain, out, *args, action="submit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert ("error: cluster.slurm.request_gpus: the nodes of partition debug have no GPU GRES (sinfo %G: (null)), so "
+            "sbatch --gpus-per-node would be refused; set cluster.slurm.request_gpus=false") in done.stderr, done.stderr
+    assert not (out / "submissions.jsonl").exists()
+    job_id = submitted(plain, out, *args, "cluster.slurm.request_gpus=false")
+    assert "--gpus-per-node" not in (out / "launch.sbatch").read_text()
+    wait_for(lambda: slurm_state(plain, job_id) in ENDED, f"job {job_id} to end")
+
+
+def test_a_stopped_job_saves_ends_before_killwait_and_its_log_ends_with_our_line(plain, tmp_path):
+    """action=stop (scancel: SIGTERM to the step): the ranks finish their step, save and exit, torchrun
+    (llm_launch.train.node_run) exits 143 without its SignalException traceback, well before Slurm's SIGKILL at
+    KillWait (30 s here), and the job's own last line is ours (issue 23); after it only srun's lines follow."""
+    out = tmp_path / "stopped"
+    args = [*TINY, "job_name=cpt-stop", "training.max_steps=400", "training.checkpoint.every_n_steps=0"]
+    job_id = submitted(plain, out, *args)
+    wait_for(lambda: (out / "metrics.jsonl").exists() and max(losses(out), default=0) >= 2, "the job's second step")
+    started = time.monotonic()
+    assert cli(plain, out, *args, action="stop").returncode == 0
+    wait_for(lambda: slurm_state(plain, job_id) in ENDED, "the stopped job to end", timeout=120)
+    took = time.monotonic() - started
+    log = log_of(out, job_id)
+    # exited on its own (srun reports 143), not killed by Slurm's SIGKILL at KillWait (30 s here)
+    assert "srun: error: vm: task 0: Killed" not in log, f"{took:.1f} s from scancel to the job's end\n{log[-3000:]}"
+    assert took < 30, f"{took:.1f} s from scancel to the job's end (KillWait 30 s)\n{log[-3000:]}"
+    assert "Traceback" not in log and "SignalException" not in log, log[-3000:]
+    own = [line for line in log.splitlines() if not line.startswith(("srun:", "slurmstepd"))]
+    assert own[-1].startswith("stopped by SIGTERM after step ") and "checkpoint saved" in own[-1], log[-3000:]
+    assert "srun: error: vm: task 0: Exited with exit code 143" in log, log[-3000:]
+    assert (out / "checkpoints" / "latest").read_text().strip().startswith("step_")

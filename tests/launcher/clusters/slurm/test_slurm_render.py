@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from cluster_locations import cluster_inputs
+from llm_launch.launcher.clusters.slurm.render import STEP_HEAD_LINES
 
 
 def step_of(script: str) -> tuple[list[str], list[str]]:
@@ -46,11 +47,14 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
     assert srun[:4] == ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert ("--auto-resume=1" in srun) == ("cluster.slurm.hyperpod=true" in overrides)
     assert len([line for line in node_lines if "train." in line]) == steps
+    # the step looks its first node up each time it starts (HyperPod's auto-resume restarts the step, not the script)
+    assert node_lines[1:1 + len(STEP_HEAD_LINES)] == STEP_HEAD_LINES
+    assert 'scontrol show hostnames "${SLURM_STEP_NODELIST:-${SLURM_JOB_NODELIST}}"' in "\n".join(node_lines)
     train = shlex.split(node_lines[-1])
     container = "cluster.slurm.container_image=/fsx/images/llm-launch.sqsh" in overrides
     python = "/fsx/venvs/llm/bin/python" if "cluster.slurm.python=/fsx/venvs/llm/bin/python" in overrides \
         else sys.executable
-    launcher = ["torchrun"] if container else [python, "-m", "torch.distributed.run"]
+    launcher = ["python" if container else python, "-m", "llm_launch.train.node_run"]
     assert train[0] == "exec" and train[1:1 + len(launcher)] == launcher
     args = train[1 + len(launcher):]
     assert args[:3] == [f"--nnodes={nodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d"]
@@ -72,3 +76,18 @@ def test_script_parses_and_carries_the_topology(job_for, tmp_path, overrides, no
         assert "#SBATCH --partition=train" in script and "#SBATCH --account=ml-team" in script
         assert "--container-image=/fsx/images/llm-launch.sqsh" in srun
         assert "NEURON_LOGICAL_NC_CONFIG=2" in script
+
+
+def test_slurm_asks_for_a_node_range_keeps_the_allocation_and_requeues(job_for, tmp_path, render_job):
+    job = job_for("recipe=smoke_allreduce", "instance=ml.p5.48xlarge", "trainer.num_nodes=8", "trainer.min_nodes=6",
+                  "cluster=slurm", "cluster.slurm.shared_dir=/", "action=render")
+    _, files = render_job(job, tmp_path)
+    script = files[-1].read_text()
+    assert subprocess.run(["bash", "-n", str(files[-1])]).returncode == 0
+    lines = script.splitlines()
+    assert {"#SBATCH --nodes=6-8", "#SBATCH --no-kill", "#SBATCH --requeue"} <= set(lines)
+    srun, _ = step_of(script)
+    assert srun[:5] == ["srun", "--nodes=${SLURM_JOB_NUM_NODES}", "--ntasks-per-node=1", "--no-kill",
+                        "--kill-on-bad-exit=0"]
+    torchrun = script[script.index("llm_launch.train.node_run"):]
+    assert "--nnodes=6:8 --nproc_per_node=8 --max-restarts=3 --rdzv_backend=c10d" in torchrun
