@@ -62,12 +62,12 @@ from llm_launch.dataprep.blocks.read import EXTRACT_STEP, NORMALIZE_STEP, READ_S
 from llm_launch.dataprep.blocks.reports import REPORTS, TaskReport, merge_reports
 from llm_launch.dataprep.dedup import LSH_WEIGHTS
 from llm_launch.dataprep.executors import Hosts, Stage, run_stages
+from llm_launch.dataprep.files import source_files
 from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import _check_output, _finished_run, _summarise
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.data_prep import prep_tasks, work_dir
-from llm_launch.launcher.data_sources import list_files
 from llm_launch.launcher.jsonl import Tally
 
 MAX_EXACT_FINDERS = 32
@@ -87,23 +87,22 @@ def document_record(writer, doc) -> dict:
 
 
 def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str]], int, Tally, dict[int, int]]:
-    """(source index, path) of every input file in reading order, their total size, listing problems and the
-    problems per source."""
+    """(source index, path or URL) of every input file in reading order, their total size, listing problems and
+    the problems per source (local folders, and s3:// prefixes through DataTrove's fsspec I/O: files.py)."""
     files, size, tally, bad = [], 0, Tally(), {}
     for index, source in enumerate(cfg.sources):
-        root = Path(source.path)
         try:
-            found = list_files(root, source.format)
+            found = source_files(source.path, source.format)
         except OSError as exc:
-            tally.add("unreadable_file", str(root), f"{type(exc).__name__}: {exc}")
+            tally.add("unreadable_file", source.path, f"{type(exc).__name__}: {exc}")
             bad[index] = 1
             continue
         if not found:
-            tally.add("unreadable_file", str(root), f"no {source.format} files")
+            tally.add("unreadable_file", source.path, f"no {source.format} files")
             bad[index] = 1
-        for path in found:
-            files.append((index, str(path)))
-            size += path.stat().st_size
+        for path, bytes_, _ in found:
+            files.append((index, path))
+            size += bytes_
     return files, size, tally, bad
 
 

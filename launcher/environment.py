@@ -16,6 +16,7 @@ from __future__ import annotations
 from llm_launch.launcher.config.instance import LNC_ACCELERATORS
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.devices import is_trainium, native_neuron
+from llm_launch.launcher.elastic import is_elastic
 from llm_launch.launcher.topology import logical_core_config
 
 NEURON_LOCAL_CACHE = "/var/tmp/neuron-compile-cache"
@@ -114,6 +115,14 @@ SAFE_PATH_ENVIRONMENT = {"PYTHONSAFEPATH": "1"}
 llm_launch/ folder beside the job cannot shadow the entrypoints (docs/imports.md)."""
 
 
+ELASTIC_ENVIRONMENT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+"""An elastic job's workers meet in a store of their own each round. By default torchrun's c10d rendezvous lends the
+workers its own store, which outlives the rounds, and nothing separates one round's keys from the next's, so
+workers restarted after a lost node can read the previous round's addresses ("Connection refused" in init_process_group):
+https://github.com/pytorch/pytorch/issues/135712; the switch is read in
+torch/distributed/elastic/rendezvous/dynamic_rendezvous.py."""
+
+
 def backend_environment(job: JobConfig, shared_storage: str | None) -> dict[str, str]:
     """Every variable the job's processes get, sorted by name; shared_storage is the cluster's shared file system."""
     env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **SAFE_PATH_ENVIRONMENT}
@@ -126,4 +135,6 @@ def backend_environment(job: JobConfig, shared_storage: str | None) -> dict[str,
     elif job.instance.accelerator == "nvidia":
         env.update(gpu_environment(job))
         env.update(efa_environment(job))
+    if is_elastic(job):
+        env.update(ELASTIC_ENVIRONMENT)
     return dict(sorted(env.items()))

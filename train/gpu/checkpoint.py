@@ -325,6 +325,21 @@ def _save_to_s3(store: S3Prefix, step: int, model, optimizer, scheduler, *, rank
                          state={"step": step, "scheduler": scheduler.state_dict(), **(extra or {})})
 
 
+KERNEL_CHOICES = ("fused", "foreach")
+"""AdamW param_group entries that pick the kernel for the tensors of this layout (train/gpu/optimizer.py)."""
+
+
+@contextmanager
+def kernel_choice_kept(optimizer):
+    """Keep the optimizer's kernel choice through loading a checkpoint: Optimizer.load_state_dict restores every
+    param_group entry, and a checkpoint written in another layout (every parameter a DTensor, so fused) would turn
+    the fused kernel on for this layout's mix of plain tensors and DTensors, which it cannot take."""
+    kept = [{key: group.get(key) for key in KERNEL_CHOICES} for group in optimizer.param_groups]
+    yield
+    for group, choice in zip(optimizer.param_groups, kept, strict=True):
+        group.update(choice)
+
+
 def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int, store: S3Prefix | None = None
                     ) -> dict:
     """Restore model, optimizer, scheduler and this rank's RNG from a checkpoint (a folder, or with store, the
@@ -340,8 +355,9 @@ def load_checkpoint(path: Path | str, model, optimizer, scheduler, *, rank: int,
         detail = " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
         raise JobError(f"{path} could not be loaded ({detail}); it is kept as it is; move it away to resume from an "
                        "earlier checkpoint, or set training.checkpoint.resume=false") from exc
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
-                   options=STATE_DICT_OPTIONS)
+    with kernel_choice_kept(optimizer):
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                       options=STATE_DICT_OPTIONS)
     trainer_state = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
     scheduler.load_state_dict(trainer_state["scheduler"])
     rng = path / f"rng_rank{rank}.pt"
@@ -354,8 +370,9 @@ def _load_from_s3(store: S3Prefix, name: str, model, optimizer, scheduler, *, ra
     model_state, optim_state = get_state_dict(model, optimizer, options=STATE_DICT_OPTIONS)
     state = {"model": model_state, "optim": optim_state}
     dcp.load(state, storage_reader=store.storage_reader(name))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
-                   options=STATE_DICT_OPTIONS)
+    with kernel_choice_kept(optimizer):
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                       options=STATE_DICT_OPTIONS)
     trainer_state = json.loads(store.read_text(f"{name}/{TRAINER_STATE}"))
     scheduler.load_state_dict(trainer_state["scheduler"])
     rng = store.read_bytes(f"{name}/rng_rank{rank}.pt")

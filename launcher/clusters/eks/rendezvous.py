@@ -35,7 +35,7 @@ from __future__ import annotations
 from llm_launch.launcher.clusters.eks.paths import eks_name
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.elastic import is_elastic
-from llm_launch.launcher.render.command import TORCHRUN, ShellExpr, rendezvous_port
+from llm_launch.launcher.render.command import NODE_RUN, ShellExpr, rendezvous_port
 from llm_launch.launcher.topology import topology_of
 
 ETCD_PORT = 2379
@@ -83,7 +83,7 @@ def rendezvous_flags(job: JobConfig) -> list[str]:
 def rendezvous_env(job: JobConfig) -> dict[str, str]:
     """Environment the rendezvous needs in every pod (see the module docstring)."""
     eks = job.cluster.eks
-    if eks.job_kind == "pytorchjob" and eks.elastic:
+    if eks.job_kind == "pytorchjob" and elastic_job(job):
         return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     if eks.job_kind == "hyperpod":
         return {"NNODES": str(topology_of(job).num_nodes)}
@@ -91,5 +91,7 @@ def rendezvous_env(job: JobConfig) -> dict[str, str]:
 
 
 def launcher(job: JobConfig) -> tuple[str, ...]:
-    """The program that starts the ranks of one pod."""
-    return (HYPERPOD_LAUNCHER,) if job.cluster.eks.job_kind == "hyperpod" else (TORCHRUN,)
+    """The program that starts the ranks of one pod: torchrun as `python -m llm_launch.train.node_run` (the image's
+    Python; the pod then ends with the exit code of the rank that failed first, 75 for a hang, not torchrun's 1), or
+    HyperPod's own agent."""
+    return (HYPERPOD_LAUNCHER,) if job.cluster.eks.job_kind == "hyperpod" else ("python", "-m", NODE_RUN)

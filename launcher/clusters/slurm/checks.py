@@ -19,6 +19,7 @@ from llm_launch.launcher.clusters.slurm.state import key_values
 from llm_launch.launcher.clusters.slurm.times import seconds_of, slurm_time
 from llm_launch.launcher.clusters.tools import tool_output
 from llm_launch.launcher.config.schema import JobConfig
+from llm_launch.launcher.elastic import node_range
 from llm_launch.launcher.model_math import param_counts
 from llm_launch.launcher.plan import gradient_accumulation
 from llm_launch.launcher.problems import Findings
@@ -142,9 +143,14 @@ def check_against_cluster(job: JobConfig, limit: int | None, out: Findings) -> N
                       f"partition {partition['PartitionName']}; set cluster.slurm.time_limit={slurm_time(max_time)} "
                       "or less")
         total = partition.get("TotalNodes", "")
-        if total.isdigit() and job.trainer.num_nodes > int(total):  # sbatch would queue it forever (PartitionNodeLimit)
-            out.error("trainer.num_nodes", f"{job.trainer.num_nodes} nodes, but partition {partition['PartitionName']} "
-                      f"has {total} (TotalNodes); set trainer.num_nodes={total} or less, or pick another partition")
+        low, high = node_range(job)
+        key = "trainer.min_nodes" if low < high else "trainer.num_nodes"
+        if total.isdigit() and low > int(total):  # sbatch would queue it forever (PartitionNodeLimit)
+            out.error(key, f"{low} nodes, but partition {partition['PartitionName']} "
+                      f"has {total} (TotalNodes); set {key}={total} or less, or pick another partition")
+        elif total.isdigit() and high > int(total):  # a node range: Slurm allocates what the partition has
+            out.warn("trainer.num_nodes", f"partition {partition['PartitionName']} has {total} nodes (TotalNodes): "
+                     f"the elastic job runs on at most {total} of its {high}")
         if job.instance.accelerator == "nvidia" and slurm.request_gpus:
             _check_gpu_gres(partition.get("PartitionName", ""), out)
     srun_help = tool_output(["srun", "--help"]) if slurm.hyperpod else ""

@@ -76,7 +76,8 @@ def test_topology_matches_the_config(rendered):
     assert f"--nnodes={low}:{nodes}" in script if low < nodes else f"--nnodes={nodes}" in script
     assert (f"--max-restarts={job.trainer.max_restarts}" in script) == (low < nodes)
     if "precompile" in name:
-        assert "neuron_parallel_compile torchrun" in script and script.count("torchrun") == 2
+        assert "neuron_parallel_compile python -m llm_launch.train.node_run" in script
+        assert script.count("llm_launch.train.node_run") == 2
         assert "rm " not in script  # the compile cache is never deleted by a job
 
 
