@@ -439,16 +439,12 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
     """What plan.memory=traced cannot trace."""
     if job.plan.memory != "traced":
         return
-    par = job.parallelism
     if uses_nxd(job):
         out.error("plan.memory", "traced follows the torch engine's FSDP2/TP code, not NxD's; on NxD (trn1) use "
                   "plan.memory=estimate")
     elif job.task == "dpo":
         out.error("plan.memory", "traced runs a cpt/sft step; a dpo step (reference forward, paired sequences) is "
                   "not traced yet; use plan.memory=estimate")
-    elif par.pp > 1:
-        out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
-                  "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
 
 
 def _check_starting_weights(job: JobConfig, runs_here: bool, out: Findings) -> None:
