@@ -6,8 +6,8 @@ Stages (each a LocalPipelineExecutor run of `tasks` tasks; hosts meet at a barri
                      signatures, every band's hashes kept for the verification]
     find_duplicates  DataTrove ExactFindDedups over every task's signatures (hash ranges split over tasks) and,
                      in the same tasks (no barrier is needed between them), DataTrove MinhashDedupBuckets (candidate
-                     pairs, one task per LSH band) then ours: keep the candidates whose estimated Jaccard
-                     similarity reaches dedup.threshold
+                     pairs per LSH band) then ours: keep the candidates whose estimated Jaccard similarity reaches
+                     dedup.threshold; as many tasks as filter (at most one per hash range and per band)
     minhash_cluster  DataTrove MinhashDedupCluster (one task): which documents to remove
     dedup_filter     DataTrove ExactDedupFilter and MinhashDedupFilter over <work>/filtered [, join paragraphs];
                      count kept text per source; write <work>/kept/
@@ -46,12 +46,12 @@ from datatrove.utils.text import TextNormConfig
 from llm_launch.dataprep.blocks.dedup import (
     DEDUP_STEP,
     DropRemoved,
-    FirstRanks,
     FullSignatures,
     JoinParagraphs,
     MarkRemoved,
     PassingExactSignatures,
     RankFile,
+    RankShare,
     SplitParagraphs,
     VerifyPairs,
 )
@@ -147,22 +147,23 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
         return steps
 
     def find_pipeline() -> list:
-        """exact_find in tasks 0..finders-1, MinHash buckets then their verification in tasks 0..bands-1."""
+        """exact_find's hash ranges and the MinHash bands (buckets, then their verification) spread over the tasks."""
         steps = []
         if cfg.dedup.exact:
-            steps.append(FirstRanks(ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", config=exact), finders))
+            steps.append(RankShare(ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", config=exact), finders))
         if cfg.dedup.near:
-            steps += [FirstRanks(MinhashDedupBuckets(f"{work}/minhash/sigs", f"{work}/minhash/candidates",
-                                                     config=minhash), minhash.num_buckets),
-                      FirstRanks(VerifyPairs(f"{work}/minhash/candidates", f"{work}/minhash/sigs",
-                                             f"{work}/minhash/verified", minhash, cfg.dedup.threshold),
-                                 minhash.num_buckets)]
+            steps += [RankShare(MinhashDedupBuckets(f"{work}/minhash/sigs", f"{work}/minhash/candidates",
+                                                    config=minhash), minhash.num_buckets),
+                      RankShare(VerifyPairs(f"{work}/minhash/candidates", f"{work}/minhash/sigs",
+                                            f"{work}/minhash/verified", minhash, cfg.dedup.threshold),
+                                minhash.num_buckets)]
         return steps
 
     stages = [Stage("filter", tasks, filter_pipeline)]
     if cfg.dedup.exact or cfg.dedup.near:
-        stages.append(Stage("find_duplicates", max(finders if cfg.dedup.exact else 0,
-                                                   minhash.num_buckets if cfg.dedup.near else 0), find_pipeline))
+        # as many tasks as the filter stage (its input's size), at most one per hash range and per band
+        band_tasks = min(minhash.num_buckets, tasks) if cfg.dedup.near else 0
+        stages.append(Stage("find_duplicates", max(finders if cfg.dedup.exact else 0, band_tasks), find_pipeline))
     if cfg.dedup.near:
         stages.append(Stage("minhash_cluster", 1, lambda: [MinhashDedupCluster(
             f"{work}/minhash/verified", f"{work}/minhash/remove", config=minhash)]))
