@@ -29,6 +29,16 @@ P5_8B_LORA = ("recipe=llama2_7b_sft_p5_fsdp", "parallelism=fsdp", "model=llama3_
               "model.pretrained_path=/opt/ml/input/data/model", "training.seq_len=2048", "training.micro_batch_size=2",
               "training.global_batch_size=64")
 """LoRA (the adapters train, the base is frozen) at the batch of recipe llama3_8b_dpo_p5_lora, as an sft step."""
+SUGGESTED = ("recipe=llama2_7b_sft_p5_fsdp", "model.pretrained_path=null", "parallelism.data_parallel=fsdp",
+             "parallelism.activation_checkpointing=none", "parallelism.gradient_sync=every_microbatch",
+             "training.micro_batch_size=1")
+P5_8B_PP8 = (*SUGGESTED, "model=llama3_8b", "trainer.num_nodes=1", "parallelism.tp=1", "parallelism.pp=8",
+             "parallelism.virtual_pp=4", "parallelism.pp_schedule=interleaved_1f1b", "parallelism.sequence_parallel=false")
+"""action=suggest's pipeline layout for 8B on one p5: pp 8, interleaved over 4 virtual stages."""
+P5_70B_PP4 = (*SUGGESTED, "model=llama3_70b", "trainer.num_nodes=4", "training.global_batch_size=64",
+              "parallelism.tp=8", "parallelism.pp=4", "parallelism.virtual_pp=1", "parallelism.pp_schedule=1f1b",
+              "parallelism.sequence_parallel=true")
+"""A row of action=suggest for 70B on four p5 (tp 8 with sequence parallelism, pp 4, 1F1B)."""
 CALIBRATION_JOBS = {
     "llama2_7b_sft_p5_fsdp": ("recipe=llama2_7b_sft_p5_fsdp",),
     "mistral_7b_sft_g5": ("recipe=mistral_7b_sft_g5",),
@@ -37,8 +47,11 @@ CALIBRATION_JOBS = {
     **{f"llama3_70b_4xp5_{mode}": (*P5_70B, f"parallelism.activation_checkpointing={mode}")
        for mode in ("none", "selective", "full")},
     "llama3_8b_p5_lora_fsdp": P5_8B_LORA,
+    "llama3_8b_p5_pp8_interleaved": P5_8B_PP8,
+    "llama3_70b_4xp5_tp8_pp4_1f1b": P5_70B_PP4,
 }
-"""Every GPU recipe, Llama 3 8B and 70B under fsdp with each activation-checkpointing mode, and 8B LoRA."""
+"""Every GPU recipe, Llama 3 8B and 70B under fsdp with each activation-checkpointing mode, 8B LoRA, and pipeline
+layouts that action=suggest proposes for 8B and 70B."""
 
 
 def compose(overrides: tuple[str, ...]):

@@ -15,12 +15,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from llm_launch.dataprep.files import source_files
 from llm_launch.launcher.config.schema import DataPrepConfig
-from llm_launch.launcher.data_sources import list_files
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.train.data.packed import INDEX_FILE, make_index
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
+"""2: MinHash shingles hashed per word (dataprep/blocks/dedup.py); a run's intermediates of version 1 are not reused."""
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "llm-launch-data-manifest"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -46,8 +47,7 @@ def run_fingerprint(cfg: DataPrepConfig) -> str:
     inputs = []
     for source in cfg.sources:
         try:
-            files = list_files(Path(source.path), source.format)
-            inputs.append([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+            inputs.append([list(f) for f in source_files(source.path, source.format)])
         except OSError as exc:
             inputs.append(f"unreadable: {exc}")
     blob = json.dumps({"version": PIPELINE_VERSION, "settings": settings, "inputs": inputs,

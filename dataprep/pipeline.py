@@ -6,8 +6,8 @@ Stages (each a LocalPipelineExecutor run of `tasks` tasks; hosts meet at a barri
                      signatures, every band's hashes kept for the verification]
     find_duplicates  DataTrove ExactFindDedups over every task's signatures (hash ranges split over tasks) and,
                      in the same tasks (no barrier is needed between them), DataTrove MinhashDedupBuckets (candidate
-                     pairs, one task per LSH band) then ours: keep the candidates whose estimated Jaccard
-                     similarity reaches dedup.threshold
+                     pairs per LSH band) then ours: keep the candidates whose estimated Jaccard similarity reaches
+                     dedup.threshold; as many tasks as filter (at most one per hash range and per band)
     minhash_cluster  DataTrove MinhashDedupCluster (one task): which documents to remove
     dedup_filter     DataTrove ExactDedupFilter and MinhashDedupFilter over <work>/filtered [, join paragraphs];
                      count kept text per source; write <work>/kept/
@@ -46,12 +46,12 @@ from datatrove.utils.text import TextNormConfig
 from llm_launch.dataprep.blocks.dedup import (
     DEDUP_STEP,
     DropRemoved,
-    FirstRanks,
     FullSignatures,
     JoinParagraphs,
     MarkRemoved,
     PassingExactSignatures,
     RankFile,
+    RankShare,
     SplitParagraphs,
     VerifyPairs,
 )
@@ -62,12 +62,12 @@ from llm_launch.dataprep.blocks.read import EXTRACT_STEP, NORMALIZE_STEP, READ_S
 from llm_launch.dataprep.blocks.reports import REPORTS, TaskReport, merge_reports
 from llm_launch.dataprep.dedup import LSH_WEIGHTS
 from llm_launch.dataprep.executors import Hosts, Stage, run_stages
+from llm_launch.dataprep.files import source_files
 from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import _check_output, _finished_run, _summarise
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.data_prep import prep_tasks, work_dir
-from llm_launch.launcher.data_sources import list_files
 from llm_launch.launcher.jsonl import Tally
 
 MAX_EXACT_FINDERS = 32
@@ -87,23 +87,22 @@ def document_record(writer, doc) -> dict:
 
 
 def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str]], int, Tally, dict[int, int]]:
-    """(source index, path) of every input file in reading order, their total size, listing problems and the
-    problems per source."""
+    """(source index, path or URL) of every input file in reading order, their total size, listing problems and
+    the problems per source (local folders, and s3:// prefixes through DataTrove's fsspec I/O: files.py)."""
     files, size, tally, bad = [], 0, Tally(), {}
     for index, source in enumerate(cfg.sources):
-        root = Path(source.path)
         try:
-            found = list_files(root, source.format)
+            found = source_files(source.path, source.format)
         except OSError as exc:
-            tally.add("unreadable_file", str(root), f"{type(exc).__name__}: {exc}")
+            tally.add("unreadable_file", source.path, f"{type(exc).__name__}: {exc}")
             bad[index] = 1
             continue
         if not found:
-            tally.add("unreadable_file", str(root), f"no {source.format} files")
+            tally.add("unreadable_file", source.path, f"no {source.format} files")
             bad[index] = 1
-        for path in found:
-            files.append((index, str(path)))
-            size += path.stat().st_size
+        for path, bytes_, _ in found:
+            files.append((index, path))
+            size += bytes_
     return files, size, tally, bad
 
 
@@ -148,22 +147,23 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
         return steps
 
     def find_pipeline() -> list:
-        """exact_find in tasks 0..finders-1, MinHash buckets then their verification in tasks 0..bands-1."""
+        """exact_find's hash ranges and the MinHash bands (buckets, then their verification) spread over the tasks."""
         steps = []
         if cfg.dedup.exact:
-            steps.append(FirstRanks(ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", config=exact), finders))
+            steps.append(RankShare(ExactFindDedups(f"{work}/exact/sigs", f"{work}/exact/dups", config=exact), finders))
         if cfg.dedup.near:
-            steps += [FirstRanks(MinhashDedupBuckets(f"{work}/minhash/sigs", f"{work}/minhash/candidates",
-                                                     config=minhash), minhash.num_buckets),
-                      FirstRanks(VerifyPairs(f"{work}/minhash/candidates", f"{work}/minhash/sigs",
-                                             f"{work}/minhash/verified", minhash, cfg.dedup.threshold),
-                                 minhash.num_buckets)]
+            steps += [RankShare(MinhashDedupBuckets(f"{work}/minhash/sigs", f"{work}/minhash/candidates",
+                                                    config=minhash), minhash.num_buckets),
+                      RankShare(VerifyPairs(f"{work}/minhash/candidates", f"{work}/minhash/sigs",
+                                            f"{work}/minhash/verified", minhash, cfg.dedup.threshold),
+                                minhash.num_buckets)]
         return steps
 
     stages = [Stage("filter", tasks, filter_pipeline)]
     if cfg.dedup.exact or cfg.dedup.near:
-        stages.append(Stage("find_duplicates", max(finders if cfg.dedup.exact else 0,
-                                                   minhash.num_buckets if cfg.dedup.near else 0), find_pipeline))
+        # as many tasks as the filter stage (its input's size), at most one per hash range and per band
+        band_tasks = min(minhash.num_buckets, tasks) if cfg.dedup.near else 0
+        stages.append(Stage("find_duplicates", max(finders if cfg.dedup.exact else 0, band_tasks), find_pipeline))
     if cfg.dedup.near:
         stages.append(Stage("minhash_cluster", 1, lambda: [MinhashDedupCluster(
             f"{work}/minhash/verified", f"{work}/minhash/remove", config=minhash)]))

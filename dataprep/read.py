@@ -9,6 +9,7 @@ a Tally with its place (path:line) and never stops the run.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,17 +70,18 @@ def read_jsonl(path: Path, index: int, source: DataSourceConfig, tally: Tally) -
 
 def read_parquet(path: Path, index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:
     parquet = require("pyarrow.parquet", "pyarrow")
-    table = parquet.ParquetFile(path)
-    if source.text_field not in table.schema_arrow.names:
-        tally.add("missing_text_field", str(path), f"no '{source.text_field}' column", count=table.metadata.num_rows)
-        return
-    row = 0
-    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        for record in batch.to_pylist():
-            item = _record_item(record, index, f"{path}:row {row}", source, tally, "parquet")
-            row += 1
-            if item is not None:
-                yield item
+    with (nullcontext(path) if isinstance(path, Path) else path.open("rb")) as where:  # a RemoteFile (files.py)
+        table = parquet.ParquetFile(where)
+        if source.text_field not in table.schema_arrow.names:
+            tally.add("missing_text_field", str(path), f"no '{source.text_field}' column", count=table.metadata.num_rows)
+            return
+        row = 0
+        for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
+                item = _record_item(record, index, f"{path}:row {row}", source, tally, "parquet")
+                row += 1
+                if item is not None:
+                    yield item
 
 
 def iter_items(index: int, source: DataSourceConfig, tally: Tally) -> Iterator[Item]:

@@ -84,7 +84,7 @@ def reach_problems(job: JobConfig, shared: str | None) -> list[tuple[str, str]]:
     checks = [("data_prep.output.work_dir", work), ("data_prep.output.dir", cfg.output.dir),
               *((f"data_prep.sources[{i}].path", s.path) for i, s in enumerate(cfg.sources))]
     for key, path in checks:
-        if key.endswith("work_dir") and path.startswith("s3://"):
+        if path.startswith("s3://") and not key.endswith("output.dir"):  # intermediates and sources: every node reads S3
             continue
         if not _under(path, shared):
             fix = f"put it under {where}" if where else "give the job a shared volume (cluster.eks.pvc_name)"
@@ -110,6 +110,27 @@ def s3_prefix_problem(uri: str) -> str | None:
         boto3.client("s3").head_bucket(Bucket=bucket)
     except (BotoCoreError, ClientError) as exc:
         return f"{uri}: bucket {bucket} cannot be reached from here ({exc}); create it or fix the URI or credentials"
+    return None
+
+
+def s3_source_problem(uri: str, fmt: str, region: str = "") -> str | None:
+    """Why a data_prep source at an s3:// URI cannot be read, checked from here by listing it as the training data's
+    s3:// paths are (launcher/data_store.py, boto3), or None. The job reads it through DataTrove's fsspec I/O (s3fs)."""
+    import importlib.util
+
+    from llm_launch.launcher.data_sources import SUFFIXES
+    from llm_launch.launcher.data_store import BotoS3Store, StoreError
+
+    if importlib.util.find_spec("boto3") is None:
+        return None  # nothing to check with; the job reports it
+    try:
+        names = BotoS3Store(uri, region).files()
+    except StoreError as exc:
+        return str(exc)
+    if not names:
+        return f"{uri}: no object at that key or under that prefix; check the URI"
+    if names != [""] and not any(Path(n).suffix.lower() in SUFFIXES[fmt] for n in names):
+        return f"{uri}: no {fmt} files ({', '.join(SUFFIXES[fmt])}) under that prefix; check the URI or the format"
     return None
 
 

@@ -44,9 +44,14 @@ def missing_packages(cfg: DataPrepConfig) -> list[Problem]:
         if importlib.util.find_spec(module) is None:
             problems.append(Problem("task", f"data preparation runs on DataTrove and needs {package}; pip install "
                                     f"{package} {DATA_EXTRA}"))
-    if (cfg.output.work_dir or "").startswith("s3://") and importlib.util.find_spec("s3fs") is None:
-        problems.append(Problem("data_prep.output.work_dir", "s3:// intermediates need fsspec's s3fs; pip install "
-                                "s3fs, or use a shared folder"))
+    if importlib.util.find_spec("s3fs") is None:
+        if (cfg.output.work_dir or "").startswith("s3://"):
+            problems.append(Problem("data_prep.output.work_dir", "s3:// intermediates need fsspec's s3fs; pip install "
+                                    f"s3fs {DATA_EXTRA}, or use a shared folder"))
+        for i, source in enumerate(cfg.sources):
+            if source.path.startswith("s3://"):
+                problems.append(Problem(f"data_prep.sources[{i}].path", "an s3:// source is read through fsspec's "
+                                        f"s3fs; pip install s3fs {DATA_EXTRA}, or copy it to a local or shared folder"))
     for i, source in enumerate(cfg.sources):
         package = missing_package(source.format)
         if package:

@@ -19,14 +19,23 @@ rules within 10% of the traced peaks. The rules:
 * Parameters are those of the heaviest pipeline stage (its layers plus the embedding or
   the output projection), divided by tp; the GPU engine splits the embedding and the output
   projection over tp only under sequence parallelism (NxD always does).
-* Activations saved for backward per token and layer, in compute-precision elements, for a
-  transformers Llama block with SDPA/flash attention (no score matrix kept): 8 h for the two
-  RMSNorms (each keeps its fp32 input and fp32 normalised value), 2 h for q after RoPE and the
-  attention output, 2 kv for k and v after RoPE (k and v are not kept before RoPE), and 4 I for
-  gate, up, SiLU(gate) and their product. Tensor parallelism splits all but the norm terms,
-  which sequence parallelism splits too. Full recompute keeps each layer's input; selective
-  keeps every other layer's whole set. Under pipeline parallelism a stage holds pp micro-batches
-  in flight (1F1B) or all of them (GPipe).
+* Activations saved for backward per token and layer, for a transformers Llama block with
+  SDPA/flash attention (no score matrix kept), in compute-precision elements at bf16: 8 h for the
+  two RMSNorms (each keeps a 2-element fp32 copy of its input, its normalised value cast back to
+  bf16 and its output), 2 h for q after RoPE and the attention output, 2 kv for k and v after RoPE
+  (k and v are not kept before RoPE), and 4 I for gate, up, SiLU(gate) and their product, plus
+  fp32 scalars per token (each norm's 1/rms, SDPA's logsumexp per head); at fp32 the norms' input
+  is the tensor itself (6 h). activation_bytes_per_token_layer lists the terms; a trace of one layer
+  checks them. Tensor parallelism splits all but the norm terms, which sequence parallelism splits
+  too. Full recompute keeps each layer's input; selective keeps every other layer's whole set.
+* Under pipeline parallelism a rank holds as many micro-batches in flight as torch's schedule runs
+  forwards before their backwards: on the first rank pp (1F1B), all of them (GPipe), or for
+  interleaved 1F1B (virtual_pp - 1) x pp + 2 (pp - 1) + 1 chunks of one virtual stage each; each
+  chunk also keeps its received input and its output (2 h) until its backward. The torch engine's
+  peak rank is the first (most in flight) or the last (fewest, plus the logits), whichever holds
+  more. The pipeline stages keep FSDP's gradients unsharded until the step's last backward. The
+  first rank's embedding backward meets its in-flight micro-batches; on a tensor-parallel slice of
+  the embedding (sequence parallelism) it builds the whole vocabulary's gradient (12 bytes per entry).
 * On top, the larger of the logits and a recomputed layer's working set. The logits take 12
   bytes per vocabulary entry per token at the peak (bf16 logits, fp32 copy, softmax, gradient)
   plus the final norm's 8 bytes per hidden unit. The GPU engine gathers the full vocabulary on
@@ -53,10 +62,14 @@ from llm_launch.launcher.topology import Layout, data_parallel_split
 GIB = 1024**3
 USABLE_FRACTION = 0.90
 LOGIT_BYTES_PER_ENTRY = 12
+SPLIT_EMBEDDING_GRADIENT_BYTES = 12
+"""Per vocabulary entry and hidden unit: the embedding's backward on a rank that holds a tensor-parallel slice of it
+(the GPU engine under sequence parallelism) builds the gradient of the whole vocabulary (bf16, then fp32 copies) before
+keeping its slice. Traced: tests/launcher/fixtures/traced_memory.json, llama3_70b_4xp5_tp8_pp4_1f1b (2 bytes gradient,
+10 bytes temporaries per entry, measured at two vocabulary sizes)."""
 FINAL_NORM_BYTES = 8
 """Per token, in units of hidden_size: the final RMSNorm's fp32 input and fp32 normalised value."""
-NORM_ELEMENTS = 8
-"""Per token and layer, in units of hidden_size: two RMSNorms keeping fp32 input and fp32 normalised value."""
+FP32_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -145,26 +158,54 @@ def shard_degree(layout: Layout) -> int:
     return data_parallel_split(layout.data_parallel, layout.topology)[1]
 
 
-def _activation_elements_per_token_layer(model: ModelConfig, layout: Layout) -> tuple[float, float]:
-    """(elements kept without recompute, elements kept with full recompute) per token and layer."""
+def activation_bytes_per_token_layer(model: ModelConfig, layout: Layout, compute_bytes: int) -> tuple[float, float]:
+    """(bytes kept for backward without recompute, bytes kept with full recompute) per token and decoder layer of a
+    transformers Llama-family layer with SDPA (tests/train/gpu/test_layer_activations.py traces one layer), term by
+    term:
+    * each RMSNorm (two): its input in fp32 (a copy at bf16; at fp32 the layer's input or the residual sum itself),
+      the normalised value cast back to the compute precision, and the norm's output (the projections' input),
+      plus its fp32 1/rms per token;
+    * attention: q and the attention output (h each), k and v after RoPE (kv each; GQA is not expanded), and SDPA's
+      fp32 logsumexp per head;
+    * MLP: gate, up, SiLU(gate) and their product (I each).
+    Tensor parallelism splits the attention and MLP terms; sequence parallelism the norm terms too. Full recompute
+    keeps only each layer's input."""
     tp = layout.topology.tp
     hidden = model.hidden_size
     kv = model.num_key_value_heads * head_dim(model)
     sequence_split = tp if layout.sequence_parallel else 1
-    norm_terms = NORM_ELEMENTS * hidden / sequence_split
-    split_terms = (2 * hidden + 2 * kv + 4 * model.intermediate_size) / tp
-    return norm_terms + split_terms, hidden / sequence_split
+    norm = 2 * (FP32_BYTES * hidden + 2 * compute_bytes * hidden + FP32_BYTES) / sequence_split
+    attention = compute_bytes * (2 * hidden + 2 * kv) + FP32_BYTES * model.num_attention_heads
+    mlp = compute_bytes * 4 * model.intermediate_size
+    return norm + (attention + mlp) / tp, compute_bytes * hidden / sequence_split
 
 
-def _in_flight_microbatches(layout: Layout, grad_accum: int) -> int:
-    """Micro-batches whose activations a (first) pipeline stage holds at once."""
-    pp = layout.topology.pp
-    if pp == 1:
-        return 1
+def _pipeline_microbatch_rows(layout: Layout, grad_accum: int) -> float:
+    """Rows of one micro-batch as the pipeline runs it: the step's rows (micro_batch_size x accumulation) split into
+    pp_microbatches (by default the accumulation count, so micro_batch_size rows)."""
+    if layout.topology.pp == 1:
+        return layout.micro_batch_size
+    return layout.micro_batch_size * grad_accum / (layout.pp_microbatches or grad_accum)
+
+
+def _in_flight_chunks(layout: Layout, grad_accum: int, rank: int = 0) -> tuple[int, int]:
+    """(stage chunks whose activations a pipeline rank holds at once, chunks per rank): a chunk is one
+    micro-batch through one of the rank's virtual_pp stages. As torch.distributed.pipelining orders them
+    (https://github.com/pytorch/pytorch/blob/main/torch/distributed/pipelining/schedules.py): GPipe runs every
+    forward first; 1F1B warms up with pp - rank forwards; interleaved 1F1B with _get_warmup_ops' (virtual_pp - 1)
+    x microbatches_per_round + 2 (pp - 1 - rank), then one more forward before each backward."""
+    topo = layout.topology
+    if topo.pp == 1:
+        return 1, 1
     microbatches = layout.pp_microbatches or grad_accum
     if layout.pp_schedule == "gpipe":
-        return microbatches
-    return min(pp, microbatches)
+        return microbatches, 1
+    if layout.pp_schedule != "interleaved_1f1b":
+        return min(topo.pp - rank, microbatches), 1
+    virtual, total = layout.virtual_pp, microbatches * layout.virtual_pp
+    per_round = microbatches // max(1, microbatches // topo.pp)
+    warmup = min((virtual - 1) * per_round + 2 * (topo.pp - 1 - rank), total)
+    return min(warmup + 1, total), virtual
 
 
 def _fsdp_gathered(work: Workload, layout: Layout, compute_bytes: int) -> float:
@@ -199,15 +240,17 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
             weights += 4 * trained / shard  # the adapters themselves (fp32), beside the frozen base weights
         if fsdp:
             weights += _fsdp_gathered(work, layout, compute_bytes)
-            if layout.gradient_sync == "last_microbatch" and grad_accum > 1:
+            # torch's pipeline stages turn FSDP's gradient sync off until the step's last backward
+            # (PipelineStage.backward_maybe_with_nosync, perform_reduce_grad): unsharded gradients, as with last_microbatch
+            if layout.topology.pp > 1 or (layout.gradient_sync == "last_microbatch" and grad_accum > 1):
                 gradients = 4 * trained
 
     if work.preference and not work.lora and not work.nxd:
         weights += 4 * params / shard  # the frozen reference copy (fp32, sharded like the policy)
     # A preference (dpo) micro-batch holds chosen and rejected sequences.
-    tokens = work.seq_len * layout.micro_batch_size * (2 if work.preference else 1)
+    tokens = work.seq_len * _pipeline_microbatch_rows(layout, grad_accum) * (2 if work.preference else 1)
     layers_per_stage = math.ceil(work.model.num_layers / layout.topology.pp)
-    plain, layer_input = _activation_elements_per_token_layer(work.model, layout)
+    plain, layer_input = activation_bytes_per_token_layer(work.model, layout, compute_bytes)
     mode = layout.activation_checkpointing
     if mode == "full":
         saved, working_set = layers_per_stage * layer_input, plain
@@ -216,10 +259,28 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
         saved, working_set = kept * plain + (layers_per_stage - kept) * layer_input, plain
     else:
         saved, working_set = layers_per_stage * plain, 0.0
-    activations = tokens * saved * compute_bytes * _in_flight_microbatches(layout, grad_accum)
     vocab_split = layout.topology.tp if work.nxd else 1  # NxD keeps them split
     logits = tokens * (LOGIT_BYTES_PER_ENTRY * work.model.vocab_size / vocab_split
                        + FINAL_NORM_BYTES * work.model.hidden_size)
-    activations += max(logits, tokens * working_set * compute_bytes)
+    ends = max(logits, tokens * working_set)
+
+    def held(rank: int) -> float:
+        chunks, virtual = _in_flight_chunks(layout, grad_accum, rank)
+        kept = tokens * saved * chunks / virtual
+        if layout.topology.pp > 1:  # each chunk's received input (requires grad) and its output, until its backward
+            kept += chunks * tokens * 2 * layer_input
+        return kept
+
+    if layout.topology.pp > 1 and not work.nxd:
+        # the first pipeline rank holds the most micro-batches, the last the logits: the peak rank is either. The first
+        # rank's embedding backward runs while other micro-batches are in flight (with pp = 1 it runs last, when the
+        # activations are gone); on a tensor-parallel slice of the embedding it builds the whole vocabulary's gradient.
+        embedding_backward = tokens * working_set
+        if layout.topology.tp > 1 and layout.sequence_parallel:
+            embedding_backward = max(embedding_backward, SPLIT_EMBEDDING_GRADIENT_BYTES * work.model.vocab_size
+                                     * work.model.hidden_size)
+        activations = max(held(0) + embedding_backward, held(layout.topology.pp - 1) + ends)
+    else:
+        activations = held(0) + ends
 
     return MemoryEstimate(weights, gradients, optimizer, activations, capacity_bytes)

@@ -127,7 +127,8 @@ def traced_layout(job: JobConfig) -> dict:
             "activation_checkpointing": str(par.activation_checkpointing), "gradient_sync": str(par.gradient_sync),
             "sequence_parallel": par.sequence_parallel, "precision": str(train.precision),
             "batch": [train.seq_len, train.micro_batch_size, plan.gradient_accumulation],
-            **({"lora": [train.lora.rank, sorted(train.lora.target_modules)]} if train.lora.enabled else {})}
+            **({"lora": [train.lora.rank, sorted(train.lora.target_modules)]} if train.lora.enabled else {}),
+            **({"pipeline": [str(par.pp_schedule), par.virtual_pp, plan.pipeline_microbatches]} if plan.pp > 1 else {})}
 
 
 def gradient_accumulation(global_batch: int, micro_batch: int, dp: int) -> int:

@@ -22,6 +22,7 @@ from llm_launch.launcher.data_prep import (
     reach_problems,
     resolve_data_prep,
     s3_prefix_problem,
+    s3_source_problem,
     work_dir,
 )
 from llm_launch.launcher.devices import engine_of, is_trainium, native_neuron, uses_nxd
@@ -327,6 +328,13 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
                   "data_prep.seq_len=<2 or more>")
     for key, message in reach_problems(job, cluster_of(job).shared_storage(job)):
         out.error(key, message)
+    for i, source in enumerate(prep.sources):
+        if source.path.startswith("s3://") and (message := s3_source_problem(source.path, source.format,
+                                                                             job.cluster.region)):
+            if runs_here:
+                out.error(f"data_prep.sources[{i}].path", message)
+            else:  # as for training data: the job's own credentials may reach what this machine's cannot
+                out.warn(f"data_prep.sources[{i}].path", f"not checked before the job: {message}")
     if not runs_here:
         return
     work = work_dir(prep)
@@ -335,7 +343,7 @@ def _check_data_prep(job: JobConfig, out: Findings) -> None:
         if message:
             out.error("data_prep.output.work_dir", message)
     for i, source in enumerate(prep.sources):
-        if not Path(source.path).exists():
+        if not source.path.startswith("s3://") and not Path(source.path).exists():
             out.error(f"data_prep.sources[{i}].path", f"{source.path} does not exist; point it at a file or a folder "
                       f"of {source.format} files")
     out.problems.extend(missing_packages(prep))
@@ -431,16 +439,12 @@ def _check_traced_memory(job: JobConfig, out: Findings) -> None:
     """What plan.memory=traced cannot trace."""
     if job.plan.memory != "traced":
         return
-    par = job.parallelism
     if uses_nxd(job):
         out.error("plan.memory", "traced follows the torch engine's FSDP2/TP code, not NxD's; on NxD (trn1) use "
                   "plan.memory=estimate")
     elif job.task == "dpo":
         out.error("plan.memory", "traced runs a cpt/sft step; a dpo step (reference forward, paired sequences) is "
                   "not traced yet; use plan.memory=estimate")
-    elif par.pp > 1:
-        out.error("plan.memory", "traced runs pp=1 layouts only (a pipeline schedule needs its other stages to "
-                  "answer); use plan.memory=estimate or trace the layout with parallelism.pp=1")
 
 
 def _check_starting_weights(job: JobConfig, runs_here: bool, out: Findings) -> None:

@@ -13,8 +13,9 @@ What is ours:
 - MarkRemoved/DropRemoved: DataTrove's exact and MinHash filters run one after the other over the same
   file in one pass, and what each removes is counted per source, with examples (reports.py).
 - PassingExactSignatures: exact signatures and MinHash signatures in the same pass as the filters.
-- FirstRanks: runs a step in tasks 0..n-1 of a stage of more tasks, so stages that need no barrier between them
-  (exact find, MinHash buckets and their verification) run as one stage.
+- RankShare: runs a step's ranks spread over the tasks of another stage, so stages that need no barrier between
+  them (exact find, MinHash buckets and their verification) run as one stage, and a small corpus runs its LSH
+  bands in a few tasks (each task costs DataTrove's logging and statistics set-up, about 10 to 20 ms here).
 - Shingle hashing (FullSignatures.get_shingles): each distinct word is hashed once (DataTrove's hash function,
   cached per task) and a shingle's hash is a mix of its words' hashes computed with numpy, instead of DataTrove's
   one Python call per shingle that joins its words and hashes the string (the filter stage's largest cost);
@@ -67,20 +68,24 @@ def shingle_hashes(words: np.ndarray, n: int) -> np.ndarray:
     return x.reshape((-1, 1))
 
 
-class FirstRanks(PipelineStep):
-    """Runs `inner`, a step that reads no documents, as if its stage had `tasks` tasks: in tasks 0..tasks-1 with
-    world_size = tasks, not in the others. The steps before it in the same task run first (they make no documents)."""
+class RankShare(PipelineStep):
+    """Runs `inner`, a step that reads no documents, as the ranks 0..count-1 of a stage of `count` tasks, spread
+    over the tasks of the stage it is in: task r of world_size runs the r-th contiguous run of those ranks (one
+    rank or none when count <= world_size, several in a row when count > world_size). The steps before it in the
+    same task run first (they make no documents)."""
 
-    def __init__(self, inner: PipelineStep, tasks: int):
+    def __init__(self, inner: PipelineStep, count: int):
         super().__init__()
-        self.inner, self.tasks = inner, tasks
+        self.inner, self.count = inner, count
         self.name, self.type, self.stats = inner.name, inner.type, inner.stats
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for _ in data or ():
             pass
-        if rank < self.tasks:
-            result = self.inner.run(None, rank, self.tasks)
+        per, extra = divmod(self.count, world_size)
+        first = rank * per + min(rank, extra)
+        for inner_rank in range(first, first + per + (rank < extra)):
+            result = self.inner.run(None, inner_rank, self.count)
             if result is not None:
                 yield from result
 

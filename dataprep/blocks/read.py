@@ -5,17 +5,18 @@ so task order is reading order) and yields one DataTrove Document per record (JS
 (text, HTML, PDF, DOCX: the file is read by Extract, the next step). Document ids are where the document
 came from (path:line, path:row N, path), which the manifest's examples name. Nothing unreadable stops a
 task: it is counted as bad input (reports.py) with its place, as in the in-memory pipeline (dataprep/read.py).
+Files are local paths or s3:// (fsspec) URLs, opened through DataTrove's I/O (files.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.extract import EXTRACTORS, extract_file
+from llm_launch.dataprep.files import input_file
 from llm_launch.dataprep.normalize import normalize_text
 from llm_launch.dataprep.read import RECORD_FORMATS, read_jsonl, read_parquet
 from llm_launch.launcher.config.schema import DataSourceConfig
@@ -65,7 +66,7 @@ class SourceReader(PipelineStep):
             reader = read_jsonl if source.format == "jsonl" else read_parquet
             before = report.tally.total
             try:
-                for item in reader(Path(path), index, source, report.tally):
+                for item in reader(input_file(path), index, source, report.tally):
                     report.count(index, "documents_read")
                     self.stat_update("documents")
                     yield Document(text=item.text, id=item.where, metadata={"source": index, "meta": item.meta})
@@ -91,8 +92,8 @@ class Extract(ReportingStep):
                 fmt = doc.metadata.pop("format")
                 try:
                     with self.track_time():
-                        doc.text = (extract_file(Path(path), fmt) if fmt in EXTRACTORS
-                                    else Path(path).read_bytes().decode("utf-8"))
+                        doc.text = (extract_file(input_file(path), fmt) if fmt in EXTRACTORS
+                                    else input_file(path).read_bytes().decode("utf-8"))
                 except UnicodeDecodeError as exc:
                     report.drop(doc.metadata["source"], "bad_input", "undecodable_bytes", doc.id, str(exc))
                     self.stat_update("bad_undecodable_bytes")

@@ -29,7 +29,9 @@ def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
     assert gpu_recipes
     for recipe in gpu_recipes:
         assert (f"recipe={recipe}",) in covered, f"{recipe} has no traced peak: run bench/traced_memory.py"
-    for model in ("llama3_8b", "llama3_70b"):
+    for model in ("llama3_8b", "llama3_70b"):  # suggest's best rows for both are pipelined
+        assert any(f"model={model}" in o and any(x.startswith("parallelism.pp=") and x != "parallelism.pp=1" for x in o)
+                   for o in covered), model
         for mode in ("none", "selective", "full"):
             assert any(f"model={model}" in o and "parallelism.data_parallel" not in " ".join(o)
                        and f"parallelism.activation_checkpointing={mode}" in o for o in covered), (model, mode)

@@ -15,3 +15,15 @@ def test_a_failed_trace_ends_the_command_after_its_own_error(monkeypatch, capfd)
     assert str(ended.value).startswith("llm-launch: the memory trace (llm_launch.launcher.no_such_module) failed "
                                        "with exit code 1; its error is above")
     assert "No module named llm_launch.launcher.no_such_module" in capfd.readouterr().err
+
+
+def test_pipeline_layouts_are_traced_not_refused(job_for):
+    """plan.memory=traced refused pp > 1 until the trace replayed the pipeline schedule (train/gpu/memory_trace.py);
+    suggest's best 8B and 70B layouts are pipelined. The traced peaks: tests/launcher/test_memory_calibration.py."""
+    from llm_launch.launcher.problems import Findings
+    from llm_launch.launcher.validate import _check_traced_memory
+
+    out = Findings()
+    _check_traced_memory(job_for("parallelism.pp=2", "parallelism.pp_schedule=interleaved_1f1b",
+                                 "parallelism.virtual_pp=2", "plan.memory=traced"), out)
+    assert out.problems == []

@@ -140,11 +140,12 @@ class Engine:
             inputs = torch.cat([b[0] for b in batches]).to(self.ctx.device)
             targets = torch.cat([b[1] for b in batches]).to(self.ctx.device)
             losses: list[torch.Tensor] = []
+            # return_outputs=False: the last stage would otherwise keep every micro-batch's logits until the step ends
             with self.compute_precision():
                 if self.stage_ids[0] == 0:
-                    self.schedule.step(inputs, target=targets, losses=losses)
+                    self.schedule.step(inputs, target=targets, losses=losses, return_outputs=False)
                 else:
-                    self.schedule.step(target=targets, losses=losses)
+                    self.schedule.step(target=targets, losses=losses, return_outputs=False)
             for value in losses:
                 total += value.detach().float() / scale
             return total

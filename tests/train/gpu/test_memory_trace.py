@@ -76,3 +76,39 @@ def test_traced_refuses_what_it_cannot_trace(cli, overrides, phrase):
     assert result.returncode == 2
     assert phrase in result.stderr
     assert "Traceback" not in result.stderr
+
+
+PP2 = ("parallelism=fsdp", "parallelism.pp=2", "training.global_batch_size=8", "training.micro_batch_size=1",
+       "training.seq_len=256", "model.vocab_size=256", "model.num_layers=8")
+"""The tiny model in two pipeline stages of four layers, 8 micro-batches per step (a small vocabulary, so the stages'
+activations, not the logits, make the peak)."""
+
+
+@pytest.mark.system  # each pipeline rank is traced in a process of its own: over 10 s on 2 cores
+@pytest.mark.parametrize("schedule, more", [("gpipe", ("parallelism.pp_schedule=gpipe",)),
+                                            ("interleaved", ("parallelism.pp_schedule=interleaved_1f1b",
+                                                             "parallelism.virtual_pp=2"))])
+def test_a_pipeline_rank_holds_the_micro_batches_its_schedule_keeps_in_flight(job_for, schedule, more):
+    one_f_one_b = job_for(*PP2, "parallelism.pp_schedule=1f1b")
+    other = job_for(*PP2, *more)
+    traced_1f1b, traced_other = trace_step(one_f_one_b), trace_step(other)
+    estimate_1f1b, estimate_other = make_plan(one_f_one_b).memory, make_plan(other).memory
+    assert traced_1f1b["pipeline_rank"] == 0  # the first rank holds the most micro-batches of its layers
+    # 1F1B holds pp = 2 micro-batches on the first rank; GPipe all 8; interleaved over 2 virtual stages per rank
+    # (virtual_pp - 1) x pp + 2 (pp - 1) + 1 = 5 chunks of 2 layers, against 1F1B's 2 x 4 layers.
+    grows = {"gpipe": 8 / 2, "interleaved": 5 * 2 / (2 * 4)}[schedule]
+    traced_growth = traced_other["activations"] / traced_1f1b["activations"]
+    estimated_growth = estimate_other.activations / estimate_1f1b.activations
+    assert traced_growth == pytest.approx(grows, rel=0.15)
+    assert estimated_growth == pytest.approx(traced_growth, rel=0.15)
+
+
+@pytest.mark.system  # a traced run: over 10 s on 2 cores
+def test_traced_plan_of_a_pipeline_job(cli):
+    result = cli(*PP2, "plan.memory=traced")
+    assert result.returncode == 0, result.stderr  # refused (exit 2) before pipeline stages were traced
+    assert "memory/device (traced)" in result.stdout
+    progress = [line.split(": ", 2)[2] for line in result.stdout.splitlines() if line.startswith("llm-launch: trace ")]
+    assert ("pipeline rank 0 of 2: tracing 3 forwards and their backwards of 3 of the step's 8 micro-batches in the "
+            "1f1b schedule's order") in progress
+    assert any(line.startswith("pipeline rank 1 of 2: ") for line in progress)
