@@ -33,7 +33,9 @@ rules within 10% of the traced peaks. The rules:
   interleaved 1F1B (virtual_pp - 1) x pp + 2 (pp - 1) + 1 chunks of one virtual stage each; each
   chunk also keeps its received input and its output (2 h) until its backward. The torch engine's
   peak rank is the first (most in flight) or the last (fewest, plus the logits), whichever holds
-  more. The pipeline stages keep FSDP's gradients unsharded until the step's last backward.
+  more. The pipeline stages keep FSDP's gradients unsharded until the step's last backward. The
+  first rank's embedding backward meets its in-flight micro-batches; on a tensor-parallel slice of
+  the embedding (sequence parallelism) it builds the whole vocabulary's gradient (12 bytes per entry).
 * On top, the larger of the logits and a recomputed layer's working set. The logits take 12
   bytes per vocabulary entry per token at the peak (bf16 logits, fp32 copy, softmax, gradient)
   plus the final norm's 8 bytes per hidden unit. The GPU engine gathers the full vocabulary on
@@ -60,6 +62,11 @@ from llm_launch.launcher.topology import Layout, data_parallel_split
 GIB = 1024**3
 USABLE_FRACTION = 0.90
 LOGIT_BYTES_PER_ENTRY = 12
+SPLIT_EMBEDDING_GRADIENT_BYTES = 12
+"""Per vocabulary entry and hidden unit: the embedding's backward on a rank that holds a tensor-parallel slice of it
+(the GPU engine under sequence parallelism) builds the gradient of the whole vocabulary (bf16, then fp32 copies) before
+keeping its slice. Traced: tests/launcher/fixtures/traced_memory.json, llama3_70b_4xp5_tp8_pp4_1f1b (2 bytes gradient,
+10 bytes temporaries per entry, measured at two vocabulary sizes)."""
 FINAL_NORM_BYTES = 8
 """Per token, in units of hidden_size: the final RMSNorm's fp32 input and fp32 normalised value."""
 FP32_BYTES = 4
@@ -265,8 +272,14 @@ def estimate_layout_memory(work: Workload, layout: Layout, grad_accum: int, capa
         return kept
 
     if layout.topology.pp > 1 and not work.nxd:
-        # the first pipeline rank holds the most micro-batches, the last the logits: the peak rank is either
-        activations = max(held(0) + tokens * working_set, held(layout.topology.pp - 1) + ends)
+        # the first pipeline rank holds the most micro-batches, the last the logits: the peak rank is either. The first
+        # rank's embedding backward runs while other micro-batches are in flight (with pp = 1 it runs last, when the
+        # activations are gone); on a tensor-parallel slice of the embedding it builds the whole vocabulary's gradient.
+        embedding_backward = tokens * working_set
+        if layout.topology.tp > 1 and layout.sequence_parallel:
+            embedding_backward = max(embedding_backward, SPLIT_EMBEDDING_GRADIENT_BYTES * work.model.vocab_size
+                                     * work.model.hidden_size)
+        activations = max(held(0) + embedding_backward, held(layout.topology.pp - 1) + ends)
     else:
         activations = held(0) + ends
 

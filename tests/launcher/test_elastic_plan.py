@@ -89,3 +89,28 @@ def test_a_rank_lays_out_the_job_from_the_world_size_torchrun_started(job_for):
             runtime_job(job, world)
     fixed = job_for(*TINY_EKS, "trainer.num_nodes=2")
     assert runtime_job(fixed, 2) is fixed  # a fixed job's mesh checks the world size itself
+
+
+def test_the_entrypoint_lays_an_elastic_job_out_for_the_ranks_it_got(job_for, monkeypatch, capsys):
+    from llm_launch.train.entry import elastic_layout
+    from llm_launch.train.errors import JobError
+
+    job = job_for(*TINY_EKS, "trainer.num_nodes=2", "trainer.min_nodes=1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    running = elastic_layout(job)
+    assert (running.trainer.num_nodes, make_plan(running).gradient_accumulation) == (1, 4)
+    assert "elastic: nodes 1 to 2, running on 1 node(s): 2 ranks, dp 1, grad accum 4" in capsys.readouterr().out
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(JobError, match="torchrun started 3 ranks"):
+        elastic_layout(job)
+    fixed = job_for(*TINY_EKS, "trainer.num_nodes=2")
+    assert elastic_layout(fixed) is fixed
+
+
+def test_elastic_workers_meet_in_a_store_of_their_own_each_round(job_for):
+    from llm_launch.launcher.environment import backend_environment
+
+    elastic = backend_environment(job_for(*TINY_EKS, "trainer.num_nodes=2", "trainer.min_nodes=1"), "/fsx")
+    assert elastic["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"  # pytorch/pytorch#135712
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in backend_environment(job_for(*TINY_EKS), "/fsx")

@@ -19,12 +19,6 @@ from llm_launch.launcher.plan import make_plan, traced_layout
 FIXTURE = Path(__file__).parent / "fixtures" / "traced_memory.json"
 TRACED = json.loads(FIXTURE.read_text())
 TOLERANCE = 0.10
-KNOWN_GAPS = {
-    "llama3_70b_4xp5_tp8_pp4_1f1b": "tp 8 with sequence parallelism under pp: the trace's first pipeline rank holds "
-                                    "17.8 GiB of temporaries (the unsharded gradients are 8.5 of them) that the "
-                                    "estimate does not count (0.80x); not explained yet",
-}
-"""Traced jobs the estimate does not match yet: each fails its comparison (strict xfail), so a fix shows."""
 
 
 def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
@@ -43,8 +37,7 @@ def test_fixture_covers_every_gpu_recipe_and_each_checkpointing_mode(job_for):
                        and f"parallelism.activation_checkpointing={mode}" in o for o in covered), (model, mode)
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True))
-                                  if name in KNOWN_GAPS else name for name in sorted(TRACED)])
+@pytest.mark.parametrize("name", sorted(TRACED))
 def test_estimate_within_ten_percent_of_traced_peak(name, job_for):
     entry = TRACED[name]
     job = job_for(*entry["overrides"])

@@ -20,7 +20,7 @@ from llm_launch.launcher.clusters.slurm.state import ENDED  # noqa: E402
 from llm_launch.launcher.progress import HANG_EXIT_CODE  # noqa: E402
 from test_slurm_real import TINY, log_of, losses, slurm_state, submitted, wait_for  # noqa: E402
 
-TWO_RANKS = ["trainer.nproc_per_node=2", "parallelism.tp=2"]
+TWO_RANKS = ["trainer.nproc_per_node=2", "parallelism.tp=2", "training.schedule.warmup_steps=1"]
 
 
 @pytest.fixture(scope="module")
