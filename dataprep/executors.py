@@ -95,16 +95,18 @@ def _run_task(rank: int, local_rank: int) -> PipelineStats:
     return _EXECUTOR._run_for_rank(rank, local_rank)
 
 
-def run_tasks(ex: LocalPipelineExecutor, stage: str) -> None:
-    """Run this host's unfinished tasks of a stage on ex.workers processes (1: in this process, as DataTrove does);
-    raise StageFailed with one line when a task raises or a worker process dies."""
+def run_tasks(ex: LocalPipelineExecutor, stage: str, in_process: bool = False) -> None:
+    """Run this host's unfinished tasks of a stage on ex.workers processes, or one after the other in this process
+    (in_process: data_prep.workers=1, as DataTrove does); raise StageFailed with one line when a task raises or a
+    worker process dies. A stage of one task runs in a worker process too, so what it holds (the MinHash cluster
+    stage's union-find) is freed when the stage ends instead of staying in this process."""
     ranks = ex.get_incomplete_ranks(range(ex.local_rank_offset, ex.local_rank_offset + ex.local_tasks))
     if not ranks:
         return
     ex.save_executor_as_json()
     stats: list[PipelineStats] = []
     try:
-        if ex.workers == 1:
+        if in_process:
             pipeline = ex.pipeline
             for rank in ranks:
                 ex.pipeline = deepcopy(pipeline)
@@ -144,7 +146,7 @@ def run_stages(stages: list[Stage], hosts: Hosts, workers: int, logs: str,
         if hosts.works and local_tasks:
             started = time.perf_counter()
             progress(f"stage {stage.name}: tasks {offset}..{offset + local_tasks - 1} of {tasks} on this host")
-            run_tasks(executor(stage, tasks, hosts, workers, logs), stage.name)
+            run_tasks(executor(stage, tasks, hosts, workers, logs), stage.name, in_process=workers == 1)
             progress(f"stage {stage.name}: done in {time.perf_counter() - started:.1f} s")
         hosts.barrier()
         check = LocalPipelineExecutor(pipeline=[], tasks=tasks, logging_dir=f"{logs}/{stage.name}")

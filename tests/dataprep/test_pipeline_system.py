@@ -239,3 +239,58 @@ def test_sources_on_s3_give_the_same_dataset_as_local_files(aws, tmp_path):
     assert remote["splits"]["train"]["rows"] > 0 and len(shard_hashes(tmp_path / "s3")) > 1
     assert remote["filters"]["dropped"].keys() == local["filters"]["dropped"].keys()
     assert [s["path"] for s in remote["sources"]] == ["s3://corpus/web", "s3://corpus/extra/extra.parquet"]
+
+
+def _forked_workers(root: int) -> list[int]:
+    """Pool workers under process `root`: prepare processes forked from a prepare process (same command line)."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return [pid for pid, command in commands.items() if b"llm_launch.dataprep.prepare" in command
+            and commands.get(parents.get(pid)) == command and under(pid)]
+
+
+def test_a_killed_pool_worker_fails_the_job_with_one_line_and_the_rerun_finishes_it(tmp_path):
+    """llm-launch recipe=prepare_sample on the sample split in 4 files, 2 workers: SIGKILL to one pool worker (as
+    the OOM killer sends) ends the job promptly with one line naming the stage, instead of hanging it as
+    DataTrove's LocalPipelineExecutor.run did; the same command again finishes the dataset."""
+    source = split_sample(tmp_path / "in")
+    command = [sys.executable, "-m", "llm_launch.launcher.cli", "recipe=prepare_sample", f"output_dir={tmp_path / 'out'}",
+               f"data_prep.sources.0.path={source.path}", "data_prep.task_bytes=1", "data_prep.workers=2"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline, killed = time.monotonic() + 300, None
+    while killed is None:
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended before a worker could be killed"
+        workers = _forked_workers(job.pid)
+        if workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    try:
+        output, _ = job.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        raise AssertionError("the job hung after one of its workers was killed") from None
+    assert job.returncode != 0, output[-3000:]
+    lines = [line for line in output.splitlines() if "a worker process died" in line]
+    assert lines and lines[0].startswith("llm_launch.dataprep.prepare: stage "), output[-3000:]
+    assert "run the job again to redo only the others" in lines[0]
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "data" / "manifest.json").read_text())
+    assert manifest["sources"][0]["documents_read"] == 298
