@@ -90,8 +90,7 @@ class Watchdog:
         self.current: int | None = None
         self.started_at = 0.0
         self.store = None
-        self.prefix = "llm_launch/watchdog/{}/{}/".format(os.environ.get("TORCHELASTIC_RUN_ID", "run"),
-                                                           os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        self.prefix = store_prefix(os.environ)
         self.stragglers = Stragglers(cfg.straggler_factor, cfg.straggler_steps)
         self._lock = threading.Lock()
 
@@ -201,3 +200,16 @@ class Watchdog:
     def straggler_ranks(self, rank_times: list[float] | None) -> list[int]:
         """The ranks named as stragglers at this step (logged by the caller)."""
         return self.stragglers.add(rank_times) if rank_times else []
+
+
+def store_prefix(env) -> str:
+    """Where this run's watchdog keys live in the workers' store. torchrun's restart count keeps one round's keys from
+    the next where the store outlives the rounds (torchrun lends its own), but each agent counts its own restarts, so
+    a node that joins an elastic job later counts differently from the rest
+    (https://github.com/pytorch/pytorch/issues/135712). Elastic jobs have a fresh store every round
+    (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, launcher/environment.py), so there the count is left out and every rank
+    agrees on the prefix."""
+    run = env.get("TORCHELASTIC_RUN_ID", "run")
+    if env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") == "1":
+        return f"llm_launch/watchdog/{run}/"
+    return f"llm_launch/watchdog/{run}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}/"

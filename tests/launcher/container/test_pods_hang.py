@@ -30,8 +30,13 @@ pytestmark = [pytest.mark.system,
 TIMEOUT_S = 10
 
 
-def test_every_node_of_a_hung_job_exits_75(tmp_path):
-    job = compose_job([*JOB, "trainer.num_nodes=2", "training.max_steps=6", "cluster.eks.backoff_limit=0",
+@pytest.mark.parametrize("topology", [
+    (),
+    # elastic (its own store each round: the watchdog's keys leave torchrun's restart count out); no restarts
+    ("trainer.min_nodes=1", "trainer.max_restarts=0"),
+], ids=["static", "elastic"])
+def test_every_node_of_a_hung_job_exits_75(tmp_path, topology):
+    job = compose_job([*JOB, "trainer.num_nodes=2", *topology, "training.max_steps=6", "cluster.eks.backoff_limit=0",
                        f"training.watchdog.hang_timeout_s={TIMEOUT_S}", "action=render"], tmp_path / "out")
     findings, _ = validate(job)
     assert not findings.problems, findings.problems
@@ -40,7 +45,7 @@ def test_every_node_of_a_hung_job_exits_75(tmp_path):
     for replica in ptj["spec"]["pytorchReplicaSpecs"].values():
         container = replica["template"]["spec"]["containers"][0]
         assert container["command"][-1].splitlines()[-1].startswith(
-            "exec python -m llm_launch.train.node_run --nnodes=2 ")
+            "exec python -m llm_launch.train.node_run --nnodes=" + ("1:2 " if topology else "2 "))
         container["env"].append({"name": "LLM_LAUNCH_TEST_FAULTS", "value": "hang=1@3"})
     with Cluster(tmp_path / "pods", docs, _pvc(tmp_path / "pvc")) as cluster:
         codes = cluster.wait(timeout=420)
