@@ -152,18 +152,23 @@ class Watchdog:
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         sys.stderr.flush()
         self._dump_flight_recorder()
-        self.store.set(f"{self.prefix}dumped/{self.rank}", "1")
-        if declaring:
-            deadline = time.monotonic() + DUMP_WAIT_S
-            dumped = [f"{self.prefix}dumped/{r}" for r in range(self.world_size)]
-            while time.monotonic() < deadline and not self.store.check(dumped):
-                time.sleep(0.2)
-            self._report(step, timeout)
-            self.store.set(f"{self.prefix}reported", "1")
-        else:
-            deadline = time.monotonic() + DUMP_WAIT_S + 5
-            while time.monotonic() < deadline and not self.store.check([f"{self.prefix}reported"]):
-                time.sleep(0.2)
+        try:
+            self.store.set(f"{self.prefix}dumped/{self.rank}", "1")
+            if declaring:
+                deadline = time.monotonic() + DUMP_WAIT_S
+                dumped = [f"{self.prefix}dumped/{r}" for r in range(self.world_size)]
+                while time.monotonic() < deadline and not self.store.check(dumped):
+                    time.sleep(0.2)
+                self._report(step, timeout)
+                self.store.set(f"{self.prefix}reported", "1")
+            else:
+                deadline = time.monotonic() + DUMP_WAIT_S + 5
+                while time.monotonic() < deadline and not self.store.check([f"{self.prefix}reported"]):
+                    time.sleep(0.2)
+        except Exception:  # noqa: BLE001 - the store left with the rank that hosted it (a job whose workers host their
+            # own store: elastic); the hang stands, so this rank still ends with the hang's code
+            print(f"watchdog: rank {self.rank}: the job's store is gone; exiting with code {HANG_EXIT_CODE}",
+                  file=sys.stderr, flush=True)
         os._exit(HANG_EXIT_CODE)
 
     def _report(self, step: int, timeout: float) -> None:

@@ -48,7 +48,10 @@ def test_every_node_of_a_hung_job_exits_75(tmp_path, topology):
             "exec python -m llm_launch.train.node_run --nnodes=" + ("1:2 " if topology else "2 "))
         container["env"].append({"name": "LLM_LAUNCH_TEST_FAULTS", "value": "hang=1@3"})
     with Cluster(tmp_path / "pods", docs, _pvc(tmp_path / "pvc")) as cluster:
-        codes = cluster.wait(timeout=420)
+        codes = cluster.wait(timeout=420)  # returns once a pod has failed for good
+        for pod in cluster.pods:  # the other pod's ranks end on their own watchdog
+            if pod.process.wait(timeout=120) is not None and not pod.ended:
+                codes[pod.name] = [*codes[pod.name], pod.process.returncode]
         logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "pods").glob("*.log"))
     assert "test fault: rank 1 hangs at step 3" in logs, logs[-6000:]
     assert "hang: step 3 did not finish within 10 s; ranks [1] did not arrive" in logs, logs[-6000:]
