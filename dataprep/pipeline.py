@@ -57,7 +57,7 @@ from llm_launch.dataprep.blocks.dedup import (
 )
 from llm_launch.dataprep.blocks.filters import FILTER_STEP, WhitespaceWords, filter_steps
 from llm_launch.dataprep.blocks.mix import KEPT_STEP, MIX_FILE, CountKept, Scatter, mix_plan
-from llm_launch.dataprep.blocks.pack import PackShard
+from llm_launch.dataprep.blocks.pack import PackShard, tokenizer_of
 from llm_launch.dataprep.blocks.read import EXTRACT_STEP, NORMALIZE_STEP, READ_STEP, Extract, Normalize, SourceReader
 from llm_launch.dataprep.blocks.reports import REPORTS, TaskReport, merge_reports
 from llm_launch.dataprep.dedup import LSH_WEIGHTS
@@ -187,6 +187,7 @@ def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], t
             f.write(json.dumps(plan, indent=1))
 
     def pack_tasks() -> int:
+        tokenizer_of(cfg.tokenizer_path)  # loaded once here: the pack workers (forked) inherit it
         return sum(_mix(work)["buckets"].values())
 
     def pack_pipeline() -> list:
@@ -305,13 +306,11 @@ def prepare_data(cfg: DataPrepConfig, hosts: Hosts | None = None, progress: bool
     if hosts.index != 0 or not hosts.works:
         hosts.barrier()
         return {}
-    from llm_launch.train.data.prepare import load_fast_tokenizer
-
     if shards is not None:
         gather_shards(shards, out)
-    tokenizer, eos_id = load_fast_tokenizer(Path(cfg.tokenizer_path))
+    _, eos_id, vocab = tokenizer_of(cfg.tokenizer_path)
     plan = _plan(cfg, work, listing, listing_bad)
-    manifest = _summarise(cfg, plan, out, fingerprint, eos_id, tokenizer.get_vocab_size(with_added_tokens=True))
+    manifest = _summarise(cfg, plan, out, fingerprint, eos_id, vocab)
     if not cfg.output.keep_work:
         folder = get_datafolder(work)
         if folder.exists(""):

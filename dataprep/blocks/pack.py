@@ -36,7 +36,8 @@ def bucket_of(task: int, buckets: dict[str, int]) -> tuple[str, int]:
     raise IndexError(task)
 
 
-def _tokenizer(path: str):
+def tokenizer_of(path: str) -> tuple:
+    """(tokenizer, eos_id, vocab size), loaded once per process."""
     if path not in _TOKENIZERS:
         from llm_launch.train.data.prepare import load_fast_tokenizer
 
@@ -81,7 +82,7 @@ class PackShard(PipelineStep):
         if self.shuffle:
             order = np.random.Generator(np.random.PCG64([self.seed, SPLITS.index(split), bucket])).permutation(len(docs))
             docs = [docs[int(i)] for i in order]
-        tokenizer, eos_id, vocab = _tokenizer(self.tokenizer_path)
+        tokenizer, eos_id, vocab = tokenizer_of(self.tokenizer_path)
         with self.track_time():
             meta = write_shard(docs, out_dir, bucket, tokenizer=tokenizer, eos_id=eos_id, seq_len=self.seq_len,
                                dtype=token_dtype(vocab), fingerprint=self.fingerprint, num_sources=self.num_sources)
