@@ -90,8 +90,7 @@ class Watchdog:
         self.current: int | None = None
         self.started_at = 0.0
         self.store = None
-        self.prefix = "llm_launch/watchdog/{}/{}/".format(os.environ.get("TORCHELASTIC_RUN_ID", "run"),
-                                                           os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        self.prefix = store_prefix(os.environ)
         self.stragglers = Stragglers(cfg.straggler_factor, cfg.straggler_steps)
         self._lock = threading.Lock()
 
@@ -153,18 +152,23 @@ class Watchdog:
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         sys.stderr.flush()
         self._dump_flight_recorder()
-        self.store.set(f"{self.prefix}dumped/{self.rank}", "1")
-        if declaring:
-            deadline = time.monotonic() + DUMP_WAIT_S
-            dumped = [f"{self.prefix}dumped/{r}" for r in range(self.world_size)]
-            while time.monotonic() < deadline and not self.store.check(dumped):
-                time.sleep(0.2)
-            self._report(step, timeout)
-            self.store.set(f"{self.prefix}reported", "1")
-        else:
-            deadline = time.monotonic() + DUMP_WAIT_S + 5
-            while time.monotonic() < deadline and not self.store.check([f"{self.prefix}reported"]):
-                time.sleep(0.2)
+        try:
+            self.store.set(f"{self.prefix}dumped/{self.rank}", "1")
+            if declaring:
+                deadline = time.monotonic() + DUMP_WAIT_S
+                dumped = [f"{self.prefix}dumped/{r}" for r in range(self.world_size)]
+                while time.monotonic() < deadline and not self.store.check(dumped):
+                    time.sleep(0.2)
+                self._report(step, timeout)
+                self.store.set(f"{self.prefix}reported", "1")
+            else:
+                deadline = time.monotonic() + DUMP_WAIT_S + 5
+                while time.monotonic() < deadline and not self.store.check([f"{self.prefix}reported"]):
+                    time.sleep(0.2)
+        except Exception:  # noqa: BLE001 - the store left with the rank that hosted it (a job whose workers host their
+            # own store: elastic); the hang stands, so this rank still ends with the hang's code
+            print(f"watchdog: rank {self.rank}: the job's store is gone; exiting with code {HANG_EXIT_CODE}",
+                  file=sys.stderr, flush=True)
         os._exit(HANG_EXIT_CODE)
 
     def _report(self, step: int, timeout: float) -> None:
@@ -201,3 +205,16 @@ class Watchdog:
     def straggler_ranks(self, rank_times: list[float] | None) -> list[int]:
         """The ranks named as stragglers at this step (logged by the caller)."""
         return self.stragglers.add(rank_times) if rank_times else []
+
+
+def store_prefix(env) -> str:
+    """Where this run's watchdog keys live in the workers' store. torchrun's restart count keeps one round's keys from
+    the next where the store outlives the rounds (torchrun lends its own), but each agent counts its own restarts, so
+    a node that joins an elastic job later counts differently from the rest
+    (https://github.com/pytorch/pytorch/issues/135712). Elastic jobs have a fresh store every round
+    (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, launcher/environment.py), so there the count is left out and every rank
+    agrees on the prefix."""
+    run = env.get("TORCHELASTIC_RUN_ID", "run")
+    if env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") == "1":
+        return f"llm_launch/watchdog/{run}/"
+    return f"llm_launch/watchdog/{run}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}/"

@@ -19,9 +19,7 @@ TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 now avoids (147 s -> 77 s alone on this mac
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,28 +27,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llm_launch.launcher import PROJECT_ROOT
 from llm_launch.launcher.clusters import cluster_of
 from llm_launch.launcher.clusters.eks.render import manifests
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
+import pod_jobs  # noqa: E402
 from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
+from pod_jobs import SAMPLE, losses, on_volume, shared_volume, tiny_job  # noqa: E402
 from pods import S3_REGION, Cluster, etcd_unavailable, pods_unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(pods_unavailable() is not None, reason=str(pods_unavailable()))]
-SAMPLE = PROJECT_ROOT / "data" / "sample"
-STEPS = 4
-MOUNT = "/fsx"
 S3_TOKENIZER = "s3://llm-launch-inputs/tokenizers/tiny"
-TINY = ["recipe=tiny_llama_cpt", "cluster=eks", "instance=cpu", "trainer.num_nodes=2", "cluster.image=local/llm-launch:test",
-        "cluster.eks.node_selector={kubernetes.io/os: linux}", f"training.max_steps={STEPS}",
-        "training.checkpoint.every_n_steps=2", "training.log_every_n_steps=1", "training.eval_every_n_steps=0",
-        "training.eval_batches=1", "training.schedule.warmup_steps=1", "training.seq_len=64",
-        "training.global_batch_size=8", "training.micro_batch_size=2", "parallelism.tp=2",
-        f"training.data.train_path={MOUNT}/data/train.jsonl", f"training.data.valid_path={MOUNT}/data/valid.jsonl",
-        f"training.data.tokenizer_path={MOUNT}/data/tokenizer"]
+STEPS = 4
+TINY = [*tiny_job(STEPS, checkpoint_every=2), "trainer.num_nodes=2"]
 TOPOLOGIES = {
     "pytorchjob_static": (),
     "pytorchjob_elastic_c10d": ("cluster.eks.elastic=true",),
@@ -60,7 +51,6 @@ TOPOLOGIES = {
 }
 """The TrainJob also reads its tokenizer from S3 (the harness's S3 stand-in): its pods copy it at start
 (train/s3_folders.py) with the credentials the pod has."""
-CORPUS_DOCUMENTS = 30
 SMOKE_OPERATORS = ("1.9", "1.6")
 REQUIRE_POD_TOOLS = "LLM_LAUNCH_REQUIRE_POD_TOOLS"
 """Set to 1 by .ci/run (which installs etcd-server): a missing etcd then fails the etcd topology instead of skipping."""
@@ -75,38 +65,10 @@ def _needs(topology: str) -> None:
         pytest.skip(f"{topology}: {reason}")
 
 
-def _pvc(root: Path) -> Path:
-    """The shared volume with the data the job reads."""
-    data = root / "data"
-    data.mkdir(parents=True)
-    with (SAMPLE / "corpus" / "train.jsonl").open(encoding="utf-8") as lines:
-        (data / "train.jsonl").write_text("".join(next(lines) for _ in range(CORPUS_DOCUMENTS)), encoding="utf-8")
-    shutil.copy(SAMPLE / "corpus" / "valid.jsonl", data / "valid.jsonl")
-    shutil.copytree(SAMPLE / "tokenizer", data / "tokenizer")
-    return root
-
-
 def rendered(tmp_path: Path, *overrides: str) -> tuple[list[dict], str]:
-    """The manifest `llm-launch ... action=render` writes, and the job's output folder inside the pods."""
+    """The tiny job with these overrides in place of its own."""
     keys = {o.split("=", 1)[0] for o in overrides}
-    base = [o for o in TINY if o.split("=", 1)[0] not in keys]
-    job = compose_job([*base, *overrides, "action=render"], tmp_path / "out")
-    from llm_launch.launcher.validate import validate
-
-    findings, _ = validate(job)
-    assert not findings.problems, findings.problems
-    remote = cluster_of(job).container_job(job)
-    docs = list(yaml.safe_load_all(yaml.safe_dump_all(manifests(remote))))
-    return docs, remote.output_dir
-
-
-def _on_pvc(pvc: Path, output_dir: str) -> Path:
-    return pvc / Path(output_dir).relative_to(MOUNT)
-
-
-def losses(out: Path) -> dict[int, float]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+    return pod_jobs.rendered(tmp_path, [*(o for o in TINY if o.split("=", 1)[0] not in keys), *overrides])
 
 
 @dataclass
@@ -125,8 +87,8 @@ def _train(root: Path, index: int, job: tuple[list[dict], str], interrupt: bool)
     """One rendered tiny-Llama job through the harness; interrupt: SIGKILL its last pod once step 2's checkpoint is
     complete."""
     docs, output_dir = job
-    pvc = _pvc(root / "pvc")
-    out = _on_pvc(pvc, output_dir)
+    pvc = shared_volume(root / "pvc")
+    out = on_volume(pvc, output_dir)
     config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["job.yaml"])
     s3_seed = {S3_TOKENIZER: SAMPLE / "tokenizer"} if config["training"]["data"]["tokenizer_path"] == S3_TOKENIZER \
         else None

@@ -11,7 +11,6 @@ started from a copy of the same checkpoint (a fixed trainer.num_nodes=1 job, run
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -19,54 +18,20 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from llm_launch.launcher import PROJECT_ROOT
-from llm_launch.launcher.clusters import cluster_of
-from llm_launch.launcher.clusters.eks.render import manifests
-from llm_launch.launcher.validate import validate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
+from pod_jobs import MOUNT, losses, rendered, shared_volume, tiny_job  # noqa: E402
 from pods import Cluster, pods_unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(pods_unavailable() is not None, reason=str(pods_unavailable()))]
-SAMPLE = PROJECT_ROOT / "data" / "sample"
 STEPS = 16
-MOUNT = "/fsx"
-JOB = ["recipe=tiny_llama_cpt", "cluster=eks", "instance=cpu", "cluster.image=local/llm-launch:test",
-       "cluster.eks.node_selector={kubernetes.io/os: linux}", f"training.max_steps={STEPS}",
-       "training.checkpoint.every_n_steps=4", "training.checkpoint.keep_last=100", "training.log_every_n_steps=1",
-       "training.eval_every_n_steps=0", "training.eval_batches=1", "training.schedule.warmup_steps=1", "training.seq_len=64",
-       "training.global_batch_size=8", "training.micro_batch_size=2", "parallelism.tp=2",
-       f"training.data.train_path={MOUNT}/data/train.jsonl", f"training.data.valid_path={MOUNT}/data/valid.jsonl",
-       f"training.data.tokenizer_path={MOUNT}/data/tokenizer"]
-CORPUS_DOCUMENTS = 30
-
-
-def _pvc(root: Path) -> Path:
-    data = root / "data"
-    data.mkdir(parents=True)
-    with (SAMPLE / "corpus" / "train.jsonl").open(encoding="utf-8") as lines:
-        (data / "train.jsonl").write_text("".join(next(lines) for _ in range(CORPUS_DOCUMENTS)), encoding="utf-8")
-    shutil.copy(SAMPLE / "corpus" / "valid.jsonl", data / "valid.jsonl")
-    shutil.copytree(SAMPLE / "tokenizer", data / "tokenizer")
-    return root
+JOB = [*tiny_job(STEPS, checkpoint_every=4), "training.checkpoint.keep_last=100"]
 
 
 def _rendered(tmp_path: Path, *overrides: str) -> tuple[list[dict], Path]:
-    job = compose_job([*JOB, *overrides, "action=render"], tmp_path / "out")
-    findings, _ = validate(job)
-    assert not findings.problems, findings.problems
-    remote = cluster_of(job).container_job(job)
-    docs = list(yaml.safe_load_all(yaml.safe_dump_all(manifests(remote))))
-    return docs, Path(remote.output_dir).relative_to(MOUNT)
-
-
-def _losses(out: Path) -> dict[int, float]:
-    """The last loss logged for each step (a step redone after the restart overwrites its first try)."""
-    records = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
+    docs, output_dir = rendered(tmp_path, [*JOB, *overrides])
+    return docs, Path(output_dir).relative_to(MOUNT)
 
 
 def _wait_for(process, timeout: float) -> int:
@@ -81,7 +46,7 @@ def test_elastic_job_loses_a_node_and_finishes_on_the_one_left_with_the_same_glo
     docs, output = _rendered(tmp_path / "elastic", "trainer.num_nodes=2", "trainer.min_nodes=1")
     (ptj,) = [d for d in docs if d["kind"] == "PyTorchJob"]
     assert (ptj["spec"]["elasticPolicy"]["minReplicas"], ptj["spec"]["elasticPolicy"]["maxReplicas"]) == (1, 2)
-    pvc = _pvc(tmp_path / "elastic" / "pvc")
+    pvc = shared_volume(tmp_path / "elastic" / "pvc")
     out = pvc / output
     with Cluster(tmp_path / "elastic" / "pods", docs, pvc) as cluster:
         survivor, victim = cluster.pods
@@ -100,13 +65,13 @@ def test_elastic_job_loses_a_node_and_finishes_on_the_one_left_with_the_same_glo
     assert resumed, log[-6000:]
     checkpoint, step = resumed[-1][0], int(resumed[-1][1])
     assert 4 <= step < STEPS
-    elastic = _losses(out)
+    elastic = losses(out)
     assert sorted(elastic) == list(range(1, STEPS + 1))
 
     # The same checkpoint, resumed by a fixed one-node job that nothing interrupts.
     ref_docs, ref_output = _rendered(tmp_path / "reference", "trainer.num_nodes=1")
     assert ref_output == output
-    ref_pvc = _pvc(tmp_path / "reference" / "pvc")
+    ref_pvc = shared_volume(tmp_path / "reference" / "pvc")
     (ref_pvc / output / "checkpoints").mkdir(parents=True)
     shutil.copytree(out / "checkpoints" / checkpoint, ref_pvc / output / "checkpoints" / checkpoint)
     with Cluster(tmp_path / "reference" / "pods", ref_docs, ref_pvc) as ref_cluster:
@@ -114,7 +79,7 @@ def test_elastic_job_loses_a_node_and_finishes_on_the_one_left_with_the_same_glo
         ref_log = "".join(p.read_text(errors="replace") for p in (tmp_path / "reference" / "pods").glob("*.log"))
     assert all(c == [0] for c in codes.values()), ref_log
     assert f"resumed from {MOUNT}/{output}/checkpoints/{checkpoint} at step {step}" in ref_log, ref_log
-    reference = _losses(ref_pvc / output)
+    reference = losses(ref_pvc / output)
     assert sorted(reference) == list(range(step + 1, STEPS + 1))
     worst = max(abs(elastic[s] - reference[s]) for s in reference)
     print(f"elastic: resumed at step {step} on one node; max |loss difference| over steps {step + 1}..{STEPS}: "

@@ -14,36 +14,36 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from llm_launch.launcher.clusters import cluster_of
-from llm_launch.launcher.clusters.eks.render import manifests
 from llm_launch.launcher.progress import HANG_EXIT_CODE
-from llm_launch.launcher.validate import validate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from composed_job import compose_job  # noqa: E402  (tests/ is on sys.path through its conftest)
+from pod_jobs import rendered, shared_volume, tiny_job  # noqa: E402
 from pods import Cluster, pods_unavailable  # noqa: E402
-from test_pods_elastic import JOB, _pvc  # noqa: E402
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(pods_unavailable() is not None, reason=str(pods_unavailable()))]
 TIMEOUT_S = 10
 
 
-def test_every_node_of_a_hung_job_exits_75(tmp_path):
-    job = compose_job([*JOB, "trainer.num_nodes=2", "training.max_steps=6", "cluster.eks.backoff_limit=0",
-                       f"training.watchdog.hang_timeout_s={TIMEOUT_S}", "action=render"], tmp_path / "out")
-    findings, _ = validate(job)
-    assert not findings.problems, findings.problems
-    docs = list(yaml.safe_load_all(yaml.safe_dump_all(manifests(cluster_of(job).container_job(job)))))
+@pytest.mark.parametrize("topology", [
+    (),
+    # elastic (its own store each round: the watchdog's keys leave torchrun's restart count out); no restarts
+    ("trainer.min_nodes=1", "trainer.max_restarts=0"),
+], ids=["static", "elastic"])
+def test_every_node_of_a_hung_job_exits_75(tmp_path, topology):
+    docs, _ = rendered(tmp_path, [*tiny_job(6, checkpoint_every=4), "trainer.num_nodes=2", *topology,
+                                  "cluster.eks.backoff_limit=0", f"training.watchdog.hang_timeout_s={TIMEOUT_S}"])
     (ptj,) = [d for d in docs if d["kind"] == "PyTorchJob"]
     for replica in ptj["spec"]["pytorchReplicaSpecs"].values():
         container = replica["template"]["spec"]["containers"][0]
         assert container["command"][-1].splitlines()[-1].startswith(
-            "exec python -m llm_launch.train.node_run --nnodes=2 ")
+            "exec python -m llm_launch.train.node_run --nnodes=" + ("1:2 " if topology else "2 "))
         container["env"].append({"name": "LLM_LAUNCH_TEST_FAULTS", "value": "hang=1@3"})
-    with Cluster(tmp_path / "pods", docs, _pvc(tmp_path / "pvc")) as cluster:
-        codes = cluster.wait(timeout=420)
+    with Cluster(tmp_path / "pods", docs, shared_volume(tmp_path / "pvc")) as cluster:
+        codes = cluster.wait(timeout=420)  # returns once a pod has failed for good
+        for pod in cluster.pods:  # the other pod's ranks end on their own watchdog
+            if pod.process.wait(timeout=120) is not None and not pod.ended:
+                codes[pod.name] = [*codes[pod.name], pod.process.returncode]
         logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "pods").glob("*.log"))
     assert "test fault: rank 1 hangs at step 3" in logs, logs[-6000:]
     assert "hang: step 3 did not finish within 10 s; ranks [1] did not arrive" in logs, logs[-6000:]
