@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,8 +91,6 @@ def child(spec: dict) -> None:
 def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: int, hosts: int = 1) -> dict:
     barrier = Path(tempfile.mkdtemp(prefix="barrier-"))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "LOGURU_LEVEL": "WARNING"}
@@ -104,6 +103,7 @@ def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: in
         stdout, _ = proc.communicate()
         assert proc.returncode == 0, f"{pipeline} run failed"
         results.append(json.loads(stdout.strip().splitlines()[-1]))
+    shutil.rmtree(barrier, ignore_errors=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"seconds": max(r["seconds"] for r in results), "cpu_seconds": cpu,
