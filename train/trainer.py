@@ -123,6 +123,7 @@ class Trainer:
     def _finish(self, result: dict | None, summary_path: Path | None = None) -> None:
         """Close the metrics (and the trackers' runs, with metrics.json when the run finished), write the marker
         last (rank 0) and leave the process group."""
+        self.watchdog.stop()
         self.metrics.close(summary_path)
         self.backend.barrier()
         if result is not None and self.backend.is_main:

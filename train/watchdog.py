@@ -79,6 +79,10 @@ class Stragglers:
         return newly
 
 
+STOP_WAIT_S = 30.0
+"""How long stop() waits for the watch thread (it wakes every poll_s; a store call may take longer)."""
+
+
 class Watchdog:
     """One rank's progress reports and hang watch (start() after the process group exists)."""
 
@@ -93,13 +97,27 @@ class Watchdog:
         self.prefix = store_prefix(os.environ)
         self.stragglers = Stragglers(cfg.straggler_factor, cfg.straggler_steps)
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if not self.cfg.enabled or not dist.is_initialized():
             return
         self.store = dist.distributed_c10d._get_default_store()
         self.nccl = dist.get_backend() == "nccl"
-        threading.Thread(target=self._watch, name="llm-launch-watchdog", daemon=True).start()
+        self._thread = threading.Thread(target=self._watch, name="llm-launch-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the watch and wait for its thread, before the process group and its store go away.
+
+        A daemon thread still inside a store call (native code, interpreter lock released) when the interpreter
+        exits is ended by a forced unwind, which aborts the process ("terminate called without an active
+        exception", exit -6): a rank that had finished its work would fail the job."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_WAIT_S)
+            self._thread = None
 
     # --- the training loop's reports -------------------------------------------------------------------------
     def step_started(self, step: int) -> None:
@@ -123,8 +141,7 @@ class Watchdog:
     # --- the watch -------------------------------------------------------------------------------------------
     def _watch(self) -> None:
         declared = f"{self.prefix}declared"
-        while True:
-            time.sleep(self.poll_s)
+        while not self._stopping.wait(self.poll_s):
             with self._lock:
                 step, started, armed = self.current, self.started_at, self.finished >= WARM_STEPS
             try:
