@@ -35,6 +35,7 @@ from __future__ import annotations
 from llm_launch.launcher.clusters.eks.paths import eks_name
 from llm_launch.launcher.config.schema import JobConfig
 from llm_launch.launcher.elastic import is_elastic
+from llm_launch.launcher.environment import ELASTIC_ENVIRONMENT
 from llm_launch.launcher.render.command import NODE_RUN, ShellExpr, rendezvous_port
 from llm_launch.launcher.topology import topology_of
 
@@ -84,7 +85,7 @@ def rendezvous_env(job: JobConfig) -> dict[str, str]:
     """Environment the rendezvous needs in every pod (see the module docstring)."""
     eks = job.cluster.eks
     if eks.job_kind == "pytorchjob" and elastic_job(job):
-        return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+        return dict(ELASTIC_ENVIRONMENT)
     if eks.job_kind == "hyperpod":
         return {"NNODES": str(topology_of(job).num_nodes)}
     return {}
