@@ -42,9 +42,9 @@ from datatrove.pipeline.dedup.minhash import (
 )
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.text import TextNormConfig
 from llm_launch.dataprep.blocks.dedup import (
     DEDUP_STEP,
+    PLAIN_WORDS,
     DropRemoved,
     FullSignatures,
     JoinParagraphs,
@@ -113,15 +113,14 @@ def work_folder(cfg: DataPrepConfig, fingerprint: str) -> str:
 
 def minhash_config(cfg: DataPrepConfig) -> MinhashConfig:
     """Bands x rows for dedup.threshold and num_perm, chosen as the in-memory pipeline's datasketch LSH did;
-    shingles of lower-cased whitespace words (DataTrove's default also drops punctuation and digits), hashed
-    with SHA-1 as datasketch does (DataTrove's default xxhash hashes str, which xxhash 4 refuses)."""
+    shingles of lower-cased whitespace words (DataTrove's default also drops punctuation and digits); 64-bit
+    hashes. FullSignatures hashes the words itself (word_hashes.py); hash_fc names SHA-1 only because DataTrove's
+    default, xxhash, is refused for str by xxhash 4 when the step is built."""
     from datasketch.lsh import _optimal_param
 
     bands, rows = _optimal_param(cfg.dedup.threshold, cfg.dedup.num_perm, *LSH_WEIGHTS)
-    norm = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=False,
-                          norm_unicode_diacritics=False, norm_numbers=False)
     return MinhashConfig(n_grams=cfg.dedup.shingle_size, num_buckets=bands, hashes_per_bucket=rows, seed=1,
-                         norm_config=norm, hash_config=HashConfig(precision=64, hash_fc="sha1"))
+                         norm_config=PLAIN_WORDS, hash_config=HashConfig(precision=64, hash_fc="sha1"))
 
 
 def build_stages(cfg: DataPrepConfig, work: str, files: list[tuple[int, str]], tasks: int,

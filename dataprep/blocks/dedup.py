@@ -16,10 +16,11 @@ What is ours:
 - RankShare: runs a step's ranks spread over the tasks of another stage, so stages that need no barrier between
   them (exact find, MinHash buckets and their verification) run as one stage, and a small corpus runs its LSH
   bands in a few tasks (each task costs DataTrove's logging and statistics set-up, about 10 to 20 ms here).
-- Shingle hashing (FullSignatures.get_shingles): each distinct word is hashed once (DataTrove's hash function,
-  cached per task) and a shingle's hash is a mix of its words' hashes computed with numpy, instead of DataTrove's
-  one Python call per shingle that joins its words and hashes the string (the filter stage's largest cost);
-  the signature itself is DataTrove's, with a cheaper modulo (FullSignatures.get_signature).
+- Shingle hashing (FullSignatures.get_shingles): every word of the text is hashed at once with numpy
+  (word_hashes.py) and a shingle's hash is a mix of its words' hashes, instead of DataTrove's one Python call per
+  shingle that joins its words and hashes the string with SHA-1 (the filter stage's largest cost); the same
+  words and shingles, other hash values. The signature itself is DataTrove's, the same numbers for the same
+  shingles, with a cheaper modulo (FullSignatures.get_signature).
 """
 
 from __future__ import annotations
@@ -35,19 +36,23 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature, _mersenne_prime
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.utils.binaryio import read_tuples_from_file
-from datatrove.utils.text import simplify_text
+from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
+from llm_launch.dataprep.blocks.filters import WhitespaceWords
 from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.normalize import paragraphs
+from llm_launch.dataprep.word_hashes import mix64, word_hashes
 
 DEDUP_STEP = "dedup"
 FULL_SIGS = "full"
 
 
-WORD_CACHE = 200_000
-"""Distinct words whose hash a signature task keeps (then starts over), so its memory stays bounded."""
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _PRIME = np.uint64(_mersenne_prime)
+_SHIFT = np.uint64(61)
+PLAIN_WORDS = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=False,
+                             norm_unicode_diacritics=False, norm_numbers=False)
+"""How shingles see text: lower-cased whitespace words (DataTrove's default also drops punctuation and digits)."""
 
 
 def shingle_hashes(words: np.ndarray, n: int) -> np.ndarray:
@@ -56,16 +61,11 @@ def shingle_hashes(words: np.ndarray, n: int) -> np.ndarray:
     count = len(words) - n + 1
     if count <= 0:
         return np.empty((0, 1), np.uint64)
-    with np.errstate(over="ignore"):
-        x = words[:count].copy()
-        for k in range(1, n):
-            x = x * _MIX + words[k:k + count]
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x.reshape((-1, 1))
+    x = words[:count].copy()  # arrays of unsigned integers wrap around silently (numpy warns only for scalars)
+    for k in range(1, n):
+        x *= _MIX
+        x += words[k:k + count]
+    return mix64(x).reshape((-1, 1))
 
 
 class RankShare(PipelineStep):
@@ -214,33 +214,35 @@ class FullSignatures(MinhashDedupSignature):
 
     def __init__(self, output_folder: str, config: MinhashConfig, language):
         super().__init__(output_folder, config=config, language=language)
-        self._last: list[list[int]] | None = None
-        self._words: dict[str, int] = {}
+        self._last: np.ndarray | None = None
+        """The last document's signature (every band's hashes)."""
+        assert isinstance(language, WhitespaceWords), "shingles are word_hashes' whitespace words"
+        self._plain_words = config.norm_config == PLAIN_WORDS
+        """Words are text.lower().split(): what simplify_text (lower case, runs of whitespace to one space, strip)
+        then a whitespace split give, without building the simplified text (re's \\s and str.split both split
+        at the characters str.isspace accepts)."""
 
     def get_shingles(self, text: str) -> np.ndarray:
         """The hashes of the text's word n-grams (same words and n-grams as DataTrove's; see the module docstring)."""
-        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
-        cache = self._words
-        missing = set(words).difference(cache)
-        if len(cache) + len(missing) > WORD_CACHE:
-            cache.clear()
-            missing = set(words)
-        for word in missing:
-            cache[word] = self._hash_func(word)
-        return shingle_hashes(np.fromiter(map(cache.__getitem__, words), np.uint64, len(words)), self.config.n_grams)
+        text = text.lower() if self._plain_words else simplify_text(text, self.config.norm_config)
+        return shingle_hashes(word_hashes(text), self.config.n_grams)
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         """DataTrove's signature (min over shingles of (a * shingle + b) mod 2^61 - 1 per hash), the same numbers,
-        with the modulo of the Mersenne prime done by shifts and masks instead of a division."""
+        with the modulo of the Mersenne prime done by shifts and masks: y = (x & p) + (x >> 61) is below 2p, and
+        min(y, y - p) in unsigned arithmetic is y - p where y >= p and y where not (y - p wraps around)."""
         a, b = self.parameters
-        with np.errstate(over="ignore"):
-            x = shingles * a + b
-        y = (x & _PRIME) + (x >> np.uint64(61))
-        y = np.where(y >= _PRIME, y - _PRIME, y)
+        x = shingles * a  # arrays of unsigned integers wrap around silently (numpy warns only for scalars)
+        x += b
+        y = x & _PRIME
+        x >>= _SHIFT
+        y += x
+        np.subtract(y, _PRIME, out=x)
+        np.minimum(y, x, out=y)
         if self.config.hash_config.precision == 32:
-            y = np.bitwise_and(y, self.config.hash_config.max)
-        self._last = y.min(axis=0).astype(self.config.hash_config.np_dtype).reshape(self.config.num_buckets, -1).tolist()
-        return self._last
+            y &= np.uint64(self.config.hash_config.max)
+        self._last = y.min(axis=0).astype(self.config.hash_config.np_dtype, copy=False)
+        return self._last.reshape(self.config.num_buckets, -1).tolist()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
         dtype = self.config.hash_config.np_dtype
@@ -249,8 +251,7 @@ class FullSignatures(MinhashDedupSignature):
                 for doc in docs:
                     self._last = None
                     yield doc
-                    row = np.zeros(self.num_hashes, dtype) if self._last is None else np.array(self._last, dtype)
-                    full.write(row.tobytes())
+                    full.write((np.zeros(self.num_hashes, dtype) if self._last is None else self._last).tobytes())
 
             super().run(recorded(data), rank, world_size)
 
