@@ -10,7 +10,8 @@ JSONL files of --file-mb each (task_bytes = one file, so a task's input stays th
    share of every stage with --workers / 2 workers, meeting at file barriers), same manifest;
 4. dedup quality, old and new side by side: recall of the planted pairs at Jaccard >= 0.8 and precision against
    the planted non-duplicates at <= 0.5, with dedup.threshold 0.7 between them.
-Each measurement runs in a fresh process (RSS of that process and of its pool workers: getrusage).
+Each measurement runs in a fresh process: its peak RSS (VmHWM) and its pool workers' (getrusage of its children;
+a forked worker's RSS counts the pages it shares with the main process).
 The load average of the machine is printed before and after.
 Usage: python bench/data_prep_pipeline.py [--mb 16] [--file-mb 4] [--workers 2] [--repeats 1] [--sizes 1,2]
 """
@@ -18,11 +19,13 @@ Usage: python bench/data_prep_pipeline.py [--mb 16] [--file-mb 4] [--workers 2] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,6 +70,26 @@ class FileBarrier:
             time.sleep(0.05)
 
 
+MEMORY_FLOOR_KIB = 1 << 20
+"""A run is stopped when the machine has less than this available (MemAvailable)."""
+
+
+def available_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return MEMORY_FLOOR_KIB * 4
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that across exec from the
+    process that started this one (the bench, which holds the corpus in memory)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(spec: dict) -> None:
     """One measured run; prints its seconds and peak RSS (KiB) as JSON."""
     cfg = config(Path(spec["corpus"]), Path(spec["out"]), spec["workers"], spec["file_bytes"], keep_work=True)
@@ -83,7 +106,7 @@ def child(spec: dict) -> None:
                                                                          spec["hosts"]))
         manifest = prepare_data(cfg, hosts, progress=False)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_main_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    print(json.dumps({"seconds": seconds, "rss_main_kib": peak_rss_kib(),
                       "rss_worker_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                       "manifest": manifest}))
 
@@ -94,16 +117,27 @@ def measure(pipeline: str, corpus: Path, out: Path, workers: int, file_bytes: in
         shutil.rmtree(out)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "LOGURU_LEVEL": "WARNING"}
+    outputs = [tempfile.TemporaryFile("w+") for _ in range(hosts)]
     procs = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(
         {"pipeline": pipeline, "corpus": str(corpus), "out": str(out), "workers": workers, "file_bytes": file_bytes,
-         "host": h, "hosts": hosts, "barrier": str(barrier)})], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=env) for h in range(hosts)]
-    results = []
-    for proc in procs:
-        stdout, _ = proc.communicate()
-        assert proc.returncode == 0, f"{pipeline} run failed"
-        results.append(json.loads(stdout.strip().splitlines()[-1]))
+         "host": h, "hosts": hosts, "barrier": str(barrier)})], stdout=outputs[h], stderr=subprocess.DEVNULL,
+        text=True, env=env, start_new_session=True) for h in range(hosts)]
+    started, low = time.perf_counter(), None
+    while any(proc.poll() is None for proc in procs):
+        if available_kib() < MEMORY_FLOOR_KIB:  # stop the run before the kernel's OOM killer picks a process
+            low = low or time.perf_counter() - started
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers
+        time.sleep(0.5)
     shutil.rmtree(barrier, ignore_errors=True)
+    if low is not None:
+        return {"stopped": f"stopped after {low:.0f} s: the machine had under {MEMORY_FLOOR_KIB >> 20} GiB available"}
+    results = []
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"{pipeline} run failed"
+        output.seek(0)
+        results.append(json.loads(output.read().strip().splitlines()[-1]))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"seconds": max(r["seconds"] for r in results), "cpu_seconds": cpu,
@@ -122,13 +156,26 @@ def dedup_quality(corpus_obj, corpus: Path, out: Path, workers: int, file_bytes:
     kept = set()
     for path in sorted((Path(work_folder(cfg, run_fingerprint(cfg))) / "kept").glob("*.jsonl")):
         kept |= {int(json.loads(line)["id"].rsplit("id=", 1)[1].rstrip(")")) for line in path.open()}
-    new = quality(corpus_obj, set(range(len(corpus_obj.texts))) - kept)
+    count = sum(1 for path in corpus.glob("*.jsonl") for _ in path.open())
+    new = quality(corpus_obj, set(range(count)) - kept)
     dedup, hasher, removed = Deduplicator(cfg.dedup), MinHasher(cfg.dedup.num_perm, cfg.dedup.shingle_size), set()
-    for index, text in enumerate(corpus_obj.texts):
-        text = normalize_text(text)
+    records = (json.loads(line) for path in sorted(corpus.glob("*.jsonl")) for line in path.open())
+    for record in records:  # read back from the files: the bench keeps no corpus in memory (large runs)
+        index, text = record["id"], normalize_text(record["text"])
         if dedup.keep([Unit(text, digest(text), hasher.signature(text))], str(index)) is None:
             removed.add(index)
     return {"old": quality(corpus_obj, removed), "new": new}
+
+
+def make(documents: int, seed: int, folder: Path, files: int) -> None:
+    """Write a synthetic corpus as JSONL files and its planted pairs as pairs.json (run in its own process, so
+    the bench process never holds the corpus)."""
+    from llm_launch.dataprep.synthetic import make_corpus, write_corpus
+
+    corpus = make_corpus(documents, seed=seed)
+    write_corpus(corpus, folder / "jsonl", files=files)
+    (folder / "pairs.json").write_text(json.dumps({"documents": len(corpus.texts), "duplicates": corpus.duplicates,
+                                                   "distinct": corpus.distinct}))
 
 
 def main() -> None:
@@ -139,22 +186,37 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sizes", default="1,2", help="corpus sizes as multiples of --mb")
     parser.add_argument("--child")
+    parser.add_argument("--make", nargs=3, metavar=("DOCUMENTS", "SEED", "FOLDER"))
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    from llm_launch.dataprep.synthetic import make_corpus, write_corpus
+    if args.make:
+        make(int(args.make[0]), int(args.make[1]), Path(args.make[2]), max(1, round(args.mb / args.file_mb)))
+        return
+    from llm_launch.dataprep.synthetic import Corpus
 
     root = Path(tempfile.mkdtemp(prefix="prep-bench-"))
     file_bytes = int(args.file_mb * 1e6)
     rows, corpora = [], {}
     load_before = os.getloadavg()
     scales = [float(x) for x in args.sizes.split(",")]
+    print(f"{args.workers} workers; files of {args.file_mb} MB (task_bytes = one file); {os.cpu_count()} cores; "
+          f"Python {platform.python_version()}; {args.repeats} run(s) each, medians; load average before "
+          f"{load_before[0]:.1f} (1 min)")
+    print("| corpus | pipeline | s | documents/s | per worker | vs old | CPU s | documents per CPU s | vs old "
+          "| peak RSS main | peak RSS worker |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    base = {}
     for scale in scales:
         documents = int(args.mb * scale * 1e6 / DOC_BYTES / 1.2)  # planted copies add about a fifth
-        corpus_obj = make_corpus(documents, seed=int(scale))
-        folder = root / f"corpus{scale}"
-        write_corpus(corpus_obj, folder, files=max(1, round(args.mb * scale / args.file_mb)))
+        made = root / f"corpus{scale}"
+        subprocess.run([sys.executable, __file__, "--make", str(documents), str(int(scale)), str(made),
+                        "--mb", str(args.mb * scale), "--file-mb", str(args.file_mb)], check=True)
+        pairs = json.loads((made / "pairs.json").read_text())
+        corpus_obj = Corpus(duplicates=[tuple(p) for p in pairs["duplicates"]],
+                            distinct=[tuple(p) for p in pairs["distinct"]])
+        folder, documents = made / "jsonl", pairs["documents"]
         size = sum(p.stat().st_size for p in folder.iterdir())
         corpora[scale] = (corpus_obj, folder)
         runs = {"old": [], "new": []}
@@ -162,25 +224,28 @@ def main() -> None:
             for pipeline in (("old", "new") if repeat % 2 == 0 else ("new", "old")):
                 runs[pipeline].append(measure(pipeline, folder, root / f"{pipeline}{scale}", args.workers, file_bytes))
         for pipeline, results in runs.items():
+            stopped = [r["stopped"] for r in results if "stopped" in r]
+            if stopped:
+                print(f"| {size / 1e6:.1f} MB, {documents:,} docs | {pipeline} | {stopped[0]} |", flush=True)
+                continue
             result = {key: statistics.median(r[key] for r in results)
                       for key in ("seconds", "cpu_seconds", "rss_main_kib", "rss_worker_kib")}
             result["manifest"] = results[-1]["manifest"]
             docs = result["manifest"]["sources"][0]["documents_read"]
-            rows.append((scale, size, len(corpus_obj.texts), pipeline, result, docs))
-    print(f"{args.workers} workers; files of {args.file_mb} MB (task_bytes = one file); {os.cpu_count()} cores; "
-          f"Python {platform.python_version()}; {args.repeats} run(s) each, medians; load average before "
-          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
-    print("| corpus | pipeline | s | documents/s | per worker | vs old | CPU s | documents per CPU s | vs old "
-          "| peak RSS main | peak RSS worker |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    base = {}
-    for scale, size, docs, pipeline, result, read in rows:
-        rate, cpu_rate = read / result["seconds"], read / result["cpu_seconds"]
-        base.setdefault(scale, (rate, cpu_rate))
-        print(f"| {size / 1e6:.1f} MB, {docs:,} docs | {pipeline} | {result['seconds']:.1f} | {rate:,.0f} | "
-              f"{rate / args.workers:,.0f} | {rate / base[scale][0]:.2f} | {result['cpu_seconds']:.1f} | {cpu_rate:,.0f} | "
-              f"{cpu_rate / base[scale][1]:.2f} | {result['rss_main_kib'] / 1024:,.0f} MiB | "
-              f"{result['rss_worker_kib'] / 1024:,.0f} MiB |", flush=True)
+            rows.append((scale, size, documents, pipeline, result, docs))
+            rate, cpu_rate = docs / result["seconds"], docs / result["cpu_seconds"]
+            if pipeline == "old":
+                base[scale] = (rate, cpu_rate)
+            old = base.get(scale)
+            vs_old = [f"{value / old[k]:.2f}" if old else "-" for k, value in enumerate((rate, cpu_rate))]
+            print(f"| {size / 1e6:.1f} MB, {documents:,} docs | {pipeline} | {result['seconds']:.1f} | {rate:,.0f} | "
+                  f"{rate / args.workers:,.0f} | {vs_old[0]} | {result['cpu_seconds']:.1f} | "
+                  f"{cpu_rate:,.0f} | {vs_old[1]} | {result['rss_main_kib'] / 1024:,.0f} MiB | "
+                  f"{result['rss_worker_kib'] / 1024:,.0f} MiB |", flush=True)
+        shutil.rmtree(root / f"old{scale}", ignore_errors=True)
+        if scale != scales[0]:
+            shutil.rmtree(root / f"new{scale}", ignore_errors=True)
+            shutil.rmtree(made, ignore_errors=True)
     corpus_obj, folder = corpora[scales[0]]
     one = [r for r in rows if r[0] == scales[0] and r[3] == "new"][0][4]
     two = measure("new", folder, root / "hosts2", max(1, args.workers // 2), file_bytes, hosts=2)
@@ -195,6 +260,8 @@ def main() -> None:
     for name, q in quality.items():
         print(f"| {name} | {q['pairs']} | {q['non_duplicate_pairs']} | {q['removed']} | {q['recall']:.3f} | "
               f"{q['precision']:.3f} |")
+    print(f"load average after: {os.getloadavg()[0]:.1f} (1 min)")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
