@@ -156,15 +156,15 @@ def dedup_quality(corpus_obj, corpus: Path, out: Path, workers: int, file_bytes:
     kept = set()
     for path in sorted((Path(work_folder(cfg, run_fingerprint(cfg))) / "kept").glob("*.jsonl")):
         kept |= {int(json.loads(line)["id"].rsplit("id=", 1)[1].rstrip(")")) for line in path.open()}
-    count = sum(1 for path in corpus.glob("*.jsonl") for _ in path.open())
-    new = quality(corpus_obj, set(range(count)) - kept)
-    dedup, hasher, removed = Deduplicator(cfg.dedup), MinHasher(cfg.dedup.num_perm, cfg.dedup.shingle_size), set()
+    dedup, hasher = Deduplicator(cfg.dedup), MinHasher(cfg.dedup.num_perm, cfg.dedup.shingle_size)
+    read, removed = set(), set()
     records = (json.loads(line) for path in sorted(corpus.glob("*.jsonl")) for line in path.open())
     for record in records:  # read back from the files: the bench keeps no corpus in memory (large runs)
         index, text = record["id"], normalize_text(record["text"])
+        read.add(index)
         if dedup.keep([Unit(text, digest(text), hasher.signature(text))], str(index)) is None:
             removed.add(index)
-    return {"old": quality(corpus_obj, removed), "new": new}
+    return {"old": quality(corpus_obj, removed), "new": quality(corpus_obj, read - kept)}
 
 
 def make(documents: int, seed: int, folder: Path, files: int) -> None:
@@ -198,7 +198,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="prep-bench-"))
     file_bytes = int(args.file_mb * 1e6)
-    rows, corpora = [], {}
+    rows, first = [], None
     load_before = os.getloadavg()
     scales = [float(x) for x in args.sizes.split(",")]
     print(f"{args.workers} workers; files of {args.file_mb} MB (task_bytes = one file); {os.cpu_count()} cores; "
@@ -218,7 +218,7 @@ def main() -> None:
                             distinct=[tuple(p) for p in pairs["distinct"]])
         folder, documents = made / "jsonl", pairs["documents"]
         size = sum(p.stat().st_size for p in folder.iterdir())
-        corpora[scale] = (corpus_obj, folder)
+        first = first or (corpus_obj, folder)
         runs = {"old": [], "new": []}
         for repeat in range(args.repeats):
             for pipeline in (("old", "new") if repeat % 2 == 0 else ("new", "old")):
@@ -246,7 +246,7 @@ def main() -> None:
         if scale != scales[0]:
             shutil.rmtree(root / f"new{scale}", ignore_errors=True)
             shutil.rmtree(made, ignore_errors=True)
-    corpus_obj, folder = corpora[scales[0]]
+    corpus_obj, folder = first
     one = [r for r in rows if r[0] == scales[0] and r[3] == "new"][0][4]
     two = measure("new", folder, root / "hosts2", max(1, args.workers // 2), file_bytes, hosts=2)
     same = {k: v for k, v in two["manifest"].items()} == {k: v for k, v in one["manifest"].items()}
