@@ -16,6 +16,7 @@ from llm_launch.train.errors import JobError
 from llm_launch.train.lifeline import tie_rank_to_launcher
 from llm_launch.train.reporting import another_rank_reported, report
 from llm_launch.train.s3_folders import localize_folders
+from llm_launch.train.watchdog import end_with_hang, hang_taken_up
 
 
 def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) -> None:
@@ -23,7 +24,7 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
 
     job_runner(job, job_path=..., precompile=...) runs the job: llm_launch.train.trainer.train unless given.
     A problem of the job's input or state (JobError) ends it with one line from one rank, exit 2
-    (train/reporting.py).
+    (train/reporting.py); any failure after the hang watchdog has taken up a hang, with the hang's code.
     """
     tie_rank_to_launcher()
     parser = argparse.ArgumentParser(prog=f"python -m train.{task}", description=f"Run a {task} job.")
@@ -51,6 +52,8 @@ def run_entrypoint(task: str, argv: list[str] | None = None, job_runner=None) ->
     except JobError as exc:
         report(task, str(exc))
     except BaseException as exc:
+        if hang_taken_up():
+            end_with_hang()  # exits with the hang's code, however the main thread then failed
         if isinstance(exc, SystemExit | KeyboardInterrupt) or not another_rank_reported():
             raise
         sys.exit(2)  # this rank failed because the reporting rank is gone (DCP errors are BaseExceptions)

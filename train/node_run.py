@@ -12,6 +12,9 @@ https://github.com/pytorch/pytorch/blob/main/torch/distributed/run.py), and only
   128 + the signal's number, as a shell reports a process a signal ended;
 
 in both cases without a traceback, so the ranks' own last line stays the log's last line.
+
+A c10d rendezvous runs as train/rendezvous.py's handler: an agent that finds the rendezvous store gone (the node
+that served it ended first) goes on watching its ranks for a while, so the node still ends with their code.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import os
 import sys
 from typing import NoReturn
 
+from llm_launch.train import rendezvous
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.rendezvous import RendezvousError
 from torch.distributed.run import parse_args, run
 
 SIGNAL_EXIT_BASE = 128
@@ -49,12 +54,19 @@ def leave(code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.rdzv_backend == rendezvous.WRAPPED_BACKEND:
+        rendezvous.register()
+        args.rdzv_backend = rendezvous.BACKEND
     try:
         run(args)
     except ChildFailedError as exc:
         leave(node_exit_code(exc))
     except SignalException as exc:
         leave(SIGNAL_EXIT_BASE + int(exc.sigval))
+    except RendezvousError as exc:  # torchrun's exit code 1, in one line; the cause holds the store's own message
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        print(f"node_run: {type(exc).__name__}: {exc}{cause}".replace("\n", " "), file=sys.stderr)
+        leave(1)
 
 
 if __name__ == "__main__":

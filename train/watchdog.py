@@ -12,7 +12,9 @@ step has finished; evaluation and checkpoints are not watched), or another rank 
 - the first rank to declare it waits (up to DUMP_WAIT_S) for every rank's dump, then prints one line:
   `hang: step S did not finish within T s; ranks [..] did not arrive at its end-of-step collective ...` and writes
   <output_dir>/hang/hang.json;
-- every rank then exits with HANG_EXIT_CODE, without waiting for its stuck main thread.
+- every rank then exits with HANG_EXIT_CODE, without waiting for its stuck main thread; a main thread that fails
+  once its watchdog has taken up the hang (the first ranks to exit close their connections: gloo's "Connection
+  closed by peer") leaves the exit to the watchdog (end_with_hang), so every rank still ends with that code.
 A rank whose main thread holds the interpreter lock in native code cannot run its watchdog; the other ranks still
 declare the hang and name it (it never arrived), and exit, which torchrun turns into the end of every rank.
 
@@ -34,6 +36,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import NoReturn
 
 import torch.distributed as dist
 from llm_launch.launcher.progress import HANG_EXIT_CODE, HANG_RECORD
@@ -41,6 +44,8 @@ from llm_launch.launcher.progress import HANG_EXIT_CODE, HANG_RECORD
 HANG_DIR = str(Path(HANG_RECORD).parent)
 DUMP_WAIT_S = 20.0
 """How long the declaring rank waits for the other ranks' stack dumps before it prints the line."""
+REPORT_WAIT_S = 5.0
+"""How much longer than DUMP_WAIT_S the other ranks wait for that line before they exit."""
 STEP_HISTORY = 50
 """Step times kept for the median behind the automatic timeout."""
 WARM_STEPS = 1
@@ -77,6 +82,22 @@ class Stragglers:
                 self.slow_for.pop(rank, None)
                 self.named.discard(rank)
         return newly
+
+
+_hang_taken_up = threading.Event()
+"""Set once this rank's watchdog has declared a hang or seen another rank's declaration."""
+
+
+def hang_taken_up() -> bool:
+    """Whether this rank's watchdog is ending the process for a hang."""
+    return _hang_taken_up.is_set()
+
+
+def end_with_hang() -> NoReturn:
+    """The main thread failed after the watchdog took up a hang: its failure is the hang's consequence. Wait for the
+    watchdog to finish its dump and report, which exits with HANG_EXIT_CODE, and exit so if it has not by then."""
+    time.sleep(DUMP_WAIT_S + REPORT_WAIT_S + 5)
+    os._exit(HANG_EXIT_CODE)
 
 
 STOP_WAIT_S = 30.0
@@ -163,6 +184,7 @@ class Watchdog:
         return arrivals
 
     def _on_hang(self, step: int, *, declaring: bool) -> None:
+        _hang_taken_up.set()
         timeout = self.timeout_s()
         print(f"watchdog: rank {self.rank}: step {step} did not finish within {timeout:.0f} s; Python stacks of "
               f"rank {self.rank}:", file=sys.stderr, flush=True)
@@ -179,7 +201,7 @@ class Watchdog:
                 self._report(step, timeout)
                 self.store.set(f"{self.prefix}reported", "1")
             else:
-                deadline = time.monotonic() + DUMP_WAIT_S + 5
+                deadline = time.monotonic() + DUMP_WAIT_S + REPORT_WAIT_S
                 while time.monotonic() < deadline and not self.store.check([f"{self.prefix}reported"]):
                     time.sleep(0.2)
         except Exception:  # noqa: BLE001 - the store left with the rank that hosted it (a job whose workers host their

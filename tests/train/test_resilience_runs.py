@@ -85,11 +85,16 @@ def test_kill_9_during_an_async_write_keeps_latest_and_the_rerun_is_bit_exact(tm
     assert 0 < summary["goodput"] < 1 and summary["checkpoint_s"] > 0 and summary["productive_s"] > 0
 
 
-def test_a_hung_rank_dumps_every_stack_names_the_rank_and_step_and_exits_75(tmp_path, command):
+@pytest.mark.parametrize("world", [
+    (),
+    # three ranks wait inside the collective, and every one's stack is in the log
+    ("instance.accelerators_per_node=4", "training.micro_batch_size=2"),
+], ids=["world2", "world4"])
+def test_a_hung_rank_dumps_every_stack_names_the_rank_and_step_and_exits_75(tmp_path, command, world):
     timeout_s = 10
     env = dict(os.environ, LLM_LAUNCH_TEST_FAULTS="hang=1@3")
     proc = subprocess.Popen(command(tmp_path, "training.max_steps=6", "training.checkpoint.every_n_steps=0",
-                                    f"training.watchdog.hang_timeout_s={timeout_s}"),
+                                    f"training.watchdog.hang_timeout_s={timeout_s}", *world),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     log = tmp_path / "train.log"
     _wait_for(lambda: log.is_file() and "test fault: rank 1 hangs at step 3" in log.read_text(), proc, "the hang")
@@ -98,7 +103,7 @@ def test_a_hung_rank_dumps_every_stack_names_the_rank_and_step_and_exits_75(tmp_
     assert time.monotonic() - hung_at <= timeout_s + 30
     assert proc.returncode == HANG_EXIT_CODE, output[-3000:]
     text = log.read_text()
-    for rank in (0, 1):
+    for rank in range(4 if world else 2):
         assert f"watchdog: rank {rank}: step 3 did not finish within {timeout_s} s; Python stacks of rank {rank}:" in text
     assert 'in hang_here' in text  # rank 1's main thread, where it stopped
     assert 'in all_reduce' in text  # rank 0's, waiting inside the collective
