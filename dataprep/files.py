@@ -9,6 +9,7 @@ read_bytes, str), so a JSONL, Parquet, text, HTML, PDF or DOCX file in S3 is rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from llm_launch.launcher.data_sources import SUFFIXES, list_files
@@ -40,6 +41,16 @@ class RemoteFile:
 def input_file(path: str) -> Path | RemoteFile:
     """What the readers open for a listed input path."""
     return RemoteFile(path) if is_url(path) else Path(path)
+
+
+def relative_name(root: str, path: str) -> str:
+    """A listed file's name within its source, the same wherever the source lies: the path under the source's
+    folder or prefix, or the file's own name when the source is that file."""
+    if is_url(root):
+        prefix = root.rstrip("/") + "/"
+        return path[len(prefix):] if path.startswith(prefix) else path.rsplit("/", 1)[-1]
+    relative = os.path.relpath(path, root)
+    return Path(path).name if relative == "." else Path(relative).as_posix()
 
 
 def source_files(path: str, fmt: str) -> list[tuple[str, int, object]]:

@@ -20,8 +20,9 @@ from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.jobfile import write_text_atomic
 from llm_launch.train.data.packed import INDEX_FILE, make_index
 
-PIPELINE_VERSION = 2
-"""2: MinHash shingles hashed per word (dataprep/blocks/dedup.py); a run's intermediates of version 1 are not reused."""
+PIPELINE_VERSION = 3
+"""2: MinHash shingles hashed per word (dataprep/blocks/dedup.py); 3: the mix and split seeded by a document's name
+within its source (blocks/read.py MIX_KEY), not its path. A run's intermediates of an older version are not reused."""
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "llm-launch-data-manifest"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")

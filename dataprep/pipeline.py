@@ -62,7 +62,7 @@ from llm_launch.dataprep.blocks.read import EXTRACT_STEP, NORMALIZE_STEP, READ_S
 from llm_launch.dataprep.blocks.reports import REPORTS, TaskReport, merge_reports
 from llm_launch.dataprep.dedup import LSH_WEIGHTS
 from llm_launch.dataprep.executors import Hosts, Stage, run_stages
-from llm_launch.dataprep.files import source_files
+from llm_launch.dataprep.files import relative_name, source_files
 from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.process import available_cores
 from llm_launch.dataprep.run import _check_output, _finished_run, _summarise
@@ -86,9 +86,10 @@ def document_record(writer, doc) -> dict:
     return {"text": doc.text, "id": doc.id, "metadata": doc.metadata}
 
 
-def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str]], int, Tally, dict[int, int]]:
-    """(source index, path or URL) of every input file in reading order, their total size, listing problems and
-    the problems per source (local folders, and s3:// prefixes through DataTrove's fsspec I/O: files.py)."""
+def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str, str]], int, Tally, dict[int, int]]:
+    """(source index, path or URL, name within the source) of every input file in reading order, their total
+    size, listing problems and the problems per source (local folders, and s3:// prefixes through DataTrove's
+    fsspec I/O: files.py)."""
     files, size, tally, bad = [], 0, Tally(), {}
     for index, source in enumerate(cfg.sources):
         try:
@@ -101,7 +102,7 @@ def list_inputs(cfg: DataPrepConfig) -> tuple[list[tuple[int, str]], int, Tally,
             tally.add("unreadable_file", source.path, f"no {source.format} files")
             bad[index] = 1
         for path, bytes_, _ in found:
-            files.append((index, path))
+            files.append((index, path, relative_name(source.path, path)))
             size += bytes_
     return files, size, tally, bad
 

@@ -39,6 +39,7 @@ from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.typeshelper import StatHints
 from llm_launch.dataprep.blocks.filters import WhitespaceWords
+from llm_launch.dataprep.blocks.read import MIX_KEY
 from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 from llm_launch.dataprep.normalize import paragraphs
 from llm_launch.dataprep.word_hashes import mix64, word_hashes
@@ -115,7 +116,8 @@ class SplitParagraphs(PipelineStep):
             pieces = paragraphs(doc.text)
             for number, piece in enumerate(pieces, 1):
                 yield Document(text=piece, id=f"{doc.id} (paragraph {number})",
-                               metadata={"source": doc.metadata["source"], "parent": doc.id})
+                               metadata={"source": doc.metadata["source"], "parent": doc.id,
+                                         MIX_KEY: doc.metadata[MIX_KEY]})
 
 
 class JoinParagraphs(PipelineStep):
@@ -133,7 +135,8 @@ class JoinParagraphs(PipelineStep):
                 continue
             if current is not None:
                 yield current
-            current = Document(text=doc.text, id=parent, metadata={"source": doc.metadata["source"]})
+            current = Document(text=doc.text, id=parent,
+                               metadata={"source": doc.metadata["source"], MIX_KEY: doc.metadata[MIX_KEY]})
         if current is not None:
             yield current
 

@@ -1,8 +1,8 @@
 """Weighted mixing, the train/valid split and the shuffle, streaming and seeded (bounded memory).
 
 The in-memory pipeline (dataprep/mix.py) drew exact character targets from permutations of every kept
-document; here no task sees the corpus, so every choice is a seeded hash of the document's id (its
-place in the input), which any task computes alone:
+document; here no task sees the corpus, so every choice is a seeded hash of the document's name (its place in
+its source, the same wherever the source lies: read.py MIX_KEY), which any task computes alone:
 - mixing: the source with the least kept text for its weight is used whole; a document of another source
   is selected with probability target/available characters of that source (mix_plan, from the kept counts);
 - split: a selected document goes to validation with probability split.valid_fraction;
@@ -20,6 +20,7 @@ import math
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from llm_launch.dataprep.blocks.read import MIX_KEY
 from llm_launch.dataprep.blocks.reports import ReportingStep, TaskReport
 
 KEPT_STEP = "kept"
@@ -28,9 +29,9 @@ SPLITS = ("train", "valid")
 _SELECT, _SPLIT, _ORDER = "select", "split", "order"
 
 
-def unit_hash(seed: int, stage: str, doc_id: str) -> float:
-    """A number in [0, 1) fixed by (seed, stage, document id)."""
-    digest = hashlib.blake2b(f"{seed}\0{stage}\0{doc_id}".encode(), digest_size=8).digest()
+def unit_hash(seed: int, stage: str, name: str) -> float:
+    """A number in [0, 1) fixed by (seed, stage, document name)."""
+    digest = hashlib.blake2b(f"{seed}\0{stage}\0{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64
 
 
@@ -94,11 +95,12 @@ class Scatter(PipelineStep):
             for doc in data:
                 source = doc.metadata["source"]
                 position, offset = offset, offset + len(doc.text)
-                if unit_hash(self.seed, _SELECT, doc.id) >= plan["probability"][source]:
+                name = doc.metadata[MIX_KEY]
+                if unit_hash(self.seed, _SELECT, name) >= plan["probability"][source]:
                     continue
-                split = "valid" if unit_hash(self.seed, _SPLIT, doc.id) < plan["valid_fraction"] else "train"
+                split = "valid" if unit_hash(self.seed, _SPLIT, name) < plan["valid_fraction"] else "train"
                 buckets = plan["buckets"][split]
-                bucket = (int(unit_hash(self.seed, _ORDER, doc.id) * buckets) if self.shuffle
+                bucket = (int(unit_hash(self.seed, _ORDER, name) * buckets) if self.shuffle
                           else min(buckets - 1, position * buckets // total))
                 report.count(source, f"selected_{split}")
                 report.count(source, "chars_selected", len(doc.text))

@@ -3,7 +3,10 @@
 SourceReader hands each task a contiguous run of the input files (all sources, in source then path order,
 so task order is reading order) and yields one DataTrove Document per record (JSONL, Parquet) or per file
 (text, HTML, PDF, DOCX: the file is read by Extract, the next step). Document ids are where the document
-came from (path:line, path:row N, path), which the manifest's examples name. Nothing unreadable stops a
+came from (path:line, path:row N, path), which the manifest's examples name; metadata[MIX_KEY] names it the same
+way wherever the source lies (its file's name within the source, and its place among the file's records), and
+seeds the mix and split (mix.py), so a corpus moved (to S3, another folder) gives the same dataset. Nothing
+unreadable stops a
 task: it is counted as bad input (reports.py) with its place, as in the in-memory pipeline (dataprep/read.py).
 Files are local paths or s3:// (fsspec) URLs, opened through DataTrove's I/O (files.py).
 """
@@ -22,6 +25,8 @@ from llm_launch.dataprep.read import RECORD_FORMATS, read_jsonl, read_parquet
 from llm_launch.launcher.config.schema import DataSourceConfig
 
 READ_STEP, EXTRACT_STEP, NORMALIZE_STEP = "read", "extract", "normalize"
+MIX_KEY = "mix_key"
+"""Metadata key of a document's location-independent name: <file within its source> or <file>#<record number>."""
 
 
 def task_files(files: list, rank: int, world_size: int) -> list:
@@ -56,20 +61,22 @@ class SourceReader(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         report = TaskReport()
-        for index, path in task_files(self.files, rank, world_size):
+        for index, path, name in task_files(self.files, rank, world_size):
             source = self.sources[index]
             if source.format not in RECORD_FORMATS:
                 report.count(index, "documents_read")
                 self.stat_update("documents")
-                yield Document(text="", id=path, metadata={"source": index, "file": path, "format": source.format})
+                yield Document(text="", id=path, metadata={"source": index, "file": path, "format": source.format,
+                                                            MIX_KEY: name})
                 continue
             reader = read_jsonl if source.format == "jsonl" else read_parquet
             before = report.tally.total
             try:
-                for item in reader(input_file(path), index, source, report.tally):
+                for number, item in enumerate(reader(input_file(path), index, source, report.tally)):
                     report.count(index, "documents_read")
                     self.stat_update("documents")
-                    yield Document(text=item.text, id=item.where, metadata={"source": index, "meta": item.meta})
+                    yield Document(text=item.text, id=item.where,
+                                   metadata={"source": index, "meta": item.meta, MIX_KEY: f"{name}#{number}"})
             except Exception as exc:  # noqa: BLE001 - a corrupt file is counted, never fatal
                 report.tally.add("unreadable_file", path, f"{type(exc).__name__}: {exc}")
             report.count(index, "bad_input", report.tally.total - before)  # the records the reader refused

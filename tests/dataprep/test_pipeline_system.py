@@ -210,8 +210,8 @@ def test_intermediates_on_s3_give_the_same_dataset_as_a_local_folder(aws, tmp_pa
 def test_sources_on_s3_give_the_same_dataset_as_local_files(aws, tmp_path):
     """A JSONL source (an s3:// prefix) and a Parquet source (one s3:// object) read through DataTrove's fsspec I/O
     (s3fs) against moto_server, with the intermediates on S3 too: the same documents read, filtered, deduplicated
-    and kept, with the same characters, as the same files read from a local folder. (Which documents the mix selects
-    and the split holds out is seeded by document id, which names the file: s3://... here, so shards differ.)"""
+    and kept, with the same characters, as the same files read from a local folder, and the same shards: the mix and
+    split are seeded by a document's place within its source, not by where the source lies."""
     pytest.importorskip("s3fs", reason="s3fs is not installed (pip install s3fs; see docs/data.md)")
     import boto3
     import pyarrow as pa
@@ -237,6 +237,8 @@ def test_sources_on_s3_give_the_same_dataset_as_local_files(aws, tmp_path):
     assert [{k: s[k] for k in keys} for s in remote["sources"]] == [{k: s[k] for k in keys} for s in local["sources"]]
     assert remote["sources"][0]["documents_read"] == 298 and remote["sources"][1]["documents_read"] == len(records)
     assert remote["splits"]["train"]["rows"] > 0 and len(shard_hashes(tmp_path / "s3")) > 1
+    assert remote["splits"]["valid"]["rows"] > 0
+    assert shard_hashes(tmp_path / "s3") == shard_hashes(tmp_path / "local")
     assert remote["filters"]["dropped"].keys() == local["filters"]["dropped"].keys()
     assert [s["path"] for s in remote["sources"]] == ["s3://corpus/web", "s3://corpus/extra/extra.parquet"]
 
