@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ports import free_port
+
 REGION = "us-west-2"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 STOP_TARGET = "SageMaker.StopTrainingJob"
@@ -40,17 +42,11 @@ class Fault:
     headers: dict = field(default_factory=dict)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class MotoEndpoint:
     """moto_server plus the front; url is what AWS_ENDPOINT_URL gets."""
 
     def __init__(self):
-        self.moto_port = _free_port()
+        self.moto_port = free_port()
         moto_server = Path(sys.executable).parent / "moto_server"
         self.process = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(self.moto_port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

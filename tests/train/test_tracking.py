@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ import pytest
 from llm_launch.launcher.config.schema import JobConfig, TrackingBackend, WandbMode
 from llm_launch.train.errors import JobError
 from llm_launch.train.tracking import start_trackers, tracking_problems
+from ports import free_port
 
 ARN = "arn:aws:sagemaker:us-west-2:111122223333:mlflow-tracking-server/llm-launch-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def mlflow_server(tmp_path_factory):
     """`mlflow server` with a file store, on a free port; its URL. Artifacts go to a folder the client writes
     (as a SageMaker tracking server's go to S3), not through the server."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"file://{root / 'store'}",
@@ -159,7 +153,7 @@ def test_a_sagemaker_tracking_server_arn_goes_through_the_plugin(mlflow_server, 
 
 
 def test_an_unreachable_server_is_one_line_before_training_or_a_warning(tmp_path, capsys):
-    dead = f"http://user:pass@127.0.0.1:{_free_port()}"
+    dead = f"http://user:pass@127.0.0.1:{free_port()}"
     job = _job(tmp_path, TrackingBackend.mlflow, uri=dead)
     with pytest.raises(JobError) as caught:
         start_trackers(job, {}, tmp_path, open_runs=True)

@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from llm_launch.launcher.clusters.sagemaker.paths import PACK_DIR
 from llm_launch.launcher.jobfile import write_job
+from ports import free_port
 
 HOSTS = ("algo-1", "algo-2")
 CODE = "/opt/ml/input/data/code/job.yaml"
@@ -40,12 +40,6 @@ def namespaces_unavailable() -> str | None:
         return "util-linux unshare is not installed"
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
     return None if probe.returncode == 0 else f"unshare -m fails here: {probe.stderr.strip()}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TwoHosts:

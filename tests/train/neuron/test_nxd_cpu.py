@@ -12,7 +12,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from llm_launch.launcher import PROJECT_ROOT
+from ports import free_port
 
 NXD_SRC = os.environ.get("NXD_SRC")
 TOOLS = os.environ.get("NXD_CPU_TOOLS", "/work/shared/tools/nxd-cpu")
@@ -43,13 +43,6 @@ def tiny(tmp_path_factory):
     model.save_pretrained(folder, safe_serialization=True)
     torch.save(model.state_dict(), folder.parent / "full.pt")
     return folder
-
-
-def _free_port() -> str:
-    """torchrun hangs with --master_port 0 here; take a free port instead."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
 
 
 def _env():
@@ -120,7 +113,7 @@ def test_our_model_on_nxd_layers_equals_hf(tiny, tmp_path, tp, m, hw):
     layer of that platform expects, and the forward equals HF's either way."""
     _ours(tiny, tmp_path / "nxd", tp, 1, m, hw, False)
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(tp), "--master_port", _free_port(),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(tp), "--master_port", str(free_port()),
            str(WORKER), "forward", str(tiny), str(tmp_path / "nxd"), str(tp), str(m), str(out)]
     proc = subprocess.run(cmd, env={**_env(), "NXD_PLATFORM": hw}, cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=600)
@@ -155,7 +148,7 @@ def _torchrun_command(tmp_path: Path, entrypoint: str, job: Path, *flags: str) -
     script.write_text(f"import runpy, sys\nsys.path.insert(0, {TOOLS!r})\nimport nxd_cpu  # noqa\n"
                       f"sys.argv = ['train.{entrypoint}', '--job', {str(job)!r}, *{list(flags)!r}]\n"
                       f"runpy.run_module('train.{entrypoint}', run_name='__main__')\n")
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
             str(script)]
 
 

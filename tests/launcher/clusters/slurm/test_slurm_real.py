@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from llm_launch.launcher.clusters.slurm.state import ENDED
+from ports import free_port
 
 LLM_LAUNCH = Path(sys.executable).parent / "llm-launch"
 TIME_LIMIT = "cluster.slurm.time_limit=00:20:00"
@@ -47,12 +47,6 @@ def cli(cluster, out: Path, *overrides: str, action: str, path: str | None = Non
     shared = out.parent
     return subprocess.run([str(LLM_LAUNCH), f"output_dir={out}", f"cluster.slurm.shared_dir={shared}", *overrides,
                            f"action={action}"], capture_output=True, text=True, env=env, cwd=shared, timeout=300)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def submitted(cluster, out: Path, *overrides: str, path: str | None = None) -> str:
