@@ -63,9 +63,8 @@ from llm_launch.dataprep.blocks.reports import REPORTS, TaskReport, merge_report
 from llm_launch.dataprep.dedup import LSH_WEIGHTS
 from llm_launch.dataprep.executors import Hosts, Stage, run_stages
 from llm_launch.dataprep.files import relative_name, source_files
-from llm_launch.dataprep.manifest import run_fingerprint
 from llm_launch.dataprep.process import available_cores
-from llm_launch.dataprep.run import _check_output, _finished_run, _summarise
+from llm_launch.dataprep.run import _summarise, open_output
 from llm_launch.launcher.config.schema import DataPrepConfig
 from llm_launch.launcher.data_prep import prep_tasks, work_dir
 from llm_launch.launcher.jsonl import Tally
@@ -283,15 +282,8 @@ def prepare_data(cfg: DataPrepConfig, hosts: Hosts | None = None, progress: bool
     Returns the manifest on host 0 and an empty dict on the others.
     """
     hosts = hosts or Hosts()
-    if cfg.seq_len is None or cfg.tokenizer_path is None or cfg.seed is None or cfg.output.dir is None:
-        raise ValueError("prepare_data needs seq_len, tokenizer_path, seed and output.dir resolved")
-    out = Path(cfg.output.dir)
-    fingerprint = run_fingerprint(cfg)
-    _check_output(out, fingerprint, cfg.output.overwrite)
-    done = _finished_run(out, fingerprint)
+    out, fingerprint, done = open_output(cfg, progress)
     if done is not None:
-        if progress:
-            print(f"data prep: {out} already holds this run's data; nothing to do", flush=True)
         return done if hosts.index == 0 else {}
     work = work_folder(cfg, fingerprint)
     files, size, listing, listing_bad = list_inputs(cfg)

@@ -85,6 +85,20 @@ def _finished_run(out: Path, fingerprint: str) -> dict | None:
     return manifest
 
 
+def open_output(cfg: DataPrepConfig, progress: bool) -> tuple[Path, str, dict | None]:
+    """(output folder, this run's fingerprint, the manifest of this run already finished there, else None) of a
+    resolved config; refuses a folder that holds data prepared from other inputs or settings (OutputInUse)."""
+    if cfg.seq_len is None or cfg.tokenizer_path is None or cfg.seed is None or cfg.output.dir is None:
+        raise ValueError("prepare_data needs seq_len, tokenizer_path, seed and output.dir resolved")
+    out = Path(cfg.output.dir)
+    fingerprint = run_fingerprint(cfg)
+    _check_output(out, fingerprint, cfg.output.overwrite)
+    done = _finished_run(out, fingerprint)
+    if done is not None and progress:
+        print(f"data prep: {out} already holds this run's data; nothing to do", flush=True)
+    return out, fingerprint, done
+
+
 def _load_plan(work: Path, fingerprint: str) -> dict | None:
     try:
         plan = json.loads((work / PLAN_FILE).read_text(encoding="utf-8"))
@@ -202,17 +216,10 @@ def prepare_data(cfg: DataPrepConfig, ranks: Ranks | None = None, progress: bool
     Returns the manifest on rank 0 and an empty dict on the others.
     """
     ranks = ranks or Ranks()
-    if cfg.seq_len is None or cfg.tokenizer_path is None or cfg.seed is None or cfg.output.dir is None:
-        raise ValueError("prepare_data needs seq_len, tokenizer_path, seed and output.dir resolved")
-    out = Path(cfg.output.dir)
-    work = out / WORK_DIR
-    fingerprint = run_fingerprint(cfg)
-    _check_output(out, fingerprint, cfg.output.overwrite)
-    done = _finished_run(out, fingerprint)
+    out, fingerprint, done = open_output(cfg, progress)
     if done is not None:
-        if progress:
-            print(f"data prep: {out} already holds this run's data; nothing to do", flush=True)
         return done if ranks.rank == 0 else {}
+    work = out / WORK_DIR
     if ranks.rank == 0 and _load_plan(work, fingerprint) is None:
         _make_plan(cfg, work, fingerprint, progress)
     ranks.barrier()
