@@ -81,6 +81,12 @@ def executor(stage: Stage, tasks: int, hosts: Hosts, workers: int, logs: str) ->
                                  start_method=start_method())
 
 
+TASK_LOCAL_RANK = 1
+"""The local rank every task runs as. DataTrove uses it only for logging: local rank 0 prints its task's INFO
+lines to the console (the pipeline, every task's statistics), any other only its errors. The console keeps our
+progress lines and the errors; every task's whole log stays in <logs>/<stage>/logs/task_<rank>.log and the
+statistics in <logs>/<stage>/stats.json."""
+
 _EXECUTOR: LocalPipelineExecutor | None = None
 """The stage's executor in a pool worker (set by the pool's initializer: inherited under fork, pickled else)."""
 
@@ -110,11 +116,11 @@ def run_tasks(ex: LocalPipelineExecutor, stage: str, in_process: bool = False) -
             pipeline = ex.pipeline
             for rank in ranks:
                 ex.pipeline = deepcopy(pipeline)
-                stats.append(ex._run_for_rank(rank, 0))
+                stats.append(ex._run_for_rank(rank, TASK_LOCAL_RANK))
         else:
             context = multiprocessing.get_context(ex.start_method)
             with ProcessPoolExecutor(ex.workers, mp_context=context, initializer=_init_worker, initargs=(ex,)) as pool:
-                futures = [pool.submit(_run_task, rank, int(i > 0)) for i, rank in enumerate(ranks)]
+                futures = [pool.submit(_run_task, rank, TASK_LOCAL_RANK) for rank in ranks]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 failed = [f for f in futures if f.done() and f.exception() is not None]
                 if failed:

@@ -292,7 +292,7 @@ def prepare_data(cfg: DataPrepConfig, hosts: Hosts | None = None, progress: bool
     host = f" (host {hosts.index + 1}/{hosts.count})" if hosts.count > 1 else ""
     say = (lambda line: print(f"data prep{host}: {line}", flush=True)) if progress else (lambda _: None)
     say(f"{len(files)} file(s), {size / 1e6:,.1f} MB, {tasks} task(s) per stage, {workers} worker(s) on each of "
-        f"{hosts.count} host(s); intermediates in {work}")
+        f"{hosts.count} host(s); intermediates in {work}, each task's log in {work}/logs/<stage>/logs")
     shards = None if shared_output or hosts.count == 1 else f"{work}/shards"
     run_stages(build_stages(cfg, work, files, tasks, fingerprint, shards), hosts, workers, f"{work}/logs", say)
     if hosts.index != 0 or not hosts.works:

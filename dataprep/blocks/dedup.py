@@ -155,9 +155,9 @@ class MarkRemoved(PipelineStep):
     type = "🫂 - DEDUP"
 
     def __init__(self, inner: PipelineStep, kind: str):
+        self.name = f"{inner.name} (marking)"  # before PipelineStep.__init__, which labels the statistics with it
         super().__init__()
         self.inner, self.kind = inner, kind
-        self.name = f"{inner.name} (marking)"
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         pending: deque[Document] = deque()

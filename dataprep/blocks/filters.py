@@ -189,9 +189,9 @@ class Counted(BaseFilter):
     """Runs a filter and counts each drop under our filter name, per source, with examples (reports.py)."""
 
     def __init__(self, inner: BaseFilter, work: str):
+        self.name = inner.name  # before PipelineStep.__init__, which labels the step's statistics with it
         super().__init__()
         self.inner, self.work = inner, work
-        self.name = f"{inner.name}"
         self.report = TaskReport()
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
